@@ -1,0 +1,94 @@
+package kvrflow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/kvrflow/kvrflow/internal/fsx"
+	"github.com/kvrflow/kvrflow/internal/manifest"
+	"github.com/kvrflow/kvrflow/steps"
+)
+
+// BackupResult describes a backup made by Backup.
+type BackupResult struct {
+	Dir   string `json:"dir"`
+	Files int    `json:"files"`
+	Bytes int64  `json:"bytes"`
+}
+
+// Backup makes a backup of the Pebble database db in out, which must not
+// exist: a Pebble checkpoint with its WAL flushed, plus the manifest
+// KVRFLOW-BACKUP listing every file's size and crc32c, written durably
+// last. A directory without that manifest is not a backup kvrflow will
+// restore, so an interrupted Backup leaves nothing restorable by mistake.
+// fs nil means the real disk.
+func Backup(ctx context.Context, db, out string, fs vfs.FS) (*BackupResult, error) {
+	if fs == nil {
+		fs = vfs.Default
+	}
+	seam := fsx.New(fs, nil)
+	if ok, err := seam.Exists(out); err != nil {
+		return nil, err
+	} else if ok {
+		return nil, fmt.Errorf("%w: %s: already exists", steps.ErrBadPath, out)
+	}
+	if ok, err := seam.Exists(filepath.Join(db, "CURRENT")); err != nil {
+		return nil, err
+	} else if !ok {
+		if ok, _ := seam.Exists(db); !ok {
+			return nil, fmt.Errorf("%w: database %s does not exist", steps.ErrBadPath, db)
+		}
+	}
+	d, err := pebble.Open(db, &pebble.Options{FS: fs, ErrorIfNotExists: true})
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", db, classifyOpen(err))
+	}
+	err = d.Checkpoint(out, pebble.WithFlushedWAL())
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint %s to %s: %w", db, out, err)
+	}
+	names, err := seam.List(out)
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(names)
+	m := &manifest.Manifest{Engine: "pebble", Created: time.Now().UTC()}
+	buf := make([]byte, fsx.BufferSize)
+	for _, n := range names {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		size, crc, err := seam.Checksum(filepath.Join(out, n), buf)
+		if err != nil {
+			return nil, err
+		}
+		m.Files = append(m.Files, manifest.File{Name: n, Size: size, CRC32C: crc})
+	}
+	if err := seam.WriteFileDurable(filepath.Join(out, manifest.Name), m.Encode()); err != nil {
+		return nil, err
+	}
+	return &BackupResult{Dir: out, Files: len(m.Files), Bytes: m.Bytes()}, nil
+}
+
+// classifyOpen marks a Pebble open error caused by a held lock as
+// steps.ErrInUse, and a missing database as steps.ErrBadPath.
+func classifyOpen(err error) error {
+	switch {
+	case errors.Is(err, syscall.EAGAIN), errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EWOULDBLOCK):
+		return fmt.Errorf("%w: %w", steps.ErrInUse, err)
+	case errors.Is(err, pebble.ErrDBDoesNotExist):
+		return fmt.Errorf("%w: %w", steps.ErrBadPath, err)
+	}
+	return err
+}

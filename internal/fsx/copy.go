@@ -1,0 +1,124 @@
+package fsx
+
+import (
+	"hash/crc32"
+	"io"
+	"path/filepath"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// BufferSize is the size of the buffers used to copy and checksum files.
+const BufferSize = 1 << 20
+
+// CopyFile copies src to dst (which must not exist), computing the crc32c
+// of the bytes as they are written, and fsyncs dst before closing it. It
+// does not sync dst's directory: the caller syncs it once after all files.
+// onBytes, if not nil, is called after each buffer with its length.
+//
+// On error dst may exist, partly written; it is left for the caller's
+// cleanup of the directory it is in.
+func (fs *FS) CopyFile(src, dst string, buf []byte, onBytes func(int)) (size int64, crc uint32, err error) {
+	in, err := fs.v.Open(src, vfs.SequentialReadsOption)
+	if err != nil {
+		return 0, 0, pathErr("open", src, err)
+	}
+	defer in.Close()
+	out, err := fs.v.Create(dst, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return 0, 0, pathErr("create", dst, err)
+	}
+	defer func() {
+		if cerr := out.Close(); err == nil && cerr != nil {
+			err = pathErr("close", dst, cerr)
+		}
+	}()
+	for {
+		n, rerr := in.Read(buf)
+		if n > 0 {
+			crc = crc32.Update(crc, Castagnoli, buf[:n])
+			if err := fs.faults.Hit(PointWrite); err != nil {
+				return size, crc, pathErr("write", dst, err)
+			}
+			if _, err := out.Write(buf[:n]); err != nil {
+				return size, crc, pathErr("write", dst, err)
+			}
+			size += int64(n)
+			if onBytes != nil {
+				onBytes(n)
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return size, crc, pathErr("read", src, rerr)
+		}
+	}
+	if err := fs.faults.Hit(PointBeforeFileSync); err != nil {
+		return size, crc, pathErr("sync", dst, err)
+	}
+	if err := out.Sync(); err != nil {
+		return size, crc, pathErr("sync", dst, err)
+	}
+	fs.fileSyncs.Add(1)
+	if err := fs.faults.Hit(PointAfterFileSync); err != nil {
+		return size, crc, pathErr("sync", dst, err)
+	}
+	return size, crc, nil
+}
+
+// Checksum reads path to its end and returns its size and crc32c.
+func (fs *FS) Checksum(path string, buf []byte) (size int64, crc uint32, err error) {
+	f, err := fs.v.Open(path, vfs.SequentialReadsOption)
+	if err != nil {
+		return 0, 0, pathErr("open", path, err)
+	}
+	defer f.Close()
+	for {
+		n, rerr := f.Read(buf)
+		crc = crc32.Update(crc, Castagnoli, buf[:n])
+		size += int64(n)
+		if rerr == io.EOF {
+			return size, crc, nil
+		}
+		if rerr != nil {
+			return size, crc, pathErr("read", path, rerr)
+		}
+	}
+}
+
+// WriteFileDurable writes data to path atomically: a temporary file beside
+// it is written, fsynced and closed, renamed over path, and the directory
+// fsynced. On success path holds data durably; on error path holds its old
+// contents or data, and a temporary file may be left (path + ".tmp").
+func (fs *FS) WriteFileDurable(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := fs.v.Create(tmp, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return pathErr("create", tmp, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return pathErr("write", tmp, err)
+	}
+	if err := fs.faults.Hit(PointBeforeFileSync); err != nil {
+		f.Close()
+		return pathErr("sync", tmp, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return pathErr("sync", tmp, err)
+	}
+	fs.fileSyncs.Add(1)
+	if err := f.Close(); err != nil {
+		return pathErr("close", tmp, err)
+	}
+	if err := fs.faults.Hit(PointBeforeRename); err != nil {
+		return pathErr("rename "+tmp+" to", path, err)
+	}
+	if err := fs.v.Rename(tmp, path); err != nil {
+		return pathErr("rename "+tmp+" to", path, err)
+	}
+	return fs.SyncDir(filepath.Dir(path))
+}

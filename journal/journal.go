@@ -1,0 +1,220 @@
+package journal
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strconv"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/kvrflow/kvrflow/internal/fault"
+)
+
+// SchemaVersion is the version of the on-disk layout this package writes.
+const SchemaVersion = 1
+
+// DefaultTimeout is how long Open waits for another process's lock.
+const DefaultTimeout = 2 * time.Second
+
+// Fault points around each journal commit.
+var (
+	PointBeforeCommit = fault.Register("journal.before-commit", "before a journal transaction commits")
+	PointAfterCommit  = fault.Register("journal.after-commit", "after a journal transaction is durable")
+)
+
+var (
+	bucketMeta     = []byte("meta")
+	bucketRuns     = []byte("runs")
+	bucketEvents   = []byte("events")
+	bucketInFlight = []byte("inflight")
+	keySchema      = []byte("schema")
+)
+
+// Run is the record of one workflow run.
+type Run struct {
+	ID      uint64    `json:"id"`
+	Kind    string    `json:"kind"`
+	Source  string    `json:"source,omitempty"`
+	Target  string    `json:"target"`
+	Mode    string    `json:"mode,omitempty"`
+	Engine  string    `json:"engine,omitempty"`
+	Start   time.Time `json:"start"`
+	End     time.Time `json:"end,omitzero"`
+	State   string    `json:"state"`
+	Outcome string    `json:"outcome,omitempty"`
+	Error   string    `json:"error,omitempty"`
+	Events  uint64    `json:"events"`
+}
+
+// InFlight reports whether the run has not reached a terminal state.
+func (r *Run) InFlight() bool { return r.Outcome == "" }
+
+// Event is one journaled transition of a run. From == To for a note, a
+// record made inside a step before it acts on disk.
+type Event struct {
+	Run     uint64          `json:"run"`
+	Seq     uint64          `json:"seq"`
+	From    string          `json:"from"`
+	Event   string          `json:"event"`
+	To      string          `json:"to"`
+	Time    time.Time       `json:"time"`
+	Details json.RawMessage `json:"details,omitempty"`
+}
+
+// Options tune Open.
+type Options struct {
+	// Timeout bounds the wait for another process's lock (DefaultTimeout
+	// if zero).
+	Timeout time.Duration
+	// ReadOnly opens an existing journal for reading; it takes a shared
+	// lock and never creates the file.
+	ReadOnly bool
+	// Faults are hit around each commit.
+	Faults *fault.Set
+}
+
+// Journal is an open journal file. Its methods are safe for concurrent
+// use; each write is one bbolt transaction, durable when it returns.
+type Journal struct {
+	db     *bolt.DB
+	path   string
+	faults *fault.Set
+}
+
+// Open opens (creating if needed, unless read-only) the journal at path.
+func Open(path string, opts Options) (*Journal, error) {
+	if opts.Timeout == 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	if opts.ReadOnly {
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("open journal %s: %w", path, err)
+		}
+	}
+	db, err := openBolt(path, opts)
+	if err != nil {
+		return nil, err
+	}
+	j := &Journal{db: db, path: path, faults: opts.Faults}
+	if err := j.checkSchema(opts.ReadOnly); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return j, nil
+}
+
+// openBolt opens the bbolt file, classifying its errors. bbolt can panic on
+// a file whose pages are garbage; that is reported as ErrCorrupt too.
+func openBolt(path string, opts Options) (db *bolt.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			db, err = nil, fmt.Errorf("open journal %s: %w: %v", path, ErrCorrupt, r)
+		}
+	}()
+	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.Timeout, ReadOnly: opts.ReadOnly})
+	switch {
+	case err == nil:
+		return db, nil
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, fmt.Errorf("open journal %s: %w (waited %s)", path, ErrLocked, opts.Timeout)
+	case errors.Is(err, fs.ErrPermission), errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("open journal %s: %w", path, err)
+	default:
+		return nil, fmt.Errorf("open journal %s: %w: %w", path, ErrCorrupt, err)
+	}
+}
+
+func (j *Journal) checkSchema(readOnly bool) error {
+	check := func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil {
+			return fmt.Errorf("journal %s: %w: no meta bucket", j.path, ErrCorrupt)
+		}
+		v, err := strconv.Atoi(string(meta.Get(keySchema)))
+		if err != nil {
+			return fmt.Errorf("journal %s: %w: bad schema version %q", j.path, ErrCorrupt, meta.Get(keySchema))
+		}
+		if v > SchemaVersion {
+			return fmt.Errorf("journal %s: %w: schema %d, this kvrflow knows %d", j.path, ErrNewerSchema, v, SchemaVersion)
+		}
+		for _, b := range [][]byte{bucketRuns, bucketEvents, bucketInFlight} {
+			if tx.Bucket(b) == nil {
+				return fmt.Errorf("journal %s: %w: no %s bucket", j.path, ErrCorrupt, b)
+			}
+		}
+		return nil
+	}
+	if readOnly {
+		return j.view(check)
+	}
+	return j.update(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketMeta) == nil {
+			if tx.Bucket(bucketRuns) != nil {
+				return fmt.Errorf("journal %s: %w: runs without meta", j.path, ErrCorrupt)
+			}
+			meta, err := tx.CreateBucket(bucketMeta)
+			if err != nil {
+				return err
+			}
+			if err := meta.Put(keySchema, []byte(strconv.Itoa(SchemaVersion))); err != nil {
+				return err
+			}
+			for _, b := range [][]byte{bucketRuns, bucketEvents, bucketInFlight} {
+				if _, err := tx.CreateBucket(b); err != nil {
+					return err
+				}
+			}
+		}
+		return check(tx)
+	})
+}
+
+// Path returns the journal's file name.
+func (j *Journal) Path() string { return j.path }
+
+// Close closes the journal. It is safe to call twice.
+func (j *Journal) Close() error {
+	if j == nil || j.db == nil {
+		return nil
+	}
+	err := j.db.Close()
+	j.db = nil
+	return err
+}
+
+func (j *Journal) view(fn func(*bolt.Tx) error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("read journal %s: %w: %v", j.path, ErrCorrupt, r)
+		}
+	}()
+	return j.db.View(fn)
+}
+
+func (j *Journal) update(fn func(*bolt.Tx) error) error {
+	if err := j.faults.Hit(PointBeforeCommit); err != nil {
+		return fmt.Errorf("write journal %s: %w", j.path, err)
+	}
+	if err := j.db.Update(fn); err != nil {
+		if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrNewerSchema) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict) {
+			return err
+		}
+		return fmt.Errorf("write journal %s: %w", j.path, err)
+	}
+	if err := j.faults.Hit(PointAfterCommit); err != nil {
+		return fmt.Errorf("write journal %s: %w", j.path, err)
+	}
+	return nil
+}
+
+func itob(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, v)
+	return b
+}

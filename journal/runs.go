@@ -1,0 +1,181 @@
+package journal
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Begin records a new run, in flight, and returns it with its id and
+// start time set. State is the run's initial state.
+func (j *Journal) Begin(r Run) (Run, error) {
+	err := j.update(func(tx *bolt.Tx) error {
+		runs := tx.Bucket(bucketRuns)
+		id, err := runs.NextSequence()
+		if err != nil {
+			return err
+		}
+		r.ID, r.Start, r.Events = id, time.Now().UTC(), 0
+		r.End, r.Outcome = time.Time{}, ""
+		if _, err := tx.Bucket(bucketEvents).CreateBucket(itob(id)); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketInFlight).Put(itob(id), []byte(r.Target)); err != nil {
+			return err
+		}
+		return putRun(runs, &r)
+	})
+	return r, err
+}
+
+func putRun(runs *bolt.Bucket, r *Run) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return runs.Put(itob(r.ID), b)
+}
+
+func getRun(tx *bolt.Tx, id uint64) (Run, error) {
+	var r Run
+	v := tx.Bucket(bucketRuns).Get(itob(id))
+	if v == nil {
+		return r, fmt.Errorf("run %d: %w", id, ErrNotFound)
+	}
+	if err := json.Unmarshal(v, &r); err != nil {
+		return r, fmt.Errorf("run %d: %w: %w", id, ErrCorrupt, err)
+	}
+	return r, nil
+}
+
+// Append durably records the transition from → to by event for run id,
+// with details encoded as JSON. A non-empty outcome ends the run: its end
+// time and outcome are set and it leaves the in-flight index. errText, if
+// not empty, is kept as the run's last error. Append fails with
+// ErrConflict, changing nothing, if from is not the run's current state.
+func (j *Journal) Append(id uint64, from, event, to string, details any, outcome, errText string) error {
+	var ev Event
+	raw, err := json.Marshal(details)
+	if err != nil {
+		return fmt.Errorf("encode details of run %d: %w", id, err)
+	}
+	if details == nil {
+		raw = nil
+	}
+	return j.update(func(tx *bolt.Tx) error {
+		r, err := getRun(tx, id)
+		if err != nil {
+			return err
+		}
+		if !r.InFlight() || r.State != from {
+			return fmt.Errorf("run %d in state %q (outcome %q): %s -%s-> %s: %w", id, r.State, r.Outcome, from, event, to, ErrConflict)
+		}
+		events := tx.Bucket(bucketEvents).Bucket(itob(id))
+		if events == nil {
+			return fmt.Errorf("run %d: %w: no events bucket", id, ErrCorrupt)
+		}
+		now := time.Now().UTC()
+		if k, v := events.Cursor().Last(); k != nil {
+			var last Event
+			if err := json.Unmarshal(v, &last); err == nil && now.Before(last.Time) {
+				now = last.Time // keep time non-decreasing across clock steps
+			}
+		}
+		ev = Event{Run: id, Seq: r.Events + 1, From: from, Event: event, To: to, Time: now, Details: raw}
+		b, err := json.Marshal(ev)
+		if err != nil {
+			return err
+		}
+		if err := events.Put(itob(ev.Seq), b); err != nil {
+			return err
+		}
+		r.Events, r.State = ev.Seq, to
+		if errText != "" {
+			r.Error = errText
+		}
+		if outcome != "" {
+			r.Outcome, r.End = outcome, now
+			if err := tx.Bucket(bucketInFlight).Delete(itob(id)); err != nil {
+				return err
+			}
+		}
+		return putRun(tx.Bucket(bucketRuns), &r)
+	})
+}
+
+// Run returns run id.
+func (j *Journal) Run(id uint64) (Run, error) {
+	var r Run
+	err := j.view(func(tx *bolt.Tx) error {
+		var err error
+		r, err = getRun(tx, id)
+		return err
+	})
+	return r, err
+}
+
+// Events returns the events of run id in sequence order.
+func (j *Journal) Events(id uint64) ([]Event, error) {
+	var out []Event
+	err := j.view(func(tx *bolt.Tx) error {
+		if _, err := getRun(tx, id); err != nil {
+			return err
+		}
+		b := tx.Bucket(bucketEvents).Bucket(itob(id))
+		if b == nil {
+			return fmt.Errorf("run %d: %w: no events bucket", id, ErrCorrupt)
+		}
+		return b.ForEach(func(k, v []byte) error {
+			var ev Event
+			if err := json.Unmarshal(v, &ev); err != nil {
+				return fmt.Errorf("run %d event %d: %w: %w", id, binary.BigEndian.Uint64(k), ErrCorrupt, err)
+			}
+			out = append(out, ev)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Runs returns the last n runs (all if n <= 0), oldest first.
+func (j *Journal) Runs(n int) ([]Run, error) {
+	var out []Run
+	err := j.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketRuns).Cursor()
+		for k, v := c.Last(); k != nil && (n <= 0 || len(out) < n); k, v = c.Prev() {
+			var r Run
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("run %d: %w: %w", binary.BigEndian.Uint64(k), ErrCorrupt, err)
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	for i, k := 0, len(out)-1; i < k; i, k = i+1, k-1 {
+		out[i], out[k] = out[k], out[i]
+	}
+	return out, err
+}
+
+// InFlight returns the runs for target (every target if empty) that have
+// not ended, oldest first. It reads the in-flight index, not every run.
+func (j *Journal) InFlight(target string) ([]Run, error) {
+	var out []Run
+	err := j.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketInFlight).ForEach(func(k, v []byte) error {
+			if target != "" && string(v) != target {
+				return nil
+			}
+			r, err := getRun(tx, binary.BigEndian.Uint64(k))
+			if err != nil {
+				return err
+			}
+			out = append(out, r)
+			return nil
+		})
+	})
+	return out, err
+}

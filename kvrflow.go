@@ -1,0 +1,221 @@
+package kvrflow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/rs/zerolog"
+
+	"github.com/kvrflow/kvrflow/fsm"
+	"github.com/kvrflow/kvrflow/internal/fault"
+	"github.com/kvrflow/kvrflow/internal/fsx"
+	"github.com/kvrflow/kvrflow/journal"
+	"github.com/kvrflow/kvrflow/steps"
+)
+
+// Options configure Restore, Recover and Status.
+type Options struct {
+	// DB is the database directory to restore into. Required.
+	DB string
+	// Source is the backup directory (Restore only).
+	Source string
+	// Mode is how files reach staging: copy, link or auto (default).
+	Mode steps.Mode
+	// Journal is the journal file; default DB.kvrflow/journal.db.
+	Journal string
+	// FS is the file system; default the real disk. Tests pass Pebble's
+	// crashable MemFS or an errorfs.
+	FS vfs.FS
+	// FaultSpec is a fault spec (see kvrflow faults); empty for none.
+	FaultSpec string
+	// Faults, if set, is used instead of FaultSpec (tests).
+	Faults *fault.Set
+	// LockTimeout bounds the wait for the journal's lock.
+	LockTimeout time.Duration
+	// Log receives progress and warnings; default discards.
+	Log *zerolog.Logger
+	// Progress, if set, is called as bytes are written.
+	Progress func(done, total int64)
+}
+
+// Recovered is what recovery did with one run found in flight.
+type Recovered struct {
+	Run      journal.Run `json:"run"`
+	Decision string      `json:"decision"`
+}
+
+// Result is the outcome of Restore.
+type Result struct {
+	Run       journal.Run `json:"run"`
+	Recovered []Recovered `json:"recovered,omitempty"`
+}
+
+// session is an open journal and kvrflow's lock on one database.
+type session struct {
+	opts   Options
+	layout steps.Layout
+	fs     *fsx.FS
+	log    zerolog.Logger
+	j      *journal.Journal
+	lock   io.Closer
+}
+
+func (o Options) logger() zerolog.Logger {
+	if o.Log != nil {
+		return *o.Log
+	}
+	return zerolog.Nop()
+}
+
+// open validates the paths, creates DB.kvrflow if create is set, takes
+// kvrflow's lock on DB and opens the journal. With create unset and no
+// DB.kvrflow, it returns a session with no journal.
+func open(opts Options, create bool) (*session, error) {
+	layout, err := steps.NewLayout(opts.DB)
+	if err != nil {
+		return nil, err
+	}
+	faults := opts.Faults
+	if faults == nil {
+		if faults, err = fault.Parse(opts.FaultSpec); err != nil {
+			return nil, err
+		}
+	}
+	v := opts.FS
+	if v == nil {
+		v = vfs.Default
+	}
+	s := &session{opts: opts, layout: layout, fs: fsx.New(v, faults), log: opts.logger()}
+	if fi, err := s.fs.Stat(layout.Parent); err != nil {
+		return nil, fmt.Errorf("%w: database parent: %w", steps.ErrBadPath, err)
+	} else if !fi.IsDir() {
+		return nil, fmt.Errorf("%w: %s: not a directory", steps.ErrBadPath, layout.Parent)
+	}
+	exists, err := s.fs.Exists(layout.Work)
+	if err != nil {
+		return nil, err
+	}
+	if !exists && !create {
+		return s, nil
+	}
+	if err := s.fs.EnsureDir(layout.Work); err != nil {
+		return nil, fmt.Errorf("%w: create kvrflow's directory: %w", steps.ErrBadPath, err)
+	}
+	if s.lock, err = s.fs.Lock(layout.Lock()); err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			return nil, fmt.Errorf("%w: %w", steps.ErrBadPath, err)
+		}
+		return nil, fmt.Errorf("%w: another kvrflow works on %s: %w", steps.ErrInUse, layout.DB, err)
+	}
+	jpath := opts.Journal
+	if jpath == "" {
+		jpath = layout.Journal()
+	}
+	if s.j, err = journal.Open(jpath, journal.Options{Timeout: opts.LockTimeout, Faults: faults}); err != nil {
+		s.lock.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *session) close() error {
+	var errs []error
+	if s.j != nil {
+		errs = append(errs, s.j.Close())
+	}
+	if s.lock != nil {
+		errs = append(errs, s.lock.Close())
+	}
+	return errors.Join(errs...)
+}
+
+func (s *session) env(id uint64) *steps.Env {
+	return &steps.Env{FS: s.fs, Layout: s.layout, Journal: s.j, Log: s.log, RunID: id,
+		Source: s.opts.Source, Mode: s.opts.Mode, Progress: s.opts.Progress}
+}
+
+// recoverAll finishes or rolls back every run in flight for the database.
+func (s *session) recoverAll(ctx context.Context) ([]Recovered, error) {
+	if s.j == nil {
+		return nil, nil
+	}
+	runs, err := s.j.InFlight(s.layout.DB)
+	if err != nil {
+		return nil, err
+	}
+	var out []Recovered
+	for _, r := range runs {
+		env := s.env(r.ID)
+		run := steps.Restore.Load(s.j, r.ID, r.State, s.fs.Faults(), s.log)
+		s.log.Warn().Uint64("run", r.ID).Str("state", r.State).Str("decision", steps.Restore.Decide(r.State).String()).Msg("recovering interrupted run")
+		dec, err := run.Recover(ctx, env.Steps())
+		env.Close()
+		if err != nil {
+			return out, fmt.Errorf("recover run %d (%s): %w", r.ID, dec, err)
+		}
+		done, err := s.j.Run(r.ID)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, Recovered{Run: done, Decision: dec.String()})
+	}
+	return out, nil
+}
+
+// Restore recovers any run left in flight for opts.DB, then restores
+// opts.Source into it. On success DB holds the backup's database. On error
+// DB holds the database it held before: errors.Is(err, fsm.ErrRolledBack)
+// says the run was rolled back; errors matching steps.ErrBadSource,
+// ErrBadPath, ErrNoSpace or ErrInUse say what was wrong with the input.
+// An error matching none of these after the run began leaves the run in
+// flight in the journal; Recover finishes it.
+func Restore(ctx context.Context, opts Options) (*Result, error) {
+	s, err := open(opts, true)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	res := &Result{}
+	if res.Recovered, err = s.recoverAll(ctx); err != nil {
+		return res, err
+	}
+	mode := opts.Mode
+	if mode == "" {
+		mode = steps.ModeAuto
+	}
+	r, err := s.j.Begin(journal.Run{Kind: "restore", Source: opts.Source, Target: s.layout.DB, Mode: string(mode),
+		Engine: "pebble", State: steps.Restore.Start})
+	if err != nil {
+		return res, err
+	}
+	env := s.env(r.ID)
+	defer env.Close()
+	run := steps.Restore.Load(s.j, r.ID, r.State, s.fs.Faults(), s.log)
+	s.log.Info().Uint64("run", r.ID).Str("source", opts.Source).Str("db", s.layout.DB).Msg("restore started")
+	runErr := run.Execute(ctx, env.Steps())
+	if res.Run, err = s.j.Run(r.ID); err != nil {
+		return res, errors.Join(runErr, err)
+	}
+	return res, runErr
+}
+
+// Recover finishes or rolls back whatever is in flight for opts.DB. With
+// nothing in flight (or no journal at all) it does nothing and returns no
+// error. A Go server calls it at start-up, before opening its database.
+func Recover(ctx context.Context, opts Options) ([]Recovered, error) {
+	s, err := open(opts, false)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	return s.recoverAll(ctx)
+}
+
+// IsRolledBack reports whether err means the restore failed and was
+// rolled back, leaving the database as it was.
+func IsRolledBack(err error) bool { return errors.Is(err, fsm.ErrRolledBack) }

@@ -1,0 +1,100 @@
+package kvrflow
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/kvrflow/kvrflow/internal/testutil"
+	"github.com/kvrflow/kvrflow/journal"
+	"github.com/kvrflow/kvrflow/steps"
+)
+
+// fixture is an old database and a backup of another one, on fs.
+type fixture struct {
+	fs       vfs.FS
+	root     string
+	db       string
+	backup   string
+	journal  string
+	old, new map[string]string
+}
+
+func newFixture(tb testing.TB, fs vfs.FS, root string) *fixture {
+	tb.Helper()
+	f := &fixture{fs: fs, root: root, db: filepath.Join(root, "node", "db"), backup: filepath.Join(root, "backup")}
+	if err := fs.MkdirAll(filepath.Join(root, "node"), 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	src := filepath.Join(root, "src")
+	f.new = testutil.MakeDB(tb, fs, src, 2, 300)
+	if _, err := Backup(context.Background(), src, f.backup, fs); err != nil {
+		tb.Fatal(err)
+	}
+	f.old = testutil.MakeDB(tb, fs, f.db, 1, 200)
+	return f
+}
+
+func (f *fixture) opts() Options {
+	return Options{DB: f.db, Source: f.backup, FS: f.fs, Journal: f.journal}
+}
+
+func TestRestore_MemFSReplacesDatabase(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	f := newFixture(t, fs, "/r")
+	f.journal = filepath.Join(t.TempDir(), "journal.db")
+	res, err := Restore(context.Background(), f.opts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Run.Outcome != steps.OutcomeCommitted || res.Run.State != steps.StateDone {
+		t.Fatalf("run = %+v", res.Run)
+	}
+	if got := testutil.ReadDB(t, fs, f.db); !testutil.Equal(got, f.new) {
+		t.Fatalf("db has %d keys, want the backup's %d", len(got), len(f.new))
+	}
+	names, _ := fs.List(f.db + ".kvrflow")
+	for _, n := range names {
+		if n != "lock" {
+			t.Errorf("leftover in work dir: %s", n)
+		}
+	}
+}
+
+func TestRestore_DiskExchangesDatabase(t *testing.T) {
+	f := newFixture(t, vfs.Default, t.TempDir())
+	res, err := Restore(context.Background(), f.opts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ReadDB(t, vfs.Default, f.db); !testutil.Equal(got, f.new) {
+		t.Fatalf("db has %d keys, want the backup's %d", len(got), len(f.new))
+	}
+	j, err := journal.Open(filepath.Join(f.db+".kvrflow", "journal.db"), journal.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	evs, err := j.Events(res.Run.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plan string
+	for _, ev := range evs {
+		if ev.Event == "note" {
+			plan = string(ev.Details)
+		}
+	}
+	if want := `"plan":"exchange"`; !strings.Contains(plan, want) {
+		t.Fatalf("commit plan %s, want %s", plan, want)
+	}
+	if _, err := os.Stat(f.db + ".kvrflow/staging-1"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("staging left: %v", err)
+	}
+}
+

@@ -1,0 +1,37 @@
+package steps
+
+import "errors"
+
+var (
+	// ErrBadSource is returned by Precheck when the source is not a valid
+	// backup: missing, not a directory, no or corrupt manifest, a file
+	// missing, of the wrong size or checksum, or an unlisted file.
+	ErrBadSource = errors.New("invalid backup")
+
+	// ErrBadPath is returned when the paths given cannot be restored: the
+	// source and the database overlap, the database's parent is missing or
+	// not writable, or the database path is not a directory.
+	ErrBadPath = errors.New("bad path")
+
+	// ErrNoSpace is returned by Precheck when the file system holding the
+	// database has less free space than the restore needs plus a margin.
+	ErrNoSpace = errors.New("not enough free space")
+
+	// ErrInUse is returned when the database is open by another process
+	// (it holds the database's LOCK file) or another kvrflow works on it.
+	ErrInUse = errors.New("in use by another process")
+
+	// ErrChecksum is returned by Write when the bytes copied or read back
+	// do not match the backup's checksums (the source changed while being
+	// copied, or the disk returned other data than was written).
+	ErrChecksum = errors.New("checksum mismatch")
+
+	// ErrVerify is returned by Verify when the staged database does not
+	// open or its check fails.
+	ErrVerify = errors.New("staged database failed verification")
+
+	// ErrInconsistent is returned when what is on disk contradicts the
+	// journal (for example the database directory is neither the old nor
+	// the new one): kvrflow stops and touches nothing.
+	ErrInconsistent = errors.New("disk state contradicts the journal")
+)

@@ -1,0 +1,161 @@
+package steps
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+
+	"github.com/kvrflow/kvrflow/fsm"
+)
+
+// SpaceMargin is added to the bytes a restore writes when checking free
+// space: room for the journal, directory blocks and the database's first
+// writes after it opens.
+const SpaceMargin = 64 << 20
+
+// PrecheckDetails is journaled when Precheck passes.
+type PrecheckDetails struct {
+	Engine string `json:"engine"`
+	Mode   Mode   `json:"mode"`
+	Files  int    `json:"files"`
+	Bytes  int64  `json:"bytes"`
+	Need   int64  `json:"need_bytes"`
+	Avail  int64  `json:"avail_bytes,omitempty"`
+	DBLock bool   `json:"db_lock"`
+}
+
+// precheck checks everything it can before anything changes: the paths,
+// the backup (every file's size and crc32c), the free space, and that no
+// process has the database open. It holds the database's LOCK until the
+// run ends. It changes nothing on disk.
+func (e *Env) precheck(ctx context.Context, _ *fsm.Run) (any, error) {
+	if err := e.checkPaths(); err != nil {
+		return nil, err
+	}
+	src, err := LoadSource(e.FS, e.Source)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range src.Files {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		size, crc, err := e.FS.Checksum(f.Path, e.buffer())
+		switch {
+		case err != nil:
+			return nil, fmt.Errorf("%w: %w", ErrBadSource, err)
+		case size != f.Size:
+			return nil, fmt.Errorf("%w: %s: size %d, manifest says %d (truncated or changed)", ErrBadSource, f.Path, size, f.Size)
+		case crc != f.CRC32C:
+			return nil, fmt.Errorf("%w: %s: crc32c %08x, manifest says %08x (corrupt)", ErrBadSource, f.Path, crc, f.CRC32C)
+		}
+	}
+	e.src = src
+	if e.mode, err = e.resolveMode(); err != nil {
+		return nil, err
+	}
+	d := PrecheckDetails{Engine: src.Engine, Mode: e.mode, Files: len(src.Files), Bytes: src.Bytes()}
+	for _, f := range src.Files {
+		if !(e.mode == ModeLink && f.Linkable) {
+			d.Need += f.Size
+		}
+	}
+	d.Need += d.Need/20 + SpaceMargin
+	if u, err := e.FS.DiskUsage(e.Layout.Parent); err == nil {
+		d.Avail = int64(u.AvailBytes)
+		if d.Avail < d.Need {
+			return nil, fmt.Errorf("%w: %s: %d bytes free, the restore needs %d", ErrNoSpace, e.Layout.Parent, d.Avail, d.Need)
+		}
+	} else {
+		e.Log.Warn().Err(err).Msg("free space unknown; not checked")
+	}
+	if err := e.lockDB(); err != nil {
+		return nil, err
+	}
+	d.DBLock = e.dbLock != nil
+	return d, nil
+}
+
+// checkPaths refuses overlapping or unusable paths.
+func (e *Env) checkPaths() error {
+	if e.Source == "" {
+		return fmt.Errorf("%w: no source given", ErrBadPath)
+	}
+	srcAbs, err := filepath.Abs(e.Source)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrBadPath, e.Source, err)
+	}
+	e.Source = srcAbs
+	src, db, work := e.FS.Resolve(srcAbs), e.FS.Resolve(e.Layout.DB), e.FS.Resolve(e.Layout.Work)
+	switch {
+	case within(src, db) || within(db, src):
+		return fmt.Errorf("%w: source %s and database %s overlap", ErrBadPath, srcAbs, e.Layout.DB)
+	case within(src, work) || within(work, src):
+		return fmt.Errorf("%w: source %s and kvrflow's directory %s overlap", ErrBadPath, srcAbs, e.Layout.Work)
+	}
+	fi, err := e.FS.Stat(e.Layout.Parent)
+	if err != nil {
+		return fmt.Errorf("%w: database parent: %w", ErrBadPath, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%w: %s: database parent is not a directory", ErrBadPath, e.Layout.Parent)
+	}
+	if ok, err := e.FS.Exists(e.Layout.DB); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadPath, err)
+	} else if ok {
+		fi, err := e.FS.Stat(e.Layout.DB)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrBadPath, err)
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("%w: %s: database path is not a directory", ErrBadPath, e.Layout.DB)
+		}
+	}
+	return nil
+}
+
+// resolveMode turns auto into copy or link, and refuses link across file
+// systems.
+func (e *Env) resolveMode() (Mode, error) {
+	mode := e.Mode
+	if mode == "" {
+		mode = ModeAuto
+	}
+	if mode == ModeCopy {
+		return mode, nil
+	}
+	same := true
+	a, errA := e.FS.FileID(e.Source)
+	b, errB := e.FS.FileID(e.Layout.Parent)
+	if errA == nil && errB == nil {
+		same = a.Dev == b.Dev
+	}
+	switch {
+	case same:
+		return ModeLink, nil
+	case mode == ModeLink:
+		return "", fmt.Errorf("%w: --mode link: source %s is on another file system than %s", ErrBadPath, e.Source, e.Layout.Parent)
+	default:
+		return ModeCopy, nil
+	}
+}
+
+// lockDB takes the database's LOCK file if there is one: Pebble (and
+// RocksDB) hold it while the database is open. A database without a LOCK
+// file is not open; kvrflow does not create one in it.
+func (e *Env) lockDB() error {
+	if e.dbLock != nil {
+		return nil
+	}
+	lock := filepath.Join(e.Layout.DB, "LOCK")
+	ok, err := e.FS.Exists(lock)
+	if err != nil || !ok {
+		return err
+	}
+	l, err := e.FS.Lock(lock)
+	if err != nil {
+		return fmt.Errorf("%w: database %s is open (its LOCK is held): %w", ErrInUse, e.Layout.DB, err)
+	}
+	e.dbLock = l
+	return nil
+}

@@ -1,0 +1,131 @@
+package steps
+
+import (
+	"io"
+
+	"github.com/rs/zerolog"
+
+	"github.com/kvrflow/kvrflow/fsm"
+	"github.com/kvrflow/kvrflow/internal/fsx"
+	"github.com/kvrflow/kvrflow/journal"
+)
+
+// States of a restore.
+const (
+	StateNew        = "new"
+	StatePrecheck   = "precheck"
+	StateClean      = "clean"
+	StateWrite      = "write"
+	StateVerify     = "verify"
+	StateCommit     = "commit"
+	StateFinish     = "finish"
+	StateDone       = "done"
+	StateRollback   = "rollback"
+	StateRolledBack = "failed"
+)
+
+// Outcomes of a restore run.
+const (
+	OutcomeCommitted  = "committed"
+	OutcomeRolledBack = "rolled_back"
+)
+
+// Restore is the restore workflow. The commit point is entering finish:
+// the journal record commit -committed-> finish is written only after the
+// new database is durably in place; before it recovery rolls back, after
+// it recovery finishes.
+var Restore = fsm.MustDefine(fsm.Definition{
+	Name:  "restore",
+	Start: StateNew,
+	Transitions: []fsm.Transition{
+		{Event: "start", From: []string{StateNew}, To: StatePrecheck},
+		{Event: "checked", From: []string{StatePrecheck}, To: StateClean},
+		{Event: "cleaned", From: []string{StateClean}, To: StateWrite},
+		{Event: "written", From: []string{StateWrite}, To: StateVerify},
+		{Event: "verified", From: []string{StateVerify}, To: StateCommit},
+		{Event: "committed", From: []string{StateCommit}, To: StateFinish},
+		{Event: "finished", From: []string{StateFinish}, To: StateDone},
+		{Event: "fail", From: []string{StatePrecheck, StateClean, StateWrite, StateVerify, StateCommit}, To: StateRollback},
+		{Event: "abort", From: []string{StateNew, StatePrecheck, StateClean, StateWrite, StateVerify, StateCommit}, To: StateRollback},
+		{Event: "rolled_back", From: []string{StateRollback}, To: StateRolledBack},
+	},
+	Forward: map[string]string{
+		StateNew: "start", StatePrecheck: "checked", StateClean: "cleaned", StateWrite: "written",
+		StateVerify: "verified", StateCommit: "committed", StateFinish: "finished", StateRollback: "rolled_back",
+	},
+	Terminal:    map[string]string{StateDone: OutcomeCommitted, StateRolledBack: OutcomeRolledBack},
+	FailEvent:   "fail",
+	AbortEvent:  "abort",
+	Rollback:    StateRollback,
+	CommitPoint: StateFinish,
+})
+
+// Mode says how Write puts files into staging.
+type Mode string
+
+// Modes of Write.
+const (
+	ModeCopy Mode = "copy" // copy every file
+	ModeLink Mode = "link" // hard-link .sst files, copy the rest; fail if not on one file system
+	ModeAuto Mode = "auto" // link when possible, else copy
+)
+
+// ParseMode parses a --mode value.
+func ParseMode(s string) (Mode, bool) {
+	switch m := Mode(s); m {
+	case ModeCopy, ModeLink, ModeAuto:
+		return m, true
+	}
+	return "", false
+}
+
+// Env is what the steps of one restore run share. The fields set by the
+// caller are inputs; the others are filled by the steps as they run.
+type Env struct {
+	FS      *fsx.FS
+	Layout  Layout
+	Journal *journal.Journal
+	Log     zerolog.Logger
+	RunID   uint64
+
+	Source string // the backup directory (empty in recovery)
+	Mode   Mode
+	// Progress, if set, is called as Write copies bytes.
+	Progress func(done, total int64)
+
+	src    *Source   // loaded by Precheck
+	mode   Mode      // resolved by Precheck
+	dbLock io.Closer // held from Precheck to the end of the run
+	buf    []byte
+}
+
+// Steps returns the step of each state, bound to env.
+func (e *Env) Steps() map[string]fsm.Step {
+	return map[string]fsm.Step{
+		StatePrecheck: e.precheck,
+		StateClean:    e.clean,
+		StateWrite:    e.write,
+		StateVerify:   e.verify,
+		StateCommit:   e.commit,
+		StateFinish:   e.finish,
+		StateRollback: e.rollback,
+	}
+}
+
+// Close releases what the run holds (the database lock). Safe to call
+// twice.
+func (e *Env) Close() error {
+	if e.dbLock == nil {
+		return nil
+	}
+	err := e.dbLock.Close()
+	e.dbLock = nil
+	return err
+}
+
+func (e *Env) buffer() []byte {
+	if e.buf == nil {
+		e.buf = make([]byte, fsx.BufferSize)
+	}
+	return e.buf
+}
