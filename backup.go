@@ -11,6 +11,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/rs/zerolog"
 
 	"github.com/kvrflow/kvrflow/internal/fsx"
 	"github.com/kvrflow/kvrflow/internal/manifest"
@@ -47,7 +48,7 @@ func Backup(ctx context.Context, db, out string, fs vfs.FS) (*BackupResult, erro
 			return nil, fmt.Errorf("%w: database %s does not exist", steps.ErrBadPath, db)
 		}
 	}
-	d, err := pebble.Open(db, &pebble.Options{FS: fs, ErrorIfNotExists: true})
+	d, err := pebble.Open(db, &pebble.Options{FS: fs, ErrorIfNotExists: true, Logger: steps.PebbleLogger(zerolog.Nop())})
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", db, classifyOpen(err))
 	}

@@ -28,9 +28,7 @@ type fixture struct {
 func newFixture(tb testing.TB, fs vfs.FS, root string) *fixture {
 	tb.Helper()
 	f := &fixture{fs: fs, root: root, db: filepath.Join(root, "node", "db"), backup: filepath.Join(root, "backup")}
-	if err := fs.MkdirAll(filepath.Join(root, "node"), 0o755); err != nil {
-		tb.Fatal(err)
-	}
+	testutil.MkdirDurable(tb, fs, filepath.Join(root, "node"))
 	src := filepath.Join(root, "src")
 	f.new = testutil.MakeDB(tb, fs, src, 2, 300)
 	if _, err := Backup(context.Background(), src, f.backup, fs); err != nil {

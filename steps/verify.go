@@ -30,7 +30,7 @@ func (e *Env) verify(ctx context.Context, _ *fsm.Run) (any, error) {
 // CheckLevels over it, which reads every table and checks its block
 // checksums and key order.
 func CheckPebble(fs vfs.FS, dir string, log zerolog.Logger) (err error) {
-	db, err := pebble.Open(dir, &pebble.Options{FS: fs, ReadOnly: true, Logger: pebbleLogger{log}})
+	db, err := pebble.Open(dir, &pebble.Options{FS: fs, ReadOnly: true, Logger: PebbleLogger(log)})
 	if err != nil {
 		return fmt.Errorf("%w: open %s: %w", ErrVerify, dir, err)
 	}
@@ -44,6 +44,9 @@ func CheckPebble(fs vfs.FS, dir string, log zerolog.Logger) (err error) {
 	}
 	return nil
 }
+
+// PebbleLogger returns a Pebble logger that writes to log.
+func PebbleLogger(log zerolog.Logger) pebble.Logger { return pebbleLogger{log} }
 
 // pebbleLogger sends Pebble's log lines to zerolog at debug level (errors
 // at warn), so they never mix with kvrflow's own output.

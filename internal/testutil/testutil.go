@@ -5,6 +5,7 @@ package testutil
 import (
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -89,3 +90,25 @@ type quiet struct{}
 func (quiet) Infof(string, ...any)         {}
 func (quiet) Errorf(string, ...any)        {}
 func (quiet) Fatalf(f string, args ...any) { panic(fmt.Sprintf(f, args...)) }
+
+// MkdirDurable creates dir and its parents on fs and syncs each level, so
+// a crash clone keeps them.
+func MkdirDurable(tb testing.TB, fs vfs.FS, dir string) {
+	tb.Helper()
+	if err := fs.MkdirAll(dir, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		f, err := fs.OpenDir(d)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if err := f.Sync(); err != nil {
+			tb.Fatal(err)
+		}
+		f.Close()
+		if d == filepath.Dir(d) {
+			return
+		}
+	}
+}

@@ -1,0 +1,105 @@
+package kvrflow
+
+import (
+	"errors"
+	"io/fs"
+	"path/filepath"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/kvrflow/kvrflow/internal/fsx"
+	"github.com/kvrflow/kvrflow/journal"
+	"github.com/kvrflow/kvrflow/steps"
+)
+
+// StatusReport describes a database directory and kvrflow's record of it.
+type StatusReport struct {
+	DB          string        `json:"db"`
+	DBExists    bool          `json:"db_exists"`
+	DBFiles     int           `json:"db_files"`
+	DBBytes     int64         `json:"db_bytes"`
+	Work        string        `json:"work_dir"`
+	Journal     string        `json:"journal"`
+	JournalNote string        `json:"journal_note,omitempty"`
+	Runs        []journal.Run `json:"runs"`
+	InFlight    []journal.Run `json:"in_flight"`
+	Quarantine  []string      `json:"quarantine"`
+	Leftovers   []string      `json:"leftovers"`
+}
+
+// StatusRuns is how many of the last runs Status reports.
+const StatusRuns = 10
+
+// Status reports on opts.DB without changing anything: the database
+// directory, the last runs and those in flight in the journal (opened
+// read-only), what is in quarantine, and leftovers beside the database.
+func Status(opts Options) (*StatusReport, error) {
+	layout, err := steps.NewLayout(opts.DB)
+	if err != nil {
+		return nil, err
+	}
+	v := opts.FS
+	if v == nil {
+		v = vfs.Default
+	}
+	seam := fsx.New(v, nil)
+	rep := &StatusReport{DB: layout.DB, Work: layout.Work, Journal: opts.Journal, Runs: []journal.Run{}, InFlight: []journal.Run{},
+		Quarantine: []string{}, Leftovers: []string{}}
+	if rep.Journal == "" {
+		rep.Journal = layout.Journal()
+	}
+	if rep.DBExists, err = seam.Exists(layout.DB); err != nil {
+		return nil, err
+	}
+	if rep.DBExists {
+		names, err := seam.List(layout.DB)
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range names {
+			if fi, err := seam.Stat(filepath.Join(layout.DB, n)); err == nil && !fi.IsDir() {
+				rep.DBFiles++
+				rep.DBBytes += fi.Size()
+			}
+		}
+	}
+	if names, err := seam.List(layout.Quarantine); err == nil {
+		for _, n := range names {
+			rep.Quarantine = append(rep.Quarantine, filepath.Join(layout.Quarantine, n))
+		}
+	}
+	if names, err := seam.List(layout.Work); err == nil {
+		for _, n := range names {
+			switch n {
+			case steps.JournalName, steps.LockName, steps.QuarantineName, filepath.Base(rep.Journal):
+			default:
+				rep.Leftovers = append(rep.Leftovers, filepath.Join(layout.Work, n))
+			}
+		}
+	}
+	if ok, _ := seam.Exists(layout.KvrocksTmp()); ok {
+		rep.Leftovers = append(rep.Leftovers, layout.KvrocksTmp())
+	}
+	timeout := opts.LockTimeout
+	if timeout == 0 {
+		timeout = journal.DefaultTimeout
+	}
+	j, err := journal.Open(rep.Journal, journal.Options{ReadOnly: true, Timeout: timeout})
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		rep.JournalNote = "no journal: kvrflow has not restored this database"
+		return rep, nil
+	case err != nil:
+		return rep, err
+	}
+	defer j.Close()
+	if rep.Runs, err = j.Runs(StatusRuns); err != nil {
+		return rep, err
+	}
+	all, err := j.InFlight(layout.DB)
+	if err != nil {
+		return rep, err
+	}
+	rep.InFlight = append(rep.InFlight, all...)
+	return rep, nil
+}
