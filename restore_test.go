@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/rs/zerolog"
 
 	"github.com/kvrflow/kvrflow/internal/testutil"
 	"github.com/kvrflow/kvrflow/journal"
@@ -96,3 +97,5 @@ func TestRestore_DiskExchangesDatabase(t *testing.T) {
 	}
 }
 
+
+func nopLog() zerolog.Logger { return zerolog.Nop() }

@@ -4,6 +4,7 @@ package testutil
 
 import (
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"path/filepath"
 	"testing"
@@ -111,4 +112,60 @@ func MkdirDurable(tb testing.TB, fs vfs.FS, dir string) {
 			return
 		}
 	}
+}
+
+// Snapshot returns every file below dir on fs with its contents, keyed by
+// path relative to dir; directories map to "<dir>". A missing dir gives
+// nil.
+func Snapshot(tb testing.TB, fs vfs.FS, dir string) map[string]string {
+	tb.Helper()
+	fi, err := fs.Stat(dir)
+	if err != nil {
+		return nil
+	}
+	out := map[string]string{}
+	if !fi.IsDir() {
+		f, err := fs.Open(dir)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		defer f.Close()
+		b, err := io.ReadAll(f)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		out["."] = string(b)
+		return out
+	}
+	var walk func(rel string)
+	walk = func(rel string) {
+		names, err := fs.List(filepath.Join(dir, rel))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		for _, n := range names {
+			r := filepath.Join(rel, n)
+			fi, err := fs.Stat(filepath.Join(dir, r))
+			if err != nil {
+				tb.Fatal(err)
+			}
+			if fi.IsDir() {
+				out[r] = "<dir>"
+				walk(r)
+				continue
+			}
+			f, err := fs.Open(filepath.Join(dir, r))
+			if err != nil {
+				tb.Fatal(err)
+			}
+			b, err := io.ReadAll(f)
+			f.Close()
+			if err != nil {
+				tb.Fatal(err)
+			}
+			out[r] = string(b)
+		}
+	}
+	walk("")
+	return out
 }
