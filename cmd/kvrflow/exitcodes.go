@@ -1,0 +1,70 @@
+package main
+
+import (
+	"errors"
+
+	"github.com/kvrflow/kvrflow/fsm"
+	"github.com/kvrflow/kvrflow/internal/fault"
+	"github.com/kvrflow/kvrflow/journal"
+	"github.com/kvrflow/kvrflow/steps"
+)
+
+// Exit codes of every command. They are part of kvrflow's interface:
+// scripts and service managers act on them, so a code never changes
+// meaning.
+const (
+	exitOK         = 0 // success, or nothing to do
+	exitRolledBack = 1 // the restore failed and was rolled back: DIR is as before
+	exitUsage      = 2 // usage error or bad input; nothing changed
+	exitInUse      = 3 // DIR or the journal is in use by another process
+	exitJournal    = 4 // the journal is unreadable or inconsistent; nothing done
+	exitInFlight   = 5 // any other error: a run may be left in flight; kvrflow recover finishes it
+)
+
+// exitCodeHelp is the table printed by kvrflow --help.
+const exitCodeHelp = `Exit codes:
+  0  success, or nothing to do
+  1  the restore failed and was rolled back: DIR holds the database it held before
+  2  usage error or bad input (bad flag, bad fault spec, invalid backup, bad path,
+     not enough space): nothing changed
+  3  DIR or its journal is in use by another process
+  4  the journal is unreadable or inconsistent, or DIR contradicts it: nothing done
+  5  any other error: the run could not finish or roll back and is left in flight
+     in the journal; 'kvrflow recover --db DIR' finishes it`
+
+// errUsage marks a command-line error. Commands make one with usagef or
+// asUsage; exitCode maps it to 2.
+var errUsage = errors.New("usage error")
+
+// usageError is a command-line error. Its message is the cause's alone;
+// it matches both errUsage and the cause.
+type usageError struct{ err error }
+
+func (e usageError) Error() string   { return e.err.Error() }
+func (e usageError) Unwrap() []error { return []error{errUsage, e.err} }
+
+// asUsage marks err, which must not be nil, as a usage error.
+func asUsage(err error) error { return usageError{err} }
+
+// exitCode maps the error a command returned to the process's exit code.
+// The more specific classes are checked first: a restore that failed its
+// precheck on a bad source is rolled back too, but the useful answer is
+// "bad input" (2), not "rolled back" (1). The order is in use (3), journal
+// (4), bad input (2), rolled back (1), anything else (5).
+func exitCode(err error) int {
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, steps.ErrInUse), errors.Is(err, journal.ErrLocked):
+		return exitInUse
+	case errors.Is(err, journal.ErrCorrupt), errors.Is(err, journal.ErrNewerSchema), errors.Is(err, steps.ErrInconsistent):
+		return exitJournal
+	case errors.Is(err, errUsage), errors.Is(err, fault.ErrBadSpec), errors.Is(err, steps.ErrBadSource),
+		errors.Is(err, steps.ErrBadPath), errors.Is(err, steps.ErrNoSpace):
+		return exitUsage
+	case errors.Is(err, fsm.ErrRolledBack):
+		return exitRolledBack
+	default:
+		return exitInFlight
+	}
+}

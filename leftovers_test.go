@@ -1,0 +1,117 @@
+package kvrflow
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/kvrflow/kvrflow/internal/fault"
+	"github.com/kvrflow/kvrflow/internal/testutil"
+	"github.com/kvrflow/kvrflow/journal"
+	"github.com/kvrflow/kvrflow/steps"
+)
+
+type crashed struct{ point string }
+
+// crashAt runs a restore that stops dead at point, as a kill there would:
+// the crash unwinds the goroutine without any journal write.
+func crashAt(t *testing.T, opts Options, point string) {
+	t.Helper()
+	fs, err := fault.Parse(point + ":crash")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Faults = fs.SetCrash(func(p string) { panic(crashed{p}) })
+	defer func() {
+		if r := recover(); r == nil {
+			t.Fatalf("restore did not reach %s", point)
+		} else if _, ok := r.(crashed); !ok {
+			panic(r)
+		}
+	}()
+	_, _ = Restore(context.Background(), opts)
+}
+
+// TestRestore_StaleLeftoversAreRecoveredOrQuarantined is the scenario that
+// breaks Kvrocks: a restore killed mid-way left its staging directory, and
+// a stale, non-empty db.tmp lies beside the database. The next restore
+// succeeds; kvrflow's leftover is removed on the journal's proof; the
+// unknown db.tmp and an unknown staging directory are quarantined with
+// their contents intact.
+func TestRestore_StaleLeftoversAreRecoveredOrQuarantined(t *testing.T) {
+	f := newFixture(t, vfs.Default, t.TempDir())
+	crashAt(t, f.opts(), "step.verify.begin")
+	staging1 := f.db + ".kvrflow/staging-1"
+	if _, err := os.Stat(staging1); err != nil {
+		t.Fatalf("the killed run should have left its staging directory: %v", err)
+	}
+	tmp := f.db + ".tmp"
+	must(t, os.MkdirAll(tmp, 0o755))
+	must(t, os.WriteFile(filepath.Join(tmp, "000001.sst"), []byte("only copy of something"), 0o644))
+	unknown := f.db + ".kvrflow/staging-77"
+	must(t, os.MkdirAll(unknown, 0o755))
+	must(t, os.WriteFile(filepath.Join(unknown, "x"), []byte("unknown"), 0o644))
+
+	res, err := Restore(context.Background(), f.opts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Recovered) != 1 || res.Recovered[0].Run.Outcome != steps.OutcomeRolledBack {
+		t.Fatalf("recovered = %+v, want run 1 rolled back", res.Recovered)
+	}
+	if got := testutil.ReadDB(t, vfs.Default, f.db); !testutil.Equal(got, f.new) {
+		t.Fatal("database is not the backup's")
+	}
+	if _, err := os.Stat(staging1); !os.IsNotExist(err) {
+		t.Fatalf("staging of the killed run still there: %v", err)
+	}
+	q := f.db + ".kvrflow/quarantine"
+	for path, want := range map[string]string{
+		filepath.Join(q, "run2-db.tmp", "000001.sst"): "only copy of something",
+		filepath.Join(q, "run2-staging-77", "x"):      "unknown",
+	} {
+		b, err := os.ReadFile(path)
+		if err != nil || string(b) != want {
+			t.Errorf("quarantined %s = %q, %v; want %q", path, b, err, want)
+		}
+	}
+	if _, err := os.Stat(tmp); !os.IsNotExist(err) {
+		t.Errorf("%s still beside the database: %v", tmp, err)
+	}
+	j, err := journal.Open(f.db+".kvrflow/journal.db", journal.Options{ReadOnly: true})
+	must(t, err)
+	defer j.Close()
+	r1, err := j.Run(1)
+	must(t, err)
+	if r1.Outcome != steps.OutcomeRolledBack {
+		t.Errorf("run 1 outcome %q, want rolled_back", r1.Outcome)
+	}
+}
+
+// TestRestore_EndedRunLeftoverRemovedByProof: a staging directory of a
+// run the journal shows ended is kvrflow's garbage and is removed.
+func TestRestore_EndedRunLeftoverRemovedByProof(t *testing.T) {
+	f := newFixture(t, vfs.Default, t.TempDir())
+	if _, err := Restore(context.Background(), f.opts()); err != nil {
+		t.Fatal(err)
+	}
+	// Run 1 committed; fake a leftover of it, as a lost remove would.
+	left := f.db + ".kvrflow/old-1"
+	must(t, os.MkdirAll(left, 0o755))
+	res, err := Restore(context.Background(), f.opts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(left); !os.IsNotExist(err) {
+		t.Fatalf("%s not removed: %v", left, err)
+	}
+	if entries, _ := os.ReadDir(f.db + ".kvrflow/quarantine"); len(entries) != 0 {
+		t.Fatalf("quarantined %v, want nothing", entries)
+	}
+	if res.Run.ID != 2 {
+		t.Fatalf("run id %d", res.Run.ID)
+	}
+}
