@@ -1,0 +1,20 @@
+// Package fsx is kvrflow's file-system seam: one narrow type, FS, through
+// which the steps do every file operation, over a Pebble vfs.FS: the real
+// disk, vfs.NewCrashableMem (power loss) or vfs/errorfs (failing
+// operation N).
+//
+// # Crash safety
+//
+// The durable helpers fsync what they change: CopyFile syncs the file,
+// MkdirDurable the new directory and its parent, RenameDurable and
+// Exchange both parents (the destination's first, so that an entry is
+// never lost between two directories), RemoveAllDurable the parent,
+// WriteFileDurable the temporary file and then the directory.
+//
+// # Caveats
+//
+// Exchange and FileID work only over the real disk (they need a kernel
+// and inode numbers); elsewhere they return ErrExchangeUnsupported and
+// ErrNoFileID, and the steps use two renames instead. Named fault points
+// (package internal/fault) are hit around each durable operation.
+package fsx

@@ -1,0 +1,28 @@
+// Package steps holds the restore workflow (Restore) and its steps:
+// Precheck, Clean, Write, Verify, Commit, Finish and Rollback, one file
+// each, all doing their file-system work through the seam in
+// internal/fsx.
+//
+// # Crash safety
+//
+//   - Precheck changes nothing.
+//   - Clean removes only staging-N and old-N directories of runs the
+//     journal shows ended for this database; everything else it finds is
+//     moved into quarantine.
+//   - Write builds the new database in DB.kvrflow/staging-N, fsyncing every
+//     file and the directory and reading every copied file back.
+//   - Commit journals its plan, then swaps staging and DB with
+//     renameat2(RENAME_EXCHANGE), or renames DB to old-N and staging to DB.
+//   - Finish (after the commit point) removes the old database.
+//   - Rollback reads the last commit plan and undoes what the disk shows
+//     was done, then removes staging.
+//
+// Every step may be interrupted anywhere and run again; Finish and
+// Rollback decide each action from what is on disk now.
+//
+// # Caveats
+//
+// Link mode hard-links only .sst files, which Pebble never changes in
+// place; the MANIFEST, WAL, OPTIONS and marker files are always copied, or
+// the restored database would write into the backup.
+package steps
