@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	// kvrflow's packages register their fault points at init: steps
+	// (step.STATE.begin/end), journal and internal/fsx. Importing kvrflow
+	// imports them all.
+	_ "github.com/kvrflow/kvrflow"
+	"github.com/kvrflow/kvrflow/internal/fault"
+)
+
+var faultsCommand = &command{
+	name:    "faults",
+	args:    "[flags]",
+	summary: "list the named fault points a fault spec can trigger",
+	about: `List every named fault point and what it interrupts. A fault spec, given to
+restore or recover with --fault or in $KVRFLOW_FAULT, triggers them:
+
+  POINT:ACTION[@N][,POINT:ACTION[@N]...]
+
+ACTION is crash (the process kills itself with SIGKILL, like kill -9), eio,
+enospc or delay=DURATION; @N fires on the N-th hit of the point only.`,
+	example: "KVRFLOW_FAULT=fs.after-exchange:crash kvrflow restore --from /backups/b1 --db /tmp/db",
+	new:     func() runner { return &faultsCmd{} },
+}
+
+type faultsCmd struct{ common }
+
+func (c *faultsCmd) flags(fs *flag.FlagSet) { c.define(fs, false) }
+
+// faultPoint is one point in faults's --json document.
+type faultPoint struct {
+	Name string `json:"name"`
+	What string `json:"what"`
+}
+
+// faultsDoc is faults's --json document: every point, sorted by name.
+type faultsDoc struct {
+	Points []faultPoint `json:"points"`
+	exitReport
+}
+
+func (d *faultsDoc) text(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, p := range d.Points {
+		fmt.Fprintf(tw, "%s\t%s\n", p.Name, p.What)
+	}
+	tw.Flush()
+}
+
+func (c *faultsCmd) run(_ context.Context, o *stdio, args []string) (document, error) {
+	if len(args) > 0 {
+		return nil, usagef("unexpected argument %q", args[0])
+	}
+	if _, err := c.logger(o); err != nil { // nothing to log; the flags are still checked
+		return nil, err
+	}
+	doc := &faultsDoc{Points: []faultPoint{}}
+	for _, p := range fault.Points() {
+		doc.Points = append(doc.Points, faultPoint{Name: p.Name, What: p.What})
+	}
+	return doc, nil
+}

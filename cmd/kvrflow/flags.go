@@ -1,0 +1,219 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/term"
+
+	"github.com/kvrflow/kvrflow/internal/fault"
+	"github.com/kvrflow/kvrflow/steps"
+)
+
+// stdio is where a command writes, and what it knows of its terminal.
+type stdio struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+}
+
+// stderrIsTerminal reports whether stderr is a terminal: only then does a
+// command draw a progress bar or colour its logs.
+func (o *stdio) stderrIsTerminal() bool {
+	f, ok := o.stderr.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// common holds the flags every command shares.
+type common struct {
+	json      bool
+	logFormat string
+	logLevel  string
+	journal   string // only for commands that read or write the journal
+}
+
+// define registers --json, --log-format and --log-level, and --journal
+// when withJournal is set.
+func (c *common) define(fs *flag.FlagSet, withJournal bool) {
+	fs.BoolVar(&c.json, "json", false, "print one JSON document on stdout (logs stay on stderr)")
+	fs.StringVar(&c.logFormat, "log-format", "console", "log `FORMAT` on stderr: console or json")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log `LEVEL`: debug, info, warn or error")
+	if withJournal {
+		fs.StringVar(&c.journal, "journal", "", "journal file `PATH` (default DIR.kvrflow/journal.db)")
+	}
+}
+
+// logger returns the logger the flags ask for, writing to o.stderr.
+func (c *common) logger(o *stdio) (*zerolog.Logger, error) {
+	level, err := zerolog.ParseLevel(c.logLevel)
+	if err != nil || c.logLevel == "" {
+		return nil, usagef("bad --log-level %q: want debug, info, warn or error", c.logLevel)
+	}
+	var w io.Writer
+	switch c.logFormat {
+	case "console":
+		w = zerolog.ConsoleWriter{Out: o.stderr, TimeFormat: time.TimeOnly, NoColor: !o.stderrIsTerminal()}
+	case "json":
+		w = o.stderr
+	default:
+		return nil, usagef("bad --log-format %q: want console or json", c.logFormat)
+	}
+	l := zerolog.New(w).Level(level).With().Timestamp().Logger()
+	return &l, nil
+}
+
+// faultSpec returns the fault spec of --fault, else of $KVRFLOW_FAULT,
+// checked: a bad spec is a usage error (it matches fault.ErrBadSpec).
+func faultSpec(flagValue string, o *stdio) (string, error) {
+	spec := flagValue
+	if spec == "" {
+		spec = o.getenv(fault.EnvVar)
+	}
+	if _, err := fault.Parse(spec); err != nil {
+		return "", err
+	}
+	return spec, nil
+}
+
+// parseMode checks a --mode value.
+func parseMode(s string) (steps.Mode, error) {
+	m, ok := steps.ParseMode(s)
+	if !ok {
+		return "", usagef("bad --mode %q: want copy, link or auto", s)
+	}
+	return m, nil
+}
+
+// need returns a usage error naming the first flag whose value is empty.
+func need(flags ...string) error {
+	for i := 0; i+1 < len(flags); i += 2 {
+		if flags[i+1] == "" {
+			return usagef("%s is required", flags[i])
+		}
+	}
+	return nil
+}
+
+// usagef returns a usage error (exit code 2).
+func usagef(format string, args ...any) error { return asUsage(fmt.Errorf(format, args...)) }
+
+// parseArgs parses args with fs, allowing positional arguments between
+// flags (kvrflow journal show 3 --db DIR), and returns the positional ones.
+// Everything after "--" is positional.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos, args = append(pos, rest[0]), rest[1:]
+	}
+}
+
+// document is what a command prints: as text for a person, or, with
+// --json, as exactly one JSON object on stdout. On error the object holds
+// "error" and "exit_code" beside whatever result exists.
+type document interface {
+	text(w io.Writer)
+	setExit(msg string, code int)
+}
+
+// exitReport ends every JSON document. ExitCode is always present; Error
+// only when the command failed.
+type exitReport struct {
+	Error    string `json:"error,omitempty"`
+	ExitCode int    `json:"exit_code"`
+}
+
+func (r *exitReport) setExit(msg string, code int) { r.Error, r.ExitCode = msg, code }
+
+// errorDoc is the document of a command that failed before it had any
+// result.
+type errorDoc struct{ exitReport }
+
+func (*errorDoc) text(io.Writer) {}
+
+// finish prints doc and err as the flags ask and returns the exit code.
+// The error goes to stderr as one line, "Error: <message>", with or
+// without --json; with --json stdout also gets the document, error and
+// exit code included. doc may be nil.
+func finish(o *stdio, jsonOut bool, doc document, err error, usageHint string) int {
+	code := exitCode(err)
+	msg := ""
+	if err != nil {
+		msg = oneLine(err.Error())
+		if errors.Is(err, errUsage) && usageHint != "" {
+			msg += " (see " + usageHint + ")"
+		}
+		fmt.Fprintf(o.stderr, "Error: %s\n", msg)
+	}
+	if doc == nil {
+		if !jsonOut {
+			return code
+		}
+		doc = &errorDoc{}
+	}
+	doc.setExit(msg, code)
+	if !jsonOut {
+		doc.text(o.stdout)
+		return code
+	}
+	enc := json.NewEncoder(o.stdout)
+	enc.SetIndent("", "  ")
+	if werr := enc.Encode(doc); werr != nil {
+		fmt.Fprintf(o.stderr, "Error: write JSON: %s\n", werr)
+		if code == exitOK {
+			code = exitInFlight
+		}
+	}
+	return code
+}
+
+// oneLine joins the lines of a multi-line message (errors.Join makes
+// them) so the error stays one line on stderr.
+func oneLine(s string) string {
+	return strings.ReplaceAll(strings.TrimSpace(s), "\n", "; ")
+}
+
+// humanBytes formats n bytes for people: 1.5 MiB.
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// timeText formats a journal time for people, in UTC like the journal.
+func timeText(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format("2006-01-02 15:04:05Z")
+}
+
+// orDash returns s, or "-" when s is empty, for table cells.
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

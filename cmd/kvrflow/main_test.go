@@ -1,0 +1,298 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/kvrflow/kvrflow/internal/fault"
+	"github.com/kvrflow/kvrflow/internal/testutil"
+	"github.com/kvrflow/kvrflow/journal"
+	"github.com/kvrflow/kvrflow/steps"
+)
+
+// kvrflowBin is the kvrflow binary built once by TestMain. The tests run
+// it as a subprocess, as a user or a service manager would: exit codes,
+// stdout and stderr are what they check, and a fault point's crash kills
+// the subprocess, not the test.
+var kvrflowBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "kvrflow-cli-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	kvrflowBin = filepath.Join(dir, "kvrflow")
+	args := []string{"build", "-o", kvrflowBin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, ".")...)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintf(os.Stderr, "build kvrflow: %v\n", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// result is how one run of kvrflow ended.
+type result struct {
+	args           []string
+	stdout, stderr string
+	code           int            // exit code; -1 if killed by a signal
+	signal         syscall.Signal // the signal that killed it, or 0
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("kvrflow %s: exit %d signal %v\nstdout:\n%s\nstderr:\n%s",
+		strings.Join(r.args, " "), r.code, r.signal, r.stdout, r.stderr)
+}
+
+// newCmd returns an unstarted kvrflow command with env added to the
+// test's environment, less any KVRFLOW_FAULT of the test's own.
+func newCmd(env []string, args ...string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer) {
+	cmd := exec.Command(kvrflowBin, args...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, fault.EnvVar+"=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	return cmd, &stdout, &stderr
+}
+
+// ended returns the result of a finished command.
+func ended(tb testing.TB, cmd *exec.Cmd, stdout, stderr *bytes.Buffer, err error) result {
+	tb.Helper()
+	r := result{args: cmd.Args[1:], stdout: stdout.String(), stderr: stderr.String()}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			r.signal = ws.Signal()
+		}
+	default:
+		tb.Fatalf("run kvrflow %s: %v", strings.Join(r.args, " "), err)
+	}
+	return r
+}
+
+// cli runs the kvrflow binary with args and env (NAME=VALUE) and returns how
+// it ended.
+func cli(tb testing.TB, env []string, args ...string) result {
+	tb.Helper()
+	cmd, stdout, stderr := newCmd(env, args...)
+	return ended(tb, cmd, stdout, stderr, cmd.Run())
+}
+
+// mustRun runs kvrflow and fails the test unless it exits with want.
+func mustRun(tb testing.TB, want int, env []string, args ...string) result {
+	tb.Helper()
+	r := cli(tb, env, args...)
+	if r.code != want || r.signal != 0 {
+		tb.Fatalf("want exit %d, got %s", want, r)
+	}
+	return r
+}
+
+// decode parses stdout as exactly one JSON document into v.
+func decode(tb testing.TB, r result, v any) {
+	tb.Helper()
+	dec := json.NewDecoder(strings.NewReader(r.stdout))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		tb.Fatalf("stdout is not the JSON document expected: %v\n%s", err, r)
+	}
+	if dec.More() {
+		tb.Fatalf("stdout holds more than one JSON document\n%s", r)
+	}
+}
+
+// fixture is, in a temporary directory, an old database at node/db and a
+// backup of another database at backup.
+type fixture struct {
+	root, db, backup string
+	old, new         map[string]string
+}
+
+// newFixture makes a fixture whose old database has oldKeys keys and
+// whose backup, made with kvrflow backup, has newKeys. Its cleanup checks
+// the journal (see checkJournal).
+func newFixture(tb testing.TB, oldKeys, newKeys int) *fixture {
+	tb.Helper()
+	root := tb.TempDir()
+	f := &fixture{root: root, db: filepath.Join(root, "node", "db"), backup: filepath.Join(root, "backup")}
+	src := filepath.Join(root, "src")
+	f.new = testutil.MakeDB(tb, vfs.Default, src, 2, newKeys)
+	mustRun(tb, exitOK, nil, "backup", "--db", src, "--to", f.backup)
+	if err := os.RemoveAll(src); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(f.db), 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	if oldKeys > 0 {
+		f.old = testutil.MakeDB(tb, vfs.Default, f.db, 1, oldKeys)
+	}
+	tb.Cleanup(func() { checkJournal(tb, f.db) })
+	return f
+}
+
+// restoreArgs returns the arguments of a restore of the fixture.
+func (f *fixture) restoreArgs(extra ...string) []string {
+	return append([]string{"restore", "--from", f.backup, "--db", f.db}, extra...)
+}
+
+// readDB returns the database's contents, failing the test if it does not
+// open.
+func (f *fixture) readDB(tb testing.TB) map[string]string {
+	tb.Helper()
+	return testutil.ReadDB(tb, vfs.Default, f.db)
+}
+
+// which says whether the database holds the old contents or the backup's,
+// key by key, and fails the test if neither.
+func (f *fixture) which(tb testing.TB) string {
+	tb.Helper()
+	got, err := testutil.TryReadDB(vfs.Default, f.db)
+	switch {
+	case err != nil && f.old == nil:
+		return "old"
+	case err != nil:
+		tb.Fatalf("database %s does not open: %v", f.db, err)
+	case testutil.Equal(got, f.new):
+		return "new"
+	case f.old != nil && testutil.Equal(got, f.old):
+		return "old"
+	}
+	tb.Fatalf("database %s holds %d keys: neither the old database (%d) nor the backup's (%d)", f.db, len(got), len(f.old), len(f.new))
+	return ""
+}
+
+// checkJournal checks, if DB has a journal, that nothing is in flight and
+// that every run's events form a chain: sequence numbers 1..n, each event
+// starting in the state the previous one ended in, the last ending in the
+// run's state, and a run with an outcome ended.
+func checkJournal(tb testing.TB, db string) {
+	tb.Helper()
+	layout, err := steps.NewLayout(db)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := os.Stat(layout.Journal()); errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	j, err := journal.Open(layout.Journal(), journal.Options{ReadOnly: true, Timeout: 10 * time.Second})
+	if err != nil {
+		tb.Errorf("journal check: %v", err)
+		return
+	}
+	defer j.Close()
+	if runs, err := j.InFlight(""); err != nil || len(runs) > 0 {
+		tb.Errorf("journal check: runs in flight %+v (err %v)", runs, err)
+	}
+	runs, err := j.Runs(0)
+	if err != nil {
+		tb.Errorf("journal check: %v", err)
+		return
+	}
+	for _, r := range runs {
+		events, err := j.Events(r.ID)
+		if err != nil {
+			tb.Errorf("journal check: run %d: %v", r.ID, err)
+			continue
+		}
+		state := steps.Restore.Start
+		for i, ev := range events {
+			if ev.Seq != uint64(i+1) || ev.From != state {
+				tb.Errorf("journal check: run %d event %d: seq %d %s -%s-> %s, want seq %d from %s", r.ID, i, ev.Seq, ev.From, ev.Event, ev.To, i+1, state)
+			}
+			state = ev.To
+		}
+		if state != r.State || r.Events != uint64(len(events)) {
+			tb.Errorf("journal check: run %d in state %s with %d events, its events end in %s (%d)", r.ID, r.State, r.Events, state, len(events))
+		}
+		if !r.InFlight() && r.End.IsZero() {
+			tb.Errorf("journal check: run %d has outcome %s but no end time", r.ID, r.Outcome)
+		}
+	}
+}
+
+func TestHelp_ListsCommandsAndExitCodes(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"help"}, {"-h"}} {
+		r := mustRun(t, exitOK, nil, args...)
+		for _, c := range commands {
+			if !strings.Contains(r.stdout, "  "+c.name+" ") {
+				t.Errorf("kvrflow %s does not list %q:\n%s", args[0], c.name, r.stdout)
+			}
+		}
+		for code := exitOK; code <= exitInFlight; code++ {
+			if !strings.Contains(r.stdout, fmt.Sprintf("\n  %d  ", code)) {
+				t.Errorf("kvrflow %s does not document exit code %d:\n%s", args[0], code, r.stdout)
+			}
+		}
+	}
+}
+
+func TestHelp_EveryCommandShowsAnExample(t *testing.T) {
+	for _, c := range commands {
+		t.Run(c.name, func(t *testing.T) {
+			args := append(strings.Fields(c.name), "--help")
+			r := mustRun(t, exitOK, nil, args...)
+			if !strings.Contains(r.stdout, "Example:\n  kvrflow ") && !strings.Contains(r.stdout, "Example:\n  KVRFLOW_FAULT=") {
+				t.Errorf("no example:\n%s", r.stdout)
+			}
+			if !strings.HasPrefix(r.stdout, "Usage: kvrflow "+c.name) || !strings.Contains(r.stdout, "--json") {
+				t.Errorf("help does not start with the usage or lacks the flags:\n%s", r.stdout)
+			}
+			if h := mustRun(t, exitOK, nil, append([]string{"help"}, strings.Fields(c.name)...)...); h.stdout != r.stdout {
+				t.Errorf("kvrflow help %s differs from kvrflow %s --help", c.name, c.name)
+			}
+		})
+	}
+	if r := mustRun(t, exitOK, nil, "journal", "--help"); !strings.Contains(r.stdout, "journal show") {
+		t.Errorf("kvrflow journal --help:\n%s", r.stdout)
+	}
+}
+
+func TestUsage_BadCommandLinesExit2WithOneErrorLine(t *testing.T) {
+	for _, args := range [][]string{
+		{},
+		{"frobnicate"},
+		{"journal"},
+		{"journal", "frob"},
+		{"faults", "extra"},
+		{"status"},
+		{"backup", "--db", "x"},
+		{"status", "--db", "x", "--log-level", "loud"},
+		{"status", "--db", "x", "--log-format", "xml"},
+	} {
+		r := mustRun(t, exitUsage, nil, args...)
+		lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+		if last := lines[len(lines)-1]; !strings.HasPrefix(last, "Error: ") {
+			t.Errorf("kvrflow %q: stderr does not end with one Error: line:\n%s", args, r.stderr)
+		}
+		if r.stdout != "" {
+			t.Errorf("kvrflow %q printed on stdout:\n%s", args, r.stdout)
+		}
+	}
+}

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/kvrflow/kvrflow"
+)
+
+var recoverCommand = &command{
+	name:    "recover",
+	args:    "--db DIR [flags]",
+	summary: "finish or roll back whatever a killed kvrflow left in flight",
+	about: `Finish or roll back every run the journal holds in flight for DIR: a run
+killed before its commit point is rolled back (DIR keeps the old database),
+one killed after it is finished (DIR keeps the new one). With nothing in
+flight, or no journal at all, it does nothing and succeeds. Run it, or start
+a service that calls kvrflow.Recover, before opening DIR after a crash;
+kvrflow restore does it first too.`,
+	example: "kvrflow recover --db /var/lib/app/db",
+	new:     func() runner { return &recoverCmd{} },
+}
+
+type recoverCmd struct {
+	common
+	db, fault string
+}
+
+func (c *recoverCmd) flags(fs *flag.FlagSet) {
+	c.define(fs, true)
+	fs.StringVar(&c.db, "db", "", "the database directory `DIR` (required)")
+	fs.StringVar(&c.fault, "fault", "", "fault `SPEC` for testing, POINT:ACTION[@N],... (default $KVRFLOW_FAULT; see kvrflow faults)")
+}
+
+// recoverDoc is recover's --json document: the runs recovered, each with
+// its final record and the decision taken ("resume" or "roll back"); an
+// empty list means there was nothing to do.
+type recoverDoc struct {
+	DB        string              `json:"db"`
+	Recovered []kvrflow.Recovered `json:"recovered"`
+	exitReport
+}
+
+func (d *recoverDoc) text(w io.Writer) {
+	if len(d.Recovered) == 0 && d.Error == "" {
+		fmt.Fprintf(w, "nothing to recover for %s\n", d.DB)
+		return
+	}
+	printRecovered(w, d.Recovered)
+}
+
+// printRecovered prints one line per recovered run: its id, the decision
+// and how it ended.
+func printRecovered(w io.Writer, recovered []kvrflow.Recovered) {
+	for _, r := range recovered {
+		fmt.Fprintf(w, "recovered run %d (%s of %s): %s, outcome %s\n",
+			r.Run.ID, r.Run.Kind, orDash(r.Run.Source), r.Decision, orDash(r.Run.Outcome))
+	}
+}
+
+func (c *recoverCmd) run(ctx context.Context, o *stdio, args []string) (document, error) {
+	if len(args) > 0 {
+		return nil, usagef("unexpected argument %q", args[0])
+	}
+	if err := need("--db", c.db); err != nil {
+		return nil, err
+	}
+	spec, err := faultSpec(c.fault, o)
+	if err != nil {
+		return nil, err
+	}
+	log, err := c.logger(o)
+	if err != nil {
+		return nil, err
+	}
+	done, err := kvrflow.Recover(ctx, kvrflow.Options{DB: c.db, Journal: c.journal, FaultSpec: spec, Log: log})
+	if err != nil && exitCode(err) == exitInFlight {
+		err = fmt.Errorf("%w; the run is still in flight: 'kvrflow recover --db %s' tries again", err, c.db)
+	}
+	if done == nil {
+		done = []kvrflow.Recovered{}
+	}
+	return &recoverDoc{DB: c.db, Recovered: done}, err
+}

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+
+	"github.com/kvrflow/kvrflow"
+	"github.com/kvrflow/kvrflow/steps"
+)
+
+var restoreCommand = &command{
+	name:    "restore",
+	args:    "--from SRC --db DIR [flags]",
+	summary: "restore a backup into a database directory, atomically",
+	about: `Restore the backup SRC (a directory made by kvrflow backup) into the database
+directory DIR, whose parent must exist. First any run left in flight for DIR
+is finished or rolled back. Then the backup is checked file by file, written
+to a staging directory beside DIR, verified, and swapped into place in one
+atomic step. On failure, or on SIGINT/SIGTERM before the swap, the run is
+rolled back and DIR holds what it held before (exit code 1). If the process
+is killed, DIR still holds the old or the new database, and the next kvrflow
+restore or recover finishes the run.`,
+	example: "kvrflow restore --from /backups/app-2024-06-01 --db /var/lib/app/db",
+	new:     func() runner { return &restoreCmd{} },
+}
+
+type restoreCmd struct {
+	common
+	from, db, mode, fault string
+}
+
+func (c *restoreCmd) flags(fs *flag.FlagSet) {
+	c.define(fs, true)
+	fs.StringVar(&c.from, "from", "", "the backup directory `SRC` to restore (required)")
+	fs.StringVar(&c.db, "db", "", "the database directory `DIR` to restore into; its parent must exist (required)")
+	fs.StringVar(&c.mode, "mode", "auto", "`MODE` in which files reach DIR: copy, link (hard-link tables; same file system only) or auto (link when possible)")
+	fs.StringVar(&c.fault, "fault", "", "fault `SPEC` for testing, POINT:ACTION[@N],... (default $KVRFLOW_FAULT; see kvrflow faults)")
+}
+
+// restoreDoc is restore's --json document: the outcome (committed or
+// rolled_back, empty if the run did not end), the run as journaled, and
+// the runs found in flight and recovered first.
+type restoreDoc struct {
+	DB      string `json:"db"`
+	Source  string `json:"source"`
+	Outcome string `json:"outcome,omitempty"`
+	*kvrflow.Result
+	exitReport
+}
+
+func (d *restoreDoc) text(w io.Writer) {
+	if d.Result == nil {
+		return
+	}
+	printRecovered(w, d.Recovered)
+	r := d.Run
+	if r.ID == 0 {
+		return
+	}
+	switch r.Outcome {
+	case steps.OutcomeCommitted:
+		fmt.Fprintf(w, "restored %s into %s (run %d, %s)\n", r.Source, r.Target, r.ID, r.End.Sub(r.Start).Round(time.Millisecond))
+	case steps.OutcomeRolledBack:
+		fmt.Fprintf(w, "run %d rolled back: %s holds the database it held before\n", r.ID, r.Target)
+	default:
+		fmt.Fprintf(w, "run %d is in flight in state %s\n", r.ID, r.State)
+	}
+}
+
+func (c *restoreCmd) run(ctx context.Context, o *stdio, args []string) (document, error) {
+	if len(args) > 0 {
+		return nil, usagef("unexpected argument %q", args[0])
+	}
+	if err := need("--from", c.from, "--db", c.db); err != nil {
+		return nil, err
+	}
+	mode, err := parseMode(c.mode)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := faultSpec(c.fault, o)
+	if err != nil {
+		return nil, err
+	}
+	log, err := c.logger(o)
+	if err != nil {
+		return nil, err
+	}
+	bar := newProgress(o, !c.json && o.stderrIsTerminal())
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-ctx.Done():
+			log.Warn().Msg("interrupted: rolling back unless the new database is already in place; interrupt again to stop at once (kvrflow recover then finishes)")
+		case <-done:
+		}
+	}()
+	res, err := kvrflow.Restore(ctx, kvrflow.Options{DB: c.db, Source: c.from, Mode: mode, Journal: c.journal,
+		FaultSpec: spec, Log: log, Progress: bar.update})
+	bar.close()
+	if err != nil && exitCode(err) == exitInFlight {
+		err = inFlightHint(err, res, c.db)
+	}
+	if res == nil {
+		return nil, err
+	}
+	return &restoreDoc{DB: c.db, Source: c.from, Outcome: res.Run.Outcome, Result: res}, err
+}
+
+// inFlightHint adds to an error that left a run in flight how to finish it.
+func inFlightHint(err error, res *kvrflow.Result, db string) error {
+	if res != nil && res.Run.ID != 0 && res.Run.InFlight() {
+		return fmt.Errorf("%w; run %d is left in flight in state %s: 'kvrflow recover --db %s' finishes it",
+			err, res.Run.ID, res.Run.State, db)
+	}
+	return fmt.Errorf("%w; any run left in flight is finished by 'kvrflow recover --db %s'", err, db)
+}
+
+// progress draws a progress bar of the bytes written on stderr, created
+// on the first report when the total is known. The zero progress (not on
+// a terminal, or --json) draws nothing.
+type progress struct {
+	w   io.Writer
+	on  bool
+	bar *progressbar.ProgressBar
+}
+
+func newProgress(o *stdio, on bool) *progress { return &progress{w: o.stderr, on: on} }
+
+// update is the Options.Progress callback; the library calls it from the
+// goroutine that writes.
+func (p *progress) update(done, total int64) {
+	if !p.on {
+		return
+	}
+	if p.bar == nil {
+		p.bar = progressbar.NewOptions64(total,
+			progressbar.OptionSetWriter(p.w),
+			progressbar.OptionSetDescription("writing"),
+			progressbar.OptionShowBytes(true),
+			progressbar.OptionShowTotalBytes(true),
+			progressbar.OptionShowCount(),
+			progressbar.OptionSetPredictTime(true),
+			progressbar.OptionSetWidth(30),
+			progressbar.OptionThrottle(100*time.Millisecond),
+			progressbar.OptionOnCompletion(func() { fmt.Fprintln(p.w) }),
+		)
+	}
+	_ = p.bar.Set64(done) // a failed write to the terminal is no reason to stop
+}
+
+// close ends the bar's line if the write stopped short.
+func (p *progress) close() {
+	if p.bar != nil && !p.bar.IsFinished() {
+		_ = p.bar.Exit() // ends the line through OptionOnCompletion
+	}
+}
