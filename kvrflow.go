@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -104,13 +105,16 @@ func open(opts Options, create bool) (*session, error) {
 		return s, nil
 	}
 	if err := s.fs.EnsureDir(layout.Work); err != nil {
-		return nil, fmt.Errorf("%w: create kvrflow's directory: %w", steps.ErrBadPath, err)
+		if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS) {
+			return nil, fmt.Errorf("%w: create kvrflow's directory: %w", steps.ErrBadPath, err)
+		}
+		return nil, err
 	}
 	if s.lock, err = s.fs.Lock(layout.Lock()); err != nil {
-		if errors.Is(err, fs.ErrPermission) {
-			return nil, fmt.Errorf("%w: %w", steps.ErrBadPath, err)
+		if errors.Is(err, fsx.ErrLockHeld) {
+			return nil, fmt.Errorf("%w: another kvrflow works on %s: %w", steps.ErrInUse, layout.DB, err)
 		}
-		return nil, fmt.Errorf("%w: another kvrflow works on %s: %w", steps.ErrInUse, layout.DB, err)
+		return nil, err
 	}
 	jpath := opts.Journal
 	if jpath == "" {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"time"
 
 	lfsm "github.com/looplab/fsm"
 	"github.com/rs/zerolog"
@@ -259,10 +260,13 @@ func (r *Run) fire(event string, details any, errText string) error {
 // Execute runs steps from the current state until a terminal state. A step
 // error in a state before the commit point is journaled with the fail
 // event and the rollback step runs; Execute then returns an error matching
-// ErrRolledBack and the step's *StepError. An error in the rollback step or
-// after the commit point is returned as a *StepError, leaving the run in
-// flight for recovery. Steps after the commit point and the rollback step
-// run with a context that is never cancelled.
+// ErrRolledBack and the step's *StepError. The rollback step and the steps
+// after the commit point are idempotent by contract: on error they are
+// tried again (Attempts in all, with a pause between), and if they still
+// fail Execute returns an error matching ErrInFlight and the *StepError,
+// leaving the run in flight for recovery. So does a failed journal write.
+// Steps after the commit point and the rollback step run with a context
+// that is never cancelled.
 func (r *Run) Execute(ctx context.Context, steps map[string]Step) error {
 	for {
 		state := r.State()
@@ -274,31 +278,39 @@ func (r *Run) Execute(ctx context.Context, steps map[string]Step) error {
 		}
 		ev, hasForward := r.def.Forward[state]
 		if !hasForward {
-			return fmt.Errorf("run %d: %w: no forward event from %s", r.ID, ErrIllegal, state)
+			return fmt.Errorf("%w: run %d: %w: no forward event from %s", ErrInFlight, r.ID, ErrIllegal, state)
 		}
 		var details any
 		var err error
 		if step, ok := steps[state]; ok {
 			details, err = r.runStep(ctx, state, step)
 		} else if state != r.def.Start {
-			return fmt.Errorf("run %d: %w: no step for state %s", r.ID, ErrIllegal, state)
+			return fmt.Errorf("%w: run %d: %w: no step for state %s", ErrInFlight, r.ID, ErrIllegal, state)
 		}
 		if err != nil {
 			if !r.def.failable[state] {
-				return err
+				return fmt.Errorf("%w: %w", ErrInFlight, err)
 			}
 			r.cause = err
 			r.log.Warn().Uint64("run", r.ID).Str("state", state).Err(err).Msg("step failed; rolling back")
 			if ferr := r.fire(r.def.FailEvent, failDetails{Error: err.Error(), Details: details}, err.Error()); ferr != nil {
-				return errors.Join(err, ferr)
+				return fmt.Errorf("%w: %w (and journaling the failure: %w)", ErrInFlight, err, ferr)
 			}
 			continue
 		}
 		if err := r.fire(ev, details, ""); err != nil {
-			return err
+			return fmt.Errorf("%w: %w", ErrInFlight, err)
 		}
 	}
 }
+
+// Attempts is how often Execute tries an idempotent step (the rollback
+// step, and the steps after the commit point) before leaving the run in
+// flight.
+const Attempts = 3
+
+// RetryPause is the pause before the second attempt; it doubles after.
+var RetryPause = 50 * time.Millisecond
 
 type failDetails struct {
 	Error   string `json:"error"`
@@ -306,9 +318,23 @@ type failDetails struct {
 }
 
 func (r *Run) runStep(ctx context.Context, state string, step Step) (any, error) {
-	if !r.def.failable[state] {
-		ctx = context.WithoutCancel(ctx)
+	if r.def.failable[state] {
+		return r.tryStep(ctx, state, step)
 	}
+	ctx = context.WithoutCancel(ctx)
+	pause := RetryPause
+	for attempt := 1; ; attempt++ {
+		details, err := r.tryStep(ctx, state, step)
+		if err == nil || attempt == Attempts {
+			return details, err
+		}
+		r.log.Warn().Uint64("run", r.ID).Str("state", state).Int("attempt", attempt).Err(err).Msg("idempotent step failed; trying again")
+		time.Sleep(pause)
+		pause *= 2
+	}
+}
+
+func (r *Run) tryStep(ctx context.Context, state string, step Step) (any, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, &StepError{Step: state, Err: err}
 	}
@@ -336,7 +362,7 @@ func (r *Run) Recover(ctx context.Context, steps map[string]Step) (Decision, err
 		return dec, nil
 	case RollBack:
 		if err := r.fire(r.def.AbortEvent, abortDetails{Reason: "recovery found the run interrupted in " + r.State()}, ""); err != nil {
-			return dec, err
+			return dec, fmt.Errorf("%w: %w", ErrInFlight, err)
 		}
 	}
 	return dec, r.Execute(context.WithoutCancel(ctx), steps)

@@ -2,10 +2,13 @@ package steps
 
 import (
 	"context"
+	"errors"
+	"os"
 	"fmt"
 	"path/filepath"
 
 	"github.com/kvrflow/kvrflow/fsm"
+	"github.com/kvrflow/kvrflow/internal/fsx"
 )
 
 // SpaceMargin is added to the bytes a restore writes when checking free
@@ -42,8 +45,10 @@ func (e *Env) precheck(ctx context.Context, _ *fsm.Run) (any, error) {
 		}
 		size, crc, err := e.FS.Checksum(f.Path, e.buffer())
 		switch {
+		case errors.Is(err, os.ErrNotExist):
+			return nil, fmt.Errorf("%w: listed file missing: %w", ErrBadSource, err)
 		case err != nil:
-			return nil, fmt.Errorf("%w: %w", ErrBadSource, err)
+			return nil, err
 		case size != f.Size:
 			return nil, fmt.Errorf("%w: %s: size %d, manifest says %d (truncated or changed)", ErrBadSource, f.Path, size, f.Size)
 		case crc != f.CRC32C:
@@ -153,8 +158,11 @@ func (e *Env) lockDB() error {
 		return err
 	}
 	l, err := e.FS.Lock(lock)
-	if err != nil {
+	if errors.Is(err, fsx.ErrLockHeld) {
 		return fmt.Errorf("%w: database %s is open (its LOCK is held): %w", ErrInUse, e.Layout.DB, err)
+	}
+	if err != nil {
+		return err
 	}
 	e.dbLock = l
 	return nil

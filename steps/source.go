@@ -41,8 +41,11 @@ func (s *Source) Bytes() int64 {
 // manifest. It does not read the files' data (Precheck checksums them).
 func LoadSource(fs *fsx.FS, dir string) (*Source, error) {
 	fi, err := fs.Stat(dir)
-	if err != nil {
+	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %w", ErrBadSource, err)
+	}
+	if err != nil {
+		return nil, err
 	}
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("%w: %s: not a directory", ErrBadSource, dir)
@@ -53,12 +56,15 @@ func LoadSource(fs *fsx.FS, dir string) (*Source, error) {
 		return nil, fmt.Errorf("%w: %s: no %s manifest (make backups with kvrflow backup)", ErrBadSource, dir, manifest.Name)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadSource, err)
+		return nil, err
 	}
 	m, err := manifest.Parse(f)
 	f.Close()
-	if err != nil {
+	if errors.Is(err, manifest.ErrInvalid) {
 		return nil, fmt.Errorf("%w: %s: %w", ErrBadSource, mpath, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", mpath, err)
 	}
 	if m.Engine != "pebble" {
 		return nil, fmt.Errorf("%w: %s: engine %q, this source format holds pebble backups", ErrBadSource, mpath, m.Engine)
@@ -74,7 +80,7 @@ func LoadSource(fs *fsx.FS, dir string) (*Source, error) {
 	}
 	names, err := fs.List(dir)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadSource, err)
+		return nil, err
 	}
 	for _, n := range names {
 		if !listed[n] {

@@ -15,7 +15,9 @@ import (
 )
 
 func TestExitCode_MapsErrorsMostSpecificFirst(t *testing.T) {
-	rolledBack := func(cause error) error { return fmt.Errorf("%w: %w", fsm.ErrRolledBack, &fsm.StepError{Step: "precheck", Err: cause}) }
+	rolledBack := func(cause error) error {
+		return fmt.Errorf("%w: %w", fsm.ErrRolledBack, &fsm.StepError{Step: "precheck", Err: cause})
+	}
 	for _, tc := range []struct {
 		name string
 		err  error

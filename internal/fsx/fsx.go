@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 
@@ -27,6 +28,10 @@ var ErrExchangeUnsupported = errors.New("atomic exchange not supported")
 // ErrNoFileID is returned by FileID when the file system has no stable
 // identity (device, inode) for its entries, as the in-memory ones do not.
 var ErrNoFileID = errors.New("file identity not available")
+
+// ErrLockHeld is returned by Lock when another process, or this one,
+// holds the lock.
+var ErrLockHeld = errors.New("lock held")
 
 // Fault points of the seam, hit around each durable operation.
 var (
@@ -122,10 +127,18 @@ func (fs *FS) Open(path string) (vfs.File, error) {
 }
 
 // Lock takes the advisory lock on path (creating the file if needed). It
-// fails at once if another process, or this one, holds it.
+// fails at once if another process, or this one, holds it, with an error
+// matching ErrLockHeld.
 func (fs *FS) Lock(path string) (io.Closer, error) {
 	l, err := fs.v.Lock(path)
 	if err != nil {
+		// fcntl reports a lock held elsewhere as EAGAIN or EACCES; Pebble
+		// reports one held by this process with an unexported error whose
+		// text is all there is to match.
+		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES) ||
+			strings.Contains(err.Error(), "held by current process") {
+			err = fmt.Errorf("%w: %w", ErrLockHeld, err)
+		}
 		return nil, pathErr("lock", path, err)
 	}
 	return l, nil
