@@ -37,11 +37,23 @@ type crashPoint struct {
 // stands, and returns them with the restore's error.
 func recordCrashPoints(t *testing.T, fs *vfs.MemFS, opts Options, seed uint64) ([]crashPoint, error) {
 	t.Helper()
+	return recordCrashPointsOf(t, fs, opts.Journal, seed, func(v vfs.FS) error {
+		o := opts
+		o.FS = v
+		_, err := Restore(context.Background(), o)
+		return err
+	})
+}
+
+// recordCrashPointsOf runs fn on fs wrapped so that every mutating
+// operation first records a pair of crash points.
+func recordCrashPointsOf(t *testing.T, fs *vfs.MemFS, journalPath string, seed uint64, fn func(vfs.FS) error) ([]crashPoint, error) {
+	t.Helper()
 	rng := rand.New(rand.NewPCG(seed, 7))
 	var mu sync.Mutex
 	var points []crashPoint
 	snap := func(op string) {
-		j, err := os.ReadFile(opts.Journal)
+		j, err := os.ReadFile(journalPath)
 		if err != nil && !os.IsNotExist(err) {
 			t.Errorf("read journal: %v", err)
 		}
@@ -59,8 +71,7 @@ func recordCrashPoints(t *testing.T, fs *vfs.MemFS, opts Options, seed uint64) (
 		}
 		return nil
 	})
-	opts.FS = errorfs.Wrap(fs, inj)
-	_, err := Restore(context.Background(), opts)
+	err := fn(errorfs.Wrap(fs, inj))
 	mu.Lock()
 	snap("end")
 	mu.Unlock()
