@@ -97,5 +97,4 @@ func TestRestore_DiskExchangesDatabase(t *testing.T) {
 	}
 }
 
-
 func nopLog() zerolog.Logger { return zerolog.Nop() }

@@ -3,8 +3,8 @@ package steps
 import (
 	"context"
 	"errors"
-	"os"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/kvrflow/kvrflow/fsm"

@@ -52,7 +52,7 @@ func PebbleLogger(log zerolog.Logger) pebble.Logger { return pebbleLogger{log} }
 // at warn), so they never mix with kvrflow's own output.
 type pebbleLogger struct{ l zerolog.Logger }
 
-func (p pebbleLogger) Infof(format string, args ...any) { p.l.Debug().Msgf("pebble: "+format, args...) }
+func (p pebbleLogger) Infof(format string, args ...any)  { p.l.Debug().Msgf("pebble: "+format, args...) }
 func (p pebbleLogger) Errorf(format string, args ...any) { p.l.Warn().Msgf("pebble: "+format, args...) }
 func (p pebbleLogger) Fatalf(format string, args ...any) {
 	p.l.Error().Msgf("pebble: "+format, args...)

@@ -53,9 +53,9 @@ var (
 // through it. It wraps a Pebble vfs.FS (the real disk, a crashable MemFS or
 // an errorfs) and adds durable helpers that fsync what they change.
 type FS struct {
-	v        vfs.FS
-	faults   *fault.Set
-	disk     bool
+	v      vfs.FS
+	faults *fault.Set
+	disk   bool
 
 	fileSyncs atomic.Int64
 	dirSyncs  atomic.Int64
