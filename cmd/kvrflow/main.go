@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 )
@@ -109,12 +110,30 @@ func (c *command) exec(ctx context.Context, o *stdio, args []string) int {
 		return exitOK
 	}
 	var doc document
+	jsonOut := r.jsonOutput()
 	if err != nil {
-		err = asUsage(err)
+		// Parsing stops at the bad flag; --json after it still counts.
+		err, jsonOut = asUsage(err), jsonOut || jsonRequested(args)
 	} else {
 		doc, err = r.run(ctx, o, pos)
 	}
-	return finish(o, r.jsonOutput(), doc, err, "kvrflow "+c.name+" --help")
+	return finish(o, jsonOut, doc, err, "kvrflow "+c.name+" --help")
+}
+
+// jsonRequested reports whether args hold --json (or -json, --json=true)
+// before any "--".
+func jsonRequested(args []string) bool {
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if strings.HasPrefix(a, "-") && name == "json" {
+			on, err := strconv.ParseBool(value)
+			return !hasValue || (err == nil && on)
+		}
+	}
+	return false
 }
 
 // usage prints the command's help: synopsis, what it does, an example and

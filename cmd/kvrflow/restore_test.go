@@ -100,7 +100,8 @@ func TestRestore_MissingSourceExits2AndLeavesDBUnchanged(t *testing.T) {
 	f := newFixture(t, 100, 10)
 	missing := filepath.Join(f.root, "no-such-backup")
 	r := mustRun(t, exitUsage, nil, "restore", "--from", missing, "--db", f.db)
-	if !strings.HasPrefix(r.stderr, "Error: ") || !strings.Contains(r.stderr, missing) {
+	lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+	if last := lines[len(lines)-1]; !strings.HasPrefix(last, "Error: ") || !strings.Contains(last, missing) {
 		t.Errorf("stderr does not name the source:\n%s", r.stderr)
 	}
 	if errLines := strings.Count(r.stderr, "Error: "); errLines != 1 {
