@@ -105,6 +105,12 @@ func (e *Env) checkPaths() error {
 	if !fi.IsDir() {
 		return fmt.Errorf("%w: %s: database parent is not a directory", ErrBadPath, e.Layout.Parent)
 	}
+	if err := e.FS.CheckWritable(e.Layout.Parent); err != nil {
+		return fmt.Errorf("%w: database parent: %w", ErrBadPath, err)
+	}
+	if link, err := e.FS.IsSymlink(e.Layout.DB); err == nil && link {
+		return fmt.Errorf("%w: %s: the database path is a symbolic link; give the real directory", ErrBadPath, e.Layout.DB)
+	}
 	if ok, err := e.FS.Exists(e.Layout.DB); err != nil {
 		return fmt.Errorf("%w: %w", ErrBadPath, err)
 	} else if ok {

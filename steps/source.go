@@ -83,8 +83,19 @@ func LoadSource(fs *fsx.FS, dir string) (*Source, error) {
 		return nil, err
 	}
 	for _, n := range names {
+		p := filepath.Join(dir, n)
 		if !listed[n] {
-			return nil, fmt.Errorf("%w: %s: file not listed in the manifest", ErrBadSource, filepath.Join(dir, n))
+			return nil, fmt.Errorf("%w: %s: file not listed in the manifest", ErrBadSource, p)
+		}
+		link, err := fs.IsSymlink(p)
+		if err != nil {
+			return nil, err
+		}
+		if link {
+			return nil, fmt.Errorf("%w: %s: symbolic link in the backup (a backup holds only regular files)", ErrBadSource, p)
+		}
+		if fi, err := fs.Stat(p); err == nil && !fi.Mode().IsRegular() {
+			return nil, fmt.Errorf("%w: %s: not a regular file", ErrBadSource, p)
 		}
 	}
 	return src, nil

@@ -331,3 +331,28 @@ func (fs *FS) Resolve(path string) string {
 	}
 	return path
 }
+
+// IsSymlink reports whether path itself is a symbolic link (on the real
+// disk; the in-memory file systems have none).
+func (fs *FS) IsSymlink(path string) (bool, error) {
+	if !fs.disk {
+		return false, nil
+	}
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return false, pathErr("lstat", path, err)
+	}
+	return fi.Mode()&os.ModeSymlink != 0, nil
+}
+
+// CheckWritable returns an error if dir cannot be written (read-only file
+// system, or no permission), on the real disk.
+func (fs *FS) CheckWritable(dir string) error {
+	if !fs.disk {
+		return nil
+	}
+	if err := unix.Access(dir, unix.W_OK|unix.X_OK); err != nil {
+		return pathErr("write to", dir, err)
+	}
+	return nil
+}

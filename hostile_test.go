@@ -1,0 +1,247 @@
+package kvrflow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+
+	"github.com/kvrflow/kvrflow/fsm"
+	"github.com/kvrflow/kvrflow/internal/fsx"
+	"github.com/kvrflow/kvrflow/internal/manifest"
+	"github.com/kvrflow/kvrflow/internal/testutil"
+	"github.com/kvrflow/kvrflow/steps"
+)
+
+// TestRestore_HostileInputs: each hostile input gets a one-line error
+// naming the path and the cause, the error class the CLI maps to its exit
+// code, the database byte for byte unchanged, and nothing written or
+// removed outside DB and DB.kvrflow.
+func TestRestore_HostileInputs(t *testing.T) {
+	writeManifest := func(t *testing.T, f *fixture, text string) {
+		must(t, os.WriteFile(filepath.Join(f.backup, manifest.Name), []byte(text), 0o644))
+	}
+	tests := []struct {
+		name    string
+		prepare func(t *testing.T, f *fixture, o *Options)
+		want    error
+		mention string
+	}{
+		{"manifest entry with ../", func(t *testing.T, f *fixture, o *Options) {
+			writeManifest(t, f, "kvrflow-backup 1\nengine pebble\nfile ../../etc/passwd 1 00000000\n")
+		}, steps.ErrBadSource, "unsafe file name"},
+		{"manifest entry with absolute path", func(t *testing.T, f *fixture, o *Options) {
+			writeManifest(t, f, "kvrflow-backup 1\nengine pebble\nfile /etc/passwd 1 00000000\n")
+		}, steps.ErrBadSource, "unsafe file name"},
+		{"manifest of unknown version", func(t *testing.T, f *fixture, o *Options) {
+			writeManifest(t, f, "kvrflow-backup 9\nengine pebble\n")
+		}, steps.ErrBadSource, "unknown version"},
+		{"manifest with a gigabyte line", func(t *testing.T, f *fixture, o *Options) {
+			p := filepath.Join(f.backup, manifest.Name)
+			must(t, os.WriteFile(p, []byte("kvrflow-backup 1\nfile "), 0o644))
+			must(t, os.Truncate(p, 1<<30)) // sparse: costs no disk
+		}, steps.ErrBadSource, "longer than"},
+		{"manifest of millions of entries", func(t *testing.T, f *fixture, o *Options) {
+			var b strings.Builder
+			b.WriteString("kvrflow-backup 1\nengine pebble\n")
+			for i := 0; i <= manifest.MaxFiles; i++ {
+				fmt.Fprintf(&b, "file %d.sst 1 00000000\n", i)
+			}
+			writeManifest(t, f, b.String())
+		}, steps.ErrBadSource, "more than"},
+		{"listed file missing", func(t *testing.T, f *fixture, o *Options) {
+			must(t, os.Remove(firstSST(t, f.backup)))
+		}, steps.ErrBadSource, "missing"},
+		{"symlink to outside the backup", func(t *testing.T, f *fixture, o *Options) {
+			p := firstSST(t, f.backup)
+			outside := filepath.Join(f.root, "outside.sst")
+			must(t, os.Rename(p, outside))
+			must(t, os.Symlink(outside, p))
+		}, steps.ErrBadSource, "symbolic link"},
+		{"looping symlink", func(t *testing.T, f *fixture, o *Options) {
+			p := firstSST(t, f.backup)
+			must(t, os.Remove(p))
+			must(t, os.Symlink(p, p))
+		}, steps.ErrBadSource, "symbolic link"},
+		{"database path is a symlink", func(t *testing.T, f *fixture, o *Options) {
+			real := f.db + "-real"
+			must(t, os.Rename(f.db, real))
+			must(t, os.Symlink(real, f.db))
+		}, steps.ErrBadPath, "symbolic link"},
+		{"database parent read-only", func(t *testing.T, f *fixture, o *Options) {
+			o.FS = errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
+				if op.Kind == errorfs.OpMkdirAll || op.Kind == errorfs.OpCreate {
+					return &os.PathError{Op: "mkdir", Path: op.Path, Err: syscall.EROFS}
+				}
+				return nil
+			}))
+		}, steps.ErrBadPath, "read-only file system"},
+		{"permission denied in kvrflow's directory", func(t *testing.T, f *fixture, o *Options) {
+			o.FS = errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
+				if op.Kind == errorfs.OpMkdirAll && strings.Contains(op.Path, "staging-") {
+					return &os.PathError{Op: "mkdir", Path: op.Path, Err: syscall.EACCES}
+				}
+				return nil
+			}))
+		}, fsm.ErrRolledBack, "permission denied"},
+		{"backup changes while being copied", func(t *testing.T, f *fixture, o *Options) {
+			target := firstSST(t, f.backup)
+			var opens atomic.Int32
+			o.FS = errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
+				if op.Kind == errorfs.OpOpen && op.Path == target && opens.Add(1) == 2 {
+					b, err := os.ReadFile(target) // Write's open: change the file under it
+					if err == nil {
+						b[0] ^= 1
+						err = os.WriteFile(target, b, 0o644)
+					}
+					if err != nil {
+						t.Error(err)
+					}
+				}
+				return nil
+			}))
+			o.Mode = steps.ModeCopy
+		}, steps.ErrChecksum, "changed while being copied"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, vfs.Default, t.TempDir())
+			o := f.opts()
+			tc.prepare(t, f, &o)
+			before := testutil.Snapshot(t, vfs.Default, f.db)
+			outside := outsideListing(t, f)
+			_, err := Restore(context.Background(), o)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+			if msg := err.Error(); strings.Contains(msg, "\n") || !strings.Contains(msg, tc.mention) {
+				t.Errorf("message %q: want one line naming %q", msg, tc.mention)
+			}
+			after := testutil.Snapshot(t, vfs.Default, f.db)
+			if len(before) != len(after) {
+				t.Fatalf("database changed: %d entries before, %d after", len(before), len(after))
+			}
+			for k, v := range before {
+				if after[k] != v {
+					t.Fatalf("database changed: %s differs", k)
+				}
+			}
+			if got := outsideListing(t, f); got != outside {
+				t.Fatalf("something outside DB and DB.kvrflow changed:\nbefore %s\nafter  %s", outside, got)
+			}
+			assertNoRunDirs(t, vfs.Default, o.DB)
+		})
+	}
+}
+
+// outsideListing lists every path under the fixture's root except DB and
+// DB.kvrflow, with sizes.
+func outsideListing(t *testing.T, f *fixture) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.Walk(f.root, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return nil // a looping symlink is listed, not followed
+		}
+		if p == f.db || p == f.db+".kvrflow" || strings.HasPrefix(p, f.db+"/") || strings.HasPrefix(p, f.db+".kvrflow/") {
+			return filepath.SkipDir
+		}
+		fmt.Fprintf(&b, "%s:%d ", strings.TrimPrefix(p, f.root), fi.Size())
+		return nil
+	})
+	must(t, err)
+	return b.String()
+}
+
+// TestRestore_LinkAcrossFileSystemsRefused: --mode link with the backup on
+// another file system is bad input; auto falls back to copy.
+func TestRestore_LinkAcrossFileSystemsRefused(t *testing.T) {
+	shm, err := os.MkdirTemp("/dev/shm", "kvrflow")
+	if err != nil {
+		t.Skipf("no /dev/shm to put the backup on another file system: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(shm) })
+	f := newFixture(t, vfs.Default, t.TempDir())
+	seam := fsx.New(vfs.Default, nil)
+	a, err1 := seam.FileID(shm)
+	b, err2 := seam.FileID(f.root)
+	if err1 != nil || err2 != nil || a.Dev == b.Dev {
+		t.Skip("/dev/shm is on the same file system as the test directory")
+	}
+	other := filepath.Join(shm, "backup")
+	must(t, os.CopyFS(other, os.DirFS(f.backup)))
+	o := f.opts()
+	o.Source, o.Mode = other, steps.ModeLink
+	_, err = Restore(context.Background(), o)
+	if !errors.Is(err, steps.ErrBadPath) || !strings.Contains(err.Error(), "another file system") {
+		t.Fatalf("err = %v, want a bad path naming another file system", err)
+	}
+	if got := testutil.ReadDB(t, vfs.Default, f.db); !testutil.Equal(got, f.old) {
+		t.Fatal("database changed")
+	}
+	o.Mode = steps.ModeAuto
+	res, err := Restore(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ReadDB(t, vfs.Default, f.db); !testutil.Equal(got, f.new) {
+		t.Fatal("auto mode did not restore the backup")
+	}
+	_ = res
+}
+
+// TestRestore_ConcurrentRestoresOneProceeds: two restores of one database
+// started together: exactly one proceeds, the other fails at once with
+// ErrInUse, and the result is a correct restore.
+func TestRestore_ConcurrentRestoresOneProceeds(t *testing.T) {
+	f := newFixture(t, vfs.Default, t.TempDir())
+	// Slow the restores down so they overlap.
+	o := f.opts()
+	o.FaultSpec = "fs.write:delay=30ms"
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	took := make([]time.Duration, 2)
+	start := make(chan struct{})
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			t0 := time.Now()
+			_, errs[i] = Restore(context.Background(), o)
+			took[i] = time.Since(t0)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	var ok, busy int
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, steps.ErrInUse):
+			busy++
+			if took[i] > 5*time.Second {
+				t.Errorf("the refused restore waited %s", took[i])
+			}
+		default:
+			t.Errorf("restore %d: %v", i, err)
+		}
+	}
+	if ok != 1 || busy != 1 {
+		t.Fatalf("%d succeeded, %d refused as in use; want 1 and 1 (%v)", ok, busy, errs)
+	}
+	if got := testutil.ReadDB(t, vfs.Default, f.db); !testutil.Equal(got, f.new) {
+		t.Fatal("the database is not the backup's")
+	}
+}
