@@ -77,7 +77,8 @@ func checkJournal(tb testing.TB, j *journal.Journal) {
 		if uint64(len(evs)) != r.Events {
 			tb.Errorf("check journal: run %d: %d events, record says %d", r.ID, len(evs), r.Events)
 		}
-		state, last := "", r.Start
+		var state string
+		var last time.Time
 		for i, ev := range evs {
 			if ev.Seq != uint64(i+1) || ev.Run != r.ID {
 				tb.Errorf("check journal: run %d: event %d is run %d seq %d", r.ID, i+1, ev.Run, ev.Seq)
@@ -364,9 +365,6 @@ func TestJournal_EventTimesNonDecreasing(t *testing.T) {
 			t.Errorf("event %d at %s is before event %d at %s", evs[i].Seq, evs[i].Time, evs[i-1].Seq, evs[i-1].Time)
 		}
 	}
-	if evs[0].Time.Before(r.Start) {
-		t.Errorf("first event %s before the run's start %s", evs[0].Time, r.Start)
-	}
 }
 
 func TestJournal_DetailsThatDoNotEncodeAreRefused(t *testing.T) {
@@ -609,11 +607,14 @@ func highWater(tb testing.TB, path string) int64 {
 	return size
 }
 
+// bugTruncated: see the report of the test session that added this file.
+const bugTruncated = "bug: Open of a journal cut below its bbolt high-water mark kills the process " +
+	"with SIGBUS (fatal \"unexpected fault address\", not a recoverable panic): bbolt mmaps past EOF " +
+	"and checkSchema (journal.go:135, tx.Bucket) or a later Events/Runs reads a page that is not " +
+	"in the file; Open never compares the file size with the meta's high-water mark (tx.Size())"
+
 func TestOpen_TruncatedJournalIsCorrupt(t *testing.T) {
-	t.Skip("bug: journal.Open accepts a journal file shorter than its bbolt high-water mark " +
-		"(journal.go Open/checkSchema never compare the file size with tx.Size()); a later " +
-		"Events or Runs then touches mmapped pages past EOF and the process dies of SIGBUS " +
-		"(\"unexpected fault address\", not a recoverable panic, so view's recover cannot catch it)")
+	t.Skip(bugTruncated)
 	path := validJournal(t, 40)
 	used := highWater(t, path)
 	if used < 8*4096 {
@@ -632,19 +633,20 @@ func TestOpen_TruncatedJournalIsCorrupt(t *testing.T) {
 	}
 }
 
-func TestOpen_TruncatingPreallocatedTailLosesNothing(t *testing.T) {
-	// bbolt grows the file ahead of use; cutting only that unused tail
-	// (half the file here) is not damage: every record still reads back.
+func TestOpen_TruncatingUnusedTailLosesNothing(t *testing.T) {
+	// bbolt grows the file ahead of use; cutting the file back to its
+	// high-water mark removes only unused space: every record still reads
+	// back and the journal still takes writes.
 	path := validJournal(t, 40)
 	fi, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	used := highWater(t, path)
-	if used > fi.Size()/2 {
-		t.Skipf("journal uses %d of %d bytes; half the file would cut records", used, fi.Size())
+	if used >= fi.Size() {
+		t.Fatalf("journal uses all of its %d bytes; the test wants a preallocated tail", fi.Size())
 	}
-	if err := os.Truncate(path, fi.Size()/2); err != nil {
+	if err := os.Truncate(path, used); err != nil {
 		t.Fatal(err)
 	}
 	j := mustOpen(t, path) // its cleanup reads every run and event
@@ -653,9 +655,8 @@ func TestOpen_TruncatingPreallocatedTailLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(runs) != 40 {
-		t.Errorf("%d runs after truncating the preallocated tail, want 40", len(runs))
+		t.Errorf("%d runs after cutting the unused tail, want 40", len(runs))
 	}
-	// The journal still takes writes, growing the file again.
 	for range 40 {
 		r := begin(t, j, "/db", "new")
 		mustAppend(t, j, r.ID, "new", "start", "precheck", map[string]string{"pad": string(make([]byte, 512))}, "", "")
