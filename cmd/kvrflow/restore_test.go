@@ -115,7 +115,7 @@ func TestRestore_MissingSourceExits2AndLeavesDBUnchanged(t *testing.T) {
 func TestRestore_InjectedIOErrorRollsBackWithExit1(t *testing.T) {
 	f := newFixture(t, 100, 100)
 	for _, point := range []string{"step.write.begin", "fs.write@2", "fs.before-exchange"} {
-		r := mustRun(t, exitRolledBack, nil, f.restoreArgs("--mode", "copy", "--fault", strings.Replace(point, "@", ":eio@", 1)+suffixIfNoN(point), "--json")...)
+		r := mustRun(t, exitRolledBack, nil, f.restoreArgs("--mode", "copy", "--fault", spec(point, "eio"), "--json")...)
 		var doc restoreJSON
 		decode(t, r, &doc)
 		if doc.Outcome != steps.OutcomeRolledBack || doc.ExitCode != exitRolledBack || !strings.Contains(doc.Error, "injected fault") {
@@ -125,15 +125,6 @@ func TestRestore_InjectedIOErrorRollsBackWithExit1(t *testing.T) {
 			t.Errorf("%s: database holds the %s contents after a rollback", point, got)
 		}
 	}
-}
-
-// suffixIfNoN returns ":eio" for a point without @N, which the caller's
-// replace did not give an action.
-func suffixIfNoN(point string) string {
-	if strings.Contains(point, "@") {
-		return ""
-	}
-	return ":eio"
 }
 
 func TestRestore_DatabaseOpenElsewhereExits3(t *testing.T) {

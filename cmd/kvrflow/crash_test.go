@@ -1,0 +1,233 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/kvrflow/kvrflow/internal/fault"
+	"github.com/kvrflow/kvrflow/steps"
+)
+
+// TestRestore_KilledAtFaultPointRecoversOldOrNew kills a real kvrflow
+// restore with SIGKILL at named points (the crash action), then runs
+// kvrflow recover and checks the database is the old one or the backup's,
+// complete, key by key, with nothing left in flight. want is what the
+// commit point decides: killed before the journal holds commit
+// -committed-> finish, recovery rolls back (old); after it, it finishes
+// (new).
+func TestRestore_KilledAtFaultPointRecoversOldOrNew(t *testing.T) {
+	for _, tc := range []struct {
+		point string
+		want  string
+	}{
+		{"step.precheck.end", "old"},
+		{"step.write.begin", "old"},
+		{"fs.write@2", "old"},
+		{"fs.after-file-sync@3", "old"},
+		{"journal.after-commit@3", "old"},
+		{"step.verify.end", "old"},
+		{"fs.before-exchange", "old"},
+		{"fs.after-exchange", "old"},
+		{"step.commit.end", "old"},
+		{"step.finish.begin", "new"},
+		{"fs.before-remove", "new"},
+		{"step.finish.end", "new"},
+	} {
+		for _, mode := range []string{"copy", "auto"} {
+			t.Run(tc.point+"/"+mode, func(t *testing.T) {
+				t.Parallel()
+				f := newFixture(t, 200, 300)
+				r := cli(t, []string{fault.EnvVar + "=" + spec(tc.point, "crash")}, f.restoreArgs("--mode", mode)...)
+				if r.signal != syscall.SIGKILL {
+					t.Fatalf("want the restore killed by SIGKILL at %s, got %s", tc.point, r)
+				}
+				if inFlight := status(t, f.db).InFlight; len(inFlight) != 1 {
+					t.Fatalf("after the kill, status shows %d runs in flight, want 1", len(inFlight))
+				}
+				checkRecovers(t, f, tc.want)
+			})
+		}
+	}
+}
+
+// spec returns the fault spec doing action at point, written POINT or
+// POINT@N for the N-th hit: POINT:ACTION[@N].
+func spec(point, action string) string {
+	name, n, ok := strings.Cut(point, "@")
+	if !ok {
+		return name + ":" + action
+	}
+	return name + ":" + action + "@" + n
+}
+
+// checkRecovers runs kvrflow recover on the fixture after a kill and
+// checks the database is want ("old", "new", or "" for either), then
+// that a new restore succeeds.
+func checkRecovers(t *testing.T, f *fixture, want string) {
+	t.Helper()
+	var doc recoverJSON
+	decode(t, mustRun(t, exitOK, nil, "recover", "--db", f.db, "--json"), &doc)
+	got := f.which(t)
+	if want != "" && got != want {
+		t.Errorf("after recovery the database holds the %s contents, want %s", got, want)
+	}
+	outcome := map[string]string{"old": steps.OutcomeRolledBack, "new": steps.OutcomeCommitted}[got]
+	for _, rec := range doc.Recovered {
+		if rec.Run.Outcome != outcome || rec.Run.InFlight() {
+			t.Errorf("recovered %+v, want outcome %s", rec, outcome)
+		}
+	}
+	st := status(t, f.db)
+	if len(st.InFlight) != 0 || len(st.Leftovers) != 0 {
+		t.Errorf("after recovery status shows in flight %+v, leftovers %v", st.InFlight, st.Leftovers)
+	}
+	if r := mustRun(t, exitOK, nil, "recover", "--db", f.db); !strings.Contains(r.stdout, "nothing to recover") {
+		t.Errorf("a second recover did something:\n%s", r.stdout)
+	}
+	mustRun(t, exitOK, nil, f.restoreArgs()...)
+	if got := f.which(t); got != "new" {
+		t.Errorf("a restore after recovery left the %s contents", got)
+	}
+}
+
+// TestRestore_KilledByTimerRecoversOldOrNew kills kvrflow with SIGKILL
+// from outside, at a time rather than a named point, while it writes a
+// larger backup slowed down by a delay at each buffer written.
+func TestRestore_KilledByTimerRecoversOldOrNew(t *testing.T) {
+	f := newBigFixture(t)
+	r := startRestore(t, f, []string{fault.EnvVar + "=fs.write:delay=20ms"}, 150*time.Millisecond,
+		func(p *os.Process) error { return p.Kill() })
+	if r.signal != syscall.SIGKILL {
+		t.Logf("the restore ended before the kill: %s", r)
+	}
+	checkRecovers(t, f, "")
+}
+
+// TestRestore_SIGINTRollsBack interrupts a restore while it writes: the
+// context is cancelled, the run rolls back and kvrflow exits 1 with the
+// old database in place.
+func TestRestore_SIGINTRollsBack(t *testing.T) {
+	f := newBigFixture(t)
+	r := startRestore(t, f, []string{fault.EnvVar + "=fs.write:delay=20ms"}, 100*time.Millisecond,
+		func(p *os.Process) error { return p.Signal(os.Interrupt) })
+	switch {
+	case r.code == exitRolledBack:
+		if got := f.which(t); got != "old" {
+			t.Errorf("after the rollback the database holds the %s contents", got)
+		}
+		if !strings.Contains(r.stderr, "interrupted") || !strings.Contains(r.stderr, "Error: rolled back") {
+			t.Errorf("stderr:\n%s", r.stderr)
+		}
+	case r.code == exitOK:
+		t.Logf("the restore finished before the interrupt")
+	default:
+		t.Fatalf("want exit 1 after SIGINT, got %s", r)
+	}
+	checkJournal(t, f.db)
+}
+
+// startRestore starts kvrflow restore of f with env, waits until it logs
+// that the run started, waits after more, calls stop on the process and
+// returns how it ended.
+func startRestore(t *testing.T, f *fixture, env []string, after time.Duration, stop func(*os.Process) error) result {
+	t.Helper()
+	cmd, stdout, _ := newCmd(env, f.restoreArgs("--mode", "copy")...)
+	cmd.Stderr = nil
+	pipe, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	started := make(chan struct{})
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		sc := bufio.NewScanner(pipe)
+		for sc.Scan() {
+			stderr.WriteString(sc.Text() + "\n")
+			if strings.Contains(sc.Text(), "restore started") {
+				close(started)
+			}
+		}
+		_, _ = io.Copy(&stderr, pipe)
+	}()
+	select {
+	case <-started:
+		time.Sleep(after)
+		if err := stop(cmd.Process); err != nil {
+			t.Logf("stop: %v", err)
+		}
+	case <-copied:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Errorf("kvrflow did not start the restore within 30s")
+	}
+	<-copied // Wait must not run before the pipe is read to its end
+	return ended(t, cmd, stdout, &stderr, cmd.Wait())
+}
+
+// newBigFixture is a fixture whose backup is about 10 MiB of random
+// values in several tables, so writing it takes many buffers.
+func newBigFixture(tb testing.TB) *fixture {
+	tb.Helper()
+	f := newFixture(tb, 200, 0)
+	src := filepath.Join(f.root, "big")
+	f.new = makeBigDB(tb, src, 640, 16<<10)
+	f.backup = filepath.Join(f.root, "big-backup")
+	mustRun(tb, exitOK, nil, "backup", "--db", src, "--to", f.backup)
+	return f
+}
+
+// makeBigDB writes n keys with random values of size bytes each to a new
+// Pebble database in dir, flushing four times, and returns its contents.
+func makeBigDB(tb testing.TB, dir string, n, size int) map[string]string {
+	tb.Helper()
+	db, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(42, uint64(n)))
+	kv := make(map[string]string, n)
+	val := make([]byte, size)
+	b := db.NewBatch()
+	for i := 0; i < n; i++ {
+		for j := range val {
+			val[j] = byte(rng.Uint32())
+		}
+		k := fmt.Sprintf("big-%06d", i)
+		kv[k] = string(val)
+		if err := b.Set([]byte(k), val, nil); err != nil {
+			tb.Fatal(err)
+		}
+		if (i+1)%(n/4) == 0 {
+			if err := b.Commit(pebble.NoSync); err != nil {
+				tb.Fatal(err)
+			}
+			if err := db.Flush(); err != nil {
+				tb.Fatal(err)
+			}
+			b = db.NewBatch()
+		}
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		tb.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	return kv
+}
