@@ -27,6 +27,12 @@ type Options struct {
 	Source string
 	// Mode is how files reach staging: copy, link or auto (default).
 	Mode steps.Mode
+	// Engine is the source's engine: pebble, rocksdb or auto (default,
+	// detected from the source).
+	Engine string
+	// BackupID picks a backup of a RocksDB BackupEngine directory; 0 means
+	// the latest.
+	BackupID uint64
 	// Journal is the journal file; default DB.kvrflow/journal.db.
 	Journal string
 	// FS is the file system; default the real disk. Tests pass Pebble's
@@ -140,7 +146,7 @@ func (s *session) close() error {
 
 func (s *session) env(id uint64) *steps.Env {
 	return &steps.Env{FS: s.fs, Layout: s.layout, Journal: s.j, Log: s.log, RunID: id,
-		Source: s.opts.Source, Mode: s.opts.Mode, Progress: s.opts.Progress}
+		Source: s.opts.Source, Engine: s.opts.Engine, BackupID: s.opts.BackupID, Mode: s.opts.Mode, Progress: s.opts.Progress}
 }
 
 // recoverAll finishes or rolls back every run in flight for the database.
@@ -192,8 +198,12 @@ func Restore(ctx context.Context, opts Options) (*Result, error) {
 	if mode == "" {
 		mode = steps.ModeAuto
 	}
+	engine := opts.Engine
+	if engine == "" {
+		engine = steps.EngineAuto
+	}
 	r, err := s.j.Begin(journal.Run{Kind: "restore", Source: opts.Source, Target: s.layout.DB, Mode: string(mode),
-		Engine: "pebble", State: steps.Restore.Start})
+		Engine: engine, State: steps.Restore.Start})
 	if err != nil {
 		return res, err
 	}

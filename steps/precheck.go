@@ -18,13 +18,18 @@ const SpaceMargin = 64 << 20
 
 // PrecheckDetails is journaled when Precheck passes.
 type PrecheckDetails struct {
-	Engine string `json:"engine"`
-	Mode   Mode   `json:"mode"`
-	Files  int    `json:"files"`
-	Bytes  int64  `json:"bytes"`
-	Need   int64  `json:"need_bytes"`
-	Avail  int64  `json:"avail_bytes,omitempty"`
-	DBLock bool   `json:"db_lock"`
+	Kind     string `json:"kind"`
+	BackupID uint64 `json:"backup_id,omitempty"`
+	Engine   string `json:"engine"`
+	Mode     Mode   `json:"mode"`
+	Files    int    `json:"files"`
+	Bytes    int64  `json:"bytes"`
+	Need     int64  `json:"need_bytes"`
+	Avail    int64  `json:"avail_bytes,omitempty"`
+	DBLock   bool   `json:"db_lock"`
+	// Measured lists the files whose size and crc32c the source did not
+	// record (a checkpoint): Write verifies its copies against these.
+	Measured []SourceFile `json:"measured,omitempty"`
 }
 
 // precheck checks everything it can before anything changes: the paths,
@@ -35,11 +40,13 @@ func (e *Env) precheck(ctx context.Context, _ *fsm.Run) (any, error) {
 	if err := e.checkPaths(); err != nil {
 		return nil, err
 	}
-	src, err := LoadSource(e.FS, e.Source)
+	src, err := OpenSource(e.FS, e.Source, e.Engine, e.BackupID)
 	if err != nil {
 		return nil, err
 	}
-	for _, f := range src.Files {
+	var measured []SourceFile
+	for i := range src.Files {
+		f := &src.Files[i]
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -49,6 +56,14 @@ func (e *Env) precheck(ctx context.Context, _ *fsm.Run) (any, error) {
 			return nil, fmt.Errorf("%w: listed file missing: %w", ErrBadSource, err)
 		case err != nil:
 			return nil, err
+		case f.NoSize && f.NoCRC:
+			f.Size, f.CRC32C, f.NoSize, f.NoCRC = size, crc, false, false
+			measured = append(measured, *f)
+			continue
+		case f.NoSize:
+			f.Size, f.NoSize = size, false
+		}
+		switch {
 		case size != f.Size:
 			return nil, fmt.Errorf("%w: %s: size %d, manifest says %d (truncated or changed)", ErrBadSource, f.Path, size, f.Size)
 		case crc != f.CRC32C:
@@ -59,7 +74,8 @@ func (e *Env) precheck(ctx context.Context, _ *fsm.Run) (any, error) {
 	if e.mode, err = e.resolveMode(); err != nil {
 		return nil, err
 	}
-	d := PrecheckDetails{Engine: src.Engine, Mode: e.mode, Files: len(src.Files), Bytes: src.Bytes()}
+	d := PrecheckDetails{Kind: src.Kind, BackupID: src.BackupID, Engine: src.Engine, Mode: e.mode,
+		Files: len(src.Files), Bytes: src.Bytes(), Measured: measured}
 	for _, f := range src.Files {
 		if !(e.mode == ModeLink && f.Linkable) {
 			d.Need += f.Size

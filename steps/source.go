@@ -13,18 +13,39 @@ import (
 
 // SourceFile is one file to restore.
 type SourceFile struct {
-	Name     string `json:"name"`   // name in the restored database
-	Path     string `json:"-"`      // where it is read from
-	Size     int64  `json:"size"`   // expected size
-	CRC32C   uint32 `json:"crc32c"` // expected crc32c of the whole file
-	Linkable bool   `json:"-"`      // the engine never changes it in place
+	Name     string `json:"name"`           // name in the restored database
+	From     string `json:"from,omitempty"` // path in the source, when not Name
+	Path     string `json:"-"`              // where it is read from
+	Size     int64  `json:"size"`           // expected size
+	CRC32C   uint32 `json:"crc32c"`         // expected crc32c of the whole file
+	Linkable bool   `json:"-"`              // the engine never changes it in place
+	// NoSize and NoCRC mark a size or checksum the source does not record:
+	// Precheck measures it and the journal keeps it.
+	NoSize bool `json:"-"`
+	NoCRC  bool `json:"-"`
 }
+
+// Kinds of source.
+const (
+	KindKvrflow    = "kvrflow-backup" // a Pebble backup made by kvrflow backup
+	KindRocksdb    = "rocksdb-backup" // a RocksDB BackupEngine directory
+	KindCheckpoint = "checkpoint"     // a plain database checkpoint, no manifest
+)
+
+// Engines.
+const (
+	EnginePebble  = "pebble"
+	EngineRocksDB = "rocksdb"
+	EngineAuto    = "auto"
+)
 
 // Source is a backup, as Write needs it: the files to put in staging.
 type Source struct {
-	Dir    string
-	Engine string
-	Files  []SourceFile
+	Dir      string
+	Kind     string
+	Engine   string
+	BackupID uint64 // the RocksDB backup restored
+	Files    []SourceFile
 }
 
 // Bytes returns the sum of the files' sizes.
@@ -36,10 +57,14 @@ func (s *Source) Bytes() int64 {
 	return n
 }
 
-// LoadSource reads the backup in dir: its manifest, and the list of what
-// is in the directory, which must be exactly the listed files plus the
-// manifest. It does not read the files' data (Precheck checksums them).
-func LoadSource(fs *fsx.FS, dir string) (*Source, error) {
+// OpenSource reads the source in dir, of the given engine (pebble,
+// rocksdb, or auto: detected): a kvrflow backup (it has KVRFLOW-BACKUP), a
+// RocksDB BackupEngine directory (it has meta/), or a plain RocksDB
+// checkpoint (it has CURRENT). A Pebble directory without the manifest is
+// refused. backupID picks a
+// RocksDB backup; 0 means the latest. It does not read the files' data
+// (Precheck checksums them).
+func OpenSource(fs *fsx.FS, dir, engine string, backupID uint64) (*Source, error) {
 	fi, err := fs.Stat(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %w", ErrBadSource, err)
@@ -50,11 +75,58 @@ func LoadSource(fs *fsx.FS, dir string) (*Source, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("%w: %s: not a directory", ErrBadSource, dir)
 	}
+	names, err := fs.List(dir)
+	if err != nil {
+		return nil, err
+	}
+	has := map[string]bool{}
+	pebbleMarker := false
+	for _, n := range names {
+		has[n] = true
+		pebbleMarker = pebbleMarker || strings.HasPrefix(n, "marker.manifest.")
+	}
+	var src *Source
+	switch {
+	case has[manifest.Name]:
+		src, err = loadKvrflowBackup(fs, dir, names)
+	case has["meta"] && (has["private"] || has["shared_checksum"] || has["shared"]):
+		src, err = loadRocksBackup(fs, dir, backupID)
+	case pebbleMarker:
+		// A Pebble directory without the manifest may be a half-written
+		// backup (the manifest is written last): never trusted.
+		return nil, fmt.Errorf("%w: %s: no %s manifest: a Pebble checkpoint without one may be incomplete (make backups with kvrflow backup)", ErrBadSource, dir, manifest.Name)
+	case has["CURRENT"]:
+		src, err = loadCheckpoint(fs, dir, names, EngineRocksDB)
+	default:
+		return nil, fmt.Errorf("%w: %s: no %s manifest, no RocksDB backup meta/ directory, and not a database checkpoint", ErrBadSource, dir, manifest.Name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if engine != "" && engine != EngineAuto && engine != src.Engine {
+		return nil, fmt.Errorf("%w: %s: --engine %s, but the source is a %s %s", ErrBadSource, dir, engine, src.Engine, src.Kind)
+	}
+	for _, f := range src.Files {
+		link, err := fs.IsSymlink(f.Path)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%w: listed file missing: %w", ErrBadSource, err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if link {
+			return nil, fmt.Errorf("%w: %s: symbolic link in the backup (a backup holds only regular files)", ErrBadSource, f.Path)
+		}
+	}
+	return src, nil
+}
+
+// loadKvrflowBackup reads a kvrflow backup: its manifest, and the list of
+// what is in the directory, which must be exactly the listed files plus
+// the manifest.
+func loadKvrflowBackup(fs *fsx.FS, dir string, names []string) (*Source, error) {
 	mpath := filepath.Join(dir, manifest.Name)
 	f, err := fs.Open(mpath)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %s: no %s manifest (make backups with kvrflow backup)", ErrBadSource, dir, manifest.Name)
-	}
 	if err != nil {
 		return nil, err
 	}
@@ -69,7 +141,7 @@ func LoadSource(fs *fsx.FS, dir string) (*Source, error) {
 	if m.Engine != "pebble" {
 		return nil, fmt.Errorf("%w: %s: engine %q, this source format holds pebble backups", ErrBadSource, mpath, m.Engine)
 	}
-	src := &Source{Dir: dir, Engine: m.Engine}
+	src := &Source{Dir: dir, Kind: KindKvrflow, Engine: m.Engine}
 	listed := map[string]bool{manifest.Name: true}
 	for _, mf := range m.Files {
 		listed[mf.Name] = true
@@ -78,24 +150,9 @@ func LoadSource(fs *fsx.FS, dir string) (*Source, error) {
 			Linkable: strings.HasSuffix(mf.Name, ".sst"),
 		})
 	}
-	names, err := fs.List(dir)
-	if err != nil {
-		return nil, err
-	}
 	for _, n := range names {
-		p := filepath.Join(dir, n)
 		if !listed[n] {
-			return nil, fmt.Errorf("%w: %s: file not listed in the manifest", ErrBadSource, p)
-		}
-		link, err := fs.IsSymlink(p)
-		if err != nil {
-			return nil, err
-		}
-		if link {
-			return nil, fmt.Errorf("%w: %s: symbolic link in the backup (a backup holds only regular files)", ErrBadSource, p)
-		}
-		if fi, err := fs.Stat(p); err == nil && !fi.Mode().IsRegular() {
-			return nil, fmt.Errorf("%w: %s: not a regular file", ErrBadSource, p)
+			return nil, fmt.Errorf("%w: %s: file not listed in the manifest", ErrBadSource, filepath.Join(dir, n))
 		}
 	}
 	return src, nil

@@ -20,6 +20,10 @@ type VerifyDetails struct {
 // anything is committed.
 func (e *Env) verify(ctx context.Context, _ *fsm.Run) (any, error) {
 	staging := e.Layout.Staging(e.RunID)
+	if e.src.Engine == EngineRocksDB {
+		check, err := e.checkRocksDB(ctx, staging)
+		return VerifyDetails{Check: check}, err
+	}
 	if err := CheckPebble(e.FS.VFS(), staging, e.Log); err != nil {
 		return nil, err
 	}

@@ -88,8 +88,10 @@ type Env struct {
 	Log     zerolog.Logger
 	RunID   uint64
 
-	Source string // the backup directory (empty in recovery)
-	Mode   Mode
+	Source   string // the backup directory (empty in recovery)
+	Engine   string // pebble, rocksdb or auto (default)
+	BackupID uint64 // RocksDB backup to restore; 0: the latest
+	Mode     Mode
 	// Progress, if set, is called as Write copies bytes.
 	Progress func(done, total int64)
 
