@@ -134,7 +134,7 @@ func TestRestore_BadInputLeavesDatabaseUntouched(t *testing.T) {
 	}
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -20,7 +21,11 @@ type crashed struct{ point string }
 // the crash unwinds the goroutine without any journal write.
 func crashAt(t *testing.T, opts Options, point string) {
 	t.Helper()
-	fs, err := fault.Parse(point + ":crash")
+	spec := point + ":crash"
+	if p, n, ok := strings.Cut(point, "@"); ok {
+		spec = p + ":crash@" + n
+	}
+	fs, err := fault.Parse(spec)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -98,3 +98,12 @@ func TestRestore_DiskExchangesDatabase(t *testing.T) {
 }
 
 func nopLog() zerolog.Logger { return zerolog.Nop() }
+
+func openJournalRO(t *testing.T, db string) *journal.Journal {
+	t.Helper()
+	j, err := journal.Open(db+".kvrflow/journal.db", journal.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
