@@ -77,7 +77,12 @@ func Define(d Definition) (*Definition, error) {
 	d.failable, d.resumable = map[string]bool{}, map[string]bool{}
 	d.beginPoint, d.endPoint = map[string]string{}, map[string]string{}
 	committed := false
+	visited := map[string]bool{}
 	for s := d.Start; ; {
+		if visited[s] {
+			return nil, fmt.Errorf("workflow %s: the forward path loops back to %s without reaching a terminal state", d.Name, s)
+		}
+		visited[s] = true
 		if s == d.CommitPoint {
 			committed = true
 		}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -92,16 +94,28 @@ func Open(path string, opts Options) (*Journal, error) {
 	if opts.Timeout == 0 {
 		opts.Timeout = DefaultTimeout
 	}
-	if opts.ReadOnly {
-		if _, err := os.Stat(path); err != nil {
-			return nil, fmt.Errorf("open journal %s: %w", path, err)
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && !opts.ReadOnly:
+		if err := create(path, opts); err != nil {
+			return nil, err
 		}
+	case err != nil:
+		return nil, fmt.Errorf("open journal %s: %w", path, err)
+	case fi.Size() == 0:
+		// A journal is created whole (see create): an empty file is damage,
+		// and whatever runs it held are unknown.
+		return nil, fmt.Errorf("open journal %s: %w: empty file", path, ErrCorrupt)
 	}
 	db, err := openBolt(path, opts)
 	if err != nil {
 		return nil, err
 	}
 	j := &Journal{db: db, path: path, faults: opts.Faults}
+	if err := j.checkSize(); err != nil {
+		db.Close()
+		return nil, err
+	}
 	if err := j.checkSchema(opts.ReadOnly); err != nil {
 		db.Close()
 		return nil, err
@@ -109,9 +123,64 @@ func Open(path string, opts Options) (*Journal, error) {
 	return j, nil
 }
 
+// create makes a new, empty journal at path atomically: it is built and
+// synced under a temporary name, renamed into place and its directory
+// synced, so that a journal.db that exists is always a whole journal.
+func create(path string, opts Options) error {
+	tmp := path + ".new"
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("create journal %s: %w", path, err)
+	}
+	db, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: opts.Timeout})
+	if err != nil {
+		return fmt.Errorf("create journal %s: %w", tmp, err)
+	}
+	j := &Journal{db: db, path: tmp}
+	err = j.checkSchema(false)
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("create journal %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("create journal %s: %w", path, err)
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return fmt.Errorf("create journal %s: sync dir: %w", path, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("create journal %s: sync dir: %w", path, err)
+	}
+	return nil
+}
+
+// checkSize refuses a journal whose file is shorter than the pages its
+// meta page says are in use (a truncated file): reading those pages
+// through bbolt's mmap would fault.
+func (j *Journal) checkSize() error {
+	fi, err := os.Stat(j.path)
+	if err != nil {
+		return fmt.Errorf("open journal %s: %w", j.path, err)
+	}
+	var used int64
+	if err := j.view(func(tx *bolt.Tx) error { used = tx.Size(); return nil }); err != nil {
+		return err
+	}
+	if fi.Size() < used {
+		return fmt.Errorf("open journal %s: %w: file is %d bytes, its pages in use reach %d (truncated)", j.path, ErrCorrupt, fi.Size(), used)
+	}
+	return nil
+}
+
 // openBolt opens the bbolt file, classifying its errors. bbolt can panic on
 // a file whose pages are garbage; that is reported as ErrCorrupt too.
 func openBolt(path string, opts Options) (db *bolt.DB, err error) {
+	// A fault reading the mmap (a page past the end of a truncated file)
+	// becomes a panic recovered below, not a crash of the process.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
 			db, err = nil, fmt.Errorf("open journal %s: %w: %v", path, ErrCorrupt, r)
@@ -189,6 +258,7 @@ func (j *Journal) Close() error {
 }
 
 func (j *Journal) view(fn func(*bolt.Tx) error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("read journal %s: %w: %v", j.path, ErrCorrupt, r)

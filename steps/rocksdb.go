@@ -166,7 +166,7 @@ func scanErr(sc *bufio.Scanner, line int, what string) error {
 		if errors.Is(err, bufio.ErrTooLong) {
 			return fmt.Errorf("%w: line %d longer than %d bytes", ErrBadMeta, line+1, maxMetaLine)
 		}
-		return fmt.Errorf("%w: %w", ErrBadMeta, err)
+		return err // an I/O error, not a bad meta file
 	}
 	return fmt.Errorf("%w: truncated after line %d: %s", ErrBadMeta, line, what)
 }
@@ -281,8 +281,11 @@ func loadRocksBackup(fs *fsx.FS, dir string, id uint64) (*Source, error) {
 	}
 	m, err := ParseRocksMeta(f)
 	f.Close()
-	if err != nil {
+	if errors.Is(err, ErrBadMeta) {
 		return nil, fmt.Errorf("%w: %s: %w", ErrBadSource, mpath, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", mpath, err)
 	}
 	src := &Source{Dir: dir, Kind: KindRocksdb, Engine: EngineRocksDB, BackupID: id}
 	seen := map[string]bool{}

@@ -108,6 +108,9 @@ func Parse(spec string) (*Set, error) {
 		default:
 			return nil, fmt.Errorf("%w: %q: action must be crash, eio, enospc or delay=DURATION", ErrBadSpec, part)
 		}
+		if _, dup := s.rules[name]; dup {
+			return nil, fmt.Errorf("%w: point %s given twice", ErrBadSpec, name)
+		}
 		s.rules[name] = r
 	}
 	return s, nil
@@ -119,6 +122,9 @@ func FromEnv() (*Set, error) { return Parse(os.Getenv(EnvVar)) }
 // SetCrash replaces what the crash action does (tests use it to stop a
 // restore without killing the test binary). It returns s.
 func (s *Set) SetCrash(fn func(point string)) *Set {
+	if s == nil {
+		return nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.crash = fn

@@ -80,7 +80,7 @@ func (m *Manifest) Bytes() int64 {
 // Encode returns the manifest's text.
 func (m *Manifest) Encode() []byte {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "kvrflow-backup %d\nengine %s\ncreated %s\n", Version, m.Engine, m.Created.UTC().Format(time.RFC3339))
+	fmt.Fprintf(&b, "kvrflow-backup %d\nengine %s\ncreated %s\n", Version, m.Engine, m.Created.UTC().Format(time.RFC3339Nano))
 	for _, f := range m.Files {
 		fmt.Fprintf(&b, "file %s %d %08x\n", f.Name, f.Size, f.CRC32C)
 	}
@@ -99,7 +99,8 @@ func ValidName(name string) bool {
 // Parse reads a manifest from r.
 func Parse(r io.Reader) (*Manifest, error) {
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 512), MaxLine)
+	sc.Buffer(make([]byte, 0, 512), MaxLine+1) // +1: the newline
+	sc.Split(splitLines)
 	crc := uint32(0)
 	m := &Manifest{}
 	seen := map[string]bool{}
@@ -111,6 +112,11 @@ func Parse(r io.Reader) (*Manifest, error) {
 	for sc.Scan() {
 		lineNo++
 		line := sc.Text()
+		if strings.ContainsRune(line, '\r') {
+			// Encode never writes one, and the scanner would hide it from
+			// the checksum.
+			return nil, bad("carriage return in line")
+		}
 		fields := strings.Fields(line)
 		if len(fields) == 0 {
 			return nil, bad("empty line")
@@ -136,8 +142,11 @@ func Parse(r io.Reader) (*Manifest, error) {
 			if err != nil || uint32(want) != crc {
 				return nil, bad("checksum mismatch: the manifest is corrupt")
 			}
-			if sc.Scan() {
+			if sc.Scan() || errors.Is(sc.Err(), bufio.ErrTooLong) {
 				return nil, bad("data after checksum")
+			}
+			if err := sc.Err(); err != nil {
+				return nil, err // an I/O error, not a bad manifest
 			}
 			if m.Engine == "" {
 				return nil, bad("no engine line")
@@ -155,7 +164,7 @@ func Parse(r io.Reader) (*Manifest, error) {
 			}
 			m.Engine = fields[1]
 		case "created":
-			t, err := time.Parse(time.RFC3339, strings.Join(fields[1:], " "))
+			t, err := time.Parse(time.RFC3339Nano, strings.Join(fields[1:], " "))
 			if err != nil {
 				return nil, bad("bad time: %v", err)
 			}
@@ -203,7 +212,22 @@ func Parse(r io.Reader) (*Manifest, error) {
 		if errors.Is(err, bufio.ErrTooLong) {
 			return nil, fmt.Errorf("%w: line %d longer than %d bytes", ErrInvalid, lineNo+1, MaxLine)
 		}
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return nil, err // an I/O error, not a bad manifest
 	}
 	return nil, fmt.Errorf("%w: truncated after line %d (no checksum line)", ErrInvalid, lineNo)
+}
+
+// splitLines is bufio.ScanLines without its dropping of a '\r' before the
+// newline: the checksum covers every byte, so none may be hidden.
+func splitLines(data []byte, atEOF bool) (advance int, token []byte, err error) {
+	if atEOF && len(data) == 0 {
+		return 0, nil, nil
+	}
+	if i := bytes.IndexByte(data, '\n'); i >= 0 {
+		return i + 1, data[:i], nil
+	}
+	if atEOF {
+		return len(data), data, nil
+	}
+	return 0, nil, nil
 }

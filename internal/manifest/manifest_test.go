@@ -165,9 +165,6 @@ func TestParse_EveryByteFlipIsRefused(t *testing.T) {
 }
 
 func TestParse_DataAfterChecksumLongerThanMaxLineIsRefused(t *testing.T) {
-	t.Skip("bug: manifest.Parse (manifest.go, `if sc.Scan() { ... \"data after checksum\" }`) " +
-		"accepts a manifest followed by a line longer than MaxLine: Scan returns false with " +
-		"bufio.ErrTooLong and Parse returns the manifest without checking sc.Err()")
 	data := append(sample().Encode(), strings.Repeat("x", manifest.MaxLine+1)...)
 	if m, err := manifest.Parse(bytes.NewReader(data)); !errors.Is(err, manifest.ErrInvalid) {
 		t.Errorf("Parse of a manifest with %d bytes after its checksum line = %+v, %v; want ErrInvalid", manifest.MaxLine+1, m, err)
@@ -182,9 +179,6 @@ func TestParse_BlankLineAfterChecksumIsRefused(t *testing.T) {
 }
 
 func TestParse_LineOfExactlyMaxLineIsRead(t *testing.T) {
-	t.Skip("bug (minor, off by one): manifest.Parse refuses a line of exactly MaxLine bytes, " +
-		"and says it is longer than MaxLine: the bufio.Scanner limit (sc.Buffer(..., MaxLine)) " +
-		"counts the newline, so the longest line read is MaxLine-1 bytes")
 	body := "kvrflow-backup 1\nengine pebble\ncreated 2026-11-24T12:00:00Z\n" + strings.Repeat("f", manifest.MaxLine) + "\n"
 	_, err := manifest.Parse(strings.NewReader(body))
 	if err == nil || !strings.Contains(err.Error(), `unknown line`) {
@@ -193,9 +187,6 @@ func TestParse_LineOfExactlyMaxLineIsRead(t *testing.T) {
 }
 
 func TestParse_ChecksumCoversCarriageReturns(t *testing.T) {
-	t.Skip("bug: manifest.Parse checksums the lines bufio.ScanLines returns, which drop a " +
-		"trailing \\r, so a \\r inserted before any newline is not detected although the " +
-		"package doc says the checksum covers every byte before it")
 	enc := sample().Encode()
 	bad := bytes.Replace(enc, []byte("engine pebble\n"), []byte("engine pebble\r\n"), 1)
 	if m, err := manifest.Parse(bytes.NewReader(bad)); !errors.Is(err, manifest.ErrInvalid) {
@@ -204,9 +195,6 @@ func TestParse_ChecksumCoversCarriageReturns(t *testing.T) {
 }
 
 func TestParse_SubsecondCreatedSurvivesEncode(t *testing.T) {
-	t.Skip("bug (minor): manifest.Parse accepts a created time with fractional seconds " +
-		"(time.Parse with time.RFC3339 does), but Encode writes whole seconds, so " +
-		"Parse -> Encode -> Parse changes Created")
 	body := "kvrflow-backup 1\nengine pebble\ncreated 2026-11-24T12:00:00.5Z\ntotal 0 0\n"
 	data := body + fmt.Sprintf("checksum %08x\n", crc32.Checksum([]byte(body), castagnoli))
 	m, err := manifest.Parse(strings.NewReader(data))
