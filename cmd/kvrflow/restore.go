@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -91,6 +92,12 @@ func (c *restoreCmd) run(ctx context.Context, o *stdio, args []string) (document
 	if err != nil {
 		return nil, err
 	}
+	// The journal records the source as given; an absolute path still
+	// means something when the run is read back from another directory.
+	src, err := filepath.Abs(c.from)
+	if err != nil {
+		return nil, asUsage(fmt.Errorf("--from %s: %w", c.from, err))
+	}
 	bar := newProgress(o, !c.json && o.stderrIsTerminal())
 	done := make(chan struct{})
 	defer close(done)
@@ -101,7 +108,7 @@ func (c *restoreCmd) run(ctx context.Context, o *stdio, args []string) (document
 		case <-done:
 		}
 	}()
-	res, err := kvrflow.Restore(ctx, kvrflow.Options{DB: c.db, Source: c.from, Mode: mode, Journal: c.journal,
+	res, err := kvrflow.Restore(ctx, kvrflow.Options{DB: c.db, Source: src, Mode: mode, Journal: c.journal,
 		FaultSpec: spec, Log: log, Progress: bar.update})
 	bar.close()
 	if err != nil && exitCode(err) == exitInFlight {
