@@ -51,16 +51,20 @@ func (c *common) define(fs *flag.FlagSet, withJournal bool) {
 
 // logger returns the logger the flags ask for, writing to o.stderr.
 func (c *common) logger(o *stdio) (*zerolog.Logger, error) {
+	return c.loggerTo(o.stderr, o.stderrIsTerminal())
+}
+
+// loggerTo returns the logger the flags ask for, writing to w (stderr, or
+// a progress bar's writer in front of it); colour is for a terminal.
+func (c *common) loggerTo(w io.Writer, colour bool) (*zerolog.Logger, error) {
 	level, err := zerolog.ParseLevel(c.logLevel)
 	if err != nil || c.logLevel == "" {
 		return nil, usagef("bad --log-level %q: want debug, info, warn or error", c.logLevel)
 	}
-	var w io.Writer
 	switch c.logFormat {
 	case "console":
-		w = zerolog.ConsoleWriter{Out: o.stderr, TimeFormat: time.TimeOnly, NoColor: !o.stderrIsTerminal()}
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly, NoColor: !colour}
 	case "json":
-		w = o.stderr
 	default:
 		return nil, usagef("bad --log-format %q: want console or json", c.logFormat)
 	}

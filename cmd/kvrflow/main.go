@@ -1,7 +1,3 @@
-// Command kvrflow restores a database directory from a backup so that, if
-// it is killed at any instant, the directory holds either the old database
-// or the new one, complete, and never a mix. See doc.go for the JSON
-// contract and the exit codes.
 package main
 
 import (

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -88,7 +89,8 @@ func (c *restoreCmd) run(ctx context.Context, o *stdio, args []string) (document
 	if err != nil {
 		return nil, err
 	}
-	log, err := c.logger(o)
+	bar := newProgress(o, !c.json && o.stderrIsTerminal())
+	log, err := c.loggerTo(bar, o.stderrIsTerminal())
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +100,6 @@ func (c *restoreCmd) run(ctx context.Context, o *stdio, args []string) (document
 	if err != nil {
 		return nil, asUsage(fmt.Errorf("--from %s: %w", c.from, err))
 	}
-	bar := newProgress(o, !c.json && o.stderrIsTerminal())
 	done := make(chan struct{})
 	defer close(done)
 	go func() {
@@ -130,15 +131,29 @@ func inFlightHint(err error, res *kvrflow.Result, db string) error {
 }
 
 // progress draws a progress bar of the bytes written on stderr, created
-// on the first report when the total is known. The zero progress (not on
-// a terminal, or --json) draws nothing.
+// on the first report when the total is known; off (not on a terminal, or
+// --json), it draws nothing. It is also the log's writer, so that a log
+// line clears the bar's line instead of running into it.
 type progress struct {
-	w   io.Writer
-	on  bool
+	w  io.Writer
+	on bool
+
+	mu  sync.Mutex // the bar and writes to w
 	bar *progressbar.ProgressBar
 }
 
 func newProgress(o *stdio, on bool) *progress { return &progress{w: o.stderr, on: on} }
+
+// Write writes a log line: it clears the bar's line first, and the next
+// update draws the bar again below the line.
+func (p *progress) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.bar != nil && !p.bar.IsFinished() {
+		_ = p.bar.Clear()
+	}
+	return p.w.Write(b)
+}
 
 // update is the Options.Progress callback; the library calls it from the
 // goroutine that writes.
@@ -146,6 +161,8 @@ func (p *progress) update(done, total int64) {
 	if !p.on {
 		return
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.bar == nil {
 		p.bar = progressbar.NewOptions64(total,
 			progressbar.OptionSetWriter(p.w),
@@ -162,9 +179,14 @@ func (p *progress) update(done, total int64) {
 	_ = p.bar.Set64(done) // a failed write to the terminal is no reason to stop
 }
 
-// close ends the bar's line if the write stopped short.
+// close clears the bar if the write stopped short (a finished bar has
+// ended its line): what follows, the error or the summary, says how far
+// the run got.
 func (p *progress) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.bar != nil && !p.bar.IsFinished() {
-		_ = p.bar.Exit() // ends the line through OptionOnCompletion
+		_ = p.bar.Clear()
 	}
+	p.on = false
 }

@@ -1,0 +1,57 @@
+// Command kvrflow restores a database directory from a backup so that, if
+// it is killed at any instant, the directory holds either the old database
+// or the new one, complete, and never a mix.
+//
+//	kvrflow backup  --db DIR --to OUT
+//	kvrflow restore --from SRC --db DIR [--mode copy|link|auto] [--fault SPEC]
+//	kvrflow recover --db DIR
+//	kvrflow status  --db DIR
+//	kvrflow journal list --db DIR | --journal PATH
+//	kvrflow journal show RUN --db DIR | --journal PATH
+//	kvrflow faults
+//
+// Every command takes --json, --log-format console|json and --log-level;
+// those that read the journal take --journal PATH (default
+// DIR.kvrflow/journal.db). kvrflow --help lists the commands and the exit
+// codes; kvrflow COMMAND --help shows a command's flags and an example.
+//
+// # Output
+//
+// Without --json a command prints its result for people on stdout. With
+// --json it prints exactly one JSON object on stdout, always, success or
+// failure; logs (zerolog, console or JSON lines) go to stderr either way.
+// The object holds the command's result (see the *Doc types) and ends with
+// "exit_code", the process's exit code, and, on failure, "error", the same
+// message as the line "Error: <message>" on stderr. A failed command still
+// reports whatever result exists, such as the run that was rolled back.
+//
+// # Exit codes
+//
+//	0  success, or nothing to do
+//	1  the restore failed and was rolled back: DIR is as it was
+//	2  usage error or bad input (flags, fault spec, backup, paths, space): nothing changed
+//	3  DIR or its journal is in use by another process
+//	4  the journal is unreadable or inconsistent, or DIR contradicts it: nothing done
+//	5  any other error: a run is left in flight; kvrflow recover finishes it
+//
+// exitCode in exitcodes.go is the mapping from errors to these codes.
+//
+// # Crash safety
+//
+// The command adds no state of its own: the library journals every step
+// before acting and recovers runs in flight at the start of restore and
+// recover. SIGINT and SIGTERM cancel the context; a run before its commit
+// point then rolls back (exit 1), one past it finishes. A second signal
+// ends the process at once, as kill -9 would, and kvrflow recover finishes
+// the run. A fault spec (--fault or $KVRFLOW_FAULT, see kvrflow faults)
+// triggers the library's named fault points; the tests use its crash
+// action to SIGKILL real kvrflow processes mid-restore.
+//
+// # Caveats
+//
+// The database directory's parent must exist. With --mode auto (the
+// default) or link, the restored database's tables are hard links to the
+// backup's files when both are on one file system: Pebble never writes a
+// table in place, but a tool that does would change the backup too. The
+// journal records the source as an absolute path.
+package main
