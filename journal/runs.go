@@ -40,15 +40,11 @@ func putRun(runs *bolt.Bucket, r *Run) error {
 }
 
 func getRun(tx *bolt.Tx, id uint64) (Run, error) {
-	var r Run
 	v := tx.Bucket(bucketRuns).Get(itob(id))
 	if v == nil {
-		return r, fmt.Errorf("run %d: %w", id, ErrNotFound)
+		return Run{}, fmt.Errorf("run %d: %w", id, ErrNotFound)
 	}
-	if err := json.Unmarshal(v, &r); err != nil {
-		return r, fmt.Errorf("run %d: %w: %w", id, ErrCorrupt, err)
-	}
-	return r, nil
+	return decodeRun(itob(id), v)
 }
 
 // Append durably records the transition from → to by event for run id,
@@ -129,9 +125,12 @@ func (j *Journal) Events(id uint64) ([]Event, error) {
 			return fmt.Errorf("run %d: %w: no events bucket", id, ErrCorrupt)
 		}
 		return b.ForEach(func(k, v []byte) error {
-			var ev Event
-			if err := json.Unmarshal(v, &ev); err != nil {
-				return fmt.Errorf("run %d event %d: %w: %w", id, binary.BigEndian.Uint64(k), ErrCorrupt, err)
+			ev, err := decodeEvent(id, k, v)
+			if err != nil {
+				return err
+			}
+			if want := uint64(len(out) + 1); ev.Seq != want {
+				return fmt.Errorf("run %d: %w: event %d where %d was due", id, ErrCorrupt, ev.Seq, want)
 			}
 			out = append(out, ev)
 			return nil
@@ -146,9 +145,9 @@ func (j *Journal) Runs(n int) ([]Run, error) {
 	err := j.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketRuns).Cursor()
 		for k, v := c.Last(); k != nil && (n <= 0 || len(out) < n); k, v = c.Prev() {
-			var r Run
-			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("run %d: %w: %w", binary.BigEndian.Uint64(k), ErrCorrupt, err)
+			r, err := decodeRun(k, v)
+			if err != nil {
+				return err
 			}
 			out = append(out, r)
 		}
@@ -178,4 +177,43 @@ func (j *Journal) InFlight(target string) ([]Run, error) {
 		})
 	})
 	return out, err
+}
+
+// decodeRun parses a stored run record and checks it against its key.
+func decodeRun(k, v []byte) (Run, error) {
+	var r Run
+	if len(k) != 8 {
+		return r, fmt.Errorf("%w: run key of %d bytes", ErrCorrupt, len(k))
+	}
+	id := binary.BigEndian.Uint64(k)
+	if err := json.Unmarshal(v, &r); err != nil {
+		return r, fmt.Errorf("run %d: %w: %w", id, ErrCorrupt, err)
+	}
+	switch {
+	case r.ID != id:
+		return r, fmt.Errorf("run %d: %w: record says run %d", id, ErrCorrupt, r.ID)
+	case r.State == "" || r.Target == "":
+		return r, fmt.Errorf("run %d: %w: no state or target", id, ErrCorrupt)
+	}
+	return r, nil
+}
+
+// decodeEvent parses a stored event of run id and checks it against its
+// key.
+func decodeEvent(id uint64, k, v []byte) (Event, error) {
+	var ev Event
+	if len(k) != 8 {
+		return ev, fmt.Errorf("run %d: %w: event key of %d bytes", id, ErrCorrupt, len(k))
+	}
+	seq := binary.BigEndian.Uint64(k)
+	if err := json.Unmarshal(v, &ev); err != nil {
+		return ev, fmt.Errorf("run %d event %d: %w: %w", id, seq, ErrCorrupt, err)
+	}
+	switch {
+	case ev.Seq != seq || ev.Run != id:
+		return ev, fmt.Errorf("run %d event %d: %w: record says run %d event %d", id, seq, ErrCorrupt, ev.Run, ev.Seq)
+	case ev.From == "" || ev.Event == "" || ev.To == "":
+		return ev, fmt.Errorf("run %d event %d: %w: no from, event or to", id, seq, ErrCorrupt)
+	}
+	return ev, nil
 }
