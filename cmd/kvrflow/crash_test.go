@@ -106,8 +106,12 @@ func checkRecovers(t *testing.T, f *fixture, want string) {
 // larger backup slowed down by a delay at each buffer written.
 func TestRestore_KilledByTimerRecoversOldOrNew(t *testing.T) {
 	f := newBigFixture(t)
-	r := startRestore(t, f, []string{fault.EnvVar + "=fs.write:delay=20ms"}, 150*time.Millisecond,
-		func(p *os.Process) error { return p.Kill() })
+	r := startRestore(t, f, []string{fault.EnvVar + "=fs.write:delay=20ms"}, func(p *os.Process) {
+		time.Sleep(150 * time.Millisecond)
+		if err := p.Kill(); err != nil {
+			t.Logf("kill: %v", err)
+		}
+	})
 	if r.signal != syscall.SIGKILL {
 		t.Logf("the restore ended before the kill: %s", r)
 	}
@@ -119,8 +123,12 @@ func TestRestore_KilledByTimerRecoversOldOrNew(t *testing.T) {
 // old database in place.
 func TestRestore_SIGINTRollsBack(t *testing.T) {
 	f := newBigFixture(t)
-	r := startRestore(t, f, []string{fault.EnvVar + "=fs.write:delay=20ms"}, 100*time.Millisecond,
-		func(p *os.Process) error { return p.Signal(os.Interrupt) })
+	r := startRestore(t, f, []string{fault.EnvVar + "=fs.write:delay=20ms"}, func(p *os.Process) {
+		time.Sleep(100 * time.Millisecond)
+		if err := p.Signal(os.Interrupt); err != nil {
+			t.Logf("signal: %v", err)
+		}
+	})
 	switch {
 	case r.code == exitRolledBack:
 		if got := f.which(t); got != "old" {
@@ -137,10 +145,34 @@ func TestRestore_SIGINTRollsBack(t *testing.T) {
 	checkJournal(t, f.db)
 }
 
+// TestRestore_WhileAnotherRunsExits3 runs a second restore, and status,
+// while a slowed-down restore of the same database holds its lock and
+// journal: both fail with exit code 3 and change nothing. The delay
+// keeps the first running past status's 2s wait for the journal.
+func TestRestore_WhileAnotherRunsExits3(t *testing.T) {
+	f := newBigFixture(t)
+	r := startRestore(t, f, []string{fault.EnvVar + "=fs.write:delay=250ms"}, func(*os.Process) {
+		second := cli(t, nil, f.restoreArgs()...)
+		if second.code != exitInUse || !strings.Contains(second.stderr, "in use") {
+			t.Errorf("a second restore: want exit 3, got %s", second)
+		}
+		st := cli(t, nil, "status", "--db", f.db)
+		if st.code != exitInUse || !strings.Contains(st.stdout, "in flight:  unknown") {
+			t.Errorf("status during a restore: want exit 3, got %s", st)
+		}
+	})
+	if r.code != exitOK {
+		t.Fatalf("the first restore: %s", r)
+	}
+	if got := f.which(t); got != "new" {
+		t.Errorf("database holds the %s contents", got)
+	}
+}
+
 // startRestore starts kvrflow restore of f with env, waits until it logs
-// that the run started, waits after more, calls stop on the process and
-// returns how it ended.
-func startRestore(t *testing.T, f *fixture, env []string, after time.Duration, stop func(*os.Process) error) result {
+// that the run started, calls during with the process, and returns how
+// the restore ended.
+func startRestore(t *testing.T, f *fixture, env []string, during func(*os.Process)) result {
 	t.Helper()
 	cmd, stdout, _ := newCmd(env, f.restoreArgs("--mode", "copy")...)
 	cmd.Stderr = nil
@@ -167,10 +199,7 @@ func startRestore(t *testing.T, f *fixture, env []string, after time.Duration, s
 	}()
 	select {
 	case <-started:
-		time.Sleep(after)
-		if err := stop(cmd.Process); err != nil {
-			t.Logf("stop: %v", err)
-		}
+		during(cmd.Process)
 	case <-copied:
 	case <-time.After(30 * time.Second):
 		_ = cmd.Process.Kill()

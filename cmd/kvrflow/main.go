@@ -87,7 +87,7 @@ func run(ctx context.Context, args []string, o *stdio) int {
 	}
 	c := lookup(name)
 	if c == nil {
-		return finish(o, false, nil, usagef("unknown command %q", name), "kvrflow --help")
+		return finish(o, jsonRequested(rest), nil, usagef("unknown command %q", name), "kvrflow --help")
 	}
 	return c.exec(ctx, o, rest)
 }

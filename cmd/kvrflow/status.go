@@ -36,7 +36,9 @@ func (c *statusCmd) flags(fs *flag.FlagSet) {
 
 // statusDoc is status's --json document: the fields of
 // kvrflow.StatusReport (db, db_exists, db_files, db_bytes, work_dir,
-// journal, journal_note, runs, in_flight, quarantine, leftovers).
+// journal, journal_note, runs, in_flight, quarantine, leftovers). With
+// "error" set, runs and in_flight are unknown, not empty: the journal was
+// not read (exit code 3 while a restore holds it, 4 if it is unreadable).
 type statusDoc struct {
 	*kvrflow.StatusReport
 	exitReport
@@ -61,7 +63,11 @@ func (d *statusDoc) text(w io.Writer) {
 		printRuns(w, r.Runs)
 	}
 	fmt.Fprintln(w)
-	if len(r.InFlight) == 0 {
+	if d.Error != "" {
+		// The journal was not read (in use, or unreadable): runs and
+		// in-flight state are unknown, not none.
+		fmt.Fprintln(w, "in flight:  unknown (journal not read)")
+	} else if len(r.InFlight) == 0 {
 		fmt.Fprintln(w, "in flight:  none")
 	} else {
 		for _, run := range r.InFlight {
