@@ -42,6 +42,7 @@ func TestExitCode_MapsErrorsMostSpecificFirst(t *testing.T) {
 		{"journal beats bad input", errors.Join(journal.ErrCorrupt, steps.ErrBadSource), 4},
 		{"locked beats corrupt", errors.Join(journal.ErrCorrupt, journal.ErrLocked), 3},
 		{"step error after commit", &fsm.StepError{Step: "finish", Err: syscall.EIO}, 5},
+		{"left in flight", fmt.Errorf("%w: %w", fsm.ErrInFlight, &fsm.StepError{Step: "rollback", Err: syscall.EIO}), 5},
 		{"journal not found is not usage by itself", journal.ErrNotFound, 5},
 		{"anything else", fs.ErrPermission, 5},
 	} {

@@ -19,8 +19,10 @@ var restoreCommand = &command{
 	name:    "restore",
 	args:    "--from SRC --db DIR [flags]",
 	summary: "restore a backup into a database directory, atomically",
-	about: `Restore the backup SRC (a directory made by kvrflow backup) into the database
-directory DIR, whose parent must exist. First any run left in flight for DIR
+	about: `Restore the backup SRC into the database directory DIR, whose parent must
+exist. SRC is a directory made by kvrflow backup (Pebble), a RocksDB/Kvrocks
+BackupEngine directory (the latest backup, or --backup-id N), or a plain
+RocksDB checkpoint. First any run left in flight for DIR
 is finished or rolled back. Then the backup is checked file by file, written
 to a staging directory beside DIR, verified, and swapped into place in one
 atomic step. On failure, or on SIGINT/SIGTERM before the swap, the run is
@@ -33,7 +35,8 @@ restore or recover finishes the run.`,
 
 type restoreCmd struct {
 	common
-	from, db, mode, fault string
+	from, db, mode, engine, fault string
+	backupID                      uint64
 }
 
 func (c *restoreCmd) flags(fs *flag.FlagSet) {
@@ -41,6 +44,8 @@ func (c *restoreCmd) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.from, "from", "", "the backup directory `SRC` to restore (required)")
 	fs.StringVar(&c.db, "db", "", "the database directory `DIR` to restore into; its parent must exist (required)")
 	fs.StringVar(&c.mode, "mode", "auto", "`MODE` in which files reach DIR: copy, link (hard-link tables; same file system only) or auto (link when possible)")
+	fs.StringVar(&c.engine, "engine", steps.EngineAuto, "the source's `ENGINE`: pebble, rocksdb or auto (detected from the source)")
+	fs.Uint64Var(&c.backupID, "backup-id", 0, "the backup `N` of a RocksDB BackupEngine directory to restore (default the latest)")
 	fs.StringVar(&c.fault, "fault", "", "fault `SPEC` for testing, POINT:ACTION[@N],... (default $KVRFLOW_FAULT; see kvrflow faults)")
 }
 
@@ -85,6 +90,11 @@ func (c *restoreCmd) run(ctx context.Context, o *stdio, args []string) (document
 	if err != nil {
 		return nil, err
 	}
+	switch c.engine {
+	case steps.EnginePebble, steps.EngineRocksDB, steps.EngineAuto:
+	default:
+		return nil, usagef("bad --engine %q: want pebble, rocksdb or auto", c.engine)
+	}
 	spec, err := faultSpec(c.fault, o)
 	if err != nil {
 		return nil, err
@@ -109,7 +119,7 @@ func (c *restoreCmd) run(ctx context.Context, o *stdio, args []string) (document
 		case <-done:
 		}
 	}()
-	res, err := kvrflow.Restore(ctx, kvrflow.Options{DB: c.db, Source: src, Mode: mode, Journal: c.journal,
+	res, err := kvrflow.Restore(ctx, kvrflow.Options{DB: c.db, Source: src, Mode: mode, Engine: c.engine, BackupID: c.backupID, Journal: c.journal,
 		FaultSpec: spec, Log: log, Progress: bar.update})
 	bar.close()
 	if err != nil && exitCode(err) == exitInFlight {

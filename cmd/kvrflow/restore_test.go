@@ -70,6 +70,8 @@ func TestRestore_UsageErrorsExit2AndChangeNothing(t *testing.T) {
 	}{
 		{"unknown flag", nil, f.restoreArgs("--bogus")},
 		{"bad mode", nil, f.restoreArgs("--mode", "teleport")},
+		{"bad engine", nil, f.restoreArgs("--engine", "leveldb")},
+		{"bad backup id", nil, f.restoreArgs("--backup-id", "-1")},
 		{"bad fault flag", nil, f.restoreArgs("--fault", "no.such.point:crash")},
 		{"bad fault action", nil, f.restoreArgs("--fault", "fs.write:explode")},
 		{"bad fault env", []string{fault.EnvVar + "=fs.write"}, f.restoreArgs()},
@@ -96,7 +98,7 @@ func TestRestore_UsageErrorsExit2AndChangeNothing(t *testing.T) {
 	}
 }
 
-func TestRestore_MissingSourceExits2AndLeavesDBUnchanged(t *testing.T) {
+func TestRestore_MissingOrWrongSourceExits2AndLeavesDBUnchanged(t *testing.T) {
 	f := newFixture(t, 100, 10)
 	missing := filepath.Join(f.root, "no-such-backup")
 	r := mustRun(t, exitUsage, nil, "restore", "--from", missing, "--db", f.db)
@@ -106,6 +108,13 @@ func TestRestore_MissingSourceExits2AndLeavesDBUnchanged(t *testing.T) {
 	}
 	if errLines := strings.Count(r.stderr, "Error: "); errLines != 1 {
 		t.Errorf("%d Error: lines on stderr:\n%s", errLines, r.stderr)
+	}
+	if got := f.which(t); got != "old" {
+		t.Errorf("database holds the %s contents", got)
+	}
+	r = mustRun(t, exitUsage, nil, f.restoreArgs("--engine", "rocksdb")...)
+	if !strings.Contains(r.stderr, "--engine rocksdb") {
+		t.Errorf("stderr does not say the engine is wrong:\n%s", r.stderr)
 	}
 	if got := f.which(t); got != "old" {
 		t.Errorf("database holds the %s contents", got)
@@ -170,3 +179,34 @@ type quietLogger struct{}
 func (quietLogger) Infof(string, ...any)         {}
 func (quietLogger) Errorf(string, ...any)        {}
 func (quietLogger) Fatalf(f string, args ...any) { panic(f) }
+
+func TestRestore_LeftInFlightExits5AndRecoverFinishes(t *testing.T) {
+	for _, tc := range []struct {
+		name, fault, want string
+	}{
+		{"error after the commit point", "step.finish.begin:eio", "new"},
+		{"rollback fails", "step.write.begin:eio,step.rollback.begin:eio", "old"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, 100, 100)
+			r := mustRun(t, exitInFlight, nil, f.restoreArgs("--fault", tc.fault, "--json")...)
+			var doc restoreJSON
+			decode(t, r, &doc)
+			if doc.Outcome != "" || !doc.Run.InFlight() || doc.ExitCode != exitInFlight ||
+				!strings.Contains(doc.Error, "left in flight") || !strings.Contains(doc.Error, "kvrflow recover --db "+f.db) {
+				t.Errorf("restore --json = %+v", doc)
+			}
+			if st := status(t, f.db); len(st.InFlight) != 1 {
+				t.Errorf("status shows %d runs in flight, want 1", len(st.InFlight))
+			}
+			var rec recoverJSON
+			decode(t, mustRun(t, exitOK, nil, "recover", "--db", f.db, "--json"), &rec)
+			if len(rec.Recovered) != 1 || rec.Recovered[0].Run.ID != doc.Run.ID {
+				t.Errorf("recover --json = %+v", rec)
+			}
+			if got := f.which(t); got != tc.want {
+				t.Errorf("after recovery the database holds the %s contents, want %s", got, tc.want)
+			}
+		})
+	}
+}
