@@ -49,6 +49,8 @@ func (c *common) define(fs *flag.FlagSet, withJournal bool) {
 	}
 }
 
+func (c *common) jsonOutput() bool { return c.json }
+
 // logger returns the logger the flags ask for, writing to o.stderr.
 func (c *common) logger(o *stdio) (*zerolog.Logger, error) {
 	return c.loggerTo(o.stderr, o.stderrIsTerminal())

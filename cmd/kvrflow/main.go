@@ -34,8 +34,6 @@ type runner interface {
 	jsonOutput() bool
 }
 
-func (c *common) jsonOutput() bool { return c.json }
-
 // command describes a subcommand for dispatch and help.
 type command struct {
 	name    string // as typed: "restore", "journal show"

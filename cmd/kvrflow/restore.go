@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/kvrflow/kvrflow"
@@ -110,15 +111,7 @@ func (c *restoreCmd) run(ctx context.Context, o *stdio, args []string) (document
 	if err != nil {
 		return nil, asUsage(fmt.Errorf("--from %s: %w", c.from, err))
 	}
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		select {
-		case <-ctx.Done():
-			log.Warn().Msg("interrupted: rolling back unless the new database is already in place; interrupt again to stop at once (kvrflow recover then finishes)")
-		case <-done:
-		}
-	}()
+	defer sayWhenInterrupted(ctx, log)()
 	res, err := kvrflow.Restore(ctx, kvrflow.Options{DB: c.db, Source: src, Mode: mode, Engine: c.engine, BackupID: c.backupID, Journal: c.journal,
 		FaultSpec: spec, Log: log, Progress: bar.update})
 	bar.close()
@@ -129,6 +122,23 @@ func (c *restoreCmd) run(ctx context.Context, o *stdio, args []string) (document
 		return nil, err
 	}
 	return &restoreDoc{DB: c.db, Source: c.from, Outcome: res.Run.Outcome, Result: res}, err
+}
+
+// sayWhenInterrupted logs, if ctx is cancelled by SIGINT or SIGTERM, what
+// happens next. It returns a function that stops the watch and waits for
+// it, so nothing is logged after the command's result.
+func sayWhenInterrupted(ctx context.Context, log *zerolog.Logger) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		select {
+		case <-ctx.Done():
+			log.Warn().Msg("interrupted: rolling back unless the new database is already in place; " +
+				"interrupt again to stop at once (kvrflow recover then finishes)")
+		case <-done:
+		}
+	})
+	return func() { close(done); wg.Wait() }
 }
 
 // inFlightHint adds to an error that left a run in flight how to finish it.
