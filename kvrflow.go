@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -52,8 +53,9 @@ type Options struct {
 
 // Recovered is what recovery did with one run found in flight.
 type Recovered struct {
-	Run      journal.Run `json:"run"`
-	Decision string      `json:"decision"`
+	Run       journal.Run `json:"run"`
+	FromState string      `json:"from_state"` // the state it was interrupted in
+	Decision  string      `json:"decision"`
 }
 
 // Result is the outcome of Restore.
@@ -172,7 +174,7 @@ func (s *session) recoverAll(ctx context.Context) ([]Recovered, error) {
 		if err != nil {
 			return out, err
 		}
-		out = append(out, Recovered{Run: done, Decision: dec.String()})
+		out = append(out, Recovered{Run: done, FromState: r.State, Decision: dec.String()})
 	}
 	return out, nil
 }
@@ -185,6 +187,13 @@ func (s *session) recoverAll(ctx context.Context) ([]Recovered, error) {
 // An error matching none of these after the run began leaves the run in
 // flight in the journal; Recover finishes it.
 func Restore(ctx context.Context, opts Options) (*Result, error) {
+	if opts.Source != "" {
+		abs, err := filepath.Abs(opts.Source)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", steps.ErrBadPath, opts.Source, err)
+		}
+		opts.Source = abs
+	}
 	s, err := open(opts, true)
 	if err != nil {
 		return nil, err

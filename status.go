@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 	"path/filepath"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
@@ -25,10 +26,17 @@ type StatusReport struct {
 	InFlight    []journal.Run `json:"in_flight"`
 	Quarantine  []string      `json:"quarantine"`
 	Leftovers   []string      `json:"leftovers"`
+	// Busy is set when another kvrflow holds the journal: a restore or a
+	// recovery is running now, and the runs could not be read.
+	Busy bool `json:"busy,omitempty"`
 }
 
 // StatusRuns is how many of the last runs Status reports.
 const StatusRuns = 10
+
+// StatusLockTimeout is how long Status waits for a journal another
+// kvrflow holds before it reports the database busy.
+const StatusLockTimeout = 300 * time.Millisecond
 
 // Status reports on opts.DB without changing anything: the database
 // directory, the last runs and those in flight in the journal (opened
@@ -82,12 +90,16 @@ func Status(opts Options) (*StatusReport, error) {
 	}
 	timeout := opts.LockTimeout
 	if timeout == 0 {
-		timeout = journal.DefaultTimeout
+		timeout = StatusLockTimeout
 	}
 	j, err := journal.Open(rep.Journal, journal.Options{ReadOnly: true, Timeout: timeout})
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		rep.JournalNote = "no journal: kvrflow has not restored this database"
+		return rep, nil
+	case errors.Is(err, journal.ErrLocked):
+		rep.Busy = true
+		rep.JournalNote = "a kvrflow is working on this database now (it holds the journal); run status again when it is done"
 		return rep, nil
 	case err != nil:
 		return rep, err

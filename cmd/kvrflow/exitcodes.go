@@ -14,23 +14,24 @@ import (
 // meaning.
 const (
 	exitOK         = 0 // success, or nothing to do
-	exitRolledBack = 1 // the restore failed and was rolled back: DIR is as before
+	exitRolledBack = 1 // the command failed; a restore was rolled back: DIR is as before
 	exitUsage      = 2 // usage error or bad input; nothing changed
 	exitInUse      = 3 // DIR or the journal is in use by another process
 	exitJournal    = 4 // the journal is unreadable or inconsistent; nothing done
-	exitInFlight   = 5 // any other error: a run may be left in flight; kvrflow recover finishes it
+	exitInFlight   = 5 // a run is left in flight; kvrflow recover finishes it
 )
 
 // exitCodeHelp is the table printed by kvrflow --help.
 const exitCodeHelp = `Exit codes:
   0  success, or nothing to do
-  1  the restore failed and was rolled back: DIR holds the database it held before
+  1  the command failed; a failed restore was rolled back: DIR holds the database
+     it held before
   2  usage error or bad input (bad flag, bad fault spec, invalid backup, bad path,
      not enough space): nothing changed
   3  DIR or its journal is in use by another process
   4  the journal is unreadable or inconsistent, or DIR contradicts it: nothing done
-  5  any other error: the run could not finish or roll back and is left in flight
-     in the journal; 'kvrflow recover --db DIR' finishes it`
+  5  a step and its rollback (or a step after the commit point) kept failing: the
+     run is left in flight in the journal; 'kvrflow recover --db DIR' finishes it`
 
 // errUsage marks a command-line error. Commands make one with usagef or
 // asUsage; exitCode maps it to 2.
@@ -50,7 +51,8 @@ func asUsage(err error) error { return usageError{err} }
 // The more specific classes are checked first: a restore that failed its
 // precheck on a bad source is rolled back too, but the useful answer is
 // "bad input" (2), not "rolled back" (1). The order is in use (3), journal
-// (4), bad input (2), rolled back (1), anything else (5).
+// (4), bad input (2), left in flight (5), anything else (1): an error that
+// did not leave a run in flight left DIR as it was.
 func exitCode(err error) int {
 	switch {
 	case err == nil:
@@ -62,9 +64,9 @@ func exitCode(err error) int {
 	case errors.Is(err, errUsage), errors.Is(err, fault.ErrBadSpec), errors.Is(err, steps.ErrBadSource),
 		errors.Is(err, steps.ErrBadPath), errors.Is(err, steps.ErrNoSpace):
 		return exitUsage
-	case errors.Is(err, fsm.ErrRolledBack):
-		return exitRolledBack
-	default:
+	case errors.Is(err, fsm.ErrInFlight):
 		return exitInFlight
+	default:
+		return exitRolledBack
 	}
 }

@@ -41,10 +41,11 @@ func TestExitCode_MapsErrorsMostSpecificFirst(t *testing.T) {
 		{"inconsistent", &fsm.StepError{Step: "finish", Err: steps.ErrInconsistent}, 4},
 		{"journal beats bad input", errors.Join(journal.ErrCorrupt, steps.ErrBadSource), 4},
 		{"locked beats corrupt", errors.Join(journal.ErrCorrupt, journal.ErrLocked), 3},
-		{"step error after commit", &fsm.StepError{Step: "finish", Err: syscall.EIO}, 5},
+		{"step error after commit, left in flight", fmt.Errorf("%w: %w", fsm.ErrInFlight, &fsm.StepError{Step: "finish", Err: syscall.EIO}), 5},
 		{"left in flight", fmt.Errorf("%w: %w", fsm.ErrInFlight, &fsm.StepError{Step: "rollback", Err: syscall.EIO}), 5},
-		{"journal not found is not usage by itself", journal.ErrNotFound, 5},
-		{"anything else", fs.ErrPermission, 5},
+		{"journal not found is not usage by itself", journal.ErrNotFound, 1},
+		{"failed before any run began", fmt.Errorf("open journal: %w", syscall.EIO), 1},
+		{"anything else", fs.ErrPermission, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := exitCode(tc.err); got != tc.want {

@@ -55,8 +55,8 @@ func (d *recoverDoc) text(w io.Writer) {
 // and how it ended.
 func printRecovered(w io.Writer, recovered []kvrflow.Recovered) {
 	for _, r := range recovered {
-		fmt.Fprintf(w, "recovered run %d (%s of %s): %s, outcome %s\n",
-			r.Run.ID, r.Run.Kind, orDash(r.Run.Source), r.Decision, orDash(r.Run.Outcome))
+		fmt.Fprintf(w, "recovered run %d (%s of %s): interrupted in %s, %s, outcome %s\n",
+			r.Run.ID, r.Run.Kind, orDash(r.Run.Source), r.FromState, r.Decision, orDash(r.Run.Outcome))
 	}
 }
 

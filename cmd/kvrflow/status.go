@@ -37,8 +37,9 @@ func (c *statusCmd) flags(fs *flag.FlagSet) {
 // statusDoc is status's --json document: the fields of
 // kvrflow.StatusReport (db, db_exists, db_files, db_bytes, work_dir,
 // journal, journal_note, runs, in_flight, quarantine, leftovers). With
-// "error" set, runs and in_flight are unknown, not empty: the journal was
-// not read (exit code 3 while a restore holds it, 4 if it is unreadable).
+// "error" set (exit code 4: the journal is unreadable) or "busy" set (exit
+// code 0: another kvrflow holds the journal now), runs and in_flight are
+// unknown, not empty: the journal was not read.
 type statusDoc struct {
 	*kvrflow.StatusReport
 	exitReport
@@ -63,7 +64,7 @@ func (d *statusDoc) text(w io.Writer) {
 		printRuns(w, r.Runs)
 	}
 	fmt.Fprintln(w)
-	if d.Error != "" {
+	if d.Error != "" || r.Busy {
 		// The journal was not read (in use, or unreadable): runs and
 		// in-flight state are unknown, not none.
 		fmt.Fprintln(w, "in flight:  unknown (journal not read)")
