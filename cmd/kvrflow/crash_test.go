@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -259,4 +260,51 @@ func makeBigDB(tb testing.TB, dir string, n, size int) map[string]string {
 		tb.Fatal(err)
 	}
 	return kv
+}
+
+// TestRestore_EveryFaultPointCrashThenRecover is the process-level matrix:
+// for every named fault point, a real kvrflow restore is killed there
+// (SIGKILL) on the clean path, and again on the rollback path (verify
+// fails with EIO, then the crash); kvrflow recover must leave the old or
+// the new database, complete, with nothing in flight. A point a path does
+// not pass is checked too: that restore must simply succeed (clean path)
+// or roll back (rollback path).
+func TestRestore_EveryFaultPointCrashThenRecover(t *testing.T) {
+	const failFirst = "step.verify.end:eio"
+	var fired, total atomic.Int32
+	t.Cleanup(func() {
+		t.Logf("process matrix: %d fault points x 2 paths, %d kills fired and recovered", len(fault.Points()), fired.Load())
+		if total.Load() > 0 && fired.Load() < total.Load()/2 {
+			t.Errorf("only %d of %d runs were killed: the matrix misses most points", fired.Load(), total.Load())
+		}
+	})
+	for _, p := range fault.Points() {
+		for _, path := range []string{"clean", "rollback"} {
+			if path == "rollback" && p.Name == "step.verify.end" {
+				continue
+			}
+			t.Run(p.Name+"/"+path, func(t *testing.T) {
+				t.Parallel()
+				total.Add(1)
+				f := newFixture(t, 100, 150)
+				spec := p.Name + ":crash"
+				want, wantCode := "new", exitOK
+				if path == "rollback" {
+					spec, want, wantCode = failFirst+","+spec, "old", exitRolledBack
+				}
+				r := cli(t, []string{fault.EnvVar + "=" + spec}, f.restoreArgs()...)
+				if r.signal != syscall.SIGKILL {
+					if r.code != wantCode {
+						t.Fatalf("%s not hit, and the restore ended %s, want exit %d", p.Name, r, wantCode)
+					}
+					if got := f.which(t); got != want {
+						t.Fatalf("%s not hit: database holds the %s contents, want %s", p.Name, got, want)
+					}
+					return
+				}
+				fired.Add(1)
+				checkRecovers(t, f, "")
+			})
+		}
+	}
 }

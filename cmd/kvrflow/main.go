@@ -46,7 +46,7 @@ type command struct {
 
 // commands lists every subcommand in the order kvrflow --help shows them.
 var commands = []*command{backupCommand, restoreCommand, recoverCommand, statusCommand,
-	journalListCommand, journalShowCommand, faultsCommand}
+	journalListCommand, journalShowCommand, faultsCommand, chaosCommand}
 
 func lookup(name string) *command {
 	for _, c := range commands {
