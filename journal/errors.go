@@ -11,6 +11,10 @@ var (
 	// newer kvrflow whose layout this one does not know.
 	ErrNewerSchema = errors.New("journal written by a newer kvrflow")
 
+	// ErrOldSchema is returned by a read-only Open of a journal of an older
+	// schema: a read-write Open migrates it.
+	ErrOldSchema = errors.New("journal written by an older kvrflow")
+
 	// ErrCorrupt is returned when the journal file is not a journal, is
 	// damaged, or holds records that contradict each other.
 	ErrCorrupt = errors.New("journal is unreadable or inconsistent")

@@ -19,7 +19,8 @@ import (
 )
 
 // SchemaVersion is the version of the on-disk layout this package writes.
-const SchemaVersion = 1
+// Version 1 had no hash chain; Open migrates it (see migrate.go).
+const SchemaVersion = 2
 
 // DefaultTimeout is how long Open waits for another process's lock.
 const DefaultTimeout = 2 * time.Second
@@ -35,7 +36,10 @@ var (
 	bucketRuns     = []byte("runs")
 	bucketEvents   = []byte("events")
 	bucketInFlight = []byte("inflight")
+	bucketBegins   = []byte("begins")
 	keySchema      = []byte("schema")
+	keyHead        = []byte("head")   // begin hash of the latest run
+	keyAnchor      = []byte("anchor") // prev_run the first run must carry (after a prune)
 )
 
 // Run is the record of one workflow run.
@@ -52,6 +56,12 @@ type Run struct {
 	Outcome string    `json:"outcome,omitempty"`
 	Error   string    `json:"error,omitempty"`
 	Events  uint64    `json:"events"`
+	// The run's hash chain (see chain.go): the hash of the previous run's
+	// begin record, of its own begin record (the first link of its event
+	// chain), and of its last event.
+	PrevRun   string `json:"prev_run"`
+	FirstHash string `json:"first_hash"`
+	FinalHash string `json:"final_hash"`
 }
 
 // InFlight reports whether the run has not reached a terminal state.
@@ -67,6 +77,12 @@ type Event struct {
 	To      string          `json:"to"`
 	Time    time.Time       `json:"time"`
 	Details json.RawMessage `json:"details,omitempty"`
+	// Prev is the SHA-256 (hex) of the run's previous event, or of its
+	// begin record for the first event.
+	Prev string `json:"prev"`
+	// Hash is the SHA-256 (hex) of the event's canonical encoding (every
+	// field above, as stored); it is stored beside the encoding, not in it.
+	Hash string `json:"-"`
 }
 
 // Options tune Open.
@@ -212,7 +228,15 @@ func (j *Journal) checkSchema(readOnly bool) error {
 		if v > SchemaVersion {
 			return fmt.Errorf("journal %s: %w: schema %d, this kvrflow knows %d", j.path, ErrNewerSchema, v, SchemaVersion)
 		}
-		for _, b := range [][]byte{bucketRuns, bucketEvents, bucketInFlight} {
+		if v < SchemaVersion {
+			if readOnly {
+				return fmt.Errorf("journal %s: %w: schema %d; any kvrflow restore or recover migrates it to %d", j.path, ErrOldSchema, v, SchemaVersion)
+			}
+			if err := migrate(tx, v); err != nil {
+				return fmt.Errorf("journal %s: migrate schema %d to %d: %w", j.path, v, SchemaVersion, err)
+			}
+		}
+		for _, b := range [][]byte{bucketRuns, bucketEvents, bucketInFlight, bucketBegins} {
 			if tx.Bucket(b) == nil {
 				return fmt.Errorf("journal %s: %w: no %s bucket", j.path, ErrCorrupt, b)
 			}
@@ -234,7 +258,7 @@ func (j *Journal) checkSchema(readOnly bool) error {
 			if err := meta.Put(keySchema, []byte(strconv.Itoa(SchemaVersion))); err != nil {
 				return err
 			}
-			for _, b := range [][]byte{bucketRuns, bucketEvents, bucketInFlight} {
+			for _, b := range [][]byte{bucketRuns, bucketEvents, bucketInFlight, bucketBegins} {
 				if _, err := tx.CreateBucket(b); err != nil {
 					return err
 				}
@@ -272,7 +296,7 @@ func (j *Journal) update(fn func(*bolt.Tx) error) error {
 		return fmt.Errorf("write journal %s: %w", j.path, err)
 	}
 	if err := j.db.Update(fn); err != nil {
-		if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrNewerSchema) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict) {
+		if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrNewerSchema) || errors.Is(err, ErrOldSchema) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict) {
 			return err
 		}
 		return fmt.Errorf("write journal %s: %w", j.path, err)

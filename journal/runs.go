@@ -20,6 +20,18 @@ func (j *Journal) Begin(r Run) (Run, error) {
 		}
 		r.ID, r.Start, r.Events = id, time.Now().UTC(), 0
 		r.End, r.Outcome = time.Time{}, ""
+		r.PrevRun = head(tx)
+		value, hash, err := seal(beginOf(&r))
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketBegins).Put(itob(id), value); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketMeta).Put(keyHead, []byte(hash)); err != nil {
+			return err
+		}
+		r.FirstHash, r.FinalHash = hash, hash
 		if _, err := tx.Bucket(bucketEvents).CreateBucket(itob(id)); err != nil {
 			return err
 		}
@@ -69,26 +81,23 @@ func (j *Journal) Append(id uint64, from, event, to string, details any, outcome
 		if !r.InFlight() || r.State != from {
 			return fmt.Errorf("run %d in state %q (outcome %q): %s -%s-> %s: %w", id, r.State, r.Outcome, from, event, to, ErrConflict)
 		}
-		events := tx.Bucket(bucketEvents).Bucket(itob(id))
-		if events == nil {
-			return fmt.Errorf("run %d: %w: no events bucket", id, ErrCorrupt)
-		}
-		now := time.Now().UTC()
-		if k, v := events.Cursor().Last(); k != nil {
-			var last Event
-			if err := json.Unmarshal(v, &last); err == nil && now.Before(last.Time) {
-				now = last.Time // keep time non-decreasing across clock steps
-			}
-		}
-		ev = Event{Run: id, Seq: r.Events + 1, From: from, Event: event, To: to, Time: now, Details: raw}
-		b, err := json.Marshal(ev)
+		prev, last, err := lastEventHash(tx, id)
 		if err != nil {
 			return err
 		}
-		if err := events.Put(itob(ev.Seq), b); err != nil {
+		now := time.Now().UTC()
+		if now.Before(last) {
+			now = last // keep time non-decreasing across clock steps
+		}
+		ev = Event{Run: id, Seq: r.Events + 1, From: from, Event: event, To: to, Time: now, Details: raw, Prev: prev}
+		value, hash, err := seal(ev)
+		if err != nil {
 			return err
 		}
-		r.Events, r.State = ev.Seq, to
+		if err := tx.Bucket(bucketEvents).Bucket(itob(id)).Put(itob(ev.Seq), value); err != nil {
+			return err
+		}
+		r.Events, r.State, r.FinalHash = ev.Seq, to, hash
 		if errText != "" {
 			r.Error = errText
 		}
@@ -206,9 +215,14 @@ func decodeEvent(id uint64, k, v []byte) (Event, error) {
 		return ev, fmt.Errorf("run %d: %w: event key of %d bytes", id, ErrCorrupt, len(k))
 	}
 	seq := binary.BigEndian.Uint64(k)
-	if err := json.Unmarshal(v, &ev); err != nil {
+	canonical, hash, err := unseal(v)
+	if err != nil {
 		return ev, fmt.Errorf("run %d event %d: %w: %w", id, seq, ErrCorrupt, err)
 	}
+	if err := json.Unmarshal(canonical, &ev); err != nil {
+		return ev, fmt.Errorf("run %d event %d: %w: %w", id, seq, ErrCorrupt, err)
+	}
+	ev.Hash = hash
 	switch {
 	case ev.Seq != seq || ev.Run != id:
 		return ev, fmt.Errorf("run %d event %d: %w: record says run %d event %d", id, seq, ErrCorrupt, ev.Run, ev.Seq)
@@ -217,3 +231,5 @@ func decodeEvent(id uint64, k, v []byte) (Event, error) {
 	}
 	return ev, nil
 }
+
+func beUint64(b []byte) uint64 { return binary.BigEndian.Uint64(b) }

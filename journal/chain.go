@@ -1,0 +1,234 @@
+package journal
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// The hash chain. Every run has an immutable begin record, stored in the
+// begins bucket; every event and begin record is stored as
+//
+//	<canonical JSON> "\n" <hex SHA-256 of the canonical JSON>
+//
+// where the canonical JSON is the record's compact JSON encoding with its
+// fields in the documented order (DESIGN.md, "Journal hash chain"). An
+// event's Prev is the hash of the previous event of its run, or of the
+// run's begin record for the first event; a begin record's prev_run is the
+// hash of the previous run's begin record (or the anchor a prune left, or
+// 64 zeros for the first run). A run's record keeps FirstHash (its begin
+// record's hash) and FinalHash (its last event's hash).
+
+// Genesis is the prev_run of the first run of a journal never pruned.
+var Genesis = strings.Repeat("0", 64)
+
+// BeginRecord is the immutable record of a run's start.
+type BeginRecord struct {
+	ID      uint64    `json:"id"`
+	Kind    string    `json:"kind"`
+	Source  string    `json:"source,omitempty"`
+	Target  string    `json:"target"`
+	Mode    string    `json:"mode,omitempty"`
+	Engine  string    `json:"engine,omitempty"`
+	Start   time.Time `json:"start"`
+	PrevRun string    `json:"prev_run"`
+	Hash    string    `json:"-"`
+}
+
+func beginOf(r *Run) BeginRecord {
+	return BeginRecord{ID: r.ID, Kind: r.Kind, Source: r.Source, Target: r.Target, Mode: r.Mode, Engine: r.Engine, Start: r.Start, PrevRun: r.PrevRun}
+}
+
+// seal encodes v canonically and returns the stored value and the hash.
+func seal(v any) (value []byte, hash string, err error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, "", err
+	}
+	sum := sha256.Sum256(b)
+	hash = hex.EncodeToString(sum[:])
+	return append(append(b, '\n'), hash...), hash, nil
+}
+
+// unseal splits a stored value into its canonical JSON and hash, and
+// checks the hash.
+func unseal(v []byte) (canonical []byte, hash string, err error) {
+	i := bytes.LastIndexByte(v, '\n')
+	if i < 0 {
+		return nil, "", fmt.Errorf("no hash line")
+	}
+	canonical, hash = v[:i], string(v[i+1:])
+	sum := sha256.Sum256(canonical)
+	if want := hex.EncodeToString(sum[:]); hash != want {
+		return nil, "", fmt.Errorf("hash %.16s… does not match the record's SHA-256 %.16s…", hash, want)
+	}
+	return canonical, hash, nil
+}
+
+func decodeBegin(k, v []byte) (BeginRecord, error) {
+	var b BeginRecord
+	id := uint64(0)
+	if len(k) == 8 {
+		id = beUint64(k)
+	}
+	canonical, hash, err := unseal(v)
+	if err != nil {
+		return b, fmt.Errorf("run %d begin record: %w: %w", id, ErrCorrupt, err)
+	}
+	if err := json.Unmarshal(canonical, &b); err != nil {
+		return b, fmt.Errorf("run %d begin record: %w: %w", id, ErrCorrupt, err)
+	}
+	if b.ID != id {
+		return b, fmt.Errorf("run %d begin record: %w: says run %d", id, ErrCorrupt, b.ID)
+	}
+	b.Hash = hash
+	return b, nil
+}
+
+// lastEventHash returns the hash the run's next event must carry as Prev:
+// its last event's, or its begin record's.
+func lastEventHash(tx *bolt.Tx, id uint64) (string, time.Time, error) {
+	events := tx.Bucket(bucketEvents).Bucket(itob(id))
+	if events == nil {
+		return "", time.Time{}, fmt.Errorf("run %d: %w: no events bucket", id, ErrCorrupt)
+	}
+	if k, v := events.Cursor().Last(); k != nil {
+		ev, err := decodeEvent(id, k, v)
+		if err != nil {
+			return "", time.Time{}, err
+		}
+		return ev.Hash, ev.Time, nil
+	}
+	b, err := decodeBegin(itob(id), tx.Bucket(bucketBegins).Get(itob(id)))
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	return b.Hash, b.Start, nil
+}
+
+// head returns the prev_run the next run must carry.
+func head(tx *bolt.Tx) string {
+	meta := tx.Bucket(bucketMeta)
+	if h := meta.Get(keyHead); h != nil {
+		return string(h)
+	}
+	if a := meta.Get(keyAnchor); a != nil {
+		return string(a)
+	}
+	return Genesis
+}
+
+// Problem is one thing wrong in a journal: the run, the event sequence
+// number (0 for the run itself) and what is wrong.
+type Problem struct {
+	Run  uint64 `json:"run"`
+	Seq  uint64 `json:"seq"`
+	What string `json:"what"`
+}
+
+func (p Problem) String() string {
+	if p.Seq == 0 {
+		return fmt.Sprintf("run %d: %s", p.Run, p.What)
+	}
+	return fmt.Sprintf("run %d event %d: %s", p.Run, p.Seq, p.What)
+}
+
+// Check verifies the journal's hash chains: every record's hash, every
+// event's link to the previous one, every run's link to the previous run;
+// sequence numbers contiguous from 1, times non-decreasing, and each run
+// record agreeing with its begin record and its events (count, final
+// hash, state, in-flight index). It returns every problem found, in run
+// and sequence order: the first is the first bad record. It does not
+// judge whether transitions are legal: that is the workflow's (see
+// kvrflow.VerifyJournal).
+func (j *Journal) Check() ([]Problem, error) {
+	var probs []Problem
+	err := j.view(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		expect := Genesis
+		if a := meta.Get(keyAnchor); a != nil {
+			expect = string(a)
+		}
+		inflight := tx.Bucket(bucketInFlight)
+		c := tx.Bucket(bucketRuns).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			id := beUint64(k)
+			add := func(seq uint64, format string, args ...any) {
+				probs = append(probs, Problem{Run: id, Seq: seq, What: fmt.Sprintf(format, args...)})
+			}
+			var r Run
+			if err := json.Unmarshal(v, &r); err != nil {
+				add(0, "run record unreadable: %v", err)
+				continue
+			}
+			b, err := decodeBegin(k, tx.Bucket(bucketBegins).Get(k))
+			if err != nil {
+				add(0, "begin record: %v", err)
+				continue
+			}
+			switch {
+			case b.PrevRun != expect:
+				add(0, "begin record links to %.16s…, the previous run's begin hash is %.16s…", b.PrevRun, expect)
+			case r.ID != b.ID || r.Kind != b.Kind || r.Source != b.Source || r.Target != b.Target || !r.Start.Equal(b.Start):
+				add(0, "run record disagrees with its begin record")
+			case r.FirstHash != b.Hash || r.PrevRun != b.PrevRun:
+				add(0, "run record's first hash or previous-run link disagrees with its begin record")
+			}
+			expect = b.Hash
+			prev, state, last := b.Hash, "", b.Start
+			n := uint64(0)
+			eb := tx.Bucket(bucketEvents).Bucket(k)
+			if eb == nil {
+				add(0, "no events bucket")
+				continue
+			}
+			broken := false
+			ec := eb.Cursor()
+			for ek, evv := ec.First(); ek != nil; ek, evv = ec.Next() {
+				n++
+				ev, err := decodeEvent(id, ek, evv)
+				if err != nil {
+					add(n, "%v", err)
+					broken = true
+					break
+				}
+				switch {
+				case ev.Seq != n:
+					add(n, "sequence number %d where %d was due (an event was removed or moved)", ev.Seq, n)
+					broken = true
+				case ev.Prev != prev:
+					add(n, "links to %.16s…, the previous record's hash is %.16s… (an event before it changed, was removed or moved)", ev.Prev, prev)
+					broken = true
+				case ev.Time.Before(last):
+					add(n, "time %s before the previous record's %s", ev.Time.Format(time.RFC3339Nano), last.Format(time.RFC3339Nano))
+					broken = true
+				}
+				if broken {
+					break
+				}
+				prev, state, last = ev.Hash, ev.To, ev.Time
+			}
+			if broken {
+				continue
+			}
+			switch {
+			case r.Events != n:
+				add(0, "run record counts %d events, the journal holds %d (events were added or removed)", r.Events, n)
+			case r.FinalHash != prev:
+				add(0, "run record's final hash %.16s… is not its last event's %.16s… (the run was truncated or its last event changed)", r.FinalHash, prev)
+			case n > 0 && r.State != state:
+				add(0, "run record says state %q, its last event leads to %q", r.State, state)
+			case r.InFlight() != (inflight.Get(k) != nil):
+				add(0, "in-flight index disagrees with the run's outcome %q", r.Outcome)
+			}
+		}
+		return nil
+	})
+	return probs, err
+}
