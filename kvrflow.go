@@ -31,6 +31,9 @@ type Options struct {
 	// Engine is the source's engine: pebble, rocksdb or auto (default,
 	// detected from the source).
 	Engine string
+	// Verify is how deeply the staged database is checked before the
+	// commit: steps.VerifyFull (default) or steps.VerifyOpen.
+	Verify string
 	// BackupID picks a backup of a RocksDB BackupEngine directory; 0 means
 	// the latest.
 	BackupID uint64
@@ -148,7 +151,7 @@ func (s *session) close() error {
 
 func (s *session) env(id uint64) *steps.Env {
 	return &steps.Env{FS: s.fs, Layout: s.layout, Journal: s.j, Log: s.log, RunID: id,
-		Source: s.opts.Source, Engine: s.opts.Engine, BackupID: s.opts.BackupID, Mode: s.opts.Mode, Progress: s.opts.Progress}
+		Source: s.opts.Source, Engine: s.opts.Engine, BackupID: s.opts.BackupID, Mode: s.opts.Mode, Verify: s.opts.Verify, Progress: s.opts.Progress}
 }
 
 // recoverAll finishes or rolls back every run in flight for the database.

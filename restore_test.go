@@ -107,3 +107,24 @@ func openJournalRO(t *testing.T, db string) *journal.Journal {
 	}
 	return j
 }
+
+// TestRestore_VerifyOpenSkipsCheckLevelsAndSaysSo: --verify open restores
+// the backup and journals that only the open check ran.
+func TestRestore_VerifyOpenSkipsCheckLevelsAndSaysSo(t *testing.T) {
+	f := newFixture(t, vfs.Default, t.TempDir())
+	o := f.opts()
+	o.Verify = steps.VerifyOpen
+	res, err := Restore(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ReadDB(t, vfs.Default, f.db); !testutil.Equal(got, f.new) {
+		t.Fatal("database is not the backup's")
+	}
+	if d := journalDetail(t, f.db, res.Run.ID, "verified"); !strings.Contains(d, "CheckLevels skipped") {
+		t.Fatalf("verify details %s", d)
+	}
+	if d := journalDetail(t, f.db, res.Run.ID, "written"); !strings.Contains(d, `"name":"000005.sst"`) {
+		t.Fatalf("write details %s: want the files listed", d)
+	}
+}

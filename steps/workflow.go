@@ -92,6 +92,7 @@ type Env struct {
 	Engine   string // pebble, rocksdb or auto (default)
 	BackupID uint64 // RocksDB backup to restore; 0: the latest
 	Mode     Mode
+	Verify   string // VerifyFull (default) or VerifyOpen
 	// Progress, if set, is called as Write copies bytes.
 	Progress func(done, total int64)
 

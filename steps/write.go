@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 
 	"github.com/kvrflow/kvrflow/fsm"
+	"github.com/kvrflow/kvrflow/internal/fsx"
 )
 
 // WrittenFile is journaled for each file Write put in staging.
@@ -24,10 +27,15 @@ type WriteDetails struct {
 	Files   []WrittenFile `json:"files"`
 }
 
+// WriteWorkers is how many files Write copies at once: enough to keep the
+// disk busy while another file is checksummed or fsynced.
+var WriteWorkers = 4
+
 // write builds the new database in the run's staging directory: every
-// file copied (crc32c computed on the bytes written, then fsynced) or, in
-// link mode, .sst files hard-linked; the directory fsynced; then every
-// copied file read back and its crc32c compared with the backup's.
+// file copied (crc32c computed on the bytes written, then fsynced, then
+// read back and its crc32c compared with the backup's) or, in link mode,
+// .sst files hard-linked; then the directory fsynced. Files are copied by
+// WriteWorkers goroutines; the journaled list keeps the source's order.
 func (e *Env) write(ctx context.Context, _ *fsm.Run) (any, error) {
 	staging := e.Layout.Staging(e.RunID)
 	if err := e.FS.EnsureDir(e.Layout.Work); err != nil {
@@ -36,56 +44,86 @@ func (e *Env) write(ctx context.Context, _ *fsm.Run) (any, error) {
 	if err := e.FS.MkdirDurable(staging); err != nil {
 		return nil, err
 	}
-	d := WriteDetails{Staging: staging, Mode: e.mode}
+	d := WriteDetails{Staging: staging, Mode: e.mode, Files: make([]WrittenFile, len(e.src.Files))}
 	total := e.src.Bytes()
-	var done int64
+	var mu sync.Mutex // Progress calls
+	var done atomic.Int64
 	onBytes := func(n int) {
-		done += int64(n)
+		v := done.Add(int64(n))
 		if e.Progress != nil {
-			e.Progress(done, total)
+			mu.Lock()
+			e.Progress(v, total)
+			mu.Unlock()
 		}
 	}
-	for _, f := range e.src.Files {
-		if err := ctx.Err(); err != nil {
-			return d, err
-		}
-		dst := filepath.Join(staging, f.Name)
-		if e.mode == ModeLink && f.Linkable {
-			if err := e.FS.Link(f.Path, dst); err != nil {
-				return d, err
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < min(WriteWorkers, len(e.src.Files)); w++ {
+		wg.Go(func() {
+			buf := make([]byte, fsx.BufferSize)
+			for i := range next {
+				wf, err := e.writeFile(e.src.Files[i], staging, buf, onBytes)
+				if err != nil {
+					cancel(err)
+					continue
+				}
+				d.Files[i] = wf
 			}
-			onBytes(int(f.Size))
-			d.Files = append(d.Files, WrittenFile{Name: f.Name, Size: f.Size, CRC32C: f.CRC32C, Linked: true})
-			continue
+		})
+	}
+	for i := range e.src.Files {
+		select {
+		case next <- i:
+		case <-ctx.Done():
 		}
-		size, crc, err := e.FS.CopyFile(f.Path, dst, e.buffer(), onBytes)
-		if err != nil {
-			return d, err
+		if ctx.Err() != nil {
+			break
 		}
-		if size != f.Size || crc != f.CRC32C {
-			return d, fmt.Errorf("%w: %s: copied %d bytes with crc32c %08x, the backup lists %d bytes %08x (the source changed while being copied)",
-				ErrChecksum, f.Path, size, crc, f.Size, f.CRC32C)
+	}
+	close(next)
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return d, err
+	}
+	for _, f := range d.Files {
+		if !f.Linked {
+			d.Bytes += f.Size
 		}
-		d.Files = append(d.Files, WrittenFile{Name: f.Name, Size: size, CRC32C: crc})
-		d.Bytes += size
 	}
 	if err := e.FS.SyncDir(staging); err != nil {
 		return d, err
 	}
+	return d, nil
+}
+
+// writeFile puts one file in staging and checks it.
+func (e *Env) writeFile(f SourceFile, staging string, buf []byte, onBytes func(int)) (WrittenFile, error) {
+	dst := filepath.Join(staging, f.Name)
+	if e.mode == ModeLink && f.Linkable {
+		if err := e.FS.Link(f.Path, dst); err != nil {
+			return WrittenFile{}, err
+		}
+		onBytes(int(f.Size))
+		return WrittenFile{Name: f.Name, Size: f.Size, CRC32C: f.CRC32C, Linked: true}, nil
+	}
+	size, crc, err := e.FS.CopyFile(f.Path, dst, buf, onBytes)
+	if err != nil {
+		return WrittenFile{}, err
+	}
+	if size != f.Size || crc != f.CRC32C {
+		return WrittenFile{}, fmt.Errorf("%w: %s: copied %d bytes with crc32c %08x, the backup lists %d bytes %08x (the source changed while being copied)",
+			ErrChecksum, f.Path, size, crc, f.Size, f.CRC32C)
+	}
 	// Read back what was written: the bytes handed to the file system
 	// were checksummed, this checks what it returns.
-	for _, f := range d.Files {
-		if f.Linked {
-			continue
-		}
-		dst := filepath.Join(staging, f.Name)
-		size, crc, err := e.FS.Checksum(dst, e.buffer())
-		if err != nil {
-			return d, err
-		}
-		if size != f.Size || crc != f.CRC32C {
-			return d, fmt.Errorf("%w: %s: read back %d bytes with crc32c %08x, wrote %d bytes %08x", ErrChecksum, dst, size, crc, f.Size, f.CRC32C)
-		}
+	rsize, rcrc, err := e.FS.Checksum(dst, buf)
+	if err != nil {
+		return WrittenFile{}, err
 	}
-	return d, nil
+	if rsize != size || rcrc != crc {
+		return WrittenFile{}, fmt.Errorf("%w: %s: read back %d bytes with crc32c %08x, wrote %d bytes %08x", ErrChecksum, dst, rsize, rcrc, size, crc)
+	}
+	return WrittenFile{Name: f.Name, Size: size, CRC32C: crc}, nil
 }

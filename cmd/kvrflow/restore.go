@@ -36,8 +36,8 @@ restore or recover finishes the run.`,
 
 type restoreCmd struct {
 	common
-	from, db, mode, engine, fault string
-	backupID                      uint64
+	from, db, mode, engine, fault, verify string
+	backupID                              uint64
 }
 
 func (c *restoreCmd) flags(fs *flag.FlagSet) {
@@ -46,6 +46,7 @@ func (c *restoreCmd) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.db, "db", "", "the database directory `DIR` to restore into; its parent must exist (required)")
 	fs.StringVar(&c.mode, "mode", "auto", "`MODE` in which files reach DIR: copy, link (hard-link tables; same file system only) or auto (link when possible)")
 	fs.StringVar(&c.engine, "engine", steps.EngineAuto, "the source's `ENGINE`: pebble, rocksdb or auto (detected from the source)")
+	fs.StringVar(&c.verify, "verify", steps.VerifyFull, "how the staged database is checked before the swap, `DEPTH`: full (Pebble CheckLevels, ldb checkconsistency) or open (open read-only only; every file's crc32c is checked either way)")
 	fs.Uint64Var(&c.backupID, "backup-id", 0, "the backup `N` of a RocksDB BackupEngine directory to restore (default the latest)")
 	fs.StringVar(&c.fault, "fault", "", "fault `SPEC` for testing, POINT:ACTION[@N],... (default $KVRFLOW_FAULT; see kvrflow faults)")
 }
@@ -96,6 +97,9 @@ func (c *restoreCmd) run(ctx context.Context, o *stdio, args []string) (document
 	default:
 		return nil, usagef("bad --engine %q: want pebble, rocksdb or auto", c.engine)
 	}
+	if c.verify != steps.VerifyFull && c.verify != steps.VerifyOpen {
+		return nil, usagef("bad --verify %q: want full or open", c.verify)
+	}
 	spec, err := faultSpec(c.fault, o)
 	if err != nil {
 		return nil, err
@@ -112,7 +116,7 @@ func (c *restoreCmd) run(ctx context.Context, o *stdio, args []string) (document
 		return nil, asUsage(fmt.Errorf("--from %s: %w", c.from, err))
 	}
 	defer sayWhenInterrupted(ctx, log)()
-	res, err := kvrflow.Restore(ctx, kvrflow.Options{DB: c.db, Source: src, Mode: mode, Engine: c.engine, BackupID: c.backupID, Journal: c.journal,
+	res, err := kvrflow.Restore(ctx, kvrflow.Options{DB: c.db, Source: src, Mode: mode, Engine: c.engine, Verify: c.verify, BackupID: c.backupID, Journal: c.journal,
 		FaultSpec: spec, Log: log, Progress: bar.update})
 	bar.close()
 	if err != nil && exitCode(err) == exitInFlight {
