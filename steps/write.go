@@ -60,8 +60,18 @@ func (e *Env) write(ctx context.Context, _ *fsm.Run) (any, error) {
 	defer cancel(nil)
 	next := make(chan int)
 	var wg sync.WaitGroup
+	var panicked any // a worker's panic, re-raised on this goroutine
+	var panicOnce sync.Once
 	for w := 0; w < min(WriteWorkers, len(e.src.Files)); w++ {
 		wg.Go(func() {
+			defer func() {
+				if r := recover(); r != nil {
+					panicOnce.Do(func() { panicked = r })
+					cancel(fmt.Errorf("write worker panicked: %v", r))
+					for range next { // let the feeder finish
+					}
+				}
+			}()
 			buf := make([]byte, fsx.BufferSize)
 			for i := range next {
 				wf, err := e.writeFile(e.src.Files[i], staging, buf, onBytes)
@@ -84,6 +94,9 @@ func (e *Env) write(ctx context.Context, _ *fsm.Run) (any, error) {
 	}
 	close(next)
 	wg.Wait()
+	if panicked != nil {
+		panic(panicked)
+	}
 	if err := context.Cause(ctx); err != nil {
 		return d, err
 	}
