@@ -482,3 +482,34 @@ func journalDetail(t *testing.T, db string, id uint64, event string) string {
 	t.Fatalf("run %d has no %s event", id, event)
 	return ""
 }
+
+// TestRocksDB_StatusSaysWhichVerificationRanAndFindsKvrocksTmp: after a
+// RocksDB restore, status names the check that ran; a stale db.tmp beside
+// the database is reported as a leftover, then quarantined intact by the
+// next restore.
+func TestRocksDB_StatusSaysWhichVerificationRanAndFindsKvrocksTmp(t *testing.T) {
+	f := newRocksFixture(t, 200, 64)
+	if _, err := Restore(context.Background(), Options{DB: f.db, Source: f.backup}); err != nil {
+		t.Fatal(err)
+	}
+	must(t, os.MkdirAll(f.db+".tmp", 0o755))
+	must(t, os.WriteFile(filepath.Join(f.db+".tmp", "CURRENT"), []byte("MANIFEST-000001\n"), 0o644))
+	st, err := Status(Options{DB: f.db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(st.LastVerification, "ldb checkconsistency OK") {
+		t.Errorf("last verification %q", st.LastVerification)
+	}
+	if len(st.Leftovers) != 1 || st.Leftovers[0] != f.db+".tmp" {
+		t.Errorf("leftovers %v, want the stale %s.tmp", st.Leftovers, f.db)
+	}
+	res, err := Restore(context.Background(), Options{DB: f.db, Source: f.checkpoint})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := filepath.Join(f.db+".kvrflow", "quarantine", fmt.Sprintf("run%d-db.tmp", res.Run.ID), "CURRENT")
+	if b, err := os.ReadFile(q); err != nil || string(b) != "MANIFEST-000001\n" {
+		t.Errorf("quarantined db.tmp: %q, %v", b, err)
+	}
+}

@@ -1,7 +1,9 @@
 package kvrflow
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"path/filepath"
 	"time"
@@ -26,6 +28,10 @@ type StatusReport struct {
 	InFlight    []journal.Run `json:"in_flight"`
 	Quarantine  []string      `json:"quarantine"`
 	Leftovers   []string      `json:"leftovers"`
+	// LastVerification says which check the last run that verified a
+	// staged database ran (and which run), e.g. "pebble open read-only +
+	// CheckLevels" or "...; ldb checkconsistency OK".
+	LastVerification string `json:"last_verification,omitempty"`
 	// Busy is set when another kvrflow holds the journal: a restore or a
 	// recovery is running now, and the runs could not be read.
 	Busy bool `json:"busy,omitempty"`
@@ -113,5 +119,19 @@ func Status(opts Options) (*StatusReport, error) {
 		return rep, err
 	}
 	rep.InFlight = append(rep.InFlight, all...)
+	for i := len(rep.Runs) - 1; i >= 0 && rep.LastVerification == ""; i-- {
+		evs, err := j.Events(rep.Runs[i].ID)
+		if err != nil {
+			return rep, err
+		}
+		for _, ev := range evs {
+			var d struct {
+				Check string `json:"check"`
+			}
+			if ev.Event == "verified" && json.Unmarshal(ev.Details, &d) == nil {
+				rep.LastVerification = fmt.Sprintf("run %d: %s", rep.Runs[i].ID, d.Check)
+			}
+		}
+	}
 	return rep, nil
 }

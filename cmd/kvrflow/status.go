@@ -76,6 +76,9 @@ func (d *statusDoc) text(w io.Writer) {
 				run.ID, run.State, timeText(run.Start), r.DB)
 		}
 	}
+	if r.LastVerification != "" {
+		fmt.Fprintf(w, "verified:   %s\n", r.LastVerification)
+	}
 	printList(w, "quarantine:", r.Quarantine)
 	printList(w, "leftovers:", r.Leftovers)
 }
