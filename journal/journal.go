@@ -246,6 +246,19 @@ func (j *Journal) checkSchema(readOnly bool) error {
 	if readOnly {
 		return j.view(check)
 	}
+	// Most opens find a current journal: check it without a write
+	// transaction (each costs fsyncs), and write only to create or migrate.
+	current := false
+	if err := j.view(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		current = meta != nil && string(meta.Get(keySchema)) == strconv.Itoa(SchemaVersion)
+		if current {
+			return check(tx)
+		}
+		return nil
+	}); err != nil || current {
+		return err
+	}
 	return j.update(func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketMeta) == nil {
 			if tx.Bucket(bucketRuns) != nil {
