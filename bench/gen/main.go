@@ -1,9 +1,17 @@
-// Command gen makes a Pebble database of about -mb megabytes of
-// incompressible values, for the benchmarks in bench/.
+// Command gen makes benchmark data for the scripts in bench/.
+//
+//	gen -db DIR [-mb N]            a Pebble database of about N MiB of incompressible values
+//	gen -ldb [-mb N] [-first K]    lines "key ==> value" for `ldb load` on stdout:
+//	                               about N MiB of random hex values, keys from K on
+//
+// Keys are key-%09d in both, so several -ldb batches with increasing
+// -first make one database.
 package main
 
 import (
+	"bufio"
 	"crypto/rand"
+	"encoding/hex"
 	"flag"
 	"fmt"
 	"log"
@@ -12,40 +20,75 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 )
 
+// valueSize is the size of each value in bytes (hex digits for -ldb).
+const valueSize = 4096
+
 func main() {
-	dir := flag.String("db", "", "database directory to create")
+	dir := flag.String("db", "", "Pebble database directory to create")
+	ldb := flag.Bool("ldb", false, "write `ldb load` lines to stdout instead of making a Pebble database")
 	mb := flag.Int("mb", 200, "approximate size in MiB")
+	first := flag.Int("first", 0, "first key number (-ldb)")
 	flag.Parse()
-	if *dir == "" {
-		fmt.Fprintln(os.Stderr, "usage: gen -db DIR [-mb N]")
+	switch {
+	case *ldb:
+		if err := ldbLines(*mb, *first); err != nil {
+			log.Fatal(err)
+		}
+	case *dir != "":
+		if err := pebbleDB(*dir, *mb); err != nil {
+			log.Fatal(err)
+		}
+	default:
+		fmt.Fprintln(os.Stderr, "usage: gen -db DIR [-mb N] | gen -ldb [-mb N] [-first K]")
 		os.Exit(2)
 	}
-	db, err := pebble.Open(*dir, &pebble.Options{})
-	if err != nil {
-		log.Fatal(err)
+}
+
+// ldbLines writes mb MiB of values as `key ==> value` lines, each value
+// valueSize random hex digits (4 bits of entropy a byte: Snappy, which
+// has no entropy coder, does not shrink them).
+func ldbLines(mb, first int) error {
+	w := bufio.NewWriterSize(os.Stdout, 1<<20)
+	raw := make([]byte, valueSize/2)
+	val := make([]byte, valueSize)
+	for i := first; i < first+mb*(1<<20)/valueSize; i++ {
+		_, _ = rand.Read(raw)
+		hex.Encode(val, raw)
+		fmt.Fprintf(w, "key-%09d ==> ", i)
+		w.Write(val)
+		if err := w.WriteByte('\n'); err != nil {
+			return err
+		}
 	}
-	val := make([]byte, 4096)
-	n := *mb * 256
+	return w.Flush()
+}
+
+// pebbleDB makes a Pebble database of about mb MiB of random values.
+func pebbleDB(dir string, mb int) error {
+	db, err := pebble.Open(dir, &pebble.Options{})
+	if err != nil {
+		return err
+	}
+	val := make([]byte, valueSize)
+	n := mb * (1 << 20) / valueSize
 	b := db.NewBatch()
 	for i := 0; i < n; i++ {
 		_, _ = rand.Read(val)
 		if err := b.Set([]byte(fmt.Sprintf("key-%09d", i)), val, nil); err != nil {
-			log.Fatal(err)
+			return err
 		}
 		if b.Len() > 16<<20 {
 			if err := b.Commit(pebble.NoSync); err != nil {
-				log.Fatal(err)
+				return err
 			}
 			b = db.NewBatch()
 		}
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
-		log.Fatal(err)
+		return err
 	}
 	if err := db.Flush(); err != nil {
-		log.Fatal(err)
+		return err
 	}
-	if err := db.Close(); err != nil {
-		log.Fatal(err)
-	}
+	return db.Close()
 }
