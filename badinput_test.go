@@ -111,17 +111,8 @@ func TestRestore_BadInputLeavesDatabaseUntouched(t *testing.T) {
 			if strings.Contains(msg, "\n") || !strings.Contains(msg, tc.mention) {
 				t.Errorf("message %q: want one line naming %q", msg, tc.mention)
 			}
-			var after map[string]string
 			if !live {
-				after = testutil.Snapshot(t, fs, o.DB)
-			}
-			if len(before) != len(after) {
-				t.Fatalf("database changed: %d entries before, %d after", len(before), len(after))
-			}
-			for k, v := range before {
-				if after[k] != v {
-					t.Fatalf("database changed: %s differs", k)
-				}
+				assertUnchanged(t, before, testutil.Snapshot(t, fs, o.DB))
 			}
 			if names, err := fs.List(o.DB + ".kvrflow"); err == nil {
 				for _, n := range names {
@@ -148,4 +139,17 @@ func firstSST(t *testing.T, dir string) string {
 		t.Fatalf("no .sst in %s", dir)
 	}
 	return m[0]
+}
+
+// assertUnchanged fails the test if a database snapshot changed.
+func assertUnchanged(t *testing.T, before, after map[string]string) {
+	t.Helper()
+	if len(before) != len(after) {
+		t.Fatalf("database changed: %d entries before, %d after", len(before), len(after))
+	}
+	for k, v := range before {
+		if after[k] != v {
+			t.Fatalf("database changed: %s differs", k)
+		}
+	}
 }

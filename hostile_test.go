@@ -127,15 +127,7 @@ func TestRestore_HostileInputs(t *testing.T) {
 			if msg := err.Error(); strings.Contains(msg, "\n") || !strings.Contains(msg, tc.mention) {
 				t.Errorf("message %q: want one line naming %q", msg, tc.mention)
 			}
-			after := testutil.Snapshot(t, vfs.Default, f.db)
-			if len(before) != len(after) {
-				t.Fatalf("database changed: %d entries before, %d after", len(before), len(after))
-			}
-			for k, v := range before {
-				if after[k] != v {
-					t.Fatalf("database changed: %s differs", k)
-				}
-			}
+			assertUnchanged(t, before, testutil.Snapshot(t, vfs.Default, f.db))
 			if got := outsideListing(t, f); got != outside {
 				t.Fatalf("something outside DB and DB.kvrflow changed:\nbefore %s\nafter  %s", outside, got)
 			}

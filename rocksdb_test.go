@@ -232,7 +232,7 @@ func TestRocksDB_MetaVariants(t *testing.T) {
 			if !errors.Is(err, steps.ErrBadSource) || !strings.Contains(err.Error(), v.wantErr) {
 				t.Fatalf("err = %v, want invalid backup naming %q", err, v.wantErr)
 			}
-			if after := testutil.Snapshot(t, vfs.Default, db); !sameSnapshot(before, after) {
+			if after := testutil.Snapshot(t, vfs.Default, db); !testutil.Equal(before, after) {
 				t.Fatal("database changed")
 			}
 		})
@@ -266,7 +266,7 @@ func TestRocksDB_BadInput(t *testing.T) {
 			if !errors.Is(err, steps.ErrBadSource) {
 				t.Fatalf("err = %v, want invalid backup", err)
 			}
-			if !sameSnapshot(before, testutil.Snapshot(t, vfs.Default, f.db)) {
+			if !testutil.Equal(before, testutil.Snapshot(t, vfs.Default, f.db)) {
 				t.Fatal("database changed")
 			}
 		})
@@ -311,9 +311,9 @@ func TestRocksDB_PowerLossMatrix(t *testing.T) {
 		}
 		got := testutil.Snapshot(t, cp.fs, f.db)
 		switch {
-		case sameSnapshot(got, oldSnap):
+		case testutil.Equal(got, oldSnap):
 			counts["old"]++
-		case sameSnapshot(got, newSnap):
+		case testutil.Equal(got, newSnap):
 			counts["new"]++
 		default:
 			t.Fatalf("crash point %d (%s, %d%%): database is neither the old nor the new one", cp.index, cp.op, cp.percent)
@@ -453,18 +453,6 @@ func copyToMem(t *testing.T, fs vfs.FS, from, to string) {
 		must(t, d.Sync())
 		d.Close()
 	}
-}
-
-func sameSnapshot(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if bv, ok := b[k]; !ok || bv != v {
-			return false
-		}
-	}
-	return true
 }
 
 // journalDetail returns the details of run id's transition by event.
