@@ -140,7 +140,8 @@ func (p Problem) String() string {
 }
 
 // Check verifies the journal's hash chains: every record's hash, every
-// event's link to the previous one, every run's link to the previous run;
+// event's link to the previous one, every run's link to the previous run,
+// the journal's head to the last run (so runs cut off the end show);
 // sequence numbers contiguous from 1, times non-decreasing, and each run
 // record agreeing with its begin record and its events (count, final
 // hash, state, in-flight index). It returns every problem found, in run
@@ -157,8 +158,10 @@ func (j *Journal) Check() ([]Problem, error) {
 		}
 		inflight := tx.Bucket(bucketInFlight)
 		c := tx.Bucket(bucketRuns).Cursor()
+		lastID := uint64(0)
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			id := beUint64(k)
+			lastID = id
 			add := func(seq uint64, format string, args ...any) {
 				probs = append(probs, Problem{Run: id, Seq: seq, What: fmt.Sprintf(format, args...)})
 			}
@@ -175,7 +178,8 @@ func (j *Journal) Check() ([]Problem, error) {
 			switch {
 			case b.PrevRun != expect:
 				add(0, "begin record links to %.16s…, the previous run's begin hash is %.16s…", b.PrevRun, expect)
-			case r.ID != b.ID || r.Kind != b.Kind || r.Source != b.Source || r.Target != b.Target || !r.Start.Equal(b.Start):
+			case r.ID != b.ID || r.Kind != b.Kind || r.Source != b.Source || r.Target != b.Target || r.Mode != b.Mode ||
+				r.Engine != b.Engine || !r.Start.Equal(b.Start):
 				add(0, "run record disagrees with its begin record")
 			case r.FirstHash != b.Hash || r.PrevRun != b.PrevRun:
 				add(0, "run record's first hash or previous-run link disagrees with its begin record")
@@ -227,6 +231,12 @@ func (j *Journal) Check() ([]Problem, error) {
 			case r.InFlight() != (inflight.Get(k) != nil):
 				add(0, "in-flight index disagrees with the run's outcome %q", r.Outcome)
 			}
+		}
+		// The head is the begin hash of the last run ever begun (Begin and
+		// migrate set it, Prune leaves it): runs removed from the end of the
+		// journal leave no broken link, only a head that points past them.
+		if h := meta.Get(keyHead); (h != nil || lastID != 0) && string(h) != expect {
+			probs = append(probs, Problem{Run: lastID, What: fmt.Sprintf("the journal's head is %.16s…, the last run's begin hash is %.16s… (runs after it were removed)", h, expect)})
 		}
 		return nil
 	})
