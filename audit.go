@@ -239,7 +239,10 @@ func Graph(format string, evs []journal.Event) (string, error) {
 		}
 		return strings.TrimRight(b.String(), "\n") + "\n", nil
 	case "mermaid":
-		out, err := lfsm.VisualizeForMermaidWithGraphType(f, lfsm.StateDiagram)
+		// A state diagram draws "[*] --> S" for the FSM's current state,
+		// which Mermaid reads as the start state: draw it from Start, the
+		// run's path is marked by class below.
+		out, err := lfsm.VisualizeForMermaidWithGraphType(def.NewFSM(def.Start), lfsm.StateDiagram)
 		if err != nil {
 			return "", err
 		}
