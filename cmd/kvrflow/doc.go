@@ -8,6 +8,12 @@
 //	kvrflow status  --db DIR
 //	kvrflow journal list --db DIR | --journal PATH
 //	kvrflow journal show RUN --db DIR | --journal PATH
+//	kvrflow journal verify --db DIR | --journal PATH
+//	kvrflow journal replay RUN --db DIR | --journal PATH
+//	kvrflow journal export [--format json|ndjson|csv] [--run RUN] [--since TIME] --db DIR | --journal PATH
+//	kvrflow journal graph [RUN] [--format mermaid|dot] [--db DIR | --journal PATH]
+//	kvrflow journal report --html FILE --db DIR | --journal PATH
+//	kvrflow journal prune --keep N | --older-than DURATION --db DIR | --journal PATH
 //	kvrflow faults
 //
 // Every command takes --json, --log-format console|json and --log-level;
@@ -24,6 +30,10 @@
 // "exit_code", the process's exit code, and, on failure, "error", the same
 // message as the line "Error: <message>" on stderr. A failed command still
 // reports whatever result exists, such as the run that was rolled back.
+// journal export is the exception that writes its own formats: --json is
+// --format json with "exit_code" added (the export schema lets consumers
+// ignore fields they do not know); without --json it streams the export
+// and reports errors on stderr only.
 //
 // # Exit codes
 //

@@ -37,6 +37,10 @@ const exitCodeHelp = `Exit codes:
 // asUsage; exitCode maps it to 2.
 var errUsage = errors.New("usage error")
 
+// errVerifyFailed marks a journal verify that found a problem, or could not
+// check the journal's hash chains at all; exitCode maps it to 4.
+var errVerifyFailed = errors.New("journal verification failed")
+
 // usageError is a command-line error. Its message is the cause's alone;
 // it matches both errUsage and the cause.
 type usageError struct{ err error }
@@ -59,7 +63,8 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.Is(err, steps.ErrInUse), errors.Is(err, journal.ErrLocked):
 		return exitInUse
-	case errors.Is(err, journal.ErrCorrupt), errors.Is(err, journal.ErrNewerSchema), errors.Is(err, steps.ErrInconsistent):
+	case errors.Is(err, journal.ErrCorrupt), errors.Is(err, journal.ErrNewerSchema), errors.Is(err, steps.ErrInconsistent),
+		errors.Is(err, errVerifyFailed):
 		return exitJournal
 	case errors.Is(err, errUsage), errors.Is(err, fault.ErrBadSpec), errors.Is(err, steps.ErrBadSource),
 		errors.Is(err, steps.ErrBadPath), errors.Is(err, steps.ErrNoSpace):

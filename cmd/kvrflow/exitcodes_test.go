@@ -39,6 +39,7 @@ func TestExitCode_MapsErrorsMostSpecificFirst(t *testing.T) {
 		{"journal corrupt", fmt.Errorf("open: %w", journal.ErrCorrupt), 4},
 		{"journal newer", journal.ErrNewerSchema, 4},
 		{"inconsistent", &fsm.StepError{Step: "finish", Err: steps.ErrInconsistent}, 4},
+		{"journal verify found a problem", fmt.Errorf("%w: 1 problem", errVerifyFailed), 4},
 		{"journal beats bad input", errors.Join(journal.ErrCorrupt, steps.ErrBadSource), 4},
 		{"locked beats corrupt", errors.Join(journal.ErrCorrupt, journal.ErrLocked), 3},
 		{"step error after commit, left in flight", fmt.Errorf("%w: %w", fsm.ErrInFlight, &fsm.StepError{Step: "finish", Err: syscall.EIO}), 5},

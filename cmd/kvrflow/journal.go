@@ -16,6 +16,11 @@ import (
 	"github.com/kvrflow/kvrflow/steps"
 )
 
+// journalCommands are the journal subcommands, in the order help lists
+// them.
+var journalCommands = []*command{journalListCommand, journalShowCommand, journalVerifyCommand,
+	journalReplayCommand, journalExportCommand, journalGraphCommand, journalReportCommand, journalPruneCommand}
+
 var journalListCommand = &command{
 	name:    "journal list",
 	args:    "--db DIR | --journal PATH [flags]",
@@ -50,28 +55,44 @@ func (c *journalFlags) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.db, "db", "", "the database directory `DIR` whose journal to read (or give --journal)")
 }
 
+// path returns the journal's file name: --journal, else
+// DIR.kvrflow/journal.db. It checks the log flags too (the journal commands
+// log nothing, but a bad flag is still a usage error).
+func (c *journalFlags) path(o *stdio) (string, error) {
+	if _, err := c.logger(o); err != nil {
+		return "", err
+	}
+	if c.journal != "" {
+		return c.journal, nil
+	}
+	if c.db == "" {
+		return "", usagef("--db or --journal is required")
+	}
+	layout, err := steps.NewLayout(c.db)
+	if err != nil {
+		return "", err
+	}
+	return layout.Journal(), nil
+}
+
 // open opens the journal read-only: --journal, else DIR.kvrflow/journal.db.
 // A journal that does not exist is bad input (exit code 2).
 func (c *journalFlags) open(o *stdio) (*journal.Journal, error) {
-	if _, err := c.logger(o); err != nil { // nothing to log; the flags are still checked
+	path, err := c.path(o)
+	if err != nil {
 		return nil, err
 	}
-	path := c.journal
-	if path == "" {
-		if c.db == "" {
-			return nil, usagef("--db or --journal is required")
-		}
-		layout, err := steps.NewLayout(c.db)
-		if err != nil {
-			return nil, err
-		}
-		path = layout.Journal()
-	}
 	j, err := journal.Open(path, journal.Options{ReadOnly: true})
+	return j, noJournal(path, err)
+}
+
+// noJournal turns the error of opening a journal that does not exist into
+// bad input (exit code 2); it returns any other error, or nil, as is.
+func noJournal(path string, err error) error {
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, asUsage(fmt.Errorf("no journal at %s: kvrflow has not restored this database (%w)", path, err))
+		return asUsage(fmt.Errorf("no journal at %s: kvrflow has not restored this database (%w)", path, err))
 	}
-	return j, err
+	return err
 }
 
 type journalListCmd struct{ journalFlags }
@@ -159,9 +180,9 @@ func (c *journalShowCmd) run(_ context.Context, o *stdio, args []string) (docume
 	if len(args) != 1 {
 		return nil, usagef("journal show wants one RUN id, got %d arguments", len(args))
 	}
-	id, err := strconv.ParseUint(args[0], 10, 64)
-	if err != nil || id == 0 {
-		return nil, usagef("bad RUN %q: want a run id from kvrflow journal list", args[0])
+	id, err := parseRun(args[0])
+	if err != nil {
+		return nil, err
 	}
 	j, err := c.open(o)
 	if err != nil {
@@ -183,4 +204,13 @@ func (c *journalShowCmd) run(_ context.Context, o *stdio, args []string) (docume
 		events = []journal.Event{}
 	}
 	return &journalShowDoc{Journal: j.Path(), Run: &run, Events: events}, nil
+}
+
+// parseRun parses a RUN argument: a run id from kvrflow journal list.
+func parseRun(arg string) (uint64, error) {
+	id, err := strconv.ParseUint(arg, 10, 64)
+	if err != nil || id == 0 {
+		return 0, usagef("bad RUN %q: want a run id from kvrflow journal list", arg)
+	}
+	return id, nil
 }

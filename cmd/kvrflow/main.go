@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -45,8 +46,8 @@ type command struct {
 }
 
 // commands lists every subcommand in the order kvrflow --help shows them.
-var commands = []*command{backupCommand, restoreCommand, recoverCommand, statusCommand,
-	journalListCommand, journalShowCommand, faultsCommand, chaosCommand}
+var commands = slices.Concat([]*command{backupCommand, restoreCommand, recoverCommand, statusCommand},
+	journalCommands, []*command{faultsCommand, chaosCommand})
 
 func lookup(name string) *command {
 	for _, c := range commands {
@@ -79,7 +80,7 @@ func run(ctx context.Context, args []string, o *stdio) int {
 				return exitOK
 			}
 			journalUsage(o.stderr)
-			return finish(o, false, nil, usagef("journal wants a subcommand: list or show"), "kvrflow journal --help")
+			return finish(o, false, nil, usagef("journal wants a subcommand: %s", journalNames()), "kvrflow journal --help")
 		}
 		name, rest = "journal "+rest[0], rest[1:]
 	}
@@ -165,7 +166,7 @@ Usage:
 Commands:
 `)
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-15s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintf(w, `
 Run 'kvrflow COMMAND --help' for a command's flags and an example.
@@ -183,9 +184,19 @@ Environment:
 
 // journalUsage prints the help of the journal command group.
 func journalUsage(w io.Writer) {
-	fmt.Fprint(w, "Usage: kvrflow journal list|show [flags]\n\nRead kvrflow's journal (opened read-only).\n\nCommands:\n")
-	for _, c := range []*command{journalListCommand, journalShowCommand} {
-		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.summary)
+	fmt.Fprintf(w, "Usage: kvrflow journal %s [flags]\n\n", strings.ReplaceAll(journalNames(), ", ", "|"))
+	fmt.Fprint(w, "Read, check and export kvrflow's journal (opened read-only; prune writes it).\n\nCommands:\n")
+	for _, c := range journalCommands {
+		fmt.Fprintf(w, "  %-15s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintf(w, "\nExample:\n  %s\n", journalShowCommand.example)
+	fmt.Fprintf(w, "\nExample:\n  %s\n  %s\n", journalShowCommand.example, journalVerifyCommand.example)
+}
+
+// journalNames lists the journal subcommands: "list, show, verify, ...".
+func journalNames() string {
+	var names []string
+	for _, c := range journalCommands {
+		names = append(names, strings.TrimPrefix(c.name, "journal "))
+	}
+	return strings.Join(names, ", ")
 }
