@@ -44,30 +44,45 @@ func (e *Env) precheck(ctx context.Context, _ *fsm.Run) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Checksum every file, several at once; judge them in order, so the
+	// error names the first bad file of the list.
+	type sum struct {
+		size int64
+		crc  uint32
+		err  error
+	}
+	sums := make([]sum, len(src.Files))
+	if err := eachFile(ctx, len(src.Files), func(ctx context.Context, i int, buf []byte) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		s := &sums[i]
+		s.size, s.crc, s.err = e.FS.Checksum(src.Files[i].Path, buf)
+		if s.err != nil && !errors.Is(s.err, os.ErrNotExist) {
+			return s.err // an I/O error: stop
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
 	var measured []SourceFile
 	for i := range src.Files {
-		f := &src.Files[i]
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		size, crc, err := e.FS.Checksum(f.Path, e.buffer())
+		f, s := &src.Files[i], sums[i]
 		switch {
-		case errors.Is(err, os.ErrNotExist):
-			return nil, fmt.Errorf("%w: listed file missing: %w", ErrBadSource, err)
-		case err != nil:
-			return nil, err
+		case s.err != nil:
+			return nil, fmt.Errorf("%w: listed file missing: %w", ErrBadSource, s.err)
 		case f.NoSize && f.NoCRC:
-			f.Size, f.CRC32C, f.NoSize, f.NoCRC = size, crc, false, false
+			f.Size, f.CRC32C, f.NoSize, f.NoCRC = s.size, s.crc, false, false
 			measured = append(measured, *f)
 			continue
 		case f.NoSize:
-			f.Size, f.NoSize = size, false
+			f.Size, f.NoSize = s.size, false
 		}
 		switch {
-		case size != f.Size:
-			return nil, fmt.Errorf("%w: %s: size %d, manifest says %d (truncated or changed)", ErrBadSource, f.Path, size, f.Size)
-		case crc != f.CRC32C:
-			return nil, fmt.Errorf("%w: %s: crc32c %08x, manifest says %08x (corrupt)", ErrBadSource, f.Path, crc, f.CRC32C)
+		case s.size != f.Size:
+			return nil, fmt.Errorf("%w: %s: size %d, manifest says %d (truncated or changed)", ErrBadSource, f.Path, s.size, f.Size)
+		case s.crc != f.CRC32C:
+			return nil, fmt.Errorf("%w: %s: crc32c %08x, manifest says %08x (corrupt)", ErrBadSource, f.Path, s.crc, f.CRC32C)
 		}
 	}
 	e.src = src

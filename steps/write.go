@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 
 	"github.com/kvrflow/kvrflow/fsm"
-	"github.com/kvrflow/kvrflow/internal/fsx"
 )
 
 // WrittenFile is journaled for each file Write put in staging.
@@ -27,15 +26,11 @@ type WriteDetails struct {
 	Files   []WrittenFile `json:"files"`
 }
 
-// WriteWorkers is how many files Write copies at once: enough to keep the
-// disk busy while another file is checksummed or fsynced.
-var WriteWorkers = 4
-
 // write builds the new database in the run's staging directory: every
 // file copied (crc32c computed on the bytes written, then fsynced, then
 // read back and its crc32c compared with the backup's) or, in link mode,
 // .sst files hard-linked; then the directory fsynced. Files are copied by
-// WriteWorkers goroutines; the journaled list keeps the source's order.
+// Workers goroutines; the journaled list keeps the source's order.
 func (e *Env) write(ctx context.Context, _ *fsm.Run) (any, error) {
 	staging := e.Layout.Staging(e.RunID)
 	if err := e.FS.EnsureDir(e.Layout.Work); err != nil {
@@ -56,48 +51,15 @@ func (e *Env) write(ctx context.Context, _ *fsm.Run) (any, error) {
 			mu.Unlock()
 		}
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	next := make(chan int)
-	var wg sync.WaitGroup
-	var panicked any // a worker's panic, re-raised on this goroutine
-	var panicOnce sync.Once
-	for w := 0; w < min(WriteWorkers, len(e.src.Files)); w++ {
-		wg.Go(func() {
-			defer func() {
-				if r := recover(); r != nil {
-					panicOnce.Do(func() { panicked = r })
-					cancel(fmt.Errorf("write worker panicked: %v", r))
-					for range next { // let the feeder finish
-					}
-				}
-			}()
-			buf := make([]byte, fsx.BufferSize)
-			for i := range next {
-				wf, err := e.writeFile(e.src.Files[i], staging, buf, onBytes)
-				if err != nil {
-					cancel(err)
-					continue
-				}
-				d.Files[i] = wf
-			}
-		})
-	}
-	for i := range e.src.Files {
-		select {
-		case next <- i:
-		case <-ctx.Done():
+	err := eachFile(ctx, len(e.src.Files), func(ctx context.Context, i int, buf []byte) error {
+		if err := ctx.Err(); err != nil {
+			return err
 		}
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	close(next)
-	wg.Wait()
-	if panicked != nil {
-		panic(panicked)
-	}
-	if err := context.Cause(ctx); err != nil {
+		wf, err := e.writeFile(e.src.Files[i], staging, buf, onBytes)
+		d.Files[i] = wf
+		return err
+	})
+	if err != nil {
 		return d, err
 	}
 	for _, f := range d.Files {

@@ -1,0 +1,59 @@
+package steps
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/kvrflow/kvrflow/internal/fsx"
+)
+
+// Workers is how many files Precheck checksums and Write copies at once:
+// enough to keep the disk busy while another file is checksummed or
+// fsynced (BenchmarkCopyFiles: 400 MB/s with one, 675 MB/s with 2 to 4).
+var Workers = 4
+
+// eachFile calls fn for i in [0, n) on Workers goroutines, each with its
+// own buffer. The first error cancels the rest (files not started are
+// skipped) and is returned; a panic in fn is re-raised on the caller's
+// goroutine once every worker has stopped.
+func eachFile(ctx context.Context, n int, fn func(ctx context.Context, i int, buf []byte) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	var panicked any
+	var once sync.Once
+	for w := 0; w < min(Workers, n); w++ {
+		wg.Go(func() {
+			defer func() {
+				if r := recover(); r != nil {
+					once.Do(func() { panicked = r })
+					cancel(fmt.Errorf("worker panicked: %v", r))
+					for range next { // let the feeder finish
+					}
+				}
+			}()
+			buf := make([]byte, fsx.BufferSize)
+			for i := range next {
+				if err := fn(ctx, i, buf); err != nil {
+					cancel(err)
+				}
+			}
+		})
+	}
+feed:
+	for i := 0; i < n; i++ {
+		select {
+		case next <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	if panicked != nil {
+		panic(panicked)
+	}
+	return context.Cause(ctx)
+}
