@@ -41,6 +41,13 @@ func Backup(ctx context.Context, db, out string, fs vfs.FS) (*BackupResult, erro
 	} else if ok {
 		return nil, fmt.Errorf("%w: %s: already exists", steps.ErrBadPath, out)
 	}
+	if ok, err := seam.Exists(filepath.Join(db, manifest.Name)); err != nil {
+		return nil, err
+	} else if ok {
+		// Opening a backup as a database would write into it and break
+		// its manifest.
+		return nil, fmt.Errorf("%w: %s is a kvrflow backup, not a database: restore it first", steps.ErrBadPath, db)
+	}
 	if ok, err := seam.Exists(filepath.Join(db, "CURRENT")); err != nil {
 		return nil, err
 	} else if !ok {

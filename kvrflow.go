@@ -102,7 +102,9 @@ func open(opts Options, create bool) (*session, error) {
 	if v == nil {
 		v = vfs.Default
 	}
-	s := &session{opts: opts, layout: layout, fs: fsx.New(v, faults), log: opts.logger()}
+	s := &session{opts: opts, fs: fsx.New(v, faults), log: opts.logger()}
+	s.layout = layout.Resolved(s.fs.Resolve)
+	layout = s.layout
 	if fi, err := s.fs.Stat(layout.Parent); err != nil {
 		return nil, fmt.Errorf("%w: database parent: %w", steps.ErrBadPath, err)
 	} else if !fi.IsDir() {
@@ -197,6 +199,9 @@ func Restore(ctx context.Context, opts Options) (*Result, error) {
 		}
 		opts.Source = abs
 	}
+	if err := checkInput(opts); err != nil {
+		return nil, err
+	}
 	s, err := open(opts, true)
 	if err != nil {
 		return nil, err
@@ -228,6 +233,28 @@ func Restore(ctx context.Context, opts Options) (*Result, error) {
 		return res, errors.Join(runErr, err)
 	}
 	return res, runErr
+}
+
+// checkInput refuses bad paths and a missing or malformed source before
+// anything is created (not even DB.kvrflow): the checks Precheck repeats
+// inside the run that need no checksums.
+func checkInput(opts Options) error {
+	layout, err := steps.NewLayout(opts.DB)
+	if err != nil {
+		return err
+	}
+	v := opts.FS
+	if v == nil {
+		v = vfs.Default
+	}
+	seam := fsx.New(v, nil)
+	layout = layout.Resolved(seam.Resolve)
+	src, err := steps.CheckPaths(seam, layout, opts.Source)
+	if err != nil {
+		return err
+	}
+	_, err = steps.OpenSource(seam, src, opts.Engine, opts.BackupID)
+	return err
 }
 
 // Recover finishes or rolls back whatever is in flight for opts.DB. With

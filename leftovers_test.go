@@ -120,3 +120,48 @@ func TestRestore_EndedRunLeftoverRemovedByProof(t *testing.T) {
 		t.Fatalf("run id %d", res.Run.ID)
 	}
 }
+
+// TestRestore_SymlinkedParentIsOneDatabase: a database reached through a
+// symbolic link in its parent path is the same database to the journal: a
+// run interrupted under one spelling is recovered under the other.
+func TestRestore_SymlinkedParentIsOneDatabase(t *testing.T) {
+	f := newFixture(t, vfs.Default, t.TempDir())
+	crashAt(t, f.opts(), "step.verify.begin")
+	link := filepath.Join(f.root, "alias")
+	must(t, os.Symlink(filepath.Dir(f.db), link))
+	viaLink := filepath.Join(link, filepath.Base(f.db))
+	st, err := Status(Options{DB: viaLink})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.InFlight) != 1 || len(st.Leftovers) != 0 {
+		t.Fatalf("status through the link: in flight %v, leftovers %v; want the run in flight and no leftover", st.InFlight, st.Leftovers)
+	}
+	rec, err := Recover(context.Background(), Options{DB: viaLink})
+	if err != nil || len(rec) != 1 || rec[0].Run.Outcome != steps.OutcomeRolledBack {
+		t.Fatalf("recover through the link: %+v, %v", rec, err)
+	}
+	if _, err := Restore(context.Background(), Options{DB: viaLink, Source: f.backup}); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ReadDB(t, vfs.Default, f.db); !testutil.Equal(got, f.new) {
+		t.Fatal("database is not the backup's")
+	}
+}
+
+// TestRestore_BadInputCreatesNothing: paths that overlap, or a missing
+// source, are refused before DB.kvrflow is created.
+func TestRestore_BadInputCreatesNothing(t *testing.T) {
+	f := newFixture(t, vfs.Default, t.TempDir())
+	for _, o := range []Options{
+		{DB: filepath.Join(f.backup, "sub"), Source: f.backup},
+		{DB: filepath.Join(f.root, "node", "fresh"), Source: filepath.Join(f.root, "typo")},
+	} {
+		if _, err := Restore(context.Background(), o); err == nil {
+			t.Fatalf("restore %+v succeeded", o)
+		}
+		if _, err := os.Stat(o.DB + ".kvrflow"); !os.IsNotExist(err) {
+			t.Errorf("%s.kvrflow created for bad input: %v", o.DB, err)
+		}
+	}
+}

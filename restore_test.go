@@ -128,3 +128,17 @@ func TestRestore_VerifyOpenSkipsCheckLevelsAndSaysSo(t *testing.T) {
 		t.Fatalf("write details %s: want the files listed", d)
 	}
 }
+
+// TestBackup_RefusesABackup: backing up a backup would open it as a
+// database and write into it.
+func TestBackup_RefusesABackup(t *testing.T) {
+	f := newFixture(t, vfs.Default, t.TempDir())
+	before := testutil.Snapshot(t, vfs.Default, f.backup)
+	_, err := Backup(context.Background(), f.backup, filepath.Join(f.root, "b2"), nil)
+	if !errors.Is(err, steps.ErrBadPath) || !strings.Contains(err.Error(), "is a kvrflow backup") {
+		t.Fatalf("err = %v", err)
+	}
+	if !testutil.Equal(before, testutil.Snapshot(t, vfs.Default, f.backup)) {
+		t.Fatal("backup changed")
+	}
+}

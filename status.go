@@ -57,6 +57,7 @@ func Status(opts Options) (*StatusReport, error) {
 		v = vfs.Default
 	}
 	seam := fsx.New(v, nil)
+	layout = layout.Resolved(seam.Resolve)
 	rep := &StatusReport{DB: layout.DB, Work: layout.Work, Journal: opts.Journal, Runs: []journal.Run{}, InFlight: []journal.Run{},
 		Quarantine: []string{}, Leftovers: []string{}}
 	if rep.Journal == "" {
@@ -119,6 +120,20 @@ func Status(opts Options) (*StatusReport, error) {
 		return rep, err
 	}
 	rep.InFlight = append(rep.InFlight, all...)
+	// A staging-N or old-N of a run in flight is no leftover: it may hold
+	// the only copy of the old database until recovery decides.
+	inflight := map[uint64]bool{}
+	for _, r := range all {
+		inflight[r.ID] = true
+	}
+	kept := rep.Leftovers[:0]
+	for _, p := range rep.Leftovers {
+		if id, ok := steps.RunDirID(filepath.Base(p)); ok && filepath.Dir(p) == layout.Work && inflight[id] {
+			continue
+		}
+		kept = append(kept, p)
+	}
+	rep.Leftovers = kept
 	for i := len(rep.Runs) - 1; i >= 0 && rep.LastVerification == ""; i-- {
 		evs, err := j.Events(rep.Runs[i].ID)
 		if err != nil {

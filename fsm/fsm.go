@@ -48,6 +48,10 @@ type Definition struct {
 	// CommitPoint is the first state entered after the commit: from it on,
 	// recovery finishes a run instead of undoing it.
 	CommitPoint string
+	// Permanent, if set, reports a step error that trying again cannot
+	// fix (the disk contradicts the journal): idempotent steps are not
+	// retried on it.
+	Permanent func(error) bool
 
 	failable   map[string]bool
 	resumable  map[string]bool
@@ -330,7 +334,7 @@ func (r *Run) runStep(ctx context.Context, state string, step Step) (any, error)
 	pause := RetryPause
 	for attempt := 1; ; attempt++ {
 		details, err := r.tryStep(ctx, state, step)
-		if err == nil || attempt == Attempts {
+		if err == nil || attempt == Attempts || r.def.Permanent != nil && r.def.Permanent(err) {
 			return details, err
 		}
 		r.log.Warn().Uint64("run", r.ID).Str("state", state).Int("attempt", attempt).Err(err).Msg("idempotent step failed; trying again")

@@ -42,6 +42,26 @@ func NewLayout(db string) (Layout, error) {
 	return Layout{DB: abs, Parent: filepath.Dir(abs), Work: work, Quarantine: filepath.Join(work, QuarantineName)}, nil
 }
 
+// Resolved returns the layout with symbolic links in DB's parent
+// resolved on the real disk, so that one database has one name in the
+// journal however the operator spells its path. (DB itself may not exist
+// yet; a DB that is a symbolic link is refused by Precheck.)
+func (l Layout) Resolved(resolve func(string) string) Layout {
+	parent := resolve(l.Parent)
+	if parent == l.Parent {
+		return l
+	}
+	db := filepath.Join(parent, filepath.Base(l.DB))
+	work := db + ".kvrflow"
+	return Layout{DB: db, Parent: parent, Work: work, Quarantine: filepath.Join(work, QuarantineName)}
+}
+
+// RunDirID returns the run id of a staging-N or old-N name in Work.
+func RunDirID(name string) (uint64, bool) {
+	_, id, ok := parseRunDir(name)
+	return id, ok
+}
+
 // Journal is the default journal path.
 func (l Layout) Journal() string { return filepath.Join(l.Work, JournalName) }
 

@@ -114,46 +114,55 @@ func (e *Env) precheck(ctx context.Context, _ *fsm.Run) (any, error) {
 
 // checkPaths refuses overlapping or unusable paths.
 func (e *Env) checkPaths() error {
-	if e.Source == "" {
-		return fmt.Errorf("%w: no source given", ErrBadPath)
+	src, err := CheckPaths(e.FS, e.Layout, e.Source)
+	e.Source = src
+	return err
+}
+
+// CheckPaths refuses a source and database that overlap (or overlap
+// kvrflow's directory), a database parent that is missing, not a
+// directory or not writable, and a database path that is a symbolic link
+// or not a directory. It returns source made absolute. It changes nothing.
+func CheckPaths(fs *fsx.FS, l Layout, source string) (string, error) {
+	if source == "" {
+		return "", fmt.Errorf("%w: no source given", ErrBadPath)
 	}
-	srcAbs, err := filepath.Abs(e.Source)
+	srcAbs, err := filepath.Abs(source)
 	if err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrBadPath, e.Source, err)
+		return "", fmt.Errorf("%w: %s: %w", ErrBadPath, source, err)
 	}
-	e.Source = srcAbs
-	src, db, work := e.FS.Resolve(srcAbs), e.FS.Resolve(e.Layout.DB), e.FS.Resolve(e.Layout.Work)
+	src, db, work := fs.Resolve(srcAbs), fs.Resolve(l.DB), fs.Resolve(l.Work)
 	switch {
 	case within(src, db) || within(db, src):
-		return fmt.Errorf("%w: source %s and database %s overlap", ErrBadPath, srcAbs, e.Layout.DB)
+		return srcAbs, fmt.Errorf("%w: source %s and database %s overlap", ErrBadPath, srcAbs, l.DB)
 	case within(src, work) || within(work, src):
-		return fmt.Errorf("%w: source %s and kvrflow's directory %s overlap", ErrBadPath, srcAbs, e.Layout.Work)
+		return srcAbs, fmt.Errorf("%w: source %s and kvrflow's directory %s overlap", ErrBadPath, srcAbs, l.Work)
 	}
-	fi, err := e.FS.Stat(e.Layout.Parent)
+	fi, err := fs.Stat(l.Parent)
 	if err != nil {
-		return fmt.Errorf("%w: database parent: %w", ErrBadPath, err)
+		return srcAbs, fmt.Errorf("%w: database parent: %w", ErrBadPath, err)
 	}
 	if !fi.IsDir() {
-		return fmt.Errorf("%w: %s: database parent is not a directory", ErrBadPath, e.Layout.Parent)
+		return srcAbs, fmt.Errorf("%w: %s: database parent is not a directory", ErrBadPath, l.Parent)
 	}
-	if err := e.FS.CheckWritable(e.Layout.Parent); err != nil {
-		return fmt.Errorf("%w: database parent: %w", ErrBadPath, err)
+	if err := fs.CheckWritable(l.Parent); err != nil {
+		return srcAbs, fmt.Errorf("%w: database parent: %w", ErrBadPath, err)
 	}
-	if link, err := e.FS.IsSymlink(e.Layout.DB); err == nil && link {
-		return fmt.Errorf("%w: %s: the database path is a symbolic link; give the real directory", ErrBadPath, e.Layout.DB)
+	if link, err := fs.IsSymlink(l.DB); err == nil && link {
+		return srcAbs, fmt.Errorf("%w: %s: the database path is a symbolic link; give the real directory", ErrBadPath, l.DB)
 	}
-	if ok, err := e.FS.Exists(e.Layout.DB); err != nil {
-		return fmt.Errorf("%w: %w", ErrBadPath, err)
+	if ok, err := fs.Exists(l.DB); err != nil {
+		return srcAbs, fmt.Errorf("%w: %w", ErrBadPath, err)
 	} else if ok {
-		fi, err := e.FS.Stat(e.Layout.DB)
+		fi, err := fs.Stat(l.DB)
 		if err != nil {
-			return fmt.Errorf("%w: %w", ErrBadPath, err)
+			return srcAbs, fmt.Errorf("%w: %w", ErrBadPath, err)
 		}
 		if !fi.IsDir() {
-			return fmt.Errorf("%w: %s: database path is not a directory", ErrBadPath, e.Layout.DB)
+			return srcAbs, fmt.Errorf("%w: %s: database path is not a directory", ErrBadPath, l.DB)
 		}
 	}
-	return nil
+	return srcAbs, nil
 }
 
 // resolveMode turns auto into copy or link, and refuses link across file

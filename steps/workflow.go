@@ -1,6 +1,7 @@
 package steps
 
 import (
+	"errors"
 	"io"
 
 	"github.com/rs/zerolog"
@@ -58,6 +59,7 @@ var Restore = fsm.MustDefine(fsm.Definition{
 	AbortEvent:  "abort",
 	Rollback:    StateRollback,
 	CommitPoint: StateFinish,
+	Permanent:   func(err error) bool { return errors.Is(err, ErrInconsistent) },
 })
 
 // Mode says how Write puts files into staging.

@@ -114,6 +114,11 @@ func (c *chaosCmd) run(ctx context.Context, o *stdio, args []string) (document, 
 	if len(args) > 0 {
 		return nil, usagef("unexpected argument %q", args[0])
 	}
+	if c.from != "" {
+		if fi, err := os.Stat(c.from); err != nil || !fi.IsDir() {
+			return nil, usagef("--from %s: not a backup directory (%v)", c.from, err)
+		}
+	}
 	if c.iterations < 1 {
 		return nil, usagef("--iterations must be at least 1")
 	}
