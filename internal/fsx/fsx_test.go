@@ -1,0 +1,123 @@
+package fsx
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/kvrflow/kvrflow/internal/fault"
+)
+
+func TestRenameDurable_RefusesAnExistingTarget(t *testing.T) {
+	for name, v := range map[string]vfs.FS{"disk": vfs.Default, "mem": vfs.NewMem()} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			if name == "mem" {
+				dir = "/x"
+			}
+			fs := New(v, nil)
+			a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+			for _, p := range []string{a, b} {
+				if err := fs.MkdirDurable(p); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err := fs.RenameDurable(a, b)
+			if !errors.Is(err, os.ErrExist) {
+				t.Fatalf("rename onto an existing directory: %v, want ErrExist", err)
+			}
+			if ok, _ := fs.Exists(a); !ok {
+				t.Fatal("the source moved")
+			}
+			if err := fs.MkdirDurable(a); !errors.Is(err, os.ErrExist) {
+				t.Fatalf("MkdirDurable of an existing dir: %v", err)
+			}
+		})
+	}
+}
+
+func TestExchange_SwapsTwoDirectoriesOnDisk(t *testing.T) {
+	dir := t.TempDir()
+	fs := New(vfs.Default, nil)
+	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "sub", "b")
+	for _, p := range []string{a, b} {
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ida, _ := fs.FileID(a)
+	idb, _ := fs.FileID(b)
+	if err := fs.Exchange(a, b); err != nil {
+		if errors.Is(err, ErrExchangeUnsupported) {
+			t.Skipf("file system cannot exchange: %v", err)
+		}
+		t.Fatal(err)
+	}
+	na, _ := fs.FileID(a)
+	nb, _ := fs.FileID(b)
+	if na != idb || nb != ida {
+		t.Fatalf("ids after exchange %v %v, want %v %v", na, nb, idb, ida)
+	}
+	if _, err := New(vfs.NewMem(), nil).FileID("/"); !errors.Is(err, ErrNoFileID) {
+		t.Errorf("FileID on memory: %v, want ErrNoFileID", err)
+	}
+	if err := New(vfs.NewMem(), nil).Exchange("/a", "/b"); !errors.Is(err, ErrExchangeUnsupported) {
+		t.Errorf("Exchange on memory: %v, want ErrExchangeUnsupported", err)
+	}
+}
+
+func TestLock_HeldLockIsErrLockHeld(t *testing.T) {
+	fs := New(vfs.Default, nil)
+	p := filepath.Join(t.TempDir(), "LOCK")
+	l, err := fs.Lock(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, err := fs.Lock(p); !errors.Is(err, ErrLockHeld) {
+		t.Fatalf("second lock: %v, want ErrLockHeld", err)
+	}
+}
+
+func TestCopyFileAndWriteFileDurable(t *testing.T) {
+	fs := New(vfs.Default, nil)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	if err := fs.WriteFileDurable(src, []byte("hello, kvrflow")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(src + ".tmp"); !os.IsNotExist(err) {
+		t.Errorf("temporary file left: %v", err)
+	}
+	n, crc, err := fs.CopyFile(src, filepath.Join(dir, "dst"), make([]byte, 4), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n2, crc2, err := fs.Checksum(filepath.Join(dir, "dst"), make([]byte, 3))
+	if err != nil || n != 14 || n2 != n || crc2 != crc {
+		t.Fatalf("copy %d %08x, read back %d %08x, %v", n, crc, n2, crc2, err)
+	}
+	if files, _ := fs.Syncs(); files != 2 {
+		t.Errorf("file syncs %d, want 2 (the written file and the copy)", files)
+	}
+}
+
+func TestFaults_HitAroundDurableOperations(t *testing.T) {
+	set, err := fault.Parse(PointBeforeRename + ":eio")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := New(vfs.NewMem(), set)
+	if err := fs.MkdirDurable("/a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.RenameDurable("/a", "/b"); !errors.Is(err, fault.ErrInjected) {
+		t.Fatalf("rename with an injected EIO: %v", err)
+	}
+	if ok, _ := fs.Exists("/a"); !ok {
+		t.Fatal("the rename happened although the fault point before it failed")
+	}
+}
