@@ -65,6 +65,16 @@ type Recovered struct {
 type Result struct {
 	Run       journal.Run `json:"run"`
 	Recovered []Recovered `json:"recovered,omitempty"`
+	Syncs     Syncs       `json:"syncs"`
+}
+
+// Syncs counts the durable writes of a Restore: files and directories
+// fsynced through the file-system seam, and journal transactions
+// committed (each two fdatasyncs of journal.db).
+type Syncs struct {
+	Files          int64 `json:"files"`
+	Dirs           int64 `json:"dirs"`
+	JournalCommits int64 `json:"journal_commits"`
 }
 
 // session is an open journal and kvrflow's lock on one database.
@@ -229,6 +239,8 @@ func Restore(ctx context.Context, opts Options) (*Result, error) {
 	run := steps.Restore.Load(s.j, r.ID, r.State, s.fs.Faults(), s.log)
 	s.log.Info().Uint64("run", r.ID).Str("source", opts.Source).Str("db", s.layout.DB).Msg("restore started")
 	runErr := run.Execute(ctx, env.Steps())
+	res.Syncs.Files, res.Syncs.Dirs = s.fs.Syncs()
+	res.Syncs.JournalCommits = s.j.Commits()
 	if res.Run, err = s.j.Run(r.ID); err != nil {
 		return res, errors.Join(runErr, err)
 	}

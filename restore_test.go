@@ -142,3 +142,23 @@ func TestBackup_RefusesABackup(t *testing.T) {
 		t.Fatal("backup changed")
 	}
 }
+
+// TestRestore_ReportsItsSyncs: the result counts the fsyncs through the
+// seam and the journal's commits; a restore journals 8 records plus its
+// Begin, one commit each.
+func TestRestore_ReportsItsSyncs(t *testing.T) {
+	f := newFixture(t, vfs.Default, t.TempDir())
+	o := f.opts()
+	o.Mode = steps.ModeCopy
+	res, err := Restore(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := res.Syncs
+	files, _ := filepath.Glob(filepath.Join(f.backup, "*"))
+	copied := int64(len(files) - 1) // every file but the manifest, each fsynced once
+	if s.Files != copied || s.Dirs < 4 || s.JournalCommits != int64(res.Run.Events)+1 {
+		t.Fatalf("syncs %+v for a run of %d events", s, res.Run.Events)
+	}
+	t.Logf("syncs: %+v over %d journal records", s, res.Run.Events)
+}

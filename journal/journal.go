@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -100,10 +101,15 @@ type Options struct {
 // Journal is an open journal file. Its methods are safe for concurrent
 // use; each write is one bbolt transaction, durable when it returns.
 type Journal struct {
-	db     *bolt.DB
-	path   string
-	faults *fault.Set
+	db      *bolt.DB
+	path    string
+	faults  *fault.Set
+	commits atomic.Int64
 }
+
+// Commits returns how many write transactions this handle committed
+// (bbolt fdatasyncs each twice: its pages, then its meta page).
+func (j *Journal) Commits() int64 { return j.commits.Load() }
 
 // Open opens (creating if needed, unless read-only) the journal at path.
 func Open(path string, opts Options) (*Journal, error) {
@@ -314,6 +320,7 @@ func (j *Journal) update(fn func(*bolt.Tx) error) error {
 		}
 		return fmt.Errorf("write journal %s: %w", j.path, err)
 	}
+	j.commits.Add(1)
 	if err := j.faults.Hit(PointAfterCommit); err != nil {
 		return fmt.Errorf("write journal %s: %w", j.path, err)
 	}
