@@ -22,6 +22,7 @@ type restoreJSON struct {
 	Outcome   string              `json:"outcome"`
 	Run       journal.Run         `json:"run"`
 	Recovered []kvrflow.Recovered `json:"recovered"`
+	Syncs     kvrflow.Syncs       `json:"syncs"`
 	Error     string              `json:"error"`
 	ExitCode  int                 `json:"exit_code"`
 }
@@ -32,7 +33,8 @@ func TestRestore_JSONReportsCommitted(t *testing.T) {
 	var doc restoreJSON
 	decode(t, r, &doc)
 	if doc.Outcome != steps.OutcomeCommitted || doc.Run.Outcome != steps.OutcomeCommitted || doc.Run.State != steps.StateDone ||
-		doc.ExitCode != 0 || doc.Error != "" || doc.Run.ID != 1 || doc.DB != f.db {
+		doc.ExitCode != 0 || doc.Error != "" || doc.Run.ID != 1 || doc.DB != f.db ||
+		doc.Syncs.JournalCommits != int64(doc.Run.Events)+1 || doc.Syncs.Dirs == 0 {
 		t.Errorf("restore --json = %+v", doc)
 	}
 	if got := f.which(t); got != "new" {
