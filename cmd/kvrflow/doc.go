@@ -3,7 +3,7 @@
 // or the new one, complete, and never a mix.
 //
 //	kvrflow backup  --db DIR --to OUT
-//	kvrflow restore --from SRC --db DIR [--mode copy|link|auto] [--fault SPEC]
+//	kvrflow restore --from SRC --db DIR [--mode copy|link|auto] [--engine E] [--backup-id N] [--verify full|open] [--fault SPEC]
 //	kvrflow recover --db DIR
 //	kvrflow status  --db DIR
 //	kvrflow journal list --db DIR | --journal PATH
@@ -15,6 +15,7 @@
 //	kvrflow journal report --html FILE --db DIR | --journal PATH
 //	kvrflow journal prune --keep N | --older-than DURATION --db DIR | --journal PATH
 //	kvrflow faults
+//	kvrflow chaos [--from BACKUP] [--dir SCRATCH] [--iterations N] [--seed S]
 //
 // Every command takes --json, --log-format console|json and --log-level;
 // those that read the journal take --journal PATH (default
@@ -38,11 +39,12 @@
 // # Exit codes
 //
 //	0  success, or nothing to do
-//	1  the restore failed and was rolled back: DIR is as it was
+//	1  the command failed; a failed restore was rolled back: DIR is as it was
 //	2  usage error or bad input (flags, fault spec, backup, paths, space): nothing changed
 //	3  DIR or its journal is in use by another process
 //	4  the journal is unreadable or inconsistent, or DIR contradicts it: nothing done
-//	5  any other error: a run is left in flight; kvrflow recover finishes it
+//	5  a run is left in flight (its rollback, or a step after the commit
+//	   point, kept failing); kvrflow recover finishes it
 //
 // exitCode in exitcodes.go is the mapping from errors to these codes.
 //

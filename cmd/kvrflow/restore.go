@@ -52,8 +52,9 @@ func (c *restoreCmd) flags(fs *flag.FlagSet) {
 }
 
 // restoreDoc is restore's --json document: the outcome (committed or
-// rolled_back, empty if the run did not end), the run as journaled, and
-// the runs found in flight and recovered first.
+// rolled_back, empty if the run did not end), the run as journaled, the
+// runs found in flight and recovered first, and the syncs (files and
+// directories fsynced, journal transactions committed).
 type restoreDoc struct {
 	DB      string `json:"db"`
 	Source  string `json:"source"`
