@@ -41,6 +41,22 @@ func TestRestore_BadInputLeavesDatabaseUntouched(t *testing.T) {
 			b[len(b)/2] ^= 0x10
 			must(t, os.WriteFile(p, b, 0o644))
 		}, steps.ErrBadSource, ".sst"},
+		{"bit-flipped file, copy mode (caught while copying)", func(t *testing.T, f *fixture, o *Options) {
+			p := firstSST(t, f.backup)
+			b, err := os.ReadFile(p)
+			must(t, err)
+			b[len(b)/2] ^= 0x10
+			must(t, os.WriteFile(p, b, 0o644))
+			o.Mode = steps.ModeCopy
+		}, steps.ErrBadSource, ".sst"},
+		{"table footer overwritten, link mode --verify size", func(t *testing.T, f *fixture, o *Options) {
+			p := firstSST(t, f.backup)
+			b, err := os.ReadFile(p)
+			must(t, err)
+			clear(b[len(b)-8:])
+			must(t, os.WriteFile(p, b, 0o644))
+			o.Mode, o.Verify = steps.ModeLink, steps.VerifySize
+		}, steps.ErrBadSource, "magic number"},
 		{"truncated file", func(t *testing.T, f *fixture, o *Options) {
 			must(t, os.Truncate(firstSST(t, f.backup), 100))
 		}, steps.ErrBadSource, "truncated"},

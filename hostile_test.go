@@ -98,8 +98,10 @@ func TestRestore_HostileInputs(t *testing.T) {
 			target := firstSST(t, f.backup)
 			var opens atomic.Int32
 			o.FS = errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
-				if op.Kind == errorfs.OpOpen && op.Path == target && opens.Add(1) == 2 {
-					b, err := os.ReadFile(target) // Write's open: change the file under it
+				// The first open is Write's copy (Precheck only stats a
+				// file that will be copied): change the file under it.
+				if op.Kind == errorfs.OpOpen && op.Path == target && opens.Add(1) == 1 {
+					b, err := os.ReadFile(target)
 					if err == nil {
 						b[0] ^= 1
 						err = os.WriteFile(target, b, 0o644)

@@ -31,8 +31,8 @@ type Options struct {
 	// Engine is the source's engine: pebble, rocksdb or auto (default,
 	// detected from the source).
 	Engine string
-	// Verify is how deeply the staged database is checked before the
-	// commit: steps.VerifyFull (default) or steps.VerifyOpen.
+	// Verify is how much is checked before the commit: steps.VerifyChecksum
+	// (default), steps.VerifyFull or steps.VerifySize (see their docs).
 	Verify string
 	// BackupID picks a backup of a RocksDB BackupEngine directory; 0 means
 	// the latest.

@@ -3,14 +3,20 @@ package kvrflow
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"github.com/rs/zerolog"
 
+	"github.com/kvrflow/kvrflow/internal/fault"
+	"github.com/kvrflow/kvrflow/internal/fsx"
+	"github.com/kvrflow/kvrflow/internal/manifest"
 	"github.com/kvrflow/kvrflow/internal/testutil"
 	"github.com/kvrflow/kvrflow/journal"
 	"github.com/kvrflow/kvrflow/steps"
@@ -108,25 +114,113 @@ func openJournalRO(t *testing.T, db string) *journal.Journal {
 	return j
 }
 
-// TestRestore_VerifyOpenSkipsCheckLevelsAndSaysSo: --verify open restores
-// the backup and journals that only the open check ran.
-func TestRestore_VerifyOpenSkipsCheckLevelsAndSaysSo(t *testing.T) {
+// TestRestore_VerifyLevelsDoWhatTheySay: each --verify level restores
+// the backup, journals its level and the check that ran, and reads what
+// it promises: every backup table exactly once (in copy mode by the copy,
+// in link mode by Precheck's checksum), none at all at size in link mode;
+// only full reads each copy back after writing it and runs CheckLevels.
+func TestRestore_VerifyLevelsDoWhatTheySay(t *testing.T) {
+	for _, tc := range []struct {
+		verify         string
+		mode           steps.Mode
+		check          string // in the verify record
+		tablesRead     bool   // each backup table is read once (else never)
+		copiesReadBack bool   // Write reads the copies back
+	}{
+		{"", steps.ModeCopy, "CheckLevels runs with --verify full", true, false},
+		{steps.VerifyOpen, steps.ModeCopy, "CheckLevels runs with --verify full", true, false},
+		{steps.VerifySize, steps.ModeCopy, "CheckLevels runs with --verify full", true, false},
+		{steps.VerifyChecksum, steps.ModeLink, "CheckLevels runs with --verify full", true, false},
+		{steps.VerifySize, steps.ModeLink, "--verify size", false, false},
+		{steps.VerifyFull, steps.ModeCopy, "+ CheckLevels", true, true},
+		{steps.VerifyFull, steps.ModeLink, "+ CheckLevels", true, true},
+	} {
+		t.Run(fmt.Sprintf("%s/%s", tc.verify, tc.mode), func(t *testing.T) {
+			f := newFixture(t, vfs.Default, t.TempDir())
+			var reads atomic.Int64 // sequential reads of backup tables
+			onePass := int64(0)    // what reading each table once takes
+			tables, _ := filepath.Glob(filepath.Join(f.backup, "*.sst"))
+			for _, p := range tables {
+				fi, err := os.Stat(p)
+				must(t, err)
+				onePass += fi.Size()/fsx.BufferSize + 2 // full buffers, the rest, then EOF
+			}
+			o := f.opts()
+			o.Verify, o.Mode = tc.verify, tc.mode
+			o.Faults = fault.NewCounter()
+			o.FS = errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
+				if op.Kind == errorfs.OpFileRead && strings.HasPrefix(op.Path, f.backup+"/") && strings.HasSuffix(op.Path, ".sst") {
+					reads.Add(1)
+				}
+				return nil
+			}))
+			res, err := Restore(context.Background(), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := testutil.ReadDB(t, vfs.Default, f.db); !testutil.Equal(got, f.new) {
+				t.Fatal("database is not the backup's")
+			}
+			want, _ := steps.ParseVerify(tc.verify)
+			if d := journalDetail(t, f.db, res.Run.ID, "checked"); !strings.Contains(d, `"verify":"`+want+`"`) {
+				t.Errorf("precheck details %s: want verify %s", d, want)
+			}
+			if d := journalDetail(t, f.db, res.Run.ID, "verified"); !strings.Contains(d, tc.check) {
+				t.Errorf("verify details %s: want %q", d, tc.check)
+			}
+			if d := journalDetail(t, f.db, res.Run.ID, "written"); !strings.Contains(d, `.sst"`) {
+				t.Errorf("write details %s: want the files listed", d)
+			}
+			if want := map[bool]int64{true: onePass}[tc.tablesRead]; reads.Load() != want {
+				t.Errorf("%d reads of the backup's tables, want %d", reads.Load(), want)
+			}
+			if n := o.Faults.Hits()[fsx.PointReadBack]; (n > 0) != tc.copiesReadBack {
+				t.Errorf("staged copies opened %d times, want read back: %v", n, tc.copiesReadBack)
+			}
+		})
+	}
+}
+
+// TestRestore_VerifyFullCatchesWhatChecksumsCannot: a table corrupted
+// before its backup's manifest was written carries a matching crc32c;
+// only --verify full's CheckLevels sees it, and the run is rolled back
+// with the database unchanged.
+func TestRestore_VerifyFullCatchesWhatChecksumsCannot(t *testing.T) {
 	f := newFixture(t, vfs.Default, t.TempDir())
+	sst := firstSST(t, f.backup)
+	b, err := os.ReadFile(sst)
+	must(t, err)
+	b[len(b)/4] ^= 0x40 // inside a data block, far from the footer
+	must(t, os.WriteFile(sst, b, 0o644))
+	resealManifest(t, f.backup)
+	before := testutil.Snapshot(t, vfs.Default, f.db)
 	o := f.opts()
-	o.Verify = steps.VerifyOpen
-	res, err := Restore(context.Background(), o)
-	if err != nil {
-		t.Fatal(err)
+	o.Verify = steps.VerifyFull
+	_, err = Restore(context.Background(), o)
+	if !errors.Is(err, steps.ErrVerify) || !IsRolledBack(err) {
+		t.Fatalf("err = %v, want a rolled-back verification failure", err)
 	}
-	if got := testutil.ReadDB(t, vfs.Default, f.db); !testutil.Equal(got, f.new) {
-		t.Fatal("database is not the backup's")
+	assertUnchanged(t, before, testutil.Snapshot(t, vfs.Default, f.db))
+	assertNoRunDirs(t, vfs.Default, f.db)
+}
+
+// resealManifest rewrites the manifest of the backup in dir with the
+// sizes and checksums its files have now.
+func resealManifest(t *testing.T, dir string) {
+	t.Helper()
+	p := filepath.Join(dir, manifest.Name)
+	r, err := os.Open(p)
+	must(t, err)
+	m, err := manifest.Parse(r)
+	r.Close()
+	must(t, err)
+	buf := make([]byte, 1<<16)
+	seam := fsx.New(vfs.Default, nil)
+	for i := range m.Files {
+		m.Files[i].Size, m.Files[i].CRC32C, err = seam.Checksum(filepath.Join(dir, m.Files[i].Name), buf)
+		must(t, err)
 	}
-	if d := journalDetail(t, f.db, res.Run.ID, "verified"); !strings.Contains(d, "CheckLevels skipped") {
-		t.Fatalf("verify details %s", d)
-	}
-	if d := journalDetail(t, f.db, res.Run.ID, "written"); !strings.Contains(d, `"name":"000005.sst"`) {
-		t.Fatalf("write details %s: want the files listed", d)
-	}
+	must(t, os.WriteFile(p, m.Encode(), 0o644))
 }
 
 // TestBackup_RefusesABackup: backing up a backup would open it as a

@@ -3,9 +3,11 @@ package steps
 import "errors"
 
 var (
-	// ErrBadSource is returned by Precheck when the source is not a valid
-	// backup: missing, not a directory, no or corrupt manifest, a file
-	// missing, of the wrong size or checksum, or an unlisted file.
+	// ErrBadSource is returned when the source is not a valid backup: by
+	// Precheck for a source that is missing, not a directory, has no or a
+	// corrupt manifest, a file missing, of the wrong size or checksum, or
+	// an unlisted file; by Write for a file whose bytes, read as they are
+	// copied, do not match the backup's checksum (the run is rolled back).
 	ErrBadSource = errors.New("invalid backup")
 
 	// ErrBadPath is returned when the paths given cannot be restored: the
@@ -22,8 +24,10 @@ var (
 	ErrInUse = errors.New("in use by another process")
 
 	// ErrChecksum is returned by Write when the bytes copied or read back
-	// do not match the backup's checksums (the source changed while being
-	// copied, or the disk returned other data than was written).
+	// do not match the checksums expected (a source without recorded
+	// checksums changed after Precheck measured it, or the disk returned
+	// other data than was written). A copy that does not match a checksum
+	// the backup recorded matches both ErrChecksum and ErrBadSource.
 	ErrChecksum = errors.New("checksum mismatch")
 
 	// ErrVerify is returned by Verify when the staged database does not

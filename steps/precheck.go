@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/kvrflow/kvrflow/fsm"
 	"github.com/kvrflow/kvrflow/internal/fsx"
@@ -27,15 +28,22 @@ type PrecheckDetails struct {
 	Need     int64  `json:"need_bytes"`
 	Avail    int64  `json:"avail_bytes,omitempty"`
 	DBLock   bool   `json:"db_lock"`
+	// Verify is the verification level; Checksummed counts the files
+	// read and checksummed here (the rest are checked as Write copies
+	// them), Footers the linked tables of which only the footer was read.
+	Verify      string `json:"verify"`
+	Checksummed int    `json:"checksummed"`
+	Footers     int    `json:"footers,omitempty"`
 	// Measured lists the files whose size and crc32c the source did not
 	// record (a checkpoint): Write verifies its copies against these.
 	Measured []SourceFile `json:"measured,omitempty"`
 }
 
 // precheck checks everything it can before anything changes: the paths,
-// the backup (every file's size and crc32c), the free space, and that no
-// process has the database open. It holds the database's LOCK until the
-// run ends. It changes nothing on disk.
+// the backup (every file present at its size; the checksums of the files
+// no copy of which will be read, see checkSourceFile), the free space,
+// and that no process has the database open. It holds the database's
+// LOCK until the run ends. It changes nothing on disk.
 func (e *Env) precheck(ctx context.Context, _ *fsm.Run) (any, error) {
 	if err := e.checkPaths(); err != nil {
 		return nil, err
@@ -44,54 +52,44 @@ func (e *Env) precheck(ctx context.Context, _ *fsm.Run) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Checksum every file, several at once; judge them in order, so the
-	// error names the first bad file of the list.
-	type sum struct {
-		size int64
-		crc  uint32
-		err  error
+	e.src = src
+	if e.mode, err = e.resolveMode(); err != nil {
+		return nil, err
 	}
-	sums := make([]sum, len(src.Files))
+	level := e.verifyLevel()
+	// Check the files several at once; judge them in order, so the error
+	// names the first bad file of the list.
+	checks := make([]fileCheck, len(src.Files))
+	errs := make([]error, len(src.Files))
 	if err := eachFile(ctx, len(src.Files), func(ctx context.Context, i int, buf []byte) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		s := &sums[i]
-		s.size, s.crc, s.err = e.FS.Checksum(src.Files[i].Path, buf)
-		if s.err != nil && !errors.Is(s.err, os.ErrNotExist) {
-			return s.err // an I/O error: stop
+		checks[i], errs[i] = e.checkSourceFile(&src.Files[i], level, buf)
+		if errs[i] != nil && !errors.Is(errs[i], ErrBadSource) {
+			return errs[i] // an I/O error: stop
 		}
 		return nil
 	}); err != nil {
 		return nil, err
 	}
-	var measured []SourceFile
-	for i := range src.Files {
-		f, s := &src.Files[i], sums[i]
-		switch {
-		case s.err != nil:
-			return nil, fmt.Errorf("%w: listed file missing: %w", ErrBadSource, s.err)
-		case f.NoSize && f.NoCRC:
-			f.Size, f.CRC32C, f.NoSize, f.NoCRC = s.size, s.crc, false, false
-			measured = append(measured, *f)
-			continue
-		case f.NoSize:
-			f.Size, f.NoSize = s.size, false
-		}
-		switch {
-		case s.size != f.Size:
-			return nil, fmt.Errorf("%w: %s: size %d, manifest says %d (truncated or changed)", ErrBadSource, f.Path, s.size, f.Size)
-		case s.crc != f.CRC32C:
-			return nil, fmt.Errorf("%w: %s: crc32c %08x, manifest says %08x (corrupt)", ErrBadSource, f.Path, s.crc, f.CRC32C)
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
 		}
 	}
-	e.src = src
-	if e.mode, err = e.resolveMode(); err != nil {
-		return nil, err
-	}
-	d := PrecheckDetails{Kind: src.Kind, BackupID: src.BackupID, Engine: src.Engine, Mode: e.mode,
-		Files: len(src.Files), Bytes: src.Bytes(), Measured: measured}
-	for _, f := range src.Files {
+	d := PrecheckDetails{Kind: src.Kind, BackupID: src.BackupID, Engine: src.Engine, Mode: e.mode, Verify: level,
+		Files: len(src.Files), Bytes: src.Bytes()}
+	for i, f := range src.Files {
+		switch checks[i] {
+		case checkMeasured:
+			d.Measured = append(d.Measured, f)
+			d.Checksummed++
+		case checkChecksummed:
+			d.Checksummed++
+		case checkFooter:
+			d.Footers++
+		}
 		if !(e.mode == ModeLink && f.Linkable) {
 			d.Need += f.Size
 		}
@@ -110,6 +108,94 @@ func (e *Env) precheck(ctx context.Context, _ *fsm.Run) (any, error) {
 	}
 	d.DBLock = e.dbLock != nil
 	return d, nil
+}
+
+// fileCheck says what Precheck did with one file of the source.
+type fileCheck int
+
+const (
+	checkSize        fileCheck = iota // its size: Write checks the crc32c of its copy
+	checkChecksummed                  // read: size and crc32c compared with the backup's
+	checkMeasured                     // read: the source records no checksum, this is it
+	checkFooter                       // its size and its sstable footer (VerifySize, linked)
+)
+
+// checkSourceFile checks one file of the source and fills in what the
+// source does not record. A file that Write copies is only stat'ed here:
+// the copy computes its crc32c on the way and compares it, so its bytes
+// are read once. A file Write hard-links is read here and its crc32c
+// compared (at VerifySize only its footer is read), as is a file whose
+// checksum the source does not record (a checkpoint's): its crc32c is
+// measured now, before the copy, so a source that changes during the copy
+// is caught. A file that does not match the backup is an ErrBadSource.
+func (e *Env) checkSourceFile(f *SourceFile, level string, buf []byte) (fileCheck, error) {
+	linked := e.mode == ModeLink && f.Linkable
+	if !f.NoCRC && !(linked && level != VerifySize) {
+		fi, err := e.FS.Stat(f.Path)
+		if errors.Is(err, os.ErrNotExist) {
+			return 0, fmt.Errorf("%w: listed file missing: %w", ErrBadSource, err)
+		}
+		if err != nil {
+			return 0, err
+		}
+		if f.NoSize {
+			f.Size, f.NoSize = fi.Size(), false
+		}
+		if fi.Size() != f.Size {
+			return 0, fmt.Errorf("%w: %s: size %d, manifest says %d (truncated or changed)", ErrBadSource, f.Path, fi.Size(), f.Size)
+		}
+		if !linked {
+			return checkSize, nil
+		}
+		tail, _, err := e.FS.ReadTail(f.Path, buf[:sstMagicLen])
+		if err != nil {
+			return 0, err
+		}
+		if !isSSTableMagic(tail) {
+			return 0, fmt.Errorf("%w: %s: its last bytes are not an sstable's magic number (corrupt or truncated)", ErrBadSource, f.Path)
+		}
+		return checkFooter, nil
+	}
+	size, crc, err := e.FS.Checksum(f.Path, buf)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, fmt.Errorf("%w: listed file missing: %w", ErrBadSource, err)
+	}
+	if err != nil {
+		return 0, err
+	}
+	if f.NoCRC {
+		if !f.NoSize && size != f.Size {
+			return 0, fmt.Errorf("%w: %s: size %d, manifest says %d (truncated or changed)", ErrBadSource, f.Path, size, f.Size)
+		}
+		f.Size, f.CRC32C, f.NoSize, f.NoCRC, f.Measured = size, crc, false, false, true
+		return checkMeasured, nil
+	}
+	if f.NoSize {
+		f.Size, f.NoSize = size, false
+	}
+	switch {
+	case size != f.Size:
+		return 0, fmt.Errorf("%w: %s: size %d, manifest says %d (truncated or changed)", ErrBadSource, f.Path, size, f.Size)
+	case crc != f.CRC32C:
+		return 0, fmt.Errorf("%w: %s: crc32c %08x, manifest says %08x (corrupt)", ErrBadSource, f.Path, crc, f.CRC32C)
+	}
+	return checkChecksummed, nil
+}
+
+// sstMagics are the magic numbers that end an sstable: LevelDB's,
+// RocksDB's block-based table's, and Pebble's (sstable/table.go in
+// Pebble), each sstMagicLen bytes.
+var sstMagics = []string{
+	"\x57\xfb\x80\x8b\x24\x75\x47\xdb",
+	"\xf7\xcf\xf4\x85\xb7\x41\xe2\x88",
+	"\xf0\x9f\xaa\xb3\xf0\x9f\xaa\xb3",
+}
+
+const sstMagicLen = 8
+
+// isSSTableMagic reports whether tail is one of the sstable magic numbers.
+func isSSTableMagic(tail []byte) bool {
+	return slices.Contains(sstMagics, string(tail))
 }
 
 // checkPaths refuses overlapping or unusable paths.

@@ -23,6 +23,10 @@ type SourceFile struct {
 	// Precheck measures it and the journal keeps it.
 	NoSize bool `json:"-"`
 	NoCRC  bool `json:"-"`
+	// Measured says Size and CRC32C were measured by Precheck, not
+	// recorded by the source: a copy that differs means the source
+	// changed while it was copied.
+	Measured bool `json:"-"`
 }
 
 // Kinds of source.

@@ -21,7 +21,8 @@ var LdbTimeout = 10 * time.Minute
 // and crc32c with the source's), then, when ldb is on PATH and staging is
 // on the real disk, `ldb --db=STAGING checkconsistency`, which opens the
 // database read-only and checks every file the MANIFEST lists. It returns
-// a description of the checks that ran.
+// a description of the checks that ran. It runs at every verification
+// level: it is RocksDB's open check, and costs one short ldb process.
 func (e *Env) checkRocksDB(ctx context.Context, staging string) (string, error) {
 	current := filepath.Join(staging, "CURRENT")
 	f, err := e.FS.Open(current)
@@ -45,11 +46,9 @@ func (e *Env) checkRocksDB(ctx context.Context, staging string) (string, error) 
 	} else if !ok {
 		return "", fmt.Errorf("%w: %s: CURRENT names %s, which is missing", ErrVerify, staging, name)
 	}
-	check := "structure (CURRENT names an existing MANIFEST; every file's size and crc32c checked by write)"
+	check := "structure (CURRENT names an existing MANIFEST)"
 	ldb, err := exec.LookPath("ldb")
 	switch {
-	case e.Verify == VerifyOpen:
-		return check + "; --verify open: ldb checkconsistency skipped", nil
 	case !e.FS.IsDisk():
 		return check + "; ldb skipped: staging is not on the real disk", nil
 	case err != nil:

@@ -27,9 +27,10 @@ type WriteDetails struct {
 }
 
 // write builds the new database in the run's staging directory: every
-// file copied (crc32c computed on the bytes written, then fsynced, then
-// read back and its crc32c compared with the backup's) or, in link mode,
-// .sst files hard-linked; then the directory fsynced. Files are copied by
+// file copied (crc32c computed on the bytes as they are written and
+// compared with the backup's, then fsynced; at VerifyFull read back from
+// the device and compared again) or, in link mode, .sst files
+// hard-linked; then the directory fsynced. Files are copied by
 // Workers goroutines; the journaled list keeps the source's order.
 func (e *Env) write(ctx context.Context, _ *fsm.Run) (any, error) {
 	staging := e.Layout.Staging(e.RunID)
@@ -73,7 +74,13 @@ func (e *Env) write(ctx context.Context, _ *fsm.Run) (any, error) {
 	return d, nil
 }
 
-// writeFile puts one file in staging and checks it.
+// writeFile puts one file in staging and checks it. A copy's crc32c is
+// computed on the bytes as they are written and compared with the
+// backup's: a mismatch against a checksum the backup recorded is a corrupt
+// backup (ErrBadSource, like Precheck's); against one Precheck measured,
+// a source that changed while being copied (ErrChecksum). At VerifyFull
+// the fsynced copy is then read back from the device and compared again.
+// A hard-linked table was checked by Precheck.
 func (e *Env) writeFile(f SourceFile, staging string, buf []byte, onBytes func(int)) (WrittenFile, error) {
 	dst := filepath.Join(staging, f.Name)
 	if e.mode == ModeLink && f.Linkable {
@@ -88,17 +95,21 @@ func (e *Env) writeFile(f SourceFile, staging string, buf []byte, onBytes func(i
 		return WrittenFile{}, err
 	}
 	if size != f.Size || crc != f.CRC32C {
-		return WrittenFile{}, fmt.Errorf("%w: %s: copied %d bytes with crc32c %08x, the backup lists %d bytes %08x (the source changed while being copied)",
-			ErrChecksum, f.Path, size, crc, f.Size, f.CRC32C)
+		if f.Measured {
+			return WrittenFile{}, fmt.Errorf("%w: %s: copied %d bytes with crc32c %08x, precheck measured %d bytes %08x (the source changed while being copied)",
+				ErrChecksum, f.Path, size, crc, f.Size, f.CRC32C)
+		}
+		return WrittenFile{}, fmt.Errorf("%w: %w: %s: read %d bytes with crc32c %08x, the backup lists %d bytes %08x (corrupt, or changed while being copied)",
+			ErrBadSource, ErrChecksum, f.Path, size, crc, f.Size, f.CRC32C)
 	}
-	// Read back what was written: the bytes handed to the file system
-	// were checksummed, this checks what it returns.
-	rsize, rcrc, err := e.FS.Checksum(dst, buf)
-	if err != nil {
-		return WrittenFile{}, err
-	}
-	if rsize != size || rcrc != crc {
-		return WrittenFile{}, fmt.Errorf("%w: %s: read back %d bytes with crc32c %08x, wrote %d bytes %08x", ErrChecksum, dst, rsize, rcrc, size, crc)
+	if e.verifyLevel() == VerifyFull {
+		rsize, rcrc, err := e.FS.ChecksumFromDevice(dst, buf)
+		if err != nil {
+			return WrittenFile{}, err
+		}
+		if rsize != size || rcrc != crc {
+			return WrittenFile{}, fmt.Errorf("%w: %s: read back %d bytes with crc32c %08x, wrote %d bytes %08x", ErrChecksum, dst, rsize, rcrc, size, crc)
+		}
 	}
 	return WrittenFile{Name: f.Name, Size: size, CRC32C: crc}, nil
 }

@@ -63,9 +63,19 @@ func ldbLines(mb, first int) error {
 	return w.Flush()
 }
 
-// pebbleDB makes a Pebble database of about mb MiB of random values.
+// tableSize is the target size of the Pebble database's tables: a 1 GiB
+// database has about 100 of them, as the link-mode target says
+// (Pebble's default, 2 MiB at L0 doubling per level, gives about 600).
+const tableSize = 10 << 20
+
+// pebbleDB makes a Pebble database of about mb MiB of random values, in
+// tables of about tableSize.
 func pebbleDB(dir string, mb int) error {
-	db, err := pebble.Open(dir, &pebble.Options{})
+	opts := &pebble.Options{MemTableSize: 64 << 20}
+	for i := range opts.TargetFileSizes {
+		opts.TargetFileSizes[i] = tableSize
+	}
+	db, err := pebble.Open(dir, opts)
 	if err != nil {
 		return err
 	}

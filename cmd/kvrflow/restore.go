@@ -46,7 +46,7 @@ func (c *restoreCmd) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.db, "db", "", "the database directory `DIR` to restore into; its parent must exist (required)")
 	fs.StringVar(&c.mode, "mode", "auto", "`MODE` in which files reach DIR: copy, link (hard-link tables; same file system only) or auto (link when possible)")
 	fs.StringVar(&c.engine, "engine", steps.EngineAuto, "the source's `ENGINE`: pebble, rocksdb or auto (detected from the source)")
-	fs.StringVar(&c.verify, "verify", steps.VerifyFull, "how the staged database is checked before the swap, `DEPTH`: full (Pebble CheckLevels, ldb checkconsistency) or open (open read-only only; every file's crc32c is checked either way)")
+	fs.StringVar(&c.verify, "verify", steps.VerifyChecksum, "how much is checked before the swap, `LEVEL`: checksum (every byte's crc32c against the backup's, then the engine opens it), full (also every copy read back from the device, and Pebble CheckLevels), or size (link mode: linked tables' sizes and footers only, their data not read)")
 	fs.Uint64Var(&c.backupID, "backup-id", 0, "the backup `N` of a RocksDB BackupEngine directory to restore (default the latest)")
 	fs.StringVar(&c.fault, "fault", "", "fault `SPEC` for testing, POINT:ACTION[@N],... (default $KVRFLOW_FAULT; see kvrflow faults)")
 }
@@ -98,8 +98,8 @@ func (c *restoreCmd) run(ctx context.Context, o *stdio, args []string) (document
 	default:
 		return nil, usagef("bad --engine %q: want pebble, rocksdb or auto", c.engine)
 	}
-	if c.verify != steps.VerifyFull && c.verify != steps.VerifyOpen {
-		return nil, usagef("bad --verify %q: want full or open", c.verify)
+	if _, ok := steps.ParseVerify(c.verify); !ok || c.verify == "" {
+		return nil, usagef("bad --verify %q: want checksum, full or size", c.verify)
 	}
 	spec, err := faultSpec(c.fault, o)
 	if err != nil {

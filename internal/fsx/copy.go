@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"golang.org/x/sys/unix"
 )
 
 // BufferSize is the size of the buffers used to copy and checksum files.
@@ -86,6 +87,54 @@ func (fs *FS) Checksum(path string, buf []byte) (size int64, crc uint32, err err
 			return size, crc, pathErr("read", path, rerr)
 		}
 	}
+}
+
+// ChecksumFromDevice is Checksum of a file that was fsynced, read from the
+// device rather than from the page cache: on the real disk it first asks
+// the kernel to drop the file's cached pages (posix_fadvise DONTNEED; they
+// are clean after the fsync, so nothing is lost), so the bytes checksummed
+// are the ones the disk returns. On other file systems it is Checksum.
+// It changes nothing durable.
+func (fs *FS) ChecksumFromDevice(path string, buf []byte) (size int64, crc uint32, err error) {
+	if err := fs.faults.Hit(PointReadBack); err != nil {
+		return 0, 0, pathErr("read back", path, err)
+	}
+	if fs.disk {
+		f, err := fs.v.Open(path)
+		if err != nil {
+			return 0, 0, pathErr("open", path, err)
+		}
+		if fd := f.Fd(); fd != vfs.InvalidFd {
+			if err := unix.Fadvise(int(fd), 0, 0, unix.FADV_DONTNEED); err != nil {
+				f.Close()
+				return 0, 0, pathErr("fadvise", path, err)
+			}
+		}
+		if err := f.Close(); err != nil {
+			return 0, 0, pathErr("close", path, err)
+		}
+	}
+	return fs.Checksum(path, buf)
+}
+
+// ReadTail returns the last len(buf) bytes of path (fewer if the file is
+// shorter) and the file's size.
+func (fs *FS) ReadTail(path string, buf []byte) (tail []byte, size int64, err error) {
+	f, err := fs.v.Open(path)
+	if err != nil {
+		return nil, 0, pathErr("open", path, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, 0, pathErr("stat", path, err)
+	}
+	size = fi.Size()
+	n := min(int64(len(buf)), size)
+	if _, err := f.ReadAt(buf[:n], size-n); err != nil && err != io.EOF {
+		return nil, size, pathErr("read", path, err)
+	}
+	return buf[:n], size, nil
 }
 
 // WriteFileDurable writes data to path atomically: a temporary file beside

@@ -47,6 +47,7 @@ var (
 	PointAfterRemove    = fault.Register("fs.after-remove", "after a directory tree is removed, before its parent is fsynced")
 	PointBeforeLink     = fault.Register("fs.before-link", "before a hard link is made")
 	PointWrite          = fault.Register("fs.write", "each buffer written while copying a file")
+	PointReadBack       = fault.Register("fs.read-back", "before a copied, fsynced file is read back from the device (--verify full)")
 )
 
 // FS is kvrflow's file-system seam: every file operation of the steps goes
