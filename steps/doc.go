@@ -9,8 +9,10 @@
 //   - Clean removes only staging-N and old-N directories of runs the
 //     journal shows ended for this database; everything else it finds is
 //     moved into quarantine.
-//   - Write builds the new database in DB.kvrflow/staging-N, fsyncing every
-//     file and the directory and reading every copied file back.
+//   - Write builds the new database in DB.kvrflow/staging-N, checking each
+//     copy's crc32c against the backup's as it is written, fsyncing every
+//     file and the directory (at --verify full, reading each copy back
+//     from the device).
 //   - Commit journals its plan, then swaps staging and DB with
 //     renameat2(RENAME_EXCHANGE), or renames DB to old-N and staging to DB.
 //   - Finish (after the commit point) removes the old database.
@@ -21,6 +23,12 @@
 // Rollback decide each action from what is on disk now.
 //
 // # Caveats
+//
+// Each byte of the backup is read once at the default verification level:
+// by Write for a file it copies, by Precheck for a table it hard-links. So
+// a corrupt file to be copied is found while Write copies it, after
+// staging was begun: the run is rolled back and the error is still
+// ErrBadSource. VerifySize reads no hard-linked table's data at all.
 //
 // Link mode hard-links only .sst files, which Pebble never changes in
 // place; the MANIFEST, WAL, OPTIONS and marker files are always copied, or

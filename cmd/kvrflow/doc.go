@@ -3,7 +3,7 @@
 // or the new one, complete, and never a mix.
 //
 //	kvrflow backup  --db DIR --to OUT
-//	kvrflow restore --from SRC --db DIR [--mode copy|link|auto] [--engine E] [--backup-id N] [--verify full|open] [--fault SPEC]
+//	kvrflow restore --from SRC --db DIR [--mode copy|link|auto] [--engine E] [--backup-id N] [--verify checksum|full|size] [--fault SPEC]
 //	kvrflow recover --db DIR
 //	kvrflow status  --db DIR
 //	kvrflow journal list --db DIR | --journal PATH

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -119,5 +120,66 @@ func TestFaults_HitAroundDurableOperations(t *testing.T) {
 	}
 	if ok, _ := fs.Exists("/a"); !ok {
 		t.Fatal("the rename happened although the fault point before it failed")
+	}
+}
+
+func TestChecksumFromDevice_MatchesChecksumAndHasAFaultPoint(t *testing.T) {
+	for name, v := range map[string]vfs.FS{"disk": vfs.Default, "mem": vfs.NewMem()} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			if name == "mem" {
+				dir = "/x"
+				if err := v.MkdirAll(dir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			p := filepath.Join(dir, "f")
+			data := make([]byte, 3*BufferSize/2+7)
+			for i := range data {
+				data[i] = byte(i * 7)
+			}
+			fs := New(v, nil)
+			if err := fs.WriteFileDurable(p, data); err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, BufferSize)
+			size, crc, err := fs.Checksum(p, buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dsize, dcrc, err := fs.ChecksumFromDevice(p, buf)
+			if err != nil || dsize != size || dcrc != crc || size != int64(len(data)) {
+				t.Fatalf("from device: %d %08x %v; checksum: %d %08x", dsize, dcrc, err, size, crc)
+			}
+			faults, err := fault.Parse(PointReadBack + ":eio")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := New(v, faults).ChecksumFromDevice(p, buf); !errors.Is(err, fault.ErrInjected) {
+				t.Fatalf("with %s:eio: %v", PointReadBack, err)
+			}
+		})
+	}
+}
+
+func TestReadTail_ReturnsTheLastBytes(t *testing.T) {
+	dir := t.TempDir()
+	fs := New(vfs.Default, nil)
+	p := filepath.Join(dir, "f")
+	if err := os.WriteFile(p, []byte("0123456789"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		n    int
+		want string
+	}{{4, "6789"}, {10, "0123456789"}, {16, "0123456789"}} {
+		tail, size, err := fs.ReadTail(p, make([]byte, tc.n))
+		if err != nil || string(tail) != tc.want || size != 10 {
+			t.Errorf("ReadTail(%d) = %q, %d, %v; want %q", tc.n, tail, size, err, tc.want)
+		}
+	}
+	missing := filepath.Join(dir, "nope")
+	if _, _, err := fs.ReadTail(missing, make([]byte, 8)); !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), missing) {
+		t.Fatalf("missing file: %v", err)
 	}
 }
