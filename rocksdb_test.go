@@ -12,9 +12,11 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
 	"github.com/kvrflow/kvrflow/internal/testutil"
 	"github.com/kvrflow/kvrflow/steps"
@@ -129,6 +131,44 @@ func TestRocksDB_CheckpointRoundTripWithLdb(t *testing.T) {
 	// journaled them before Write.
 	if pre := journalDetail(t, f.db, res.Run.ID, "checked"); !strings.Contains(pre, `"measured":[`) || !strings.Contains(pre, "CURRENT") {
 		t.Errorf("precheck details %s: want every measured file journaled", pre)
+	}
+}
+
+// TestRocksDB_LinkAtVerifySizeReadsNoTableData: a link-mode restore at
+// --verify size of a BackupEngine backup and of a checkpoint reads no byte
+// of any table (only footers, with ReadAt), restores the database, and
+// journals the checkpoint's linked tables as having no checksum.
+func TestRocksDB_LinkAtVerifySizeReadsNoTableData(t *testing.T) {
+	f := newRocksFixture(t, 600, 64)
+	for _, src := range []string{f.backup, f.checkpoint} {
+		t.Run(filepath.Base(src), func(t *testing.T) {
+			db := filepath.Join(t.TempDir(), "db")
+			var reads atomic.Int64
+			fs := errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
+				if op.Kind == errorfs.OpFileRead && strings.HasPrefix(op.Path, src+"/") && strings.HasSuffix(op.Path, ".sst") {
+					reads.Add(1)
+				}
+				return nil
+			}))
+			res, err := Restore(context.Background(), Options{DB: db, Source: src, FS: fs, Mode: steps.ModeLink, Verify: steps.VerifySize})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := scan(t, db); got != f.new {
+				t.Fatal("ldb scan of the restored database differs from the source's")
+			}
+			if n := reads.Load(); n != 0 {
+				t.Errorf("%d sequential reads of the source's tables, want none", n)
+			}
+			pre := journalDetail(t, db, res.Run.ID, "checked")
+			if !strings.Contains(pre, `"verify":"size"`) || !strings.Contains(pre, `"footers":`) {
+				t.Errorf("precheck details %s: want verify size and footers counted", pre)
+			}
+			written := journalDetail(t, db, res.Run.ID, "written")
+			if unknown := strings.Contains(written, `"crc32c_unknown":true`); unknown != (src == f.checkpoint) {
+				t.Errorf("write details %s: crc32c_unknown %v, want it for the checkpoint's tables only", written, unknown)
+			}
+		})
 	}
 }
 
@@ -251,6 +291,13 @@ func TestRocksDB_BadInput(t *testing.T) {
 			b[len(b)/3] ^= 4
 			must(t, os.WriteFile(m[0], b, 0o644))
 		},
+		"bit flip in an sst, copy mode (caught while copying)": func(t *testing.T, dir string) {
+			m, _ := filepath.Glob(filepath.Join(dir, "shared_checksum", "*.sst"))
+			b, err := os.ReadFile(m[0])
+			must(t, err)
+			b[len(b)/3] ^= 4
+			must(t, os.WriteFile(m[0], b, 0o644))
+		},
 		"missing private file": func(t *testing.T, dir string) {
 			m, _ := filepath.Glob(filepath.Join(dir, "private", "1", "MANIFEST-*"))
 			must(t, os.Remove(m[0]))
@@ -262,7 +309,11 @@ func TestRocksDB_BadInput(t *testing.T) {
 			must(t, os.CopyFS(dir, os.DirFS(f.backup)))
 			prep(t, dir)
 			before := testutil.Snapshot(t, vfs.Default, f.db)
-			_, err := Restore(context.Background(), Options{DB: f.db, Source: dir})
+			o := Options{DB: f.db, Source: dir}
+			if strings.Contains(name, "copy mode") {
+				o.Mode = steps.ModeCopy
+			}
+			_, err := Restore(context.Background(), o)
 			if !errors.Is(err, steps.ErrBadSource) {
 				t.Fatalf("err = %v, want invalid backup", err)
 			}

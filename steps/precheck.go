@@ -123,14 +123,19 @@ const (
 // checkSourceFile checks one file of the source and fills in what the
 // source does not record. A file that Write copies is only stat'ed here:
 // the copy computes its crc32c on the way and compares it, so its bytes
-// are read once. A file Write hard-links is read here and its crc32c
-// compared (at VerifySize only its footer is read), as is a file whose
-// checksum the source does not record (a checkpoint's): its crc32c is
-// measured now, before the copy, so a source that changes during the copy
-// is caught. A file that does not match the backup is an ErrBadSource.
+// are read once; but one whose checksum the source does not record (a
+// checkpoint's) is measured here, before the copy, so a source that
+// changes during the copy is caught. A file Write hard-links is read here
+// and its crc32c compared or measured; at VerifySize only its size and
+// footer are checked, and a checkpoint's linked table keeps no checksum
+// (NoCRC). A file that does not match the backup is an ErrBadSource.
 func (e *Env) checkSourceFile(f *SourceFile, level string, buf []byte) (fileCheck, error) {
 	linked := e.mode == ModeLink && f.Linkable
-	if !f.NoCRC && !(linked && level != VerifySize) {
+	read := f.NoCRC
+	if linked {
+		read = level != VerifySize
+	}
+	if !read {
 		fi, err := e.FS.Stat(f.Path)
 		if errors.Is(err, os.ErrNotExist) {
 			return 0, fmt.Errorf("%w: listed file missing: %w", ErrBadSource, err)

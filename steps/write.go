@@ -16,6 +16,9 @@ type WrittenFile struct {
 	Size   int64  `json:"size"`
 	CRC32C uint32 `json:"crc32c"`
 	Linked bool   `json:"linked,omitempty"`
+	// NoCRC: the source records no checksum and none was measured (a
+	// checkpoint's table hard-linked at --verify size); CRC32C is 0.
+	NoCRC bool `json:"crc32c_unknown,omitempty"`
 }
 
 // WriteDetails is journaled when Write is done.
@@ -88,7 +91,7 @@ func (e *Env) writeFile(f SourceFile, staging string, buf []byte, onBytes func(i
 			return WrittenFile{}, err
 		}
 		onBytes(int(f.Size))
-		return WrittenFile{Name: f.Name, Size: f.Size, CRC32C: f.CRC32C, Linked: true}, nil
+		return WrittenFile{Name: f.Name, Size: f.Size, CRC32C: f.CRC32C, Linked: true, NoCRC: f.NoCRC}, nil
 	}
 	size, crc, err := e.FS.CopyFile(f.Path, dst, buf, onBytes)
 	if err != nil {
