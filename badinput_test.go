@@ -69,6 +69,8 @@ func TestRestore_BadInputLeavesDatabaseUntouched(t *testing.T) {
 			must(t, err)
 			must(t, os.WriteFile(p, []byte(strings.Replace(string(b), "pebble", "pebblf", 1)), 0o644))
 		}, steps.ErrBadSource, "checksum"},
+		{"unknown verification level", func(t *testing.T, f *fixture, o *Options) { o.Verify = "fast" }, steps.ErrBadOption, `"fast"`},
+		{"unknown mode", func(t *testing.T, f *fixture, o *Options) { o.Mode = "move" }, steps.ErrBadOption, `"move"`},
 		{"source equal to db", func(t *testing.T, f *fixture, o *Options) { o.Source = f.db }, steps.ErrBadPath, "overlap"},
 		{"source inside db", func(t *testing.T, f *fixture, o *Options) {
 			o.Source = filepath.Join(f.db, "inner")

@@ -114,6 +114,35 @@ func TestRestore_HostileInputs(t *testing.T) {
 			}))
 			o.Mode = steps.ModeCopy
 		}, steps.ErrChecksum, "changed while being copied"},
+		{"linked table replaced after precheck checked it", func(t *testing.T, f *fixture, o *Options) {
+			target := firstSST(t, f.backup)
+			o.Mode = steps.ModeLink
+			o.FS = errorfs.Wrap(vfs.Default, onceBefore(t, errorfs.OpLink, target, func() error {
+				b, err := os.ReadFile(target)
+				if err != nil {
+					return err
+				}
+				b[len(b)/2] ^= 1
+				if err := os.WriteFile(target+".new", b, 0o644); err != nil {
+					return err
+				}
+				return os.Rename(target+".new", target)
+			}))
+		}, steps.ErrChecksum, "changed after precheck checked it"},
+		{"linked table written in place after precheck checked it", func(t *testing.T, f *fixture, o *Options) {
+			target := firstSST(t, f.backup)
+			old := time.Now().Add(-time.Hour) // a backup made earlier: a write now changes its mtime
+			must(t, os.Chtimes(target, old, old))
+			o.Mode, o.Verify = steps.ModeLink, steps.VerifySize
+			o.FS = errorfs.Wrap(vfs.Default, onceBefore(t, errorfs.OpLink, target, func() error {
+				w, err := os.OpenFile(target, os.O_WRONLY, 0)
+				if err != nil {
+					return err
+				}
+				_, err = w.WriteAt([]byte{0xff}, 100)
+				return errors.Join(err, w.Close())
+			}))
+		}, steps.ErrChecksum, "changed after precheck checked it"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -140,6 +169,23 @@ func TestRestore_HostileInputs(t *testing.T) {
 
 // outsideListing lists every path under the fixture's root except DB and
 // DB.kvrflow, with sizes.
+// onceBefore returns an injector that runs fn the first time an operation
+// of kind kind on path is about to happen (it injects no error itself;
+// fn's error fails the test).
+func onceBefore(t testing.TB, kind errorfs.OpKind, path string, fn func() error) errorfs.Injector {
+	var once sync.Once
+	return errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if op.Kind == kind && op.Path == path {
+			once.Do(func() {
+				if err := fn(); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		return nil
+	})
+}
+
 func outsideListing(t *testing.T, f *fixture) string {
 	t.Helper()
 	var b strings.Builder

@@ -247,10 +247,16 @@ func Restore(ctx context.Context, opts Options) (*Result, error) {
 	return res, runErr
 }
 
-// checkInput refuses bad paths and a missing or malformed source before
+// checkInput refuses unknown options, bad paths and a missing or malformed source before
 // anything is created (not even DB.kvrflow): the checks Precheck repeats
 // inside the run that need no checksums.
 func checkInput(opts Options) error {
+	if _, ok := steps.ParseVerify(opts.Verify); !ok {
+		return fmt.Errorf("%w: verification level %q: want %s, %s or %s", steps.ErrBadOption, opts.Verify, steps.VerifyChecksum, steps.VerifyFull, steps.VerifySize)
+	}
+	if _, ok := steps.ParseMode(string(opts.Mode)); !ok && opts.Mode != "" {
+		return fmt.Errorf("%w: mode %q: want copy, link or auto", steps.ErrBadOption, opts.Mode)
+	}
 	layout, err := steps.NewLayout(opts.DB)
 	if err != nil {
 		return err

@@ -15,6 +15,10 @@ var (
 	// not writable, or the database path is not a directory.
 	ErrBadPath = errors.New("bad path")
 
+	// ErrBadOption is returned when an option of the run has a value
+	// kvrflow does not know (a verification level, a mode).
+	ErrBadOption = errors.New("bad option")
+
 	// ErrNoSpace is returned by Precheck when the file system holding the
 	// database has less free space than the restore needs plus a margin.
 	ErrNoSpace = errors.New("not enough free space")

@@ -135,19 +135,22 @@ func (e *Env) checkSourceFile(f *SourceFile, level string, buf []byte) (fileChec
 	if linked {
 		read = level != VerifySize
 	}
+	// The file's identity, taken before it is read: Write checks that what
+	// it hard-links is this file, unchanged.
+	id, err := e.FS.Ident(f.Path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, fmt.Errorf("%w: listed file missing: %w", ErrBadSource, err)
+	}
+	if err != nil {
+		return 0, err
+	}
+	f.ident = id
 	if !read {
-		fi, err := e.FS.Stat(f.Path)
-		if errors.Is(err, os.ErrNotExist) {
-			return 0, fmt.Errorf("%w: listed file missing: %w", ErrBadSource, err)
-		}
-		if err != nil {
-			return 0, err
-		}
 		if f.NoSize {
-			f.Size, f.NoSize = fi.Size(), false
+			f.Size, f.NoSize = id.Size, false
 		}
-		if fi.Size() != f.Size {
-			return 0, fmt.Errorf("%w: %s: size %d, manifest says %d (truncated or changed)", ErrBadSource, f.Path, fi.Size(), f.Size)
+		if id.Size != f.Size {
+			return 0, fmt.Errorf("%w: %s: size %d, manifest says %d (truncated or changed)", ErrBadSource, f.Path, id.Size, f.Size)
 		}
 		if !linked {
 			return checkSize, nil

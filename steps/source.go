@@ -27,6 +27,9 @@ type SourceFile struct {
 	// recorded by the source: a copy that differs means the source
 	// changed while it was copied.
 	Measured bool `json:"-"`
+	// ident is the file as Precheck checked it, for a file Write
+	// hard-links: the link must be to that same, unchanged file.
+	ident fsx.Ident
 }
 
 // Kinds of source.

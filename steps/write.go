@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/kvrflow/kvrflow/fsm"
 )
@@ -89,6 +90,16 @@ func (e *Env) writeFile(f SourceFile, staging string, buf []byte, onBytes func(i
 	if e.mode == ModeLink && f.Linkable {
 		if err := e.FS.Link(f.Path, dst); err != nil {
 			return WrittenFile{}, err
+		}
+		// The link must be to the file Precheck checked: one replaced or
+		// written since would enter the database unchecked.
+		id, err := e.FS.Ident(dst)
+		if err != nil {
+			return WrittenFile{}, err
+		}
+		if !id.Equal(f.ident) {
+			return WrittenFile{}, fmt.Errorf("%w: %s: changed after precheck checked it (now %d bytes, inode %d, modified %s; was %d bytes, inode %d, modified %s)",
+				ErrChecksum, f.Path, id.Size, id.ID.Ino, id.ModTime.Format(time.RFC3339Nano), f.ident.Size, f.ident.ID.Ino, f.ident.ModTime.Format(time.RFC3339Nano))
 		}
 		onBytes(int(f.Size))
 		return WrittenFile{Name: f.Name, Size: f.Size, CRC32C: f.CRC32C, Linked: true, NoCRC: f.NoCRC}, nil

@@ -55,7 +55,7 @@ func asUsage(err error) error { return usageError{err} }
 // The more specific classes are checked first: a restore that failed its
 // precheck on a bad source is rolled back too, but the useful answer is
 // "bad input" (2), not "rolled back" (1). The order is in use (3), journal
-// (4), bad input (2), left in flight (5), anything else (1): an error that
+// (4), left in flight (5), bad input (2), anything else (1): an error that
 // did not leave a run in flight left DIR as it was.
 func exitCode(err error) int {
 	switch {
@@ -66,11 +66,14 @@ func exitCode(err error) int {
 	case errors.Is(err, journal.ErrCorrupt), errors.Is(err, journal.ErrNewerSchema), errors.Is(err, steps.ErrInconsistent),
 		errors.Is(err, errVerifyFailed):
 		return exitJournal
-	case errors.Is(err, errUsage), errors.Is(err, fault.ErrBadSpec), errors.Is(err, steps.ErrBadSource),
-		errors.Is(err, steps.ErrBadPath), errors.Is(err, steps.ErrNoSpace):
-		return exitUsage
 	case errors.Is(err, fsm.ErrInFlight):
+		// Before bad input: Write finds a corrupt backup after staging
+		// exists, and if the rollback then fails the run is in flight,
+		// not "nothing changed".
 		return exitInFlight
+	case errors.Is(err, errUsage), errors.Is(err, fault.ErrBadSpec), errors.Is(err, steps.ErrBadSource),
+		errors.Is(err, steps.ErrBadPath), errors.Is(err, steps.ErrNoSpace), errors.Is(err, steps.ErrBadOption):
+		return exitUsage
 	default:
 		return exitRolledBack
 	}

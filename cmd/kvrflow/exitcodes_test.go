@@ -44,6 +44,8 @@ func TestExitCode_MapsErrorsMostSpecificFirst(t *testing.T) {
 		{"locked beats corrupt", errors.Join(journal.ErrCorrupt, journal.ErrLocked), 3},
 		{"step error after commit, left in flight", fmt.Errorf("%w: %w", fsm.ErrInFlight, &fsm.StepError{Step: "finish", Err: syscall.EIO}), 5},
 		{"left in flight", fmt.Errorf("%w: %w", fsm.ErrInFlight, &fsm.StepError{Step: "rollback", Err: syscall.EIO}), 5},
+		{"left in flight beats bad input (corrupt backup found by Write, rollback failed)", errors.Join(fsm.ErrInFlight, steps.ErrBadSource), 5},
+		{"bad option", fmt.Errorf("%w: --verify", steps.ErrBadOption), 2},
 		{"journal not found is not usage by itself", journal.ErrNotFound, 1},
 		{"failed before any run began", fmt.Errorf("open journal: %w", syscall.EIO), 1},
 		{"anything else", fs.ErrPermission, 1},

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"golang.org/x/sys/unix"
@@ -172,6 +173,33 @@ func (fs *FS) FileID(path string) (FileID, error) {
 		return FileID{}, pathErr("stat", path, ErrNoFileID)
 	}
 	return FileID{Dev: uint64(st.Dev), Ino: st.Ino}, nil
+}
+
+// Ident identifies a file's content without reading it: its FileID (zero
+// off the real disk), size and modification time. A file replaced (by a
+// rename) gets another FileID; one written in place another ModTime.
+type Ident struct {
+	ID      FileID
+	Size    int64
+	ModTime time.Time
+}
+
+// Equal reports whether a and b are the same file, unchanged.
+func (a Ident) Equal(b Ident) bool {
+	return a.ID == b.ID && a.Size == b.Size && a.ModTime.Equal(b.ModTime)
+}
+
+// Ident returns the identity of the file at path.
+func (fs *FS) Ident(path string) (Ident, error) {
+	fi, err := fs.v.Stat(path)
+	if err != nil {
+		return Ident{}, pathErr("stat", path, err)
+	}
+	id := Ident{Size: fi.Size(), ModTime: fi.ModTime()}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && fs.disk {
+		id.ID = FileID{Dev: uint64(st.Dev), Ino: st.Ino}
+	}
+	return id, nil
 }
 
 // SyncDir fsyncs dir so that entries created, renamed or removed in it are
