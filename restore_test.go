@@ -182,9 +182,10 @@ func TestRestore_VerifyLevelsDoWhatTheySay(t *testing.T) {
 }
 
 // TestRestore_VerifyFullCatchesWhatChecksumsCannot: a table corrupted
-// before its backup's manifest was written carries a matching crc32c;
-// only --verify full's CheckLevels sees it, and the run is rolled back
-// with the database unchanged.
+// before its backup's manifest was written carries a matching crc32c, so
+// the default level restores it (into another directory); --verify full's
+// CheckLevels sees it: an invalid backup, named in one line, the run
+// rolled back and the database unchanged.
 func TestRestore_VerifyFullCatchesWhatChecksumsCannot(t *testing.T) {
 	f := newFixture(t, vfs.Default, t.TempDir())
 	sst := firstSST(t, f.backup)
@@ -193,12 +194,18 @@ func TestRestore_VerifyFullCatchesWhatChecksumsCannot(t *testing.T) {
 	b[len(b)/4] ^= 0x40 // inside a data block, far from the footer
 	must(t, os.WriteFile(sst, b, 0o644))
 	resealManifest(t, f.backup)
+	if _, err := Restore(context.Background(), Options{DB: filepath.Join(f.root, "other"), Source: f.backup}); err != nil {
+		t.Fatalf("default level: %v (the corruption must be past what the checksums and the open see)", err)
+	}
 	before := testutil.Snapshot(t, vfs.Default, f.db)
 	o := f.opts()
 	o.Verify = steps.VerifyFull
 	_, err = Restore(context.Background(), o)
-	if !errors.Is(err, steps.ErrVerify) || !IsRolledBack(err) {
-		t.Fatalf("err = %v, want a rolled-back verification failure", err)
+	if !errors.Is(err, steps.ErrVerify) || !errors.Is(err, steps.ErrBadSource) || !IsRolledBack(err) {
+		t.Fatalf("err = %v, want a rolled-back invalid backup that failed verification", err)
+	}
+	if msg := err.Error(); strings.Contains(msg, "\n") || !strings.Contains(msg, sst) {
+		t.Errorf("message %q: want one line naming %s", msg, sst)
 	}
 	assertUnchanged(t, before, testutil.Snapshot(t, vfs.Default, f.db))
 	assertNoRunDirs(t, vfs.Default, f.db)

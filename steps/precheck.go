@@ -2,6 +2,7 @@ package steps
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -190,20 +191,25 @@ func (e *Env) checkSourceFile(f *SourceFile, level string, buf []byte) (fileChec
 	return checkChecksummed, nil
 }
 
-// sstMagics are the magic numbers that end an sstable: LevelDB's,
-// RocksDB's block-based table's, and Pebble's (sstable/table.go in
-// Pebble), each sstMagicLen bytes.
-var sstMagics = []string{
-	"\x57\xfb\x80\x8b\x24\x75\x47\xdb",
-	"\xf7\xcf\xf4\x85\xb7\x41\xe2\x88",
-	"\xf0\x9f\xaa\xb3\xf0\x9f\xaa\xb3",
+// sstMagics are the magic numbers that end an sstable, stored as a
+// little-endian uint64 in its last sstMagicLen bytes: LevelDB's (also
+// RocksDB's legacy block-based), RocksDB's block-based, plain (and legacy
+// plain) and cuckoo tables (RocksDB's table/*_builder.cc), and Pebble's
+// (sstable/table.go in Pebble).
+var sstMagics = []uint64{
+	0xdb4775248b80fb57, // LevelDB
+	0x88e241b785f4cff7, // RocksDB block-based
+	0x8242229663bf9564, // RocksDB plain table
+	0x4f3418eb7a8f13b8, // RocksDB legacy plain table
+	0x926789d0c5f17873, // RocksDB cuckoo table
+	0xb3aa9ff0b3aa9ff0, // Pebble: "\xf0\x9f\xaa\xb3" twice
 }
 
 const sstMagicLen = 8
 
 // isSSTableMagic reports whether tail is one of the sstable magic numbers.
 func isSSTableMagic(tail []byte) bool {
-	return slices.Contains(sstMagics, string(tail))
+	return len(tail) == sstMagicLen && slices.Contains(sstMagics, binary.LittleEndian.Uint64(tail))
 }
 
 // checkPaths refuses overlapping or unusable paths.

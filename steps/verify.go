@@ -2,7 +2,10 @@ package steps
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"path/filepath"
+	"strings"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -33,9 +36,44 @@ func (e *Env) verify(ctx context.Context, _ *fsm.Run) (any, error) {
 		return VerifyDetails{Check: "pebble open read-only (--verify " + level + "; CheckLevels runs with --verify full)"}, nil
 	}
 	if err := CheckPebble(e.FS.VFS(), staging, e.Log); err != nil {
+		var ce *CorruptTableError
+		if errors.As(err, &ce) {
+			// The staged table is the backup's, byte for byte: Write
+			// compared its crc32c (and read it back), or hard-linked it.
+			// So the backup was corrupt when it was made.
+			src := ce.Path
+			for _, f := range e.src.Files {
+				if f.Name == filepath.Base(ce.Path) {
+					src = f.Path
+				}
+			}
+			return nil, fmt.Errorf("%w: %s: the backup's table is corrupt although it matches the backup's checksum (it was corrupt when the backup was made): %w",
+				ErrBadSource, src, err)
+		}
 		return nil, err
 	}
 	return VerifyDetails{Check: "pebble open read-only + CheckLevels"}, nil
+}
+
+// CorruptTableError is returned by CheckPebble when a table fails its
+// check: Path is the table, Details Pebble's finding (one line). It
+// matches ErrVerify.
+type CorruptTableError struct {
+	Path    string
+	Details string
+}
+
+func (e *CorruptTableError) Error() string {
+	return fmt.Sprintf("%v: %s: %s", ErrVerify, e.Path, e.Details)
+}
+
+func (e *CorruptTableError) Unwrap() error { return ErrVerify }
+
+// oneLine folds err's message onto one line: Pebble's errors may carry
+// more (a "corruption detail carrier" or a stack).
+func oneLine(err error) string {
+	first, _, _ := strings.Cut(err.Error(), "\n")
+	return first
 }
 
 // Verification levels (--verify). Each includes what the one before it
@@ -114,7 +152,14 @@ func CheckPebble(fs vfs.FS, dir string, log zerolog.Logger) (err error) {
 		}
 	}()
 	if err := db.CheckLevels(nil); err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrVerify, dir, err)
+		if info := pebble.ExtractDataCorruptionInfo(err); info != nil {
+			details := "corrupt"
+			if info.Details != nil {
+				details = oneLine(info.Details)
+			}
+			return &CorruptTableError{Path: info.Path, Details: details}
+		}
+		return fmt.Errorf("%w: %s: %s", ErrVerify, dir, oneLine(err))
 	}
 	return nil
 }
@@ -126,7 +171,11 @@ func CheckPebble(fs vfs.FS, dir string, log zerolog.Logger) (err error) {
 func readOnlyOptions(fs vfs.FS, log zerolog.Logger) *pebble.Options {
 	return &pebble.Options{FS: fs, ReadOnly: true, Logger: PebbleLogger(log),
 		EventListener: &pebble.EventListener{DataCorruption: func(info pebble.DataCorruptionInfo) {
-			log.Warn().Str("info", info.String()).Msg("pebble found corruption in the staged database")
+			ev := log.Warn().Str("path", info.Path)
+			if info.Details != nil {
+				ev = ev.Str("details", oneLine(info.Details))
+			}
+			ev.Msg("pebble found corruption in the staged database")
 		}}}
 }
 

@@ -17,9 +17,10 @@ type WrittenFile struct {
 	Size   int64  `json:"size"`
 	CRC32C uint32 `json:"crc32c"`
 	Linked bool   `json:"linked,omitempty"`
-	// NoCRC: the source records no checksum and none was measured (a
-	// checkpoint's table hard-linked at --verify size); CRC32C is 0.
-	NoCRC bool `json:"crc32c_unknown,omitempty"`
+	// Unchecked: its crc32c was not checked (a table hard-linked at
+	// --verify size); CRC32C is what the source records, 0 if it records
+	// none (a checkpoint).
+	Unchecked bool `json:"crc32c_unchecked,omitempty"`
 }
 
 // WriteDetails is journaled when Write is done.
@@ -102,7 +103,7 @@ func (e *Env) writeFile(f SourceFile, staging string, buf []byte, onBytes func(i
 				ErrChecksum, f.Path, id.Size, id.ID.Ino, id.ModTime.Format(time.RFC3339Nano), f.ident.Size, f.ident.ID.Ino, f.ident.ModTime.Format(time.RFC3339Nano))
 		}
 		onBytes(int(f.Size))
-		return WrittenFile{Name: f.Name, Size: f.Size, CRC32C: f.CRC32C, Linked: true, NoCRC: f.NoCRC}, nil
+		return WrittenFile{Name: f.Name, Size: f.Size, CRC32C: f.CRC32C, Linked: true, Unchecked: e.verifyLevel() == VerifySize}, nil
 	}
 	size, crc, err := e.FS.CopyFile(f.Path, dst, buf, onBytes)
 	if err != nil {
