@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"syscall"
@@ -26,9 +27,10 @@ type BackupResult struct {
 }
 
 // Backup makes a backup of the Pebble database db in out, which must not
-// exist: a Pebble checkpoint with its WAL flushed, plus the manifest
-// KVRFLOW-BACKUP listing every file's size and crc32c, written durably
-// last. A directory without that manifest is not a backup kvrflow will
+// exist: a Pebble checkpoint with its WAL flushed, checked with
+// CheckLevels (a database with a corrupt block gets no backup), plus the
+// manifest KVRFLOW-BACKUP listing every file's size and crc32c, written
+// durably last. A directory without that manifest is not a backup kvrflow will
 // restore, so an interrupted Backup leaves nothing restorable by mistake.
 // fs nil means the real disk.
 func Backup(ctx context.Context, db, out string, fs vfs.FS) (*BackupResult, error) {
@@ -66,6 +68,12 @@ func Backup(ctx context.Context, db, out string, fs vfs.FS) (*BackupResult, erro
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint %s to %s: %w", db, out, err)
 	}
+	// Check every block before the manifest records its checksums, so that
+	// a restore checking those checksums restores valid tables, not a
+	// corruption the live database already had.
+	if err := checkCheckpoint(seam, out); err != nil {
+		return nil, fmt.Errorf("database %s is corrupt (found checking its checkpoint %s; no manifest written, so it cannot be restored): %w", db, out, err)
+	}
 	names, err := seam.List(out)
 	if err != nil {
 		return nil, err
@@ -87,6 +95,28 @@ func Backup(ctx context.Context, db, out string, fs vfs.FS) (*BackupResult, erro
 		return nil, err
 	}
 	return &BackupResult{Dir: out, Files: len(m.Files), Bytes: m.Bytes()}, nil
+}
+
+// checkCheckpoint runs Pebble's CheckLevels over the checkpoint in dir
+// (every table's blocks and checksums, key order across levels). Opening
+// it creates a LOCK file, which is removed: a backup holds only the
+// database's files.
+func checkCheckpoint(seam *fsx.FS, dir string) error {
+	lock := filepath.Join(dir, "LOCK")
+	had, err := seam.Exists(lock)
+	if err != nil {
+		return err
+	}
+	if err := steps.CheckPebble(seam.VFS(), dir, zerolog.Nop()); err != nil {
+		return err
+	}
+	if had {
+		return nil
+	}
+	if err := seam.VFS().Remove(lock); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", lock, err)
+	}
+	return nil
 }
 
 // classifyOpen marks a Pebble open error caused by a held lock as

@@ -244,6 +244,36 @@ func TestBackup_RefusesABackup(t *testing.T) {
 	}
 }
 
+// TestBackup_ChecksTheCheckpointBeforeItsManifest: a backup of a database
+// with a corrupt block is refused with no manifest written (so nothing
+// restorable); a healthy one holds no LOCK file left by that check.
+func TestBackup_ChecksTheCheckpointBeforeItsManifest(t *testing.T) {
+	root := t.TempDir()
+	db := filepath.Join(root, "db")
+	testutil.MakeDB(t, vfs.Default, db, 2, 300)
+	healthy := filepath.Join(root, "healthy")
+	if _, err := Backup(context.Background(), db, healthy, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(healthy, "LOCK")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("LOCK in the backup: %v", err)
+	}
+	sst := firstSST(t, db)
+	b, err := os.ReadFile(sst)
+	must(t, err)
+	b[len(b)/4] ^= 0x40
+	must(t, os.WriteFile(sst, b, 0o644))
+	out := filepath.Join(root, "corrupt")
+	_, err = Backup(context.Background(), db, out, nil)
+	if !errors.Is(err, steps.ErrVerify) || !strings.Contains(err.Error(), sst[len(db):]) || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("err = %v, want a one-line check failure naming the table", err)
+	}
+	if _, err := os.Stat(filepath.Join(out, manifest.Name)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("manifest written for a corrupt checkpoint: %v", err)
+	}
+	t.Logf("error: %v", err)
+}
+
 // TestRestore_ReportsItsSyncs: the result counts the fsyncs through the
 // seam and the journal's commits; a restore journals 8 records plus its
 // Begin, one commit each.

@@ -64,7 +64,7 @@ type CorruptTableError struct {
 }
 
 func (e *CorruptTableError) Error() string {
-	return fmt.Sprintf("%v: %s: %s", ErrVerify, e.Path, e.Details)
+	return fmt.Sprintf("%s: %s", e.Path, e.Details)
 }
 
 func (e *CorruptTableError) Unwrap() error { return ErrVerify }

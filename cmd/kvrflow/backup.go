@@ -14,9 +14,12 @@ var backupCommand = &command{
 	args:    "--db DIR --to OUT [flags]",
 	summary: "make a backup of a Pebble database that restore accepts",
 	about: `Make a backup of the Pebble database DIR in OUT, which must not exist: a
-Pebble checkpoint with its WAL flushed, plus the manifest KVRFLOW-BACKUP with
-every file's size and crc32c, written durably last. A directory without that
-manifest is never restored, so an interrupted backup is never mistaken for one.`,
+Pebble checkpoint with its WAL flushed, checked block by block (Pebble
+CheckLevels: a corrupt database gets no backup, exit 1), plus the manifest
+KVRFLOW-BACKUP with every file's size and crc32c, written durably last. A
+directory without that manifest is never restored, so an interrupted backup
+is never mistaken for one, and a restore that checks those checksums
+restores tables that were valid when the backup was made.`,
 	example: "kvrflow backup --db /var/lib/app/db --to /backups/app-2024-06-01",
 	new:     func() runner { return &backupCmd{} },
 }
