@@ -137,7 +137,8 @@ func TestRestore_VerifyLevelsDoWhatTheySay(t *testing.T) {
 	} {
 		t.Run(fmt.Sprintf("%s/%s", tc.verify, tc.mode), func(t *testing.T) {
 			f := newFixture(t, vfs.Default, t.TempDir())
-			var reads atomic.Int64 // sequential reads of backup tables
+			var reads atomic.Int64   // sequential reads of backup tables
+			var readAts atomic.Int64 // positioned reads of backup tables (footers)
 			onePass := int64(0)    // what reading each table once takes
 			tables, _ := filepath.Glob(filepath.Join(f.backup, "*.sst"))
 			for _, p := range tables {
@@ -149,8 +150,13 @@ func TestRestore_VerifyLevelsDoWhatTheySay(t *testing.T) {
 			o.Verify, o.Mode = tc.verify, tc.mode
 			o.Faults = fault.NewCounter()
 			o.FS = errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
-				if op.Kind == errorfs.OpFileRead && strings.HasPrefix(op.Path, f.backup+"/") && strings.HasSuffix(op.Path, ".sst") {
-					reads.Add(1)
+				if strings.HasPrefix(op.Path, f.backup+"/") && strings.HasSuffix(op.Path, ".sst") {
+					switch op.Kind {
+					case errorfs.OpFileRead:
+						reads.Add(1)
+					case errorfs.OpFileReadAt:
+						readAts.Add(1)
+					}
 				}
 				return nil
 			}))
@@ -174,8 +180,16 @@ func TestRestore_VerifyLevelsDoWhatTheySay(t *testing.T) {
 			if want := map[bool]int64{true: onePass}[tc.tablesRead]; reads.Load() != want {
 				t.Errorf("%d reads of the backup's tables, want %d", reads.Load(), want)
 			}
+			// At size in link mode only each table's footer is read, once.
+			footers := tc.verify == steps.VerifySize && tc.mode == steps.ModeLink
+			if want := map[bool]int64{true: int64(len(tables))}[footers]; readAts.Load() != want {
+				t.Errorf("%d positioned reads of the backup's tables, want %d", readAts.Load(), want)
+			}
+			if got := strings.Contains(journalDetail(t, f.db, res.Run.ID, "checked"), fmt.Sprintf(`"footers":%d`, len(tables))); got != footers {
+				t.Errorf("precheck journals %d footers checked: %v, want %v", len(tables), got, footers)
+			}
 			if n := o.Faults.Hits()[fsx.PointReadBack]; (n > 0) != tc.copiesReadBack {
-				t.Errorf("staged copies opened %d times, want read back: %v", n, tc.copiesReadBack)
+				t.Errorf("%s hit %d times, want copies read back: %v", fsx.PointReadBack, n, tc.copiesReadBack)
 			}
 		})
 	}
@@ -292,4 +306,55 @@ func TestRestore_ReportsItsSyncs(t *testing.T) {
 		t.Fatalf("syncs %+v for a run of %d events", s, res.Run.Events)
 	}
 	t.Logf("syncs: %+v over %d journal records", s, res.Run.Events)
+}
+
+// TestRestore_VerifyFullReadBackMismatchRollsBack: at --verify full, a
+// disk that returns other bytes than were written (here: the first byte
+// of each staged file read back flipped) fails the copy's read-back; the
+// run is rolled back, the database unchanged, and the error is a checksum
+// mismatch of the staged file, not an invalid backup.
+func TestRestore_VerifyFullReadBackMismatchRollsBack(t *testing.T) {
+	f := newFixture(t, vfs.Default, t.TempDir())
+	before := testutil.Snapshot(t, vfs.Default, f.db)
+	o := f.opts()
+	o.Mode, o.Verify = steps.ModeCopy, steps.VerifyFull
+	o.FS = flipReadsFS{FS: vfs.Default, match: func(p string) bool { return strings.Contains(p, "/staging-") }}
+	_, err := Restore(context.Background(), o)
+	if !errors.Is(err, steps.ErrChecksum) || errors.Is(err, steps.ErrBadSource) || !IsRolledBack(err) {
+		t.Fatalf("err = %v, want a rolled-back checksum mismatch of the read-back", err)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "read back") || !strings.Contains(msg, "/staging-") {
+		t.Errorf("message %q: want the read-back of a staged file named", msg)
+	}
+	assertUnchanged(t, before, testutil.Snapshot(t, vfs.Default, f.db))
+	assertNoRunDirs(t, vfs.Default, f.db)
+}
+
+// flipReadsFS is fs whose files matching match, opened for reading, return
+// their first byte flipped: a disk returning other data than was written.
+type flipReadsFS struct {
+	vfs.FS
+	match func(path string) bool
+}
+
+func (fs flipReadsFS) Open(name string, opts ...vfs.OpenOption) (vfs.File, error) {
+	f, err := fs.FS.Open(name, opts...)
+	if err != nil || !fs.match(name) {
+		return f, err
+	}
+	return &flipFirstByte{File: f}, nil
+}
+
+type flipFirstByte struct {
+	vfs.File
+	done bool
+}
+
+func (f *flipFirstByte) Read(p []byte) (int, error) {
+	n, err := f.File.Read(p)
+	if n > 0 && !f.done {
+		p[0] ^= 1
+		f.done = true
+	}
+	return n, err
 }

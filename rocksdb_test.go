@@ -177,6 +177,42 @@ func TestRocksDB_LinkAtVerifySizeReadsNoTableData(t *testing.T) {
 	}
 }
 
+// TestRocksDB_CheckpointChangedDuringCopyRollsBack: a checkpoint records
+// no checksums, so Precheck measures each file; one that changes before
+// Write copies it is caught as the source changing (ErrChecksum, exit 1),
+// not as an invalid backup, and the database is unchanged.
+func TestRocksDB_CheckpointChangedDuringCopyRollsBack(t *testing.T) {
+	f := newRocksFixture(t, 300, 64)
+	m, _ := filepath.Glob(filepath.Join(f.checkpoint, "*.sst"))
+	target := m[0]
+	var opens atomic.Int32
+	fs := errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
+		// The first open is Precheck's measure, the second Write's copy.
+		if op.Kind == errorfs.OpOpen && op.Path == target && opens.Add(1) == 2 {
+			b, err := os.ReadFile(target)
+			if err == nil {
+				b[len(b)/2] ^= 1
+				err = os.WriteFile(target, b, 0o644)
+			}
+			if err != nil {
+				t.Error(err)
+			}
+		}
+		return nil
+	}))
+	before := testutil.Snapshot(t, vfs.Default, f.db)
+	_, err := Restore(context.Background(), Options{DB: f.db, Source: f.checkpoint, FS: fs, Mode: steps.ModeCopy})
+	if !errors.Is(err, steps.ErrChecksum) || errors.Is(err, steps.ErrBadSource) || !IsRolledBack(err) {
+		t.Fatalf("err = %v, want a rolled-back checksum mismatch, not an invalid backup", err)
+	}
+	if !strings.Contains(err.Error(), "changed while being copied") {
+		t.Errorf("message %q: want the cause named", err)
+	}
+	if !testutil.Equal(before, testutil.Snapshot(t, vfs.Default, f.db)) {
+		t.Fatal("database changed")
+	}
+}
+
 // TestRocksDB_MetaVariants restores the same backup rewritten as schema 2
 // (with size and temp fields and a footer), and with legacy
 // <number>_<crc32c>_<size>.sst shared_checksum names; and refuses one with
