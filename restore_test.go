@@ -139,7 +139,7 @@ func TestRestore_VerifyLevelsDoWhatTheySay(t *testing.T) {
 			f := newFixture(t, vfs.Default, t.TempDir())
 			var reads atomic.Int64   // sequential reads of backup tables
 			var readAts atomic.Int64 // positioned reads of backup tables (footers)
-			onePass := int64(0)    // what reading each table once takes
+			onePass := int64(0)      // what reading each table once takes
 			tables, _ := filepath.Glob(filepath.Join(f.backup, "*.sst"))
 			for _, p := range tables {
 				fi, err := os.Stat(p)
