@@ -28,7 +28,9 @@
 // by Write for a file it copies, by Precheck for a table it hard-links. So
 // a corrupt file to be copied is found while Write copies it, after
 // staging was begun: the run is rolled back and the error is still
-// ErrBadSource. VerifySize reads no hard-linked table's data at all.
+// ErrBadSource. VerifySize reads no hard-linked table's data at all. A
+// plain checkpoint records no checksums: Precheck measures each file it
+// will copy, so those are read twice.
 //
 // Link mode hard-links only .sst files, which Pebble never changes in
 // place; the MANIFEST, WAL, OPTIONS and marker files are always copied, or

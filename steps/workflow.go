@@ -94,7 +94,7 @@ type Env struct {
 	Engine   string // pebble, rocksdb or auto (default)
 	BackupID uint64 // RocksDB backup to restore; 0: the latest
 	Mode     Mode
-	Verify   string // VerifyFull (default) or VerifyOpen
+	Verify   string // VerifyChecksum (default, also ""), VerifyFull or VerifySize
 	// Progress, if set, is called as Write copies bytes.
 	Progress func(done, total int64)
 

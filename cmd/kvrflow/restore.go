@@ -27,7 +27,8 @@ RocksDB checkpoint. First any run left in flight for DIR
 is finished or rolled back. Then the backup is checked file by file, written
 to a staging directory beside DIR, verified, and swapped into place in one
 atomic step. On failure, or on SIGINT/SIGTERM before the swap, the run is
-rolled back and DIR holds what it held before (exit code 1). If the process
+rolled back and DIR holds what it held before (exit code 1; 2 if the backup
+turned out corrupt while being copied). If the process
 is killed, DIR still holds the old or the new database, and the next kvrflow
 restore or recover finishes the run.`,
 	example: "kvrflow restore --from /backups/app-2024-06-01 --db /var/lib/app/db",
@@ -46,7 +47,7 @@ func (c *restoreCmd) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.db, "db", "", "the database directory `DIR` to restore into; its parent must exist (required)")
 	fs.StringVar(&c.mode, "mode", "auto", "`MODE` in which files reach DIR: copy, link (hard-link tables; same file system only) or auto (link when possible)")
 	fs.StringVar(&c.engine, "engine", steps.EngineAuto, "the source's `ENGINE`: pebble, rocksdb or auto (detected from the source)")
-	fs.StringVar(&c.verify, "verify", steps.VerifyChecksum, "how much is checked before the swap, `LEVEL`: checksum (every byte's crc32c against the backup's, then the engine opens it), full (also every copy read back from the device, and Pebble CheckLevels), or size (link mode: linked tables' sizes and footers only, their data not read)")
+	fs.StringVar(&c.verify, "verify", steps.VerifyChecksum, "how much is checked before the swap, `LEVEL`: checksum (every byte's crc32c against the backup's, or a checkpoint's measured before the copy; then the engine opens it), full (also every copy read back from the device, and for Pebble CheckLevels), or size (link mode: linked tables' sizes and footers only, their data not read)")
 	fs.Uint64Var(&c.backupID, "backup-id", 0, "the backup `N` of a RocksDB BackupEngine directory to restore (default the latest)")
 	fs.StringVar(&c.fault, "fault", "", "fault `SPEC` for testing, POINT:ACTION[@N],... (default $KVRFLOW_FAULT; see kvrflow faults)")
 }

@@ -100,21 +100,27 @@ func (fs *FS) ChecksumFromDevice(path string, buf []byte) (size int64, crc uint3
 		return 0, 0, pathErr("read back", path, err)
 	}
 	if fs.disk {
-		f, err := fs.v.Open(path)
-		if err != nil {
-			return 0, 0, pathErr("open", path, err)
-		}
-		if fd := f.Fd(); fd != vfs.InvalidFd {
-			if err := unix.Fadvise(int(fd), 0, 0, unix.FADV_DONTNEED); err != nil {
-				f.Close()
-				return 0, 0, pathErr("fadvise", path, err)
-			}
-		}
-		if err := f.Close(); err != nil {
-			return 0, 0, pathErr("close", path, err)
+		if err := fs.dropCache(path); err != nil {
+			return 0, 0, err
 		}
 	}
 	return fs.Checksum(path, buf)
+}
+
+// dropCache asks the kernel to drop path's pages from the page cache
+// (posix_fadvise DONTNEED): clean pages go, dirty ones are left.
+func (fs *FS) dropCache(path string) error {
+	f, err := fs.v.Open(path)
+	if err != nil {
+		return pathErr("open", path, err)
+	}
+	if fd := f.Fd(); fd != vfs.InvalidFd {
+		if err := unix.Fadvise(int(fd), 0, 0, unix.FADV_DONTNEED); err != nil {
+			f.Close()
+			return pathErr("fadvise", path, err)
+		}
+	}
+	return pathErrOrNil("close", path, f.Close())
 }
 
 // ReadTail returns the last len(buf) bytes of path (fewer if the file is

@@ -6,8 +6,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"golang.org/x/sys/unix"
 
 	"github.com/kvrflow/kvrflow/internal/fault"
 )
@@ -181,5 +183,49 @@ func TestReadTail_ReturnsTheLastBytes(t *testing.T) {
 	missing := filepath.Join(dir, "nope")
 	if _, _, err := fs.ReadTail(missing, make([]byte, 8)); !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), missing) {
 		t.Fatalf("missing file: %v", err)
+	}
+}
+
+// TestDropCache_EvictsAFsyncedFile: after dropCache none of a fsynced
+// file's pages is in the page cache (mincore), so ChecksumFromDevice's
+// read comes from the device.
+func TestDropCache_EvictsAFsyncedFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "f")
+	fs := New(vfs.Default, nil)
+	if err := fs.WriteFileDurable(p, make([]byte, 64<<10)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := fs.Checksum(p, make([]byte, BufferSize)); err != nil { // cache it
+		t.Fatal(err)
+	}
+	resident := func() int {
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		m, err := unix.Mmap(int(f.Fd()), 0, 64<<10, unix.PROT_READ, unix.MAP_SHARED)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Munmap(m)
+		vec := make([]byte, (64<<10+os.Getpagesize()-1)/os.Getpagesize())
+		if _, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); e != 0 {
+			t.Fatal(e)
+		}
+		n := 0
+		for _, v := range vec {
+			n += int(v & 1)
+		}
+		return n
+	}
+	if n := resident(); n == 0 {
+		t.Skip("the file's pages are not cached after reading it (a file system without a page cache?)")
+	}
+	if err := fs.dropCache(p); err != nil {
+		t.Fatal(err)
+	}
+	if n := resident(); n != 0 {
+		t.Fatalf("%d pages still cached after dropCache", n)
 	}
 }
