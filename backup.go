@@ -70,9 +70,24 @@ func Backup(ctx context.Context, db, out string, fs vfs.FS) (*BackupResult, erro
 	}
 	// Check every block before the manifest records its checksums, so that
 	// a restore checking those checksums restores valid tables, not a
-	// corruption the live database already had.
+	// corruption the live database already had. A checkpoint that fails is
+	// removed: this call made it, and it could never be restored.
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	if err := checkCheckpoint(seam, out); err != nil {
-		return nil, fmt.Errorf("database %s is corrupt (found checking its checkpoint %s; no manifest written, so it cannot be restored): %w", db, out, err)
+		what := "could not be checked"
+		var ce *steps.CorruptTableError
+		if errors.As(err, &ce) {
+			what = "is corrupt"
+		}
+		if rerr := seam.RemoveAllDurable(out); rerr != nil {
+			return nil, fmt.Errorf("the checkpoint %s of database %s %s (%w), and removing it failed: %w", out, db, what, err, rerr)
+		}
+		return nil, fmt.Errorf("database %s %s: its checkpoint failed CheckLevels and was removed, no backup made: %w", db, what, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	names, err := seam.List(out)
 	if err != nil {
@@ -107,16 +122,14 @@ func checkCheckpoint(seam *fsx.FS, dir string) error {
 	if err != nil {
 		return err
 	}
-	if err := steps.CheckPebble(seam.VFS(), dir, zerolog.Nop()); err != nil {
-		return err
-	}
-	if had {
-		return nil
+	checkErr := steps.CheckPebble(seam.VFS(), dir, zerolog.Nop())
+	if had || checkErr != nil {
+		return checkErr // on error the caller removes dir
 	}
 	if err := seam.VFS().Remove(lock); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove %s: %w", lock, err)
 	}
-	return nil
+	return seam.SyncDir(dir)
 }
 
 // classifyOpen marks a Pebble open error caused by a held lock as

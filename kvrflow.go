@@ -198,7 +198,8 @@ func (s *session) recoverAll(ctx context.Context) ([]Recovered, error) {
 // opts.Source into it. On success DB holds the backup's database. On error
 // DB holds the database it held before: errors.Is(err, fsm.ErrRolledBack)
 // says the run was rolled back; errors matching steps.ErrBadSource,
-// ErrBadPath, ErrNoSpace or ErrInUse say what was wrong with the input.
+// ErrBadPath, ErrBadOption, ErrNoSpace or ErrInUse say what was wrong with
+// the input.
 // An error matching none of these after the run began leaves the run in
 // flight in the journal; Recover finishes it.
 func Restore(ctx context.Context, opts Options) (*Result, error) {

@@ -259,8 +259,9 @@ func TestBackup_RefusesABackup(t *testing.T) {
 }
 
 // TestBackup_ChecksTheCheckpointBeforeItsManifest: a backup of a database
-// with a corrupt block is refused with no manifest written (so nothing
-// restorable); a healthy one holds no LOCK file left by that check.
+// with a corrupt block is refused and its checkpoint removed (nothing
+// restorable is left); a healthy one holds no LOCK file left by that
+// check.
 func TestBackup_ChecksTheCheckpointBeforeItsManifest(t *testing.T) {
 	root := t.TempDir()
 	db := filepath.Join(root, "db")
@@ -282,8 +283,11 @@ func TestBackup_ChecksTheCheckpointBeforeItsManifest(t *testing.T) {
 	if !errors.Is(err, steps.ErrVerify) || !strings.Contains(err.Error(), sst[len(db):]) || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("err = %v, want a one-line check failure naming the table", err)
 	}
-	if _, err := os.Stat(filepath.Join(out, manifest.Name)); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("manifest written for a corrupt checkpoint: %v", err)
+	if !strings.Contains(err.Error(), "is corrupt") {
+		t.Errorf("message %q: want the database called corrupt", err)
+	}
+	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the corrupt checkpoint was left at %s: %v", out, err)
 	}
 	t.Logf("error: %v", err)
 }

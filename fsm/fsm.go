@@ -298,6 +298,12 @@ func (r *Run) Execute(ctx context.Context, steps map[string]Step) error {
 		}
 		if err != nil {
 			if !r.def.failable[state] {
+				if r.cause != nil {
+					// The rollback of a failed step failed: say why the run
+					// was being rolled back too (as text: the exit code is
+					// the in-flight run's, not the first failure's).
+					return fmt.Errorf("%w: %w (rolling back after: %v)", ErrInFlight, err, r.cause)
+				}
 				return fmt.Errorf("%w: %w", ErrInFlight, err)
 			}
 			r.cause = err

@@ -1,6 +1,10 @@
 package steps
 
-import "testing"
+import (
+	"context"
+	"errors"
+	"testing"
+)
 
 // TestIsSSTableMagic: the tails of real tables (Pebble's, RocksDB's
 // block-based and LevelDB's, as the engines write them) are recognised;
@@ -20,6 +24,17 @@ func TestIsSSTableMagic(t *testing.T) {
 	} {
 		if got := isSSTableMagic([]byte(tc.tail)); got != tc.want {
 			t.Errorf("isSSTableMagic(%q) = %v, want %v", tc.tail, got, tc.want)
+		}
+	}
+}
+
+// TestPrecheck_RefusesUnknownOptions: a caller of the steps that bypasses
+// kvrflow.Restore still cannot run with a level or mode kvrflow does not
+// know (it would otherwise fall back to something it did not ask for).
+func TestPrecheck_RefusesUnknownOptions(t *testing.T) {
+	for _, e := range []*Env{{Verify: "fast"}, {Mode: "move"}} {
+		if _, err := e.precheck(context.Background(), nil); !errors.Is(err, ErrBadOption) {
+			t.Errorf("precheck with %+v: %v, want ErrBadOption", e, err)
 		}
 	}
 }

@@ -28,7 +28,7 @@ is finished or rolled back. Then the backup is checked file by file, written
 to a staging directory beside DIR, verified, and swapped into place in one
 atomic step. On failure, or on SIGINT/SIGTERM before the swap, the run is
 rolled back and DIR holds what it held before (exit code 1; 2 if the backup
-turned out corrupt while being copied). If the process
+turned out corrupt while being copied or checked). If the process
 is killed, DIR still holds the old or the new database, and the next kvrflow
 restore or recover finishes the run.`,
 	example: "kvrflow restore --from /backups/app-2024-06-01 --db /var/lib/app/db",
