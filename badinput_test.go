@@ -35,18 +35,10 @@ func TestRestore_BadInputLeavesDatabaseUntouched(t *testing.T) {
 			must(t, os.Remove(filepath.Join(f.backup, manifest.Name)))
 		}, steps.ErrBadSource, manifest.Name},
 		{"bit-flipped file", func(t *testing.T, f *fixture, o *Options) {
-			p := firstSST(t, f.backup)
-			b, err := os.ReadFile(p)
-			must(t, err)
-			b[len(b)/2] ^= 0x10
-			must(t, os.WriteFile(p, b, 0o644))
+			flipByte(t, firstSST(t, f.backup), 2, 0x10)
 		}, steps.ErrBadSource, ".sst"},
 		{"bit-flipped file, copy mode (caught while copying)", func(t *testing.T, f *fixture, o *Options) {
-			p := firstSST(t, f.backup)
-			b, err := os.ReadFile(p)
-			must(t, err)
-			b[len(b)/2] ^= 0x10
-			must(t, os.WriteFile(p, b, 0o644))
+			flipByte(t, firstSST(t, f.backup), 2, 0x10)
 			o.Mode = steps.ModeCopy
 		}, steps.ErrBadSource, ".sst"},
 		{"table footer overwritten, link mode --verify size", func(t *testing.T, f *fixture, o *Options) {
@@ -148,6 +140,15 @@ func must(t testing.TB, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// flipByte xors the byte at 1/at of the file at p with mask, in place.
+func flipByte(t testing.TB, p string, at int, mask byte) {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	must(t, err)
+	b[len(b)/at] ^= mask
+	must(t, os.WriteFile(p, b, 0o644))
 }
 
 func firstSST(t *testing.T, dir string) string {

@@ -203,10 +203,7 @@ func TestRestore_VerifyLevelsDoWhatTheySay(t *testing.T) {
 func TestRestore_VerifyFullCatchesWhatChecksumsCannot(t *testing.T) {
 	f := newFixture(t, vfs.Default, t.TempDir())
 	sst := firstSST(t, f.backup)
-	b, err := os.ReadFile(sst)
-	must(t, err)
-	b[len(b)/4] ^= 0x40 // inside a data block, far from the footer
-	must(t, os.WriteFile(sst, b, 0o644))
+	flipByte(t, sst, 4, 0x40) // inside a data block, far from the footer
 	resealManifest(t, f.backup)
 	if _, err := Restore(context.Background(), Options{DB: filepath.Join(f.root, "other"), Source: f.backup}); err != nil {
 		t.Fatalf("default level: %v (the corruption must be past what the checksums and the open see)", err)
@@ -214,7 +211,7 @@ func TestRestore_VerifyFullCatchesWhatChecksumsCannot(t *testing.T) {
 	before := testutil.Snapshot(t, vfs.Default, f.db)
 	o := f.opts()
 	o.Verify = steps.VerifyFull
-	_, err = Restore(context.Background(), o)
+	_, err := Restore(context.Background(), o)
 	if !errors.Is(err, steps.ErrVerify) || !errors.Is(err, steps.ErrBadSource) || !IsRolledBack(err) {
 		t.Fatalf("err = %v, want a rolled-back invalid backup that failed verification", err)
 	}
@@ -274,12 +271,9 @@ func TestBackup_ChecksTheCheckpointBeforeItsManifest(t *testing.T) {
 		t.Fatalf("LOCK in the backup: %v", err)
 	}
 	sst := firstSST(t, db)
-	b, err := os.ReadFile(sst)
-	must(t, err)
-	b[len(b)/4] ^= 0x40
-	must(t, os.WriteFile(sst, b, 0o644))
+	flipByte(t, sst, 4, 0x40)
 	out := filepath.Join(root, "corrupt")
-	_, err = Backup(context.Background(), db, out, nil)
+	_, err := Backup(context.Background(), db, out, nil)
 	if !errors.Is(err, steps.ErrVerify) || !strings.Contains(err.Error(), sst[len(db):]) || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("err = %v, want a one-line check failure naming the table", err)
 	}

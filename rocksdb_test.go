@@ -327,17 +327,11 @@ func TestRocksDB_BadInput(t *testing.T) {
 	cases := map[string]func(t *testing.T, dir string){
 		"bit flip in an sst": func(t *testing.T, dir string) {
 			m, _ := filepath.Glob(filepath.Join(dir, "shared_checksum", "*.sst"))
-			b, err := os.ReadFile(m[0])
-			must(t, err)
-			b[len(b)/3] ^= 4
-			must(t, os.WriteFile(m[0], b, 0o644))
+			flipByte(t, m[0], 3, 4)
 		},
 		"bit flip in an sst, copy mode (caught while copying)": func(t *testing.T, dir string) {
 			m, _ := filepath.Glob(filepath.Join(dir, "shared_checksum", "*.sst"))
-			b, err := os.ReadFile(m[0])
-			must(t, err)
-			b[len(b)/3] ^= 4
-			must(t, os.WriteFile(m[0], b, 0o644))
+			flipByte(t, m[0], 3, 4)
 		},
 		"missing private file": func(t *testing.T, dir string) {
 			m, _ := filepath.Glob(filepath.Join(dir, "private", "1", "MANIFEST-*"))
