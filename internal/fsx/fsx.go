@@ -176,7 +176,7 @@ func (fs *FS) FileID(path string) (FileID, error) {
 }
 
 // Ident identifies a file's content without reading it: its FileID (zero
-// off the real disk), size and modification time. A file replaced (by a
+// where the file system has no inodes), size and modification time. A file replaced (by a
 // rename) gets another FileID; one written in place another ModTime.
 type Ident struct {
 	ID      FileID
@@ -196,7 +196,9 @@ func (fs *FS) Ident(path string) (Ident, error) {
 		return Ident{}, pathErr("stat", path, err)
 	}
 	id := Ident{Size: fi.Size(), ModTime: fi.ModTime()}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && fs.disk {
+	// Unlike FileID, any file system that reports a real inode will do
+	// (the disk under an errorfs, say): Ident only compares.
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		id.ID = FileID{Dev: uint64(st.Dev), Ino: st.Ino}
 	}
 	return id, nil
