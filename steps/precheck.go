@@ -134,8 +134,9 @@ const (
 // checkpoint's) is measured here, before the copy, so a source that
 // changes during the copy is caught. A file Write hard-links is read here
 // and its crc32c compared or measured; at VerifySize only its size and
-// footer are checked, and a checkpoint's linked table keeps no checksum
-// (NoCRC). A file that does not match the backup is an ErrBadSource.
+// footer are checked (Write journals it crc32c_unchecked; a checkpoint's
+// then has no checksum at all). A file that does not match the backup is
+// an ErrBadSource.
 func (e *Env) checkSourceFile(f *SourceFile, level string, buf []byte) (fileCheck, error) {
 	linked := e.mode == ModeLink && f.Linkable
 	read := f.NoCRC
