@@ -248,9 +248,9 @@ func Restore(ctx context.Context, opts Options) (*Result, error) {
 	return res, runErr
 }
 
-// checkInput refuses unknown options, bad paths and a missing or malformed source before
-// anything is created (not even DB.kvrflow): the checks Precheck repeats
-// inside the run that need no checksums.
+// checkInput refuses unknown options, bad paths and a missing or malformed
+// source before anything is created (not even DB.kvrflow): the checks
+// Precheck repeats inside the run that need no checksums.
 func checkInput(opts Options) error {
 	if _, ok := steps.ParseVerify(opts.Verify); !ok {
 		return fmt.Errorf("%w: verification level %q: want %s, %s or %s", steps.ErrBadOption, opts.Verify, steps.VerifyChecksum, steps.VerifyFull, steps.VerifySize)

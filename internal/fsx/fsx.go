@@ -176,8 +176,9 @@ func (fs *FS) FileID(path string) (FileID, error) {
 }
 
 // Ident identifies a file's content without reading it: its FileID (zero
-// where the file system has no inodes), size and modification time. A file replaced (by a
-// rename) gets another FileID; one written in place another ModTime.
+// where the file system has no inodes), size and modification time. A
+// file replaced (by a rename) gets another FileID; one written in place
+// another ModTime.
 type Ident struct {
 	ID      FileID
 	Size    int64
