@@ -46,6 +46,14 @@ type Options struct {
 	FaultSpec string
 	// Faults, if set, is used instead of FaultSpec (tests).
 	Faults *fault.Set
+	// Force replaces a DB that is neither empty nor a database of a known
+	// engine; its contents are moved to quarantine at the end, not
+	// removed. Without it such a DB is refused (steps.ErrBadPath).
+	Force bool
+	// NoExchange commits with two renames even where renameat2
+	// RENAME_EXCHANGE works (tests of that plan; a distrusted file
+	// system).
+	NoExchange bool
 	// LockTimeout bounds the wait for the journal's lock.
 	LockTimeout time.Duration
 	// Log receives progress and warnings; default discards.
@@ -113,12 +121,21 @@ func open(opts Options, create bool) (*session, error) {
 		v = vfs.Default
 	}
 	s := &session{opts: opts, fs: fsx.New(v, faults), log: opts.logger()}
+	if opts.NoExchange {
+		s.fs.DisableExchange()
+	}
 	s.layout = layout.Resolved(s.fs.Resolve)
 	layout = s.layout
 	if fi, err := s.fs.Stat(layout.Parent); err != nil {
 		return nil, fmt.Errorf("%w: database parent: %w", steps.ErrBadPath, err)
 	} else if !fi.IsDir() {
 		return nil, fmt.Errorf("%w: %s: not a directory", steps.ErrBadPath, layout.Parent)
+	}
+	if err := steps.CheckWork(s.fs, layout); err != nil {
+		return nil, err
+	}
+	if err := steps.CheckJournalPath(s.fs, layout, opts.Journal); err != nil {
+		return nil, err
 	}
 	exists, err := s.fs.Exists(layout.Work)
 	if err != nil {
@@ -163,7 +180,8 @@ func (s *session) close() error {
 
 func (s *session) env(id uint64) *steps.Env {
 	return &steps.Env{FS: s.fs, Layout: s.layout, Journal: s.j, Log: s.log, RunID: id,
-		Source: s.opts.Source, Engine: s.opts.Engine, BackupID: s.opts.BackupID, Mode: s.opts.Mode, Verify: s.opts.Verify, Progress: s.opts.Progress}
+		Source: s.opts.Source, Engine: s.opts.Engine, BackupID: s.opts.BackupID, Mode: s.opts.Mode, Verify: s.opts.Verify,
+		Force: s.opts.Force, Progress: s.opts.Progress}
 }
 
 // recoverAll finishes or rolls back every run in flight for the database.
@@ -178,6 +196,13 @@ func (s *session) recoverAll(ctx context.Context) ([]Recovered, error) {
 	var out []Recovered
 	for _, r := range runs {
 		env := s.env(r.ID)
+		// No step acts, and nothing is journaled, while a server has the
+		// database (or the old one, wherever the run left it) open.
+		if dec := steps.Restore.Decide(r.State); dec != fsm.Nothing {
+			if err := env.LockForRecovery(); err != nil {
+				return out, fmt.Errorf("recover run %d (%s): %w", r.ID, r.State, err)
+			}
+		}
 		run := steps.Restore.Load(s.j, r.ID, r.State, s.fs.Faults(), s.log)
 		s.log.Warn().Uint64("run", r.ID).Str("state", r.State).Str("decision", steps.Restore.Decide(r.State).String()).Msg("recovering interrupted run")
 		dec, err := run.Recover(ctx, env.Steps())
@@ -270,6 +295,15 @@ func checkInput(opts Options) error {
 	layout = layout.Resolved(seam.Resolve)
 	src, err := steps.CheckPaths(seam, layout, opts.Source)
 	if err != nil {
+		return err
+	}
+	if err := steps.CheckWork(seam, layout); err != nil {
+		return err
+	}
+	if err := steps.CheckJournalPath(seam, layout, opts.Journal); err != nil {
+		return err
+	}
+	if _, err := steps.CheckTarget(seam, layout, opts.Force); err != nil {
 		return err
 	}
 	_, err = steps.OpenSource(seam, src, opts.Engine, opts.BackupID)

@@ -127,8 +127,9 @@ func Status(opts Options) (*StatusReport, error) {
 		inflight[r.ID] = true
 	}
 	kept := rep.Leftovers[:0]
+	jid := j.ID()
 	for _, p := range rep.Leftovers {
-		if id, ok := steps.RunDirID(filepath.Base(p)); ok && filepath.Dir(p) == layout.Work && inflight[id] {
+		if rd, ok := steps.ParseRunDir(filepath.Base(p)); ok && filepath.Dir(p) == layout.Work && rd.Journal == jid && inflight[rd.Run] {
 			continue
 		}
 		kept = append(kept, p)

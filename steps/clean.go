@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"strconv"
 
 	"github.com/kvrflow/kvrflow/fsm"
+	"github.com/kvrflow/kvrflow/internal/fsx"
 )
 
 // CleanDetails is journaled when Clean is done.
@@ -22,78 +22,132 @@ type Quarantine struct {
 	Reason string `json:"reason"`
 }
 
-// clean removes what the journal proves to be kvrflow's garbage and moves
-// every other leftover into the quarantine directory. It deletes only
-// staging-N and old-N directories of ended runs of this database, and
-// never a directory it cannot tie to such a run.
+// clean removes what the journal proves, by identity, to be this
+// journal's garbage and moves every other leftover into the quarantine
+// directory. It deletes only a staging-JID-N or old-JID-N directory of an
+// ended run of this journal and this database whose identity is the one
+// that run journaled (see removeProven); it never touches the journal
+// (whatever spelling of its path was given), kvrflow's lock, the
+// quarantine, or another journal's run directories (Precheck refused the
+// run if there were any).
 func (e *Env) clean(ctx context.Context, _ *fsm.Run) (any, error) {
-	var d CleanDetails
+	var disp disposal
 	names, err := e.FS.List(e.Layout.Work)
 	if err != nil {
 		return nil, err
 	}
 	keep := map[string]bool{JournalName: true, LockName: true, QuarantineName: true}
-	if e.Journal != nil && filepath.Dir(e.Journal.Path()) == e.Layout.Work {
-		keep[filepath.Base(e.Journal.Path())] = true
-	}
+	journalID := e.journalFileID()
 	for _, name := range names {
 		if keep[name] {
 			continue
 		}
 		path := filepath.Join(e.Layout.Work, name)
-		garbage, why := e.provenGarbage(name)
-		if garbage {
-			if err := e.FS.RemoveAllDurable(path); err != nil {
-				return d, err
-			}
-			e.Log.Info().Str("path", path).Str("proof", why).Msg("removed kvrflow leftover")
-			d.Removed = append(d.Removed, path)
+		if e.isJournal(path, journalID) {
 			continue
 		}
-		q, err := e.quarantine(path, why)
-		if err != nil {
-			return d, err
+		rd, ok := ParseRunDir(name)
+		if ok && rd.Journal != e.jid() {
+			continue // another journal's: Precheck refused to run beside it
 		}
-		d.Quarantined = append(d.Quarantined, q)
+		if ok && rd.Run != e.RunID {
+			if err := e.cleanRunDir(path, rd, &disp); err != nil {
+				return CleanDetails{Removed: disp.removed, Quarantined: disp.quarantined}, err
+			}
+			continue
+		}
+		q, err := e.quarantine(path, "unknown entry in "+e.Layout.Work)
+		if err != nil {
+			return CleanDetails{Removed: disp.removed, Quarantined: disp.quarantined}, err
+		}
+		disp.quarantined = append(disp.quarantined, q)
 	}
 	tmp := e.Layout.KvrocksTmp()
 	if ok, err := e.FS.Exists(tmp); err != nil {
-		return d, err
+		return CleanDetails{Removed: disp.removed, Quarantined: disp.quarantined}, err
 	} else if ok {
 		q, err := e.quarantine(tmp, "stale "+filepath.Base(tmp)+" (left by an interrupted Kvrocks or manual restore); not kvrflow's, kept intact")
 		if err != nil {
-			return d, err
+			return CleanDetails{Removed: disp.removed, Quarantined: disp.quarantined}, err
 		}
-		d.Quarantined = append(d.Quarantined, q)
+		disp.quarantined = append(disp.quarantined, q)
 	}
-	return d, nil
+	return CleanDetails{Removed: disp.removed, Quarantined: disp.quarantined}, nil
 }
 
-// provenGarbage reports whether the journal proves Work/name to be
-// kvrflow's garbage, and why (or why not).
-func (e *Env) provenGarbage(name string) (bool, string) {
-	kind, id, ok := parseRunDir(name)
-	if !ok {
-		return false, "unknown entry in " + e.Layout.Work
-	}
-	if e.Journal == nil || id == e.RunID {
-		return false, "no journal proof"
-	}
-	r, err := e.Journal.Run(id)
+// cleanRunDir disposes of path, a run directory of this journal's run
+// rd.Run found by Clean. An ended run of this database removed its
+// directories before it ended, so one found now is garbage only if the
+// journal proves it by identity: the staging directory Write recorded
+// (the run rolled back, or committed with a plan that left no old database
+// there), or the old database the commit plan recorded (the run
+// committed). Anything else is quarantined.
+func (e *Env) cleanRunDir(path string, rd RunDir, d *disposal) error {
+	r, err := e.Journal.Run(rd.Run)
+	var why string
 	switch {
 	case err != nil:
-		return false, "run " + strconv.FormatUint(id, 10) + " not in the journal"
+		why = fmt.Sprintf("run %d is not in the journal", rd.Run)
 	case r.Target != e.Layout.DB:
-		return false, fmt.Sprintf("run %d restored %s, not %s", id, r.Target, e.Layout.DB)
+		why = fmt.Sprintf("run %d restored %s, not %s", rd.Run, r.Target, e.Layout.DB)
 	case r.InFlight():
-		return false, fmt.Sprintf("run %d is still in flight", id)
-	case r.Outcome == OutcomeCommitted:
-		return true, fmt.Sprintf("run %d committed; its %s directory holds a superseded copy", id, kind)
-	case r.Outcome == OutcomeRolledBack && kind == "staging":
-		return true, fmt.Sprintf("run %d rolled back; its staging directory was never committed", id)
-	default:
-		return false, fmt.Sprintf("run %d ended %s yet left its %s directory", id, r.Outcome, kind)
+		why = fmt.Sprintf("run %d is still in flight", rd.Run)
 	}
+	if why == "" {
+		n, err := e.notes(rd.Run)
+		if err != nil {
+			return err
+		}
+		var want *fsx.FileID
+		recorded := false
+		switch {
+		case rd.Kind == "staging" && n.plan != nil && n.plan.Plan == PlanExchange && r.Outcome == OutcomeCommitted:
+			want, recorded = n.plan.DBID, true // the old database, after the exchange
+		case rd.Kind == "staging" && n.staging != nil:
+			want, recorded = n.staging.ID, true
+		case rd.Kind == "old" && n.plan != nil && n.plan.Plan == PlanRename && r.Outcome == OutcomeCommitted:
+			want, recorded = n.plan.DBID, true
+		}
+		if recorded {
+			return e.removeProven(path, want, true, fmt.Sprintf("a directory of run %d, which ended %s", rd.Run, r.Outcome), d)
+		}
+		why = fmt.Sprintf("run %d ended %s with no record of its %s directory", rd.Run, r.Outcome, rd.Kind)
+	}
+	q, err := e.quarantine(path, why)
+	if err == nil {
+		d.quarantined = append(d.quarantined, q)
+	}
+	return err
+}
+
+// journalFileID is the identity of the journal file, nil where unknown.
+func (e *Env) journalFileID() *fsx.FileID {
+	if e.Journal == nil {
+		return nil
+	}
+	id, err := e.FS.DirID(e.Journal.Path())
+	if err != nil {
+		return nil
+	}
+	return id
+}
+
+// isJournal reports whether path is the journal file, whatever spelling
+// of the journal's path was given: by identity, or by resolved path.
+func (e *Env) isJournal(path string, journalID *fsx.FileID) bool {
+	if e.Journal == nil {
+		return false
+	}
+	if id, err := e.FS.DirID(path); err == nil {
+		if same, known := fsx.SameID(id, journalID); known {
+			return same
+		}
+	}
+	jp, err := filepath.Abs(e.Journal.Path())
+	if err != nil {
+		return false
+	}
+	return e.FS.Resolve(jp) == e.FS.Resolve(path)
 }
 
 // quarantine moves path into the quarantine directory, durably, under a

@@ -2,7 +2,6 @@ package steps
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -30,10 +29,24 @@ type CommitPlan struct {
 
 // commit makes the staged database DB. On Linux's real disk the two
 // directories are swapped in one renameat2(RENAME_EXCHANGE); elsewhere DB
-// is renamed to Work/old-N and staging to DB. Each rename is followed by
-// fsyncs of both parents. The plan is journaled first.
+// is renamed to Work/old-JID-N and staging to DB. Each rename is followed
+// by fsyncs of both parents. The plan, with the identities of DB and
+// staging where the file system has them, is journaled first: Rollback and
+// Finish act on a directory only if it is the one the plan names.
 func (e *Env) commit(_ context.Context, r *fsm.Run) (any, error) {
-	p := CommitPlan{DB: e.Layout.DB, Staging: e.Layout.Staging(e.RunID)}
+	n, err := e.notes(e.RunID)
+	if err != nil {
+		return nil, err
+	}
+	p := CommitPlan{DB: e.Layout.DB, Staging: e.stagingPath(n)}
+	if p.StagingID, err = e.FS.DirID(p.Staging); err != nil {
+		return nil, err
+	}
+	if n.staging != nil {
+		if same, known := fsx.SameID(p.StagingID, n.staging.ID); known && !same {
+			return nil, fmt.Errorf("%w: %s is not the staging directory Write made (inode %d, journaled %d)", ErrInconsistent, p.Staging, p.StagingID.Ino, n.staging.ID.Ino)
+		}
+	}
 	dbExists, err := e.FS.Exists(p.DB)
 	if err != nil {
 		return nil, err
@@ -45,13 +58,11 @@ func (e *Env) commit(_ context.Context, r *fsm.Run) (any, error) {
 		}
 		return p, e.FS.RenameDurable(p.Staging, p.DB)
 	}
-	if e.FS.IsDisk() {
-		dbID, err1 := e.FS.FileID(p.DB)
-		stID, err2 := e.FS.FileID(p.Staging)
-		if err := errors.Join(err1, err2); err != nil {
-			return nil, err
-		}
-		p.Plan, p.DBID, p.StagingID = PlanExchange, &dbID, &stID
+	if p.DBID, err = e.FS.DirID(p.DB); err != nil {
+		return nil, err
+	}
+	if e.FS.CanExchange() && p.DBID != nil && p.StagingID != nil {
+		p.Plan = PlanExchange
 		if err := r.Note(p); err != nil {
 			return nil, err
 		}
@@ -60,9 +71,8 @@ func (e *Env) commit(_ context.Context, r *fsm.Run) (any, error) {
 			return p, err
 		}
 		e.Log.Info().Err(err).Msg("atomic exchange unsupported here; committing with two renames")
-		p.DBID, p.StagingID = nil, nil
 	}
-	p.Plan, p.Old = PlanRename, e.Layout.Old(e.RunID)
+	p.Plan, p.Old = PlanRename, e.Layout.Old(e.jid(), e.RunID)
 	if err := r.Note(p); err != nil {
 		return nil, err
 	}
@@ -75,38 +85,15 @@ func (e *Env) commit(_ context.Context, r *fsm.Run) (any, error) {
 	return p, e.FS.RenameDurable(p.Staging, p.DB)
 }
 
-// clearTarget makes room for a rename onto path, one of kvrflow's own
-// names: removed if the journal proves it garbage, else quarantined.
+// clearTarget makes room for a rename onto path, one of this run's own
+// names in Work. Nothing of this run is there before the rename (the plan
+// was journaled just now), so whatever is there is not the run's: it is
+// quarantined, intact.
 func (e *Env) clearTarget(path string) error {
 	ok, err := e.FS.Exists(path)
 	if err != nil || !ok {
 		return err
 	}
-	if garbage, why := e.provenGarbage(baseName(path)); garbage {
-		e.Log.Info().Str("path", path).Str("proof", why).Msg("removing kvrflow leftover in the way of a rename")
-		return e.FS.RemoveAllDurable(path)
-	} else {
-		_, err := e.quarantine(path, why)
-		return err
-	}
-}
-
-// lastPlan returns the last commit plan journaled for the run, if any.
-func (e *Env) lastPlan() (*CommitPlan, error) {
-	evs, err := e.Journal.Events(e.RunID)
-	if err != nil {
-		return nil, err
-	}
-	var plan *CommitPlan
-	for _, ev := range evs {
-		if ev.Event != fsm.NoteEvent || ev.From != StateCommit {
-			continue
-		}
-		var p CommitPlan
-		if err := json.Unmarshal(ev.Details, &p); err != nil {
-			return nil, fmt.Errorf("%w: run %d event %d: bad commit plan: %w", ErrInconsistent, e.RunID, ev.Seq, err)
-		}
-		plan = &p
-	}
-	return plan, nil
+	_, err = e.quarantine(path, "found at "+path+" before run "+fmt.Sprint(e.RunID)+" renamed the old database there")
+	return err
 }

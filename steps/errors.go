@@ -43,3 +43,8 @@ var (
 	// the new one): kvrflow stops and touches nothing.
 	ErrInconsistent = errors.New("disk state contradicts the journal")
 )
+
+// ErrForeign is returned by Precheck when kvrflow's directory holds run
+// directories of another journal: that journal has a run in flight on the
+// same database, which only it can finish or undo.
+var ErrForeign = errors.New("another journal's run is in flight")

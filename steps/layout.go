@@ -56,10 +56,48 @@ func (l Layout) Resolved(resolve func(string) string) Layout {
 	return Layout{DB: db, Parent: parent, Work: work, Quarantine: filepath.Join(work, QuarantineName)}
 }
 
-// RunDirID returns the run id of a staging-N or old-N name in Work.
-func RunDirID(name string) (uint64, bool) {
-	_, id, ok := parseRunDir(name)
-	return id, ok
+// RunDir is a run directory's name in Work, parsed: staging-JID-N or
+// old-JID-N, where JID is the journal's id and N the run's.
+type RunDir struct {
+	Kind    string // "staging" or "old"
+	Journal string // the id of the journal whose run made it
+	Run     uint64
+}
+
+// ParseRunDir parses a staging-JID-N or old-JID-N name. A name without a
+// journal id (staging-N, made by kvrflow before journals had ids) does
+// not parse: nothing proves which journal made it.
+func ParseRunDir(name string) (RunDir, bool) {
+	for _, p := range []string{stagingPrefix, oldPrefix} {
+		rest, found := strings.CutPrefix(name, p)
+		if !found {
+			continue
+		}
+		jid, num, ok := strings.Cut(rest, "-")
+		if !ok || !validJournalID(jid) {
+			return RunDir{}, false
+		}
+		v, err := strconv.ParseUint(num, 10, 64)
+		if err != nil || strconv.FormatUint(v, 10) != num || v == 0 {
+			return RunDir{}, false
+		}
+		return RunDir{Kind: strings.TrimSuffix(p, "-"), Journal: jid, Run: v}, true
+	}
+	return RunDir{}, false
+}
+
+// validJournalID reports whether s has the form of a journal id: 16
+// lower-case hex digits.
+func validJournalID(s string) bool {
+	if len(s) != 16 {
+		return false
+	}
+	for _, c := range s {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // Journal is the default journal path.
@@ -68,32 +106,20 @@ func (l Layout) Journal() string { return filepath.Join(l.Work, JournalName) }
 // Lock is the path of kvrflow's own lock for DB.
 func (l Layout) Lock() string { return filepath.Join(l.Work, LockName) }
 
-// Staging is where run id builds the new database.
-func (l Layout) Staging(id uint64) string {
-	return filepath.Join(l.Work, stagingPrefix+strconv.FormatUint(id, 10))
+// Staging is where run id of journal jid builds the new database.
+func (l Layout) Staging(jid string, id uint64) string {
+	return filepath.Join(l.Work, stagingPrefix+jid+"-"+strconv.FormatUint(id, 10))
 }
 
-// Old is where run id moves the old database during a two-rename commit.
-func (l Layout) Old(id uint64) string {
-	return filepath.Join(l.Work, oldPrefix+strconv.FormatUint(id, 10))
+// Old is where run id of journal jid moves the old database during a
+// two-rename commit.
+func (l Layout) Old(jid string, id uint64) string {
+	return filepath.Join(l.Work, oldPrefix+jid+"-"+strconv.FormatUint(id, 10))
 }
 
 // KvrocksTmp is the temporary name Apache Kvrocks gives the old database
 // while it restores (DB + ".tmp"); a stale one is quarantined, never removed.
 func (l Layout) KvrocksTmp() string { return l.DB + ".tmp" }
-
-// parseRunDir returns the run id of a staging or old directory name.
-func parseRunDir(name string) (kind string, id uint64, ok bool) {
-	for _, p := range []string{stagingPrefix, oldPrefix} {
-		if rest, found := strings.CutPrefix(name, p); found {
-			v, err := strconv.ParseUint(rest, 10, 64)
-			if err == nil && strconv.FormatUint(v, 10) == rest {
-				return strings.TrimSuffix(p, "-"), v, true
-			}
-		}
-	}
-	return "", 0, false
-}
 
 // within reports whether path is dir or below it.
 func within(path, dir string) bool {

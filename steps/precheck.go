@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -29,6 +30,12 @@ type PrecheckDetails struct {
 	Need     int64  `json:"need_bytes"`
 	Avail    int64  `json:"avail_bytes,omitempty"`
 	DBLock   bool   `json:"db_lock"`
+	// Target is what DB held (TargetAbsent, TargetEmpty, TargetPebble,
+	// TargetRocksDB, or TargetOther with Force); Finish quarantines a
+	// replaced TargetOther instead of removing it.
+	Target string `json:"target"`
+	// Journal is the journal's id, which names the run's directories.
+	Journal string `json:"journal"`
 	// Verify is the verification level; Checksummed counts the files
 	// read and checksummed here (the rest are checked as Write copies
 	// them), Footers the linked tables of which only the footer was read.
@@ -53,6 +60,16 @@ func (e *Env) precheck(ctx context.Context, _ *fsm.Run) (any, error) {
 		return nil, fmt.Errorf("%w: mode %q", ErrBadOption, e.Mode)
 	}
 	if err := e.checkPaths(); err != nil {
+		return nil, err
+	}
+	if err := CheckWork(e.FS, e.Layout); err != nil {
+		return nil, err
+	}
+	if err := CheckForeign(e.FS, e.Layout, e.jid()); err != nil {
+		return nil, err
+	}
+	target, err := CheckTarget(e.FS, e.Layout, e.Force)
+	if err != nil {
 		return nil, err
 	}
 	src, err := OpenSource(e.FS, e.Source, e.Engine, e.BackupID)
@@ -86,7 +103,7 @@ func (e *Env) precheck(ctx context.Context, _ *fsm.Run) (any, error) {
 		}
 	}
 	d := PrecheckDetails{Kind: src.Kind, BackupID: src.BackupID, Engine: src.Engine, Mode: e.mode, Verify: level,
-		Files: len(src.Files), Bytes: src.Bytes()}
+		Files: len(src.Files), Bytes: src.Bytes(), Target: target, Journal: e.jid()}
 	for i, f := range src.Files {
 		switch checks[i] {
 		case checkMeasured:
@@ -305,18 +322,69 @@ func (e *Env) lockDB() error {
 	if e.dbLock != nil {
 		return nil
 	}
-	lock := filepath.Join(e.Layout.DB, "LOCK")
+	l, err := e.lockDir(e.Layout.DB)
+	e.dbLock = l
+	return err
+}
+
+// lockDir takes dir/LOCK if it exists, failing with ErrInUse if another
+// process holds it; it returns nil and no error where there is none.
+func (e *Env) lockDir(dir string) (io.Closer, error) {
+	lock := filepath.Join(dir, "LOCK")
 	ok, err := e.FS.Exists(lock)
 	if err != nil || !ok {
-		return err
+		return nil, err
 	}
 	l, err := e.FS.Lock(lock)
 	if errors.Is(err, fsx.ErrLockHeld) {
-		return fmt.Errorf("%w: database %s is open (its LOCK is held): %w", ErrInUse, e.Layout.DB, err)
+		return nil, fmt.Errorf("%w: database %s is open (its LOCK is held): %w", ErrInUse, dir, err)
 	}
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// LockForRecovery takes, before recovery's Rollback or Finish acts, the
+// LOCK of every directory of the run that may hold a database a server
+// could have open: DB, and the run's staging and old directories (after an
+// exchange the old database is at staging). It fails with ErrInUse,
+// having changed nothing, if another process holds one. Close releases
+// them.
+func (e *Env) LockForRecovery() error {
+	if e.dbLock != nil {
+		return nil
+	}
+	n, err := e.notes(e.RunID)
 	if err != nil {
 		return err
 	}
-	e.dbLock = l
+	dirs := []string{e.Layout.DB, e.stagingPath(n)}
+	if n.plan != nil && n.plan.Old != "" {
+		dirs = append(dirs, n.plan.Old)
+	}
+	var held multiCloser
+	for _, d := range dirs {
+		l, err := e.lockDir(d)
+		if err != nil {
+			held.Close()
+			return err
+		}
+		if l != nil {
+			held = append(held, l)
+		}
+	}
+	e.dbLock = held
 	return nil
+}
+
+// multiCloser closes each of its closers.
+type multiCloser []io.Closer
+
+func (m multiCloser) Close() error {
+	var errs []error
+	for _, c := range m {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/kvrflow/kvrflow/fsm"
+	"github.com/kvrflow/kvrflow/internal/fsx"
 )
 
 // RollbackDetails is journaled when Rollback is done.
@@ -16,50 +17,51 @@ type RollbackDetails struct {
 
 // rollback puts DB back as it was before the run and removes staging. If
 // Commit was entered, it reads the commit plan from the journal and undoes
-// whatever part of it the disk shows was done. Safe to run again at any
-// point: every action is chosen from what is on disk now.
+// whatever part of it the disk shows was done. Staging is removed only if
+// the journal proves it is the directory Write made (see removeProven).
+// Safe to run again at any point: every action is chosen from what is on
+// disk now.
 func (e *Env) rollback(_ context.Context, _ *fsm.Run) (any, error) {
 	var d RollbackDetails
-	staging := e.Layout.Staging(e.RunID)
-	plan, err := e.lastPlan()
+	n, err := e.notes(e.RunID)
 	if err != nil {
 		return nil, err
 	}
-	if plan != nil {
+	var disp disposal
+	if plan := n.plan; plan != nil {
 		d.Undone = plan.Plan
 		var err error
 		switch plan.Plan {
 		case PlanFresh:
-			err = e.undoFresh(&d)
+			err = e.undoFresh(plan, &disp)
 		case PlanExchange:
 			err = e.undoExchange(plan)
 		case PlanRename:
-			err = e.undoRename(plan, &d)
+			err = e.undoRename(plan, &disp)
 		default:
 			err = fmt.Errorf("%w: run %d: unknown commit plan %q", ErrInconsistent, e.RunID, plan.Plan)
 		}
 		if err != nil {
+			d.Quarantined = disp.quarantined
 			return d, err
 		}
 	}
-	ok, err := e.FS.Exists(staging)
-	if err != nil {
-		return d, err
+	var want *fsx.FileID
+	if n.staging != nil {
+		want = n.staging.ID
 	}
-	if ok {
-		if err := e.FS.RemoveAllDurable(staging); err != nil {
-			return d, err
-		}
-		d.Removed = append(d.Removed, staging)
-	}
-	return d, nil
+	err = e.removeProven(e.stagingPath(n), want, n.staging != nil, fmt.Sprintf("run %d's staging directory", e.RunID), &disp)
+	d.Removed, d.Quarantined = disp.removed, disp.quarantined
+	return d, err
 }
 
 // undoFresh: DB did not exist before the run. If the staged directory is
 // now DB, it moves back to staging. A DB beside a still-present staging is
 // not the run's (or is a duplicate a power loss left): it is quarantined.
-func (e *Env) undoFresh(d *RollbackDetails) error {
-	db, staging := e.Layout.DB, e.Layout.Staging(e.RunID)
+// A DB that is not the staged directory (its identity says so) was put
+// there by someone else: it is left alone.
+func (e *Env) undoFresh(p *CommitPlan, d *disposal) error {
+	db, staging := p.DB, p.Staging
 	dbOK, err := e.FS.Exists(db)
 	if err != nil || !dbOK {
 		return err
@@ -68,12 +70,22 @@ func (e *Env) undoFresh(d *RollbackDetails) error {
 	if err != nil {
 		return err
 	}
-	if !stOK {
-		return e.FS.RenameDurable(db, staging)
+	if stOK {
+		q, err := e.quarantine(db, "appeared at the database path during a restore into a new directory")
+		if err == nil {
+			d.quarantined = append(d.quarantined, q)
+		}
+		return err
 	}
-	q, err := e.quarantine(db, "appeared at the database path during a restore into a new directory")
-	d.Quarantined = append(d.Quarantined, q)
-	return err
+	id, err := e.FS.DirID(db)
+	if err != nil {
+		return err
+	}
+	if same, known := fsx.SameID(id, p.StagingID); known && !same {
+		e.Log.Warn().Str("db", db).Msg("the database path holds a directory this run did not make; left as it is")
+		return nil
+	}
+	return e.FS.RenameDurable(db, staging)
 }
 
 // undoExchange swaps back if DB is the staged directory. DB is identified
@@ -94,11 +106,13 @@ func (e *Env) undoExchange(p *CommitPlan) error {
 	}
 }
 
-// undoRename moves the old database back from Work/old-N. The renames
+// undoRename moves the old database back from Work/old-JID-N. The renames
 // sync the destination's directory before the source's, so after a power
 // loss an entry may show under both names, never under neither; each pass
 // reads the disk and takes one step toward DB = old, until old-N is gone.
-func (e *Env) undoRename(p *CommitPlan, d *RollbackDetails) error {
+// A DB that is neither old-N's twin nor the staged directory (by identity,
+// where the file system has one) is quarantined, not moved into staging.
+func (e *Env) undoRename(p *CommitPlan, d *disposal) error {
 	for {
 		oldOK, err1 := e.FS.Exists(p.Old)
 		dbOK, err2 := e.FS.Exists(p.DB)
@@ -120,8 +134,20 @@ func (e *Env) undoRename(p *CommitPlan, d *RollbackDetails) error {
 			if err != nil {
 				return err
 			}
-			d.Quarantined = append(d.Quarantined, q)
+			d.quarantined = append(d.quarantined, q)
 		case dbOK:
+			id, err := e.FS.DirID(p.DB)
+			if err != nil {
+				return err
+			}
+			if same, known := fsx.SameID(id, p.StagingID); known && !same {
+				q, err := e.quarantine(p.DB, "found at the database path during the rollback of a commit; not the staged database ("+p.Old+" holds the old one)")
+				if err != nil {
+					return err
+				}
+				d.quarantined = append(d.quarantined, q)
+				continue
+			}
 			if err := e.FS.RenameDurable(p.DB, p.Staging); err != nil {
 				return err
 			}

@@ -23,7 +23,7 @@ type VerifyDetails struct {
 // anything is committed: at every level the engine must open it; at
 // VerifyFull the engine's own deep check runs too.
 func (e *Env) verify(ctx context.Context, _ *fsm.Run) (any, error) {
-	staging := e.Layout.Staging(e.RunID)
+	staging := e.Layout.Staging(e.jid(), e.RunID)
 	level := e.verifyLevel()
 	if e.src.Engine == EngineRocksDB {
 		check, err := e.checkRocksDB(ctx, staging)

@@ -3,6 +3,7 @@ package steps
 import (
 	"errors"
 	"io"
+	"sync/atomic"
 
 	"github.com/rs/zerolog"
 
@@ -59,7 +60,12 @@ var Restore = fsm.MustDefine(fsm.Definition{
 	AbortEvent:  "abort",
 	Rollback:    StateRollback,
 	CommitPoint: StateFinish,
-	Permanent:   func(err error) bool { return errors.Is(err, ErrInconsistent) },
+	// Not tried again: the disk contradicts the journal; an fsync failed
+	// (its data may be lost though a second fsync succeeds: see
+	// fsx.ErrSync); another process holds the database.
+	Permanent: func(err error) bool {
+		return errors.Is(err, ErrInconsistent) || errors.Is(err, fsx.ErrSync) || errors.Is(err, ErrInUse)
+	},
 })
 
 // Mode says how Write puts files into staging.
@@ -95,13 +101,18 @@ type Env struct {
 	BackupID uint64 // RocksDB backup to restore; 0: the latest
 	Mode     Mode
 	Verify   string // VerifyChecksum (default, also ""), VerifyFull or VerifySize
+	// Force replaces a DB that is neither empty nor a known database; its
+	// contents are quarantined at Finish, not removed.
+	Force bool
 	// Progress, if set, is called as Write copies bytes.
 	Progress func(done, total int64)
 
 	src    *Source   // loaded by Precheck
 	mode   Mode      // resolved by Precheck
 	dbLock io.Closer // held from Precheck to the end of the run
-	buf    []byte
+	// linkFallback is set when a hard link failed with EPERM or EXDEV in
+	// ModeAuto: the remaining linkable files are copied.
+	linkFallback atomic.Pointer[string]
 }
 
 // Steps returns the step of each state, bound to env.
@@ -126,11 +137,4 @@ func (e *Env) Close() error {
 	err := e.dbLock.Close()
 	e.dbLock = nil
 	return err
-}
-
-func (e *Env) buffer() []byte {
-	if e.buf == nil {
-		e.buf = make([]byte, fsx.BufferSize)
-	}
-	return e.buf
 }

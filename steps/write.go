@@ -2,10 +2,12 @@ package steps
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/kvrflow/kvrflow/fsm"
@@ -21,6 +23,9 @@ type WrittenFile struct {
 	// --verify size); CRC32C is what the source records, 0 if it records
 	// none (a checkpoint).
 	Unchecked bool `json:"crc32c_unchecked,omitempty"`
+	// Copied: a table to be hard-linked that was copied because links were
+	// refused (see WriteDetails.LinkFallback).
+	Copied bool `json:"copied_not_linked,omitempty"`
 }
 
 // WriteDetails is journaled when Write is done.
@@ -29,6 +34,9 @@ type WriteDetails struct {
 	Mode    Mode          `json:"mode"`
 	Bytes   int64         `json:"bytes"`
 	Files   []WrittenFile `json:"files"`
+	// LinkFallback says why tables were copied in link mode (--mode auto,
+	// a link refused with EPERM or EXDEV); empty if none was.
+	LinkFallback string `json:"link_fallback,omitempty"`
 }
 
 // write builds the new database in the run's staging directory: every
@@ -37,12 +45,18 @@ type WriteDetails struct {
 // the device and compared again) or, in link mode, .sst files
 // hard-linked; then the directory fsynced. Files are copied by
 // Workers goroutines; the journaled list keeps the source's order.
-func (e *Env) write(ctx context.Context, _ *fsm.Run) (any, error) {
-	staging := e.Layout.Staging(e.RunID)
-	if err := e.FS.EnsureDir(e.Layout.Work); err != nil {
+func (e *Env) write(ctx context.Context, r *fsm.Run) (any, error) {
+	staging := e.Layout.Staging(e.jid(), e.RunID)
+	if err := e.FS.MkdirDurable(staging); err != nil {
 		return nil, err
 	}
-	if err := e.FS.MkdirDurable(staging); err != nil {
+	// The directory's identity is journaled before anything is put in it:
+	// Rollback removes it only if it is still this directory.
+	id, err := e.FS.DirID(staging)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Note(StagingNote{Staging: staging, ID: id}); err != nil {
 		return nil, err
 	}
 	d := WriteDetails{Staging: staging, Mode: e.mode, Files: make([]WrittenFile, len(e.src.Files))}
@@ -57,7 +71,7 @@ func (e *Env) write(ctx context.Context, _ *fsm.Run) (any, error) {
 			mu.Unlock()
 		}
 	}
-	err := eachFile(ctx, len(e.src.Files), func(ctx context.Context, i int, buf []byte) error {
+	err = eachFile(ctx, len(e.src.Files), func(ctx context.Context, i int, buf []byte) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -72,6 +86,9 @@ func (e *Env) write(ctx context.Context, _ *fsm.Run) (any, error) {
 		if !f.Linked {
 			d.Bytes += f.Size
 		}
+	}
+	if why := e.linkFallback.Load(); why != nil {
+		d.LinkFallback = *why
 	}
 	if err := e.FS.SyncDir(staging); err != nil {
 		return d, err
@@ -88,8 +105,18 @@ func (e *Env) write(ctx context.Context, _ *fsm.Run) (any, error) {
 // A hard-linked table was checked by Precheck.
 func (e *Env) writeFile(f SourceFile, staging string, buf []byte, onBytes func(int)) (WrittenFile, error) {
 	dst := filepath.Join(staging, f.Name)
-	if e.mode == ModeLink && f.Linkable {
-		if err := e.FS.Link(f.Path, dst); err != nil {
+	if e.mode == ModeLink && f.Linkable && e.linkFallback.Load() == nil {
+		err := e.FS.Link(f.Path, dst)
+		if why := linkRefused(err); why != "" {
+			if e.Mode == ModeLink {
+				return WrittenFile{}, fmt.Errorf("%w: --mode link: %w (%s); use --mode copy or auto", ErrBadPath, err, why)
+			}
+			if e.linkFallback.CompareAndSwap(nil, &why) {
+				e.Log.Warn().Err(err).Str("why", why).Msg("hard links refused here; copying the tables instead")
+			}
+			return e.copyFile(f, dst, buf, onBytes)
+		}
+		if err != nil {
 			return WrittenFile{}, err
 		}
 		// The link must be to the file Precheck checked: one replaced or
@@ -105,9 +132,20 @@ func (e *Env) writeFile(f SourceFile, staging string, buf []byte, onBytes func(i
 		onBytes(int(f.Size))
 		return WrittenFile{Name: f.Name, Size: f.Size, CRC32C: f.CRC32C, Linked: true, Unchecked: e.verifyLevel() == VerifySize}, nil
 	}
+	return e.copyFile(f, dst, buf, onBytes)
+}
+
+// copyFile copies one file into staging and checks it (see writeFile).
+func (e *Env) copyFile(f SourceFile, dst string, buf []byte, onBytes func(int)) (WrittenFile, error) {
 	size, crc, err := e.FS.CopyFile(f.Path, dst, buf, onBytes)
 	if err != nil {
 		return WrittenFile{}, err
+	}
+	if f.NoCRC && size == f.Size {
+		// A table meant to be hard-linked at --verify size, of a source
+		// that records no checksum, copied after a link was refused: there
+		// is nothing to compare with; its crc32c is now measured.
+		f.CRC32C = crc
 	}
 	if size != f.Size || crc != f.CRC32C {
 		if f.Measured {
@@ -126,5 +164,17 @@ func (e *Env) writeFile(f SourceFile, staging string, buf []byte, onBytes func(i
 			return WrittenFile{}, fmt.Errorf("%w: %s: read back %d bytes with crc32c %08x, wrote %d bytes %08x", ErrChecksum, dst, rsize, rcrc, size, crc)
 		}
 	}
-	return WrittenFile{Name: f.Name, Size: size, CRC32C: crc}, nil
+	return WrittenFile{Name: f.Name, Size: size, CRC32C: crc, Copied: f.Linkable && e.mode == ModeLink}, nil
+}
+
+// linkRefused names why a hard link failed if the file system refused it
+// as such (so a copy would do), or returns "" for any other outcome.
+func linkRefused(err error) string {
+	switch {
+	case errors.Is(err, syscall.EPERM):
+		return "EPERM: this file system or fs.protected_hardlinks forbids the link (a table owned by another user?)"
+	case errors.Is(err, syscall.EXDEV):
+		return "EXDEV: the backup and kvrflow's directory are on different file systems"
+	}
+	return ""
 }

@@ -29,7 +29,8 @@ const exitCodeHelp = `Exit codes:
   2  usage error or bad input (bad flag, bad fault spec, invalid backup, bad path,
      not enough space): nothing changed
   3  DIR or its journal is in use by another process
-  4  the journal is unreadable or inconsistent, or DIR contradicts it: nothing done
+  4  the journal is unreadable or inconsistent, or DIR contradicts it, or another
+     journal has a run in flight on DIR: nothing done
   5  a step and its rollback (or a step after the commit point) kept failing: the
      run is left in flight in the journal; 'kvrflow recover --db DIR' finishes it`
 
@@ -64,7 +65,7 @@ func exitCode(err error) int {
 	case errors.Is(err, steps.ErrInUse), errors.Is(err, journal.ErrLocked):
 		return exitInUse
 	case errors.Is(err, journal.ErrCorrupt), errors.Is(err, journal.ErrNewerSchema), errors.Is(err, steps.ErrInconsistent),
-		errors.Is(err, errVerifyFailed):
+		errors.Is(err, steps.ErrForeign), errors.Is(err, errVerifyFailed):
 		return exitJournal
 	case errors.Is(err, fsm.ErrInFlight):
 		// Before bad input: Write finds a corrupt backup after staging

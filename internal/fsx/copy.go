@@ -57,10 +57,10 @@ func (fs *FS) CopyFile(src, dst string, buf []byte, onBytes func(int)) (size int
 		}
 	}
 	if err := fs.faults.Hit(PointBeforeFileSync); err != nil {
-		return size, crc, pathErr("sync", dst, err)
+		return size, crc, syncErr("sync", dst, err)
 	}
 	if err := out.Sync(); err != nil {
-		return size, crc, pathErr("sync", dst, err)
+		return size, crc, syncErr("sync", dst, err)
 	}
 	fs.fileSyncs.Add(1)
 	if err := fs.faults.Hit(PointAfterFileSync); err != nil {
@@ -159,11 +159,11 @@ func (fs *FS) WriteFileDurable(path string, data []byte) error {
 	}
 	if err := fs.faults.Hit(PointBeforeFileSync); err != nil {
 		f.Close()
-		return pathErr("sync", tmp, err)
+		return syncErr("sync", tmp, err)
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
-		return pathErr("sync", tmp, err)
+		return syncErr("sync", tmp, err)
 	}
 	fs.fileSyncs.Add(1)
 	if err := f.Close(); err != nil {

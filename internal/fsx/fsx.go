@@ -58,6 +58,8 @@ type FS struct {
 	v      vfs.FS
 	faults *fault.Set
 	disk   bool
+	// noExchange: DisableExchange was called.
+	noExchange bool
 
 	fileSyncs atomic.Int64
 	dirSyncs  atomic.Int64
@@ -209,18 +211,19 @@ func (fs *FS) Ident(path string) (Ident, error) {
 // durable. Safe to retry.
 func (fs *FS) SyncDir(dir string) error {
 	if err := fs.faults.Hit(PointBeforeDirSync); err != nil {
-		return pathErr("sync dir", dir, err)
+		return syncErr("sync dir", dir, err)
 	}
 	d, err := fs.v.OpenDir(dir)
 	if err != nil {
 		return pathErr("sync dir", dir, err)
 	}
 	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
+	cerr := d.Close()
 	if err != nil {
-		return pathErr("sync dir", dir, err)
+		return syncErr("sync dir", dir, err)
+	}
+	if cerr != nil {
+		return pathErr("sync dir", dir, cerr)
 	}
 	fs.dirSyncs.Add(1)
 	return pathErrOrNil("sync dir", dir, fs.faults.Hit(PointAfterDirSync))
@@ -302,7 +305,7 @@ func (fs *FS) syncParents(first, second string) error {
 // system cannot do it. On another error the swap may or may not have
 // happened: FileID tells.
 func (fs *FS) Exchange(a, b string) error {
-	if !fs.disk {
+	if !fs.CanExchange() {
 		return pathErr("exchange "+a+" with", b, ErrExchangeUnsupported)
 	}
 	if err := fs.faults.Hit(PointBeforeExchange); err != nil {

@@ -1,0 +1,149 @@
+package fsx
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrSync is matched by every error of an fsync or fdatasync that failed
+// (a file's, a directory's) and of the fault points just before one. After
+// a failed fsync the kernel may have dropped the dirty pages and marked
+// them clean, so a second fsync can succeed while the data is lost
+// (PostgreSQL's "fsyncgate"): such an error is final, never retried as if
+// the data could still be safe.
+var ErrSync = errors.New("fsync failed")
+
+// syncErr wraps err, an fsync's failure on path, as a *os.PathError that
+// matches ErrSync.
+func syncErr(op, path string, err error) error {
+	return pathErr(op, path, fmt.Errorf("%w: %w", ErrSync, err))
+}
+
+// DirID returns the identity (device, inode) of path on any file system
+// that reports one (the real disk, also under an errorfs), and nil where
+// the file system has none (Pebble's in-memory file systems). It follows
+// a symbolic link at path; callers that must not, check IsSymlink first.
+func (fs *FS) DirID(path string) (*FileID, error) {
+	fi, err := fs.v.Stat(path)
+	if err != nil {
+		return nil, pathErr("stat", path, err)
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil, nil
+	}
+	return &FileID{Dev: uint64(st.Dev), Ino: st.Ino}, nil
+}
+
+// SameID reports whether the identities a and b are known and equal; with
+// either unknown (a file system without inodes) it reports unknown.
+func SameID(a, b *FileID) (same, known bool) {
+	if a == nil || b == nil {
+		return false, false
+	}
+	return *a == *b, true
+}
+
+// IsMountPoint reports whether path, a directory, is the root of a mounted
+// file system (on the real disk; never on the in-memory ones). It asks
+// statx for STATX_ATTR_MOUNT_ROOT, which sees bind mounts too, and falls
+// back to comparing path's device with its parent's.
+func (fs *FS) IsMountPoint(path string) (bool, error) {
+	if !fs.onDisk() {
+		return false, nil
+	}
+	var stx unix.Statx_t
+	err := unix.Statx(unix.AT_FDCWD, path, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_INO, &stx)
+	if errors.Is(err, unix.ENOENT) {
+		return false, nil
+	}
+	if err == nil && stx.Attributes_mask&unix.STATX_ATTR_MOUNT_ROOT != 0 {
+		return stx.Attributes&unix.STATX_ATTR_MOUNT_ROOT != 0, nil
+	}
+	a, err1 := fs.DirID(path)
+	b, err2 := fs.DirID(filepath.Dir(path))
+	if err := errors.Join(err1, err2); err != nil {
+		return false, err
+	}
+	if a == nil || b == nil {
+		return false, nil
+	}
+	return a.Dev != b.Dev, nil
+}
+
+// LstatMode returns the type bits of path itself, not following a
+// symbolic link, on the real disk; on file systems without symbolic links
+// (the in-memory ones) it is Stat's.
+func (fs *FS) LstatMode(path string) (os.FileMode, error) {
+	if fs.onDisk() {
+		fi, err := os.Lstat(path)
+		if err != nil {
+			return 0, pathErr("lstat", path, err)
+		}
+		return fi.Mode().Type(), nil
+	}
+	fi, err := fs.v.Stat(path)
+	if err != nil {
+		return 0, pathErr("stat", path, err)
+	}
+	return fi.Mode().Type(), nil
+}
+
+// onDisk reports whether the seam is over the real disk, directly or
+// through wrappers such as errorfs.
+func (fs *FS) onDisk() bool {
+	if fs.disk {
+		return true
+	}
+	_, ok := fs.probeStat()
+	return ok
+}
+
+// probeStat stats the root directory through the seam: a file system that
+// reports a syscall.Stat_t is backed by the real disk.
+func (fs *FS) probeStat() (*syscall.Stat_t, bool) {
+	fi, err := fs.v.Stat("/")
+	if err != nil {
+		return nil, false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return st, ok
+}
+
+// RemoveEmptyDir removes dir if it is an empty directory, then fsyncs its
+// parent, and reports whether it removed it. A directory with anything in
+// it is left as it is: removing an empty directory loses no data, so it
+// needs no proof of ownership. A dir that does not exist is not removed.
+func (fs *FS) RemoveEmptyDir(dir string) (bool, error) {
+	names, err := fs.v.List(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, pathErr("list", dir, err)
+	}
+	if len(names) > 0 {
+		return false, nil
+	}
+	if err := fs.faults.Hit(PointBeforeRemove); err != nil {
+		return false, pathErr("remove", dir, err)
+	}
+	if err := fs.v.Remove(dir); err != nil {
+		return false, pathErr("remove", dir, err)
+	}
+	return true, fs.SyncDir(filepath.Dir(dir))
+}
+
+// DisableExchange makes Exchange report ErrExchangeUnsupported, so that
+// commits use two renames even on the real disk: for tests of that plan,
+// and for file systems whose RENAME_EXCHANGE an operator distrusts.
+func (fs *FS) DisableExchange() { fs.noExchange = true }
+
+// CanExchange reports whether Exchange may swap directories atomically
+// here: the real disk, with exchange not disabled.
+func (fs *FS) CanExchange() bool { return fs.disk && !fs.noExchange }

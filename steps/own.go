@@ -1,0 +1,156 @@
+package steps
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+
+	"github.com/kvrflow/kvrflow/fsm"
+	"github.com/kvrflow/kvrflow/internal/fsx"
+)
+
+// Ownership. kvrflow deletes a directory only when its journal proves, by
+// the directory's identity, that a run of this journal made it (or, for
+// the old database, took it over at the commit) and that the run no longer
+// needs it:
+//
+//   - names: every directory a run makes in Work is named after the
+//     journal's id and the run's number (staging-JID-N, old-JID-N), so a
+//     second journal on the same database never reads another's directory
+//     as its own;
+//   - identity: Write journals the staging directory's (device, inode)
+//     right after creating it, before anything is put in it; Commit
+//     journals the old database's and the staged directory's before it
+//     moves either. A directory is removed only if it has the name and
+//     the identity recorded; anything else is quarantined, intact;
+//   - on file systems without inodes (Pebble's in-memory ones, used by
+//     the tests) the name and the journal record are the proof.
+//
+// An empty directory holds no data: one at a run's name that the journal
+// has no record of (a crash between the mkdir and the note) is removed
+// without further proof.
+
+// StagingNote is journaled by Write right after it created the run's
+// staging directory, before anything is put in it.
+type StagingNote struct {
+	Staging string      `json:"staging"`
+	ID      *fsx.FileID `json:"staging_id,omitempty"`
+}
+
+// runNotes are what a run journaled about the directories it made.
+type runNotes struct {
+	staging *StagingNote // Write's note, if Write got that far
+	plan    *CommitPlan  // the last commit plan, if Commit got that far
+	target  string       // what Precheck found at DB (TargetEmpty, ...)
+}
+
+// notes reads run id's notes from the journal.
+func (e *Env) notes(id uint64) (runNotes, error) {
+	var n runNotes
+	evs, err := e.Journal.Events(id)
+	if err != nil {
+		return n, err
+	}
+	for _, ev := range evs {
+		switch {
+		case ev.Event == fsm.NoteEvent && ev.From == StateWrite:
+			var s StagingNote
+			if err := json.Unmarshal(ev.Details, &s); err != nil {
+				return n, fmt.Errorf("%w: run %d event %d: bad staging note: %w", ErrInconsistent, id, ev.Seq, err)
+			}
+			n.staging = &s
+		case ev.Event == fsm.NoteEvent && ev.From == StateCommit:
+			var p CommitPlan
+			if err := json.Unmarshal(ev.Details, &p); err != nil {
+				return n, fmt.Errorf("%w: run %d event %d: bad commit plan: %w", ErrInconsistent, id, ev.Seq, err)
+			}
+			n.plan = &p
+		case ev.From == StatePrecheck && ev.To == StateClean:
+			var d struct {
+				Target string `json:"target"`
+			}
+			if json.Unmarshal(ev.Details, &d) == nil {
+				n.target = d.Target
+			}
+		}
+	}
+	return n, nil
+}
+
+// jid is the id of the run's journal.
+func (e *Env) jid() string { return e.Journal.ID() }
+
+// stagingPath is where the run builds (or built) the new database: as its
+// journal says, else by its name.
+func (e *Env) stagingPath(n runNotes) string {
+	switch {
+	case n.staging != nil:
+		return n.staging.Staging
+	case n.plan != nil:
+		return n.plan.Staging
+	}
+	return e.Layout.Staging(e.jid(), e.RunID)
+}
+
+// disposal says what removeProven did with a directory.
+type disposal struct {
+	removed     []string
+	quarantined []Quarantine
+}
+
+// removeProven removes path, a directory, when the journal proves it is
+// the one with identity want: recorded says the journal holds the record
+// (want is nil where the file system has no inodes, and then the record
+// and the name are the proof). Without a record, an empty directory is
+// removed and anything else quarantined; so is a directory whose identity
+// differs, or anything at path that is not a directory. A path that does
+// not exist is left alone. What it did is added to d.
+func (e *Env) removeProven(path string, want *fsx.FileID, recorded bool, what string, d *disposal) error {
+	mode, err := e.FS.LstatMode(path)
+	if err != nil {
+		if isNotExist(err) {
+			return nil
+		}
+		return err
+	}
+	reason := ""
+	switch {
+	case !mode.IsDir():
+		reason = fmt.Sprintf("%s is not a directory (%s): not made by kvrflow", path, mode)
+	case !recorded:
+		removed, err := e.FS.RemoveEmptyDir(path)
+		if err != nil || removed {
+			if removed {
+				e.Log.Info().Str("path", path).Msg("removed an empty directory at a run's name")
+				d.removed = append(d.removed, path)
+			}
+			return err
+		}
+		reason = fmt.Sprintf("the journal has no record of %s (%s) and it is not empty", path, what)
+	default:
+		got, err := e.FS.DirID(path)
+		if err != nil {
+			return err
+		}
+		if same, known := fsx.SameID(got, want); known && !same {
+			reason = fmt.Sprintf("%s is not the directory the journal recorded for %s (inode %d, recorded %d)", path, what, got.Ino, want.Ino)
+		}
+	}
+	if reason != "" {
+		q, err := e.quarantine(path, reason)
+		if err != nil {
+			return err
+		}
+		d.quarantined = append(d.quarantined, q)
+		return nil
+	}
+	if err := e.FS.RemoveAllDurable(path); err != nil {
+		return err
+	}
+	e.Log.Info().Str("path", path).Str("proof", what).Msg("removed kvrflow's directory")
+	d.removed = append(d.removed, path)
+	return nil
+}
+
+func isNotExist(err error) bool { return err != nil && errors.Is(err, fs.ErrNotExist) }

@@ -1,0 +1,229 @@
+package steps
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/kvrflow/kvrflow/internal/fsx"
+)
+
+// What Precheck found at DB (journaled as PrecheckDetails.Target).
+const (
+	TargetAbsent  = "absent"  // DB does not exist: the restore creates it
+	TargetEmpty   = "empty"   // an empty directory
+	TargetPebble  = "pebble"  // a Pebble database
+	TargetRocksDB = "rocksdb" // a RocksDB (Kvrocks) database
+	TargetOther   = "other"   // anything else: replaced only with Force, and then quarantined, not removed
+)
+
+// ClassifyTarget says what the directory db holds: TargetAbsent,
+// TargetEmpty, a database of a known engine, or TargetOther, with the
+// names of its first entries (for messages). It reads only the directory's
+// listing.
+func ClassifyTarget(fsys *fsx.FS, db string) (kind string, entries []string, err error) {
+	names, err := fsys.List(db)
+	if errors.Is(err, fs.ErrNotExist) {
+		return TargetAbsent, nil, nil
+	}
+	if err != nil {
+		return "", nil, err
+	}
+	if len(names) == 0 {
+		return TargetEmpty, nil, nil
+	}
+	slices.Sort(names)
+	var current, manifest, identity, marker bool
+	for _, n := range names {
+		switch {
+		case n == "CURRENT":
+			current = true
+		case n == "IDENTITY":
+			identity = true
+		case strings.HasPrefix(n, "MANIFEST-"):
+			manifest = true
+		case strings.HasPrefix(n, "marker.manifest.") || strings.HasPrefix(n, "marker.format-version."):
+			marker = true
+		}
+	}
+	switch {
+	case marker:
+		return TargetPebble, names, nil
+	case current && (manifest || identity):
+		return TargetRocksDB, names, nil
+	}
+	return TargetOther, names, nil
+}
+
+// CheckTarget applies the target rule to DB: it must be absent, empty, or
+// a database of a known engine (Pebble, RocksDB/Kvrocks), unless force is
+// set; it must not be a mount point (a restore replaces DB by renaming it,
+// which a mount point cannot be). It returns what DB holds. It changes
+// nothing.
+func CheckTarget(fsys *fsx.FS, l Layout, force bool) (string, error) {
+	kind, names, err := ClassifyTarget(fsys, l.DB)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrBadPath, err)
+	}
+	if kind == TargetAbsent {
+		return kind, nil
+	}
+	if mnt, err := fsys.IsMountPoint(l.DB); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrBadPath, err)
+	} else if mnt {
+		return "", fmt.Errorf("%w: %s is a mount point: a restore replaces the database directory by renaming it; restore into a directory inside the mounted file system", ErrBadPath, l.DB)
+	}
+	if kind == TargetOther && !force {
+		return "", fmt.Errorf("%w: %s is not empty and holds no database kvrflow knows (pebble or rocksdb): %s; give the database directory itself, or --force to replace it (its contents are then moved to %s, not deleted)",
+			ErrBadPath, l.DB, sample(fsys, l.DB, names), l.Quarantine)
+	}
+	return kind, nil
+}
+
+// sample names the first few entries of dir, directories with a slash.
+func sample(fsys *fsx.FS, dir string, names []string) string {
+	const most = 5
+	var b strings.Builder
+	for i, n := range names {
+		if i == most {
+			fmt.Fprintf(&b, " and %d more", len(names)-most)
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(n)
+		if m, err := fsys.LstatMode(filepath.Join(dir, n)); err == nil && m.IsDir() {
+			b.WriteString("/")
+		}
+	}
+	return b.String()
+}
+
+// CheckWork refuses a kvrflow directory (DB.kvrflow) that kvrflow cannot
+// trust to be its own: a symbolic link, something other than a directory,
+// or a directory on another file system than DB (a mount point: the
+// commit renames between the two); and, inside it, a quarantine that is
+// not a real directory or a lock that is not a regular file. It changes
+// nothing. A Work that does not exist is fine: kvrflow creates it.
+func CheckWork(fsys *fsx.FS, l Layout) error {
+	mode, err := fsys.LstatMode(l.Work)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("%w: %w", ErrBadPath, err)
+	case mode&fs.ModeSymlink != 0:
+		return fmt.Errorf("%w: %s is a symbolic link: kvrflow's directory must be a real directory beside the database, never followed elsewhere", ErrBadPath, l.Work)
+	case !mode.IsDir():
+		return fmt.Errorf("%w: %s is a %s, not a directory: kvrflow keeps its journal and staging there; move it away", ErrBadPath, l.Work, describeMode(mode))
+	}
+	if mnt, err := fsys.IsMountPoint(l.Work); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadPath, err)
+	} else if mnt {
+		return fmt.Errorf("%w: %s is a mount point: staging must be on the database's file system to be renamed into place", ErrBadPath, l.Work)
+	}
+	for _, c := range []struct {
+		name string
+		ok   func(fs.FileMode) bool
+		want string
+	}{
+		{QuarantineName, fs.FileMode.IsDir, "a directory"},
+		{LockName, fs.FileMode.IsRegular, "a regular file"},
+		{JournalName, fs.FileMode.IsRegular, "a regular file"},
+	} {
+		p := filepath.Join(l.Work, c.name)
+		mode, err := fsys.LstatMode(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrBadPath, err)
+		}
+		if !c.ok(mode) {
+			return fmt.Errorf("%w: %s is a %s; kvrflow needs %s there and follows no links", ErrBadPath, p, describeMode(mode), c.want)
+		}
+	}
+	return nil
+}
+
+// CheckJournalPath refuses a journal path inside the database (a restore
+// replaces DB, and the journal with it) or in a subdirectory of Work
+// (staging and quarantine are moved and removed), and one that exists but
+// is not a regular file. It changes nothing.
+func CheckJournalPath(fsys *fsx.FS, l Layout, path string) error {
+	if path == "" {
+		return nil
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return fmt.Errorf("%w: journal %s: %w", ErrBadPath, path, err)
+	}
+	// Resolve the directory (the file may not exist yet) and compare with
+	// DB and Work resolved the same way.
+	res := filepath.Join(fsys.Resolve(filepath.Dir(abs)), filepath.Base(abs))
+	db, work := fsys.Resolve(l.DB), fsys.Resolve(l.Work)
+	switch {
+	case within(res, db) || within(res, l.DB):
+		return fmt.Errorf("%w: journal %s is inside the database %s, which a restore replaces; keep the journal outside it (default %s)", ErrBadPath, path, l.DB, l.Journal())
+	case (within(res, work) || within(res, l.Work)) && filepath.Dir(res) != work && filepath.Dir(res) != l.Work:
+		return fmt.Errorf("%w: journal %s is inside a subdirectory of %s, which kvrflow moves and removes; put it in %s itself or outside", ErrBadPath, path, l.Work, l.Work)
+	}
+	mode, err := fsys.LstatMode(abs)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%w: journal: %w", ErrBadPath, err)
+	}
+	if !mode.IsRegular() && mode&fs.ModeSymlink == 0 {
+		return fmt.Errorf("%w: journal %s is a %s, not a file", ErrBadPath, path, describeMode(mode))
+	}
+	return nil
+}
+
+// CheckForeign refuses to run beside another journal's run directories
+// in Work: a staging-JID-N or old-JID-N of a journal other than jid means
+// that journal has a run in flight on this database (an ended run removes
+// its directories), which only that journal can finish or undo. It
+// changes nothing.
+func CheckForeign(fsys *fsx.FS, l Layout, jid string) error {
+	names, err := fsys.List(l.Work)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if rd, ok := ParseRunDir(n); ok && rd.Journal != jid {
+			return fmt.Errorf("%w: %s belongs to run %d of another kvrflow journal (id %s), which has work in flight on %s: recover it with that journal (kvrflow recover --db %s --journal PATH) first; this journal's id is %s",
+				ErrForeign, filepath.Join(l.Work, n), rd.Run, rd.Journal, l.DB, l.DB, jid)
+		}
+	}
+	return nil
+}
+
+// describeMode names a file type for messages.
+func describeMode(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeSymlink != 0:
+		return "symbolic link"
+	case m.IsDir():
+		return "directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "FIFO"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	case m&fs.ModeCharDevice != 0:
+		return "character device"
+	case m&fs.ModeDevice != 0:
+		return "block device"
+	case m.IsRegular():
+		return "regular file"
+	}
+	return "special file"
+}
