@@ -2,6 +2,7 @@ package kvrflow
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,10 +50,7 @@ func crashAt(t *testing.T, opts Options, point string) {
 func TestRestore_StaleLeftoversAreRecoveredOrQuarantined(t *testing.T) {
 	f := newFixture(t, vfs.Default, t.TempDir())
 	crashAt(t, f.opts(), "step.verify.begin")
-	staging1 := f.db + ".kvrflow/staging-1"
-	if _, err := os.Stat(staging1); err != nil {
-		t.Fatalf("the killed run should have left its staging directory: %v", err)
-	}
+	staging1 := runDir(t, f.db, "staging", 1)
 	tmp := f.db + ".tmp"
 	must(t, os.MkdirAll(tmp, 0o755))
 	must(t, os.WriteFile(filepath.Join(tmp, "000001.sst"), []byte("only copy of something"), 0o644))
@@ -96,29 +94,59 @@ func TestRestore_StaleLeftoversAreRecoveredOrQuarantined(t *testing.T) {
 	}
 }
 
-// TestRestore_EndedRunLeftoverRemovedByProof: a staging directory of a
-// run the journal shows ended is kvrflow's garbage and is removed.
-func TestRestore_EndedRunLeftoverRemovedByProof(t *testing.T) {
+// TestRestore_EndedRunNameWithoutProofIsQuarantined: a directory bearing
+// the name of an ended run of this journal (old-JID-1) that the journal
+// has no record of (the run committed with an exchange, so it never had
+// an old-JID-1) is not removed: it is quarantined with its contents.
+func TestRestore_EndedRunNameWithoutProofIsQuarantined(t *testing.T) {
 	f := newFixture(t, vfs.Default, t.TempDir())
 	if _, err := Restore(context.Background(), f.opts()); err != nil {
 		t.Fatal(err)
 	}
-	// Run 1 committed; fake a leftover of it, as a lost remove would.
-	left := f.db + ".kvrflow/old-1"
+	left := f.db + ".kvrflow/old-" + journalID(t, f.db) + "-1"
 	must(t, os.MkdirAll(left, 0o755))
+	must(t, os.WriteFile(filepath.Join(left, "p"), []byte("precious"), 0o644))
 	res, err := Restore(context.Background(), f.opts())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(left); !os.IsNotExist(err) {
-		t.Fatalf("%s not removed: %v", left, err)
+		t.Fatalf("%s still in place: %v", left, err)
 	}
-	if entries, _ := os.ReadDir(f.db + ".kvrflow/quarantine"); len(entries) != 0 {
-		t.Fatalf("quarantined %v, want nothing", entries)
+	b, err := os.ReadFile(filepath.Join(f.db+".kvrflow/quarantine", "run2-"+filepath.Base(left), "p"))
+	if err != nil || string(b) != "precious" {
+		t.Fatalf("quarantined copy: %q, %v", b, err)
 	}
 	if res.Run.ID != 2 {
 		t.Fatalf("run id %d", res.Run.ID)
 	}
+}
+
+// journalID returns the id of db's default journal.
+func journalID(t testing.TB, db string) string {
+	t.Helper()
+	j, err := journal.Open(db+".kvrflow/journal.db", journal.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	id := j.ID()
+	if id == "" {
+		t.Fatal("journal has no id")
+	}
+	return id
+}
+
+// runDir returns the path of run's directory of kind (staging or old) in
+// db.kvrflow, named after the default journal's id, and fails the test if
+// it does not exist.
+func runDir(t testing.TB, db, kind string, run int) string {
+	t.Helper()
+	p := fmt.Sprintf("%s.kvrflow/%s-%s-%d", db, kind, journalID(t, db), run)
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("run %d's %s directory: %v", run, kind, err)
+	}
+	return p
 }
 
 // TestRestore_SymlinkedParentIsOneDatabase: a database reached through a
