@@ -1,0 +1,485 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"strconv"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/kvrflow/kvrflow/internal/fault"
+)
+
+// operatorMistakes lists the cases of TestOperatorMistakes, by finding of
+// the issue "Nothing lost, even when the operator errs" and beyond.
+func operatorMistakes() []mistake {
+	var cases []mistake
+	add := func(c ...mistake) { cases = append(cases, c...) }
+
+	// 1. Directories at a run's name that the run did not make.
+	add(mistake{
+		name: "legacy staging-1 with data, restore fails in precheck",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			m.keep(t, m.db+".kvrflow/staging-1/p", "precious")
+			m.corruptBackup(t)
+			return m.restoreArgs()
+		},
+		code: exitUsage, mention: []string{"invalid backup"}, after: "same",
+	}, mistake{
+		name: "directory at this run's own staging name, restore fails in precheck",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			jid := m.jid(t) // run 1 committed; the next run is 2
+			m.keep(t, m.db+".kvrflow/staging-"+jid+"-2/p", "precious")
+			m.corruptBackup(t)
+			return m.restoreArgs()
+		},
+		code: exitUsage, mention: []string{"invalid backup"}, after: "same",
+	}, mistake{
+		name: "directory at this run's own staging name, restore succeeds",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			jid := m.jid(t)
+			m.keep(t, m.db+".kvrflow/staging-"+jid+"-2/p", "precious")
+			return m.restoreArgs()
+		},
+		code: exitOK, after: "new",
+		check: func(t *testing.T, m *mistakeEnv, _ result) {
+			if !inQuarantine(t, m, "staging-"+m.jid(t)+"-2") {
+				t.Error("the stranger at the run's staging name was not quarantined")
+			}
+		},
+	}, mistake{
+		name: "directory at this run's staging name, database open elsewhere",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			m.keep(t, m.db+".kvrflow/staging-"+m.jid(t)+"-2/p", "precious")
+			m.holdDB(t, m.db)
+			return m.restoreArgs()
+		},
+		code: exitInUse, mention: []string{"in use", "LOCK"}, after: "old",
+	}, mistake{
+		name: "directory at the crashed run's staging name appears before recover",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			m.jid(t)
+			m.crashAt(t, "step.precheck.begin") // run 2, before Write
+			m.keep(t, m.db+".kvrflow/staging-"+m.jid(t)+"-2/p", "precious")
+			return []string{"recover", "--db", m.db}
+		},
+		code: exitOK, mention: []string{"rolled_back"},
+	}, mistake{
+		name: "directory at the old-database name of this run, two-rename commit",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			m.keep(t, m.db+".kvrflow/old-"+m.jid(t)+"-2/p", "precious")
+			return m.restoreArgs("--no-exchange")
+		},
+		code: exitOK, after: "new",
+	}, mistake{
+		name: "unknown file in kvrflow's directory",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			m.jid(t)
+			m.keep(t, m.db+".kvrflow/notes.txt", "operator's notes")
+			return m.restoreArgs()
+		},
+		code: exitOK, after: "new",
+	}, mistake{
+		name: "stale db.tmp of a Kvrocks restore",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			m.keep(t, m.db+".tmp/000001.sst", "only copy of something")
+			return m.restoreArgs()
+		},
+		code: exitOK, after: "new",
+	})
+
+	// 2. The target.
+	add(mistake{
+		name: "--db is a home directory (the parent of the database, mistyped)",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			home := filepath.Join(m.root, "home", "alice")
+			m.keep(t, filepath.Join(home, "docs", "thesis.txt"), "t")
+			return []string{"restore", "--from", m.backup, "--db", home}
+		},
+		code: exitUsage, mention: []string{"alice", "holds no database", "docs/", "--force"},
+		check: func(t *testing.T, m *mistakeEnv, _ result) {
+			if _, err := os.Stat(filepath.Join(m.root, "home", "alice.kvrflow")); !os.IsNotExist(err) {
+				t.Errorf("alice.kvrflow was created: %v", err)
+			}
+		},
+	}, mistake{
+		name: "--db is the database's parent directory",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			return []string{"restore", "--from", m.backup, "--db", filepath.Dir(m.db)}
+		},
+		code: exitUsage, mention: []string{filepath.Base("node"), "holds no database", "db/"}, after: "same",
+	}, mistake{
+		name: "--db holds a single stray file",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			d := filepath.Join(m.root, "other")
+			m.keep(t, filepath.Join(d, "readme"), "r")
+			return []string{"restore", "--from", m.backup, "--db", d}
+		},
+		code: exitUsage, mention: []string{"other", "readme"},
+	}, mistake{
+		name: "--db holds only a LOCK file",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			d := filepath.Join(m.root, "other")
+			m.keep(t, filepath.Join(d, "LOCK"), "")
+			return []string{"restore", "--from", m.backup, "--db", d}
+		},
+		code: exitUsage, mention: []string{"LOCK", "holds no database"},
+	}, mistake{
+		name: "--db holds many entries: the error names a few",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			d := filepath.Join(m.root, "other")
+			for _, n := range []string{"a", "b", "c", "d", "e", "f", "g"} {
+				m.keep(t, filepath.Join(d, n), n)
+			}
+			return []string{"restore", "--from", m.backup, "--db", d}
+		},
+		code: exitUsage, mention: []string{"a, b, c, d, e and 2 more"},
+	}, mistake{
+		name: "--force replaces a non-database and quarantines its contents",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			d := filepath.Join(m.root, "other")
+			m.keep(t, filepath.Join(d, "docs", "thesis.txt"), "thesis")
+			m.db = d
+			return []string{"restore", "--from", m.backup, "--db", d, "--force"}
+		},
+		code: exitOK, after: "new",
+		check: func(t *testing.T, m *mistakeEnv, _ result) {
+			if _, err := os.Stat(filepath.Join(m.db, "docs")); !os.IsNotExist(err) {
+				t.Errorf("the old contents are still in DB: %v", err)
+			}
+		},
+	}, mistake{
+		name: "--db is an empty directory",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			d := filepath.Join(m.root, "empty")
+			must(t, os.Mkdir(d, 0o755))
+			m.db = d
+			return []string{"restore", "--from", m.backup, "--db", d}
+		},
+		code: exitOK, after: "new",
+	}, mistake{
+		name: "--db is a regular file",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			p := filepath.Join(m.root, "file")
+			m.keep(t, p, "a file")
+			return []string{"restore", "--from", m.backup, "--db", p}
+		},
+		code: exitUsage, mention: []string{"file", "not a directory"},
+	}, mistake{
+		name: "--db is a symbolic link to the database",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			l := filepath.Join(m.root, "dblink")
+			must(t, os.Symlink(m.db, l))
+			return []string{"restore", "--from", m.backup, "--db", l}
+		},
+		code: exitUsage, mention: []string{"dblink", "symbolic link"}, after: "same",
+	}, mistake{
+		name: "--db is the root directory",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			return []string{"restore", "--from", m.backup, "--db", "/"}
+		},
+		code: exitUsage, mention: []string{"root directory"}, after: "same",
+	}, mistake{
+		name: "--db is a mount point",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			d := filepath.Join(m.root, "mnt")
+			must(t, os.Mkdir(d, 0o755))
+			mountTmpfs(t, d, "8m")
+			m.cleanup = append(m.cleanup, func() { syscall.Unmount(d, 0) })
+			m.keep(t, filepath.Join(d, "data"), "on its own file system")
+			return []string{"restore", "--from", m.backup, "--db", d, "--force"}
+		},
+		code: exitUsage, mention: []string{"mnt", "mount point"},
+	}, mistake{
+		name: "--db inside the backup",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			return []string{"restore", "--from", m.backup, "--db", filepath.Join(m.backup, "db")}
+		},
+		code: exitUsage, mention: []string{"overlap"}, after: "same",
+	}, mistake{
+		name: "--from inside the database",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			return []string{"restore", "--from", filepath.Join(m.db, "sub"), "--db", m.db}
+		},
+		code: exitUsage, mention: []string{"overlap"}, after: "same",
+	}, mistake{
+		name: "--from is the database itself",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			return []string{"restore", "--from", m.db, "--db", m.db}
+		},
+		code: exitUsage, mention: []string{"overlap"}, after: "same",
+	}, mistake{
+		name: "--from mistyped",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			return []string{"restore", "--from", m.backup + "-typo", "--db", m.db}
+		},
+		code: exitUsage, mention: []string{"backup-typo", "no such file"}, after: "same",
+	}, mistake{
+		name: "--db spelled with a trailing slash and dot components is the same database",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			m.crashAt(t, "step.verify.begin")
+			return []string{"recover", "--db", filepath.Dir(m.db) + "/./db/"}
+		},
+		code: exitOK, mention: []string{"rolled_back"}, after: "same",
+	})
+
+	// 3. Two journals on one database.
+	add(mistake{
+		name: "a second journal's run crashed after its exchange; restore with the default journal",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			m.crashAt(t, "step.finish.begin", "--journal", filepath.Join(m.root, "B.db"))
+			return m.restoreArgs()
+		},
+		code: exitJournal, mention: []string{"another kvrflow journal", "recover"},
+		check: func(t *testing.T, m *mistakeEnv, _ result) {
+			// The second journal still finishes its own run.
+			mustRun(t, exitOK, nil, "recover", "--db", m.db, "--journal", filepath.Join(m.root, "B.db"))
+			if got := m.which(t); got != "new" {
+				t.Errorf("after journal B's recovery the database holds the %s contents", got)
+			}
+		},
+	}, mistake{
+		name: "a second journal's run crashed while writing; restore with the default journal",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			m.crashAt(t, "step.verify.begin", "--journal", filepath.Join(m.root, "B.db"))
+			return m.restoreArgs()
+		},
+		code: exitJournal, mention: []string{"another kvrflow journal"}, after: "same",
+		check: func(t *testing.T, m *mistakeEnv, _ result) {
+			mustRun(t, exitOK, nil, "recover", "--db", m.db, "--journal", filepath.Join(m.root, "B.db"))
+			mustRun(t, exitOK, nil, m.restoreArgs()...)
+		},
+	})
+
+	// 4. kvrflow's directory.
+	add(mistake{
+		name: "DB.kvrflow is a symbolic link to the database",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			must(t, os.Symlink(m.db, m.db+".kvrflow"))
+			return m.restoreArgs()
+		},
+		code: exitUsage, mention: []string{"db.kvrflow", "symbolic link"}, after: "same",
+	}, mistake{
+		name: "DB.kvrflow is a symbolic link elsewhere",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			elsewhere := filepath.Join(m.root, "elsewhere")
+			m.keep(t, filepath.Join(elsewhere, "x"), "x")
+			must(t, os.Symlink(elsewhere, m.db+".kvrflow"))
+			return m.restoreArgs()
+		},
+		code: exitUsage, mention: []string{"symbolic link"}, after: "same",
+	}, mistake{
+		name: "DB.kvrflow is a regular file",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			m.keep(t, m.db+".kvrflow", "a file")
+			return m.restoreArgs()
+		},
+		code: exitUsage, mention: []string{"db.kvrflow", "regular file", "not a directory"}, after: "same",
+	}, mistake{
+		name: "recover with DB.kvrflow a symbolic link",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			must(t, os.Symlink(m.db, m.db+".kvrflow"))
+			return []string{"recover", "--db", m.db}
+		},
+		code: exitUsage, mention: []string{"symbolic link"}, after: "same",
+	}, mistake{
+		name: "the quarantine is a symbolic link",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			m.jid(t)
+			elsewhere := filepath.Join(m.root, "elsewhere")
+			m.keep(t, filepath.Join(elsewhere, "x"), "x")
+			must(t, os.Symlink(elsewhere, m.db+".kvrflow/quarantine"))
+			return m.restoreArgs()
+		},
+		code: exitUsage, mention: []string{"quarantine", "symbolic link"}, after: "same",
+	}, mistake{
+		name: "kvrflow's lock is a directory",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			m.keep(t, m.db+".kvrflow/lock/x", "x")
+			return m.restoreArgs()
+		},
+		code: exitUsage, mention: []string{"lock", "directory"}, after: "same",
+	}, mistake{
+		name: "kvrflow's lock is a FIFO",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			must(t, os.MkdirAll(m.db+".kvrflow", 0o755))
+			must(t, syscall.Mkfifo(m.db+".kvrflow/lock", 0o644))
+			return m.restoreArgs()
+		},
+		code: exitUsage, mention: []string{"lock", "FIFO"}, after: "same",
+	})
+
+	// 5. Journal paths.
+	add(mistake{
+		name: "relative --journal inside DB.kvrflow is never quarantined",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			m.dir = filepath.Dir(m.db)
+			must(t, os.MkdirAll(m.db+".kvrflow", 0o755))
+			return []string{"restore", "--from", m.backup, "--db", "db", "--journal", "db.kvrflow/my.db"}
+		},
+		code: exitOK, after: "new",
+		check: func(t *testing.T, m *mistakeEnv, _ result) {
+			if _, err := os.Stat(m.db + ".kvrflow/my.db"); err != nil {
+				t.Errorf("the journal was moved: %v", err)
+			}
+			mustRun(t, exitOK, nil, "restore", "--from", m.backup, "--db", m.db, "--journal", m.db+".kvrflow/./my.db")
+			if inQuarantine(t, m, "my.db") {
+				t.Error("the journal was quarantined")
+			}
+		},
+	}, mistake{
+		name: "--journal inside the database",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			return m.restoreArgs("--journal", filepath.Join(m.db, "j.db"))
+		},
+		code: exitUsage, mention: []string{"j.db", "inside the database"}, after: "same",
+	}, mistake{
+		name: "--journal inside the quarantine",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			must(t, os.MkdirAll(m.db+".kvrflow/quarantine", 0o755))
+			return m.restoreArgs("--journal", m.db+".kvrflow/quarantine/j.db")
+		},
+		code: exitUsage, mention: []string{"j.db", "subdirectory"}, after: "same",
+	}, mistake{
+		name: "--journal is a directory",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			d := filepath.Join(m.root, "jdir")
+			m.keep(t, filepath.Join(d, "x"), "x")
+			return m.restoreArgs("--journal", d)
+		},
+		code: exitUsage, mention: []string{"jdir", "directory"}, after: "same",
+	}, mistake{
+		name: "recover with --journal inside the database",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			return []string{"recover", "--db", m.db, "--journal", filepath.Join(m.db, "j.db")}
+		},
+		code: exitUsage, mention: []string{"inside the database"}, after: "same",
+	})
+
+	// 8. Locks in recovery.
+	add(mistake{
+		name: "recover while a server holds the new database, after the commit",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			m.crashAt(t, "step.finish.begin")
+			m.holdDB(t, m.db)
+			return []string{"recover", "--db", m.db}
+		},
+		code: exitInUse, mention: []string{"in use", "LOCK"}, after: "old",
+		check: func(t *testing.T, m *mistakeEnv, r result) {
+			st := mustRun(t, exitOK, nil, "status", "--db", m.db)
+			if !strings.Contains(st.stdout, "finish") {
+				t.Errorf("the run is no longer in finish:\n%s", st.stdout)
+			}
+			recoverAfterRelease(t, m, r)
+		},
+	}, mistake{
+		name: "recover while a server holds the old database, before the commit",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			m.crashAt(t, "step.commit.begin")
+			m.holdDB(t, m.db)
+			return []string{"recover", "--db", m.db}
+		},
+		code: exitInUse, mention: []string{"in use"}, after: "old", check: recoverAfterRelease,
+	}, mistake{
+		name: "restore (which recovers first) while a server holds the database",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			m.crashAt(t, "step.finish.begin", "--no-exchange")
+			m.holdDB(t, m.db)
+			return m.restoreArgs()
+		},
+		code: exitInUse, mention: []string{"in use"}, after: "old", check: recoverAfterRelease,
+	}, mistake{
+		name: "recover while a server holds the old database where the exchange left it",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			m.crashAt(t, "step.finish.begin")
+			matches, _ := filepath.Glob(m.db + ".kvrflow/staging-*")
+			if len(matches) != 1 {
+				t.Fatalf("staging directories: %v", matches)
+			}
+			m.holdDB(t, matches[0])
+			return []string{"recover", "--db", m.db}
+		},
+		code: exitInUse, mention: []string{"in use", "staging-"}, after: "old", check: recoverAfterRelease,
+	})
+
+	// 9. fsync errors are final; 11. link failures.
+	add(mistake{
+		name: "a failed fsync while writing rolls back at once",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			m.env = []string{fault.EnvVar + "=fs.before-file-sync:eio"}
+			return m.restoreArgs("--mode", "copy")
+		},
+		code: exitRolledBack, mention: []string{"fsync failed"}, after: "same",
+	}, mistake{
+		name: "a failed directory fsync after the commit is not retried: left in flight",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			// The last directory fsync of a restore is Finish's, after it
+			// removed the old database: count them on a twin.
+			twin := filepath.Join(m.root, "twin")
+			must(t, os.CopyFS(twin, os.DirFS(m.db)))
+			var doc struct {
+				Syncs struct {
+					Dirs int `json:"dirs"`
+				} `json:"syncs"`
+			}
+			r := mustRun(t, exitOK, nil, "restore", "--from", m.backup, "--db", twin, "--json")
+			decodeLoose(t, r, &doc)
+			m.env = []string{fault.EnvVar + "=fs.before-dir-sync:eio@" + strconv.Itoa(doc.Syncs.Dirs)}
+			return m.restoreArgs()
+		},
+		code: exitInFlight, mention: []string{"recover"},
+		check: func(t *testing.T, m *mistakeEnv, r result) {
+			if n := strings.Count(r.stderr, "trying again"); n != 0 {
+				t.Errorf("the failed step was tried again %d times:\n%s", n, r.stderr)
+			}
+			mustRun(t, exitOK, nil, "recover", "--db", m.db)
+			if got := m.which(t); got != "new" {
+				t.Errorf("after recover the database holds the %s contents", got)
+			}
+		},
+	}, mistake{
+		name: "--mode link across file systems names EXDEV or refuses before the run",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			shm := otherFS(t, m)
+			return []string{"restore", "--from", shm, "--db", m.db, "--mode", "link"}
+		},
+		code: exitUsage, mention: []string{"another file system"}, after: "same",
+	})
+	return cases
+}
+
+// mountTmpfs mounts a tmpfs of size at dir, or skips the test where
+// mounting is not permitted (outside CI).
+func mountTmpfs(t *testing.T, dir, size string) {
+	t.Helper()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("mount a tmpfs at %s (CI runs as root): %v", dir, err)
+		}
+		t.Skipf("cannot mount a tmpfs here (not root?): %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+}
+
+// otherFS copies the fixture's backup onto a tmpfs mounted for the test
+// and returns its path there.
+func otherFS(t *testing.T, m *mistakeEnv) string {
+	t.Helper()
+	d := filepath.Join(m.root, "shm")
+	must(t, os.Mkdir(d, 0o755))
+	mountTmpfs(t, d, "64m")
+	dst := filepath.Join(d, "backup")
+	must(t, os.CopyFS(dst, os.DirFS(m.backup)))
+	return dst
+}
+
+// decodeLoose parses stdout as a JSON document into v, ignoring fields v
+// does not name.
+func decodeLoose(t *testing.T, r result, v any) {
+	t.Helper()
+	if err := json.Unmarshal([]byte(r.stdout), v); err != nil {
+		t.Fatalf("stdout is not JSON: %v\n%s", err, r)
+	}
+}
