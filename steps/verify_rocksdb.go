@@ -35,10 +35,17 @@ func CheckSSTDump(engine, verify string) error {
 	if level, _ := ParseVerify(verify); level != VerifyFull || engine != EngineRocksDB {
 		return nil
 	}
-	if _, err := exec.LookPath("sst_dump"); err != nil {
-		return fmt.Errorf("%w: --verify full of a RocksDB source needs sst_dump on PATH (Debian package rocksdb-tools)", ErrBadOption)
+	_, err := lookSSTDump()
+	return err
+}
+
+// lookSSTDump returns the path of sst_dump, or CheckSSTDump's error.
+func lookSSTDump() (string, error) {
+	p, err := exec.LookPath("sst_dump")
+	if err != nil {
+		return "", fmt.Errorf("%w: --verify full of a RocksDB source needs sst_dump on PATH (Debian package rocksdb-tools)", ErrBadOption)
 	}
-	return nil
+	return p, nil
 }
 
 // checkRocksDB checks a staged RocksDB database: its structure (CURRENT
@@ -132,10 +139,10 @@ func (e *Env) verifyTables(ctx context.Context, staging string) (int, error) {
 		return 0, nil
 	}
 	slices.Sort(tables)
-	if err := CheckSSTDump(EngineRocksDB, VerifyFull); err != nil {
+	tool, err := lookSSTDump()
+	if err != nil {
 		return 0, err
 	}
-	tool, _ := exec.LookPath("sst_dump")
 	var tableBytes int64
 	for _, f := range e.src.Files {
 		if strings.HasSuffix(f.Name, ".sst") {
@@ -165,6 +172,14 @@ func (e *Env) verifyTables(ctx context.Context, staging string) (int, error) {
 	if len(problems) == 0 {
 		return len(tables), nil
 	}
+	return 0, e.sstDumpError(staging, problems, runErr)
+}
+
+// sstDumpError makes one error of what sst_dump found (problems, at least
+// one) and how it exited: the first corrupt table, as ErrBadSource naming
+// the source's file, if there is one; else the first problem, as
+// ErrVerify.
+func (e *Env) sstDumpError(staging string, problems []sstDumpProblem, runErr error) error {
 	more := ""
 	if len(problems) > 1 {
 		more = fmt.Sprintf(" (and %d more problems)", len(problems)-1)
@@ -188,15 +203,14 @@ func (e *Env) verifyTables(ctx context.Context, staging string) (int, error) {
 		case KindCheckpoint:
 			whose = "the checkpoint's own table is corrupt"
 		}
-		return 0, fmt.Errorf("%w: %w (sst_dump verify; %s)%s", ErrBadSource,
+		return fmt.Errorf("%w: %w (sst_dump verify; %s)%s", ErrBadSource,
 			&CorruptTableError{Path: src, Details: p.Cause}, whose, more)
 	}
 	p := problems[0]
-	what := "sst_dump"
 	if p.Table != "" {
-		what += " " + p.Table
+		p.Cause = p.Table + ": " + p.Cause
 	}
-	return 0, fmt.Errorf("%w: sst_dump verify of %s: %s: %s%s", ErrVerify, staging, what, p.Cause, more)
+	return fmt.Errorf("%w: sst_dump verify of %s: %s%s", ErrVerify, staging, p.Cause, more)
 }
 
 // sstDumpProblem is what parseSSTDumpVerify found wrong: with one table
@@ -259,7 +273,7 @@ func parseSSTDumpVerify(dir string, tables []string, stdout, stderr string) []ss
 		case len(found[t]) > 0:
 			out = append(out, found[t]...)
 		case !ok[t]:
-			out = append(out, sstDumpProblem{Table: t, Cause: "sst_dump did not report it ok"})
+			out = append(out, sstDumpProblem{Table: t, Cause: `no "The file is ok"`})
 		}
 	}
 	var extra []string // tables sst_dump named that are not in the list
