@@ -273,9 +273,10 @@ func Restore(ctx context.Context, opts Options) (*Result, error) {
 	return res, runErr
 }
 
-// checkInput refuses unknown options, bad paths and a missing or malformed
-// source before anything is created (not even DB.kvrflow): the checks
-// Precheck repeats inside the run that need no checksums.
+// checkInput refuses unknown options, bad paths, a missing or malformed
+// source and a verification level whose tool is missing (sst_dump) before
+// anything is created (not even DB.kvrflow): the checks Precheck repeats
+// inside the run that need no checksums.
 func checkInput(opts Options) error {
 	if _, ok := steps.ParseVerify(opts.Verify); !ok {
 		return fmt.Errorf("%w: verification level %q: want %s, %s or %s", steps.ErrBadOption, opts.Verify, steps.VerifyChecksum, steps.VerifyFull, steps.VerifySize)
@@ -306,8 +307,11 @@ func checkInput(opts Options) error {
 	if _, err := steps.CheckTarget(seam, layout, opts.Force); err != nil {
 		return err
 	}
-	_, err = steps.OpenSource(seam, src, opts.Engine, opts.BackupID)
-	return err
+	source, err := steps.OpenSource(seam, src, opts.Engine, opts.BackupID)
+	if err != nil {
+		return err
+	}
+	return steps.CheckSSTDump(source.Engine, opts.Verify)
 }
 
 // Recover finishes or rolls back whatever is in flight for opts.DB. With

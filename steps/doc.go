@@ -32,6 +32,11 @@
 // plain checkpoint records no checksums: Precheck measures each file it
 // will copy, so those are read twice.
 //
+// Below VerifyFull no block of a RocksDB table is read by a check (ldb
+// checkconsistency reads none): a checkpoint's table that was corrupt
+// before Precheck measured it is restored. At VerifyFull sst_dump reads
+// every .sst (not .blob or legacy .ldb files).
+//
 // Link mode hard-links only .sst files, which Pebble never changes in
 // place; the MANIFEST, WAL, OPTIONS and marker files are always copied, or
 // the restored database would write into the backup.

@@ -77,6 +77,9 @@ func (e *Env) precheck(ctx context.Context, _ *fsm.Run) (any, error) {
 		return nil, err
 	}
 	e.src = src
+	if err := CheckSSTDump(src.Engine, e.Verify); err != nil {
+		return nil, err
+	}
 	if e.mode, err = e.resolveMode(); err != nil {
 		return nil, err
 	}

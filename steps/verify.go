@@ -21,7 +21,8 @@ type VerifyDetails struct {
 
 // verify opens the staged database read-only and checks it before
 // anything is committed: at every level the engine must open it; at
-// VerifyFull the engine's own deep check runs too.
+// VerifyFull the engine's own deep check runs too (for RocksDB, see
+// checkRocksDB).
 func (e *Env) verify(ctx context.Context, _ *fsm.Run) (any, error) {
 	staging := e.Layout.Staging(e.jid(), e.RunID)
 	level := e.verifyLevel()
@@ -97,7 +98,8 @@ const (
 	// and runs the engine's deep check on the staged database: Pebble's
 	// CheckLevels, which reads every table and checks block checksums and
 	// key order across levels (about 1.1 s of CPU per GiB); for RocksDB,
-	// ldb checkconsistency runs at every level.
+	// sst_dump's verify of every block of every table (sst_dump must be on
+	// PATH: CheckSSTDump), ldb checkconsistency running at every level.
 	VerifyFull = "full"
 	// VerifyOpen is the older name of VerifyChecksum (the staged database
 	// is opened, not deep-checked), still accepted.
