@@ -120,6 +120,13 @@ func checkRecovered(t *testing.T, f *fixture, cp crashPoint) (outcome string) {
 			outcome = r.Outcome
 		}
 	}
+	if f.old == nil && outcome != steps.OutcomeCommitted {
+		// A restore into a new directory rolled back: DB is gone again.
+		if ok, err := cp.fs.Stat(f.db); err == nil {
+			t.Fatalf("%s: rolled back a restore into a new directory, but %s exists (%v)", where, f.db, ok.IsDir())
+		}
+		return outcome
+	}
 	got, err := testutil.TryReadDB(cp.fs, f.db)
 	if err != nil {
 		t.Fatalf("%s: database does not open after recovery: %v", where, err)
@@ -148,13 +155,23 @@ func checkRecovered(t *testing.T, f *fixture, cp crashPoint) (outcome string) {
 // or the new one, complete. Under -short it checks every third point.
 func TestRestore_PowerLossMatrix(t *testing.T) {
 	for _, mode := range []steps.Mode{steps.ModeCopy, steps.ModeLink} {
-		t.Run(string(mode), func(t *testing.T) { testPowerLossMatrix(t, mode) })
+		t.Run(string(mode), func(t *testing.T) { testPowerLossMatrix(t, mode, false) })
 	}
+	// The fresh plan: DB does not exist, the commit renames staging to DB,
+	// and its undo renames it back.
+	t.Run("fresh", func(t *testing.T) { testPowerLossMatrix(t, steps.ModeCopy, true) })
 }
 
-func testPowerLossMatrix(t *testing.T, mode steps.Mode) {
+func testPowerLossMatrix(t *testing.T, mode steps.Mode, fresh bool) {
 	base := vfs.NewCrashableMem()
 	f := newFixture(t, base, "/m")
+	if fresh {
+		if err := base.RemoveAll(f.db); err != nil {
+			t.Fatal(err)
+		}
+		testutil.MkdirDurable(t, base, filepath.Dir(f.db)) // syncs the removal
+		f.old = nil
+	}
 	fs := base.CrashClone(vfs.CrashCloneCfg{}) // start from what is durable
 	f.journal = filepath.Join(t.TempDir(), "journal.db")
 	opts := f.opts()
@@ -167,7 +184,7 @@ func testPowerLossMatrix(t *testing.T, mode steps.Mode) {
 		t.Fatal("uncrashed restore did not produce the backup's database")
 	}
 	step := 1
-	if testing.Short() {
+	if testing.Short() && !fresh {
 		step = 3
 	}
 	counts := map[string]int{}

@@ -62,6 +62,62 @@ func TestRestore_KilledAtFaultPointRecoversOldOrNew(t *testing.T) {
 	}
 }
 
+// TestRestore_KilledInEachCommitPlanRecovers is the kill matrix of the
+// commit plans other than the exchange, on the real disk: the two-rename
+// plan (--no-exchange: DB to old-JID-N, then staging to DB) and the fresh
+// plan (no DB before: staging renamed to DB, undone by renaming it back).
+// Each kill is at a point of the commit or around it, and the outcome is
+// the one the commit point decides.
+func TestRestore_KilledInEachCommitPlanRecovers(t *testing.T) {
+	for _, tc := range []struct {
+		plan  string
+		point string
+		want  string
+	}{
+		{"rename", "step.commit.begin", "old"},
+		{"rename", "fs.before-rename@1", "old"},
+		{"rename", "fs.after-rename@1", "old"},
+		{"rename", "fs.before-rename@2", "old"},
+		{"rename", "fs.after-rename@2", "old"},
+		{"rename", "step.commit.end", "old"},
+		{"rename", "step.finish.begin", "new"},
+		{"rename", "fs.before-remove", "new"},
+		{"rename", "step.finish.end", "new"},
+		{"fresh", "step.commit.begin", "old"},
+		{"fresh", "fs.before-rename@1", "old"},
+		{"fresh", "fs.after-rename@1", "old"},
+		{"fresh", "step.commit.end", "old"},
+		{"fresh", "step.finish.begin", "new"},
+		{"fresh", "step.finish.end", "new"},
+	} {
+		t.Run(tc.plan+"/"+tc.point, func(t *testing.T) {
+			t.Parallel()
+			old := 200
+			extra := []string{"--no-exchange"}
+			if tc.plan == "fresh" {
+				old, extra = 0, nil
+			}
+			f := newFixture(t, old, 300)
+			r := cli(t, []string{fault.EnvVar + "=" + spec(tc.point, "crash")}, f.restoreArgs(extra...)...)
+			if r.signal != syscall.SIGKILL {
+				t.Fatalf("want the restore killed by SIGKILL at %s, got %s", tc.point, r)
+			}
+			if tc.plan == "fresh" && tc.want == "old" {
+				mustRun(t, exitOK, nil, "recover", "--db", f.db)
+				if _, err := os.Stat(f.db); !os.IsNotExist(err) {
+					t.Fatalf("a restore into a new directory rolled back, but %s exists (%v)", f.db, err)
+				}
+				mustRun(t, exitOK, nil, f.restoreArgs()...)
+				if got := f.which(t); got != "new" {
+					t.Fatalf("a restore after the rollback left the %s contents", got)
+				}
+				return
+			}
+			checkRecovers(t, f, tc.want)
+		})
+	}
+}
+
 // spec returns the fault spec doing action at point, written POINT or
 // POINT@N for the N-th hit: POINT:ACTION[@N].
 func spec(point, action string) string {
