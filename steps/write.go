@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kvrflow/kvrflow/fsm"
+	"github.com/kvrflow/kvrflow/internal/fsx"
 )
 
 // WrittenFile is journaled for each file Write put in staging.
@@ -61,7 +62,7 @@ func (e *Env) write(ctx context.Context, _ *fsm.Run) (any, error) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		wf, err := e.writeFile(e.src.Files[i], staging, buf, onBytes)
+		wf, err := e.writeFile(ctx, e.src.Files[i], staging, buf, onBytes)
 		d.Files[i] = wf
 		return err
 	})
@@ -86,7 +87,7 @@ func (e *Env) write(ctx context.Context, _ *fsm.Run) (any, error) {
 // a source that changed while being copied (ErrChecksum). At VerifyFull
 // the fsynced copy is then read back from the device and compared again.
 // A hard-linked table was checked by Precheck.
-func (e *Env) writeFile(f SourceFile, staging string, buf []byte, onBytes func(int)) (WrittenFile, error) {
+func (e *Env) writeFile(ctx context.Context, f SourceFile, staging string, buf []byte, onBytes func(int)) (WrittenFile, error) {
 	dst := filepath.Join(staging, f.Name)
 	if e.mode == ModeLink && f.Linkable {
 		if err := e.FS.Link(f.Path, dst); err != nil {
@@ -105,9 +106,11 @@ func (e *Env) writeFile(f SourceFile, staging string, buf []byte, onBytes func(i
 		onBytes(int(f.Size))
 		return WrittenFile{Name: f.Name, Size: f.Size, CRC32C: f.CRC32C, Linked: true, Unchecked: e.verifyLevel() == VerifySize}, nil
 	}
-	size, crc, err := e.FS.CopyFile(f.Path, dst, buf, onBytes)
+	// The file opened must be the regular file Precheck checked; no more
+	// than its size and one byte are read.
+	size, crc, err := e.FS.CopyFile(ctx, f.Path, dst, fsx.Want{ID: f.ident.ID, Size: f.Size, Sized: true}, buf, onBytes)
 	if err != nil {
-		return WrittenFile{}, err
+		return WrittenFile{}, sourceErr(err)
 	}
 	if size != f.Size || crc != f.CRC32C {
 		if f.Measured {
@@ -118,7 +121,7 @@ func (e *Env) writeFile(f SourceFile, staging string, buf []byte, onBytes func(i
 			ErrBadSource, ErrChecksum, f.Path, size, crc, f.Size, f.CRC32C)
 	}
 	if e.verifyLevel() == VerifyFull {
-		rsize, rcrc, err := e.FS.ChecksumFromDevice(dst, buf)
+		rsize, rcrc, err := e.FS.ChecksumFromDevice(ctx, dst, buf)
 		if err != nil {
 			return WrittenFile{}, err
 		}
