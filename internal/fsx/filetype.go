@@ -200,6 +200,13 @@ func openRegularDisk(path string, want Want) (readFile, int64, error) {
 	if errors.Is(err, unix.ELOOP) { // O_NOFOLLOW on a symbolic link
 		return nil, 0, fmt.Errorf("%w: %s is a symbolic link", ErrNotRegular, path)
 	}
+	if errors.Is(err, unix.ENXIO) || errors.Is(err, unix.ENODEV) {
+		// A socket (or a device without a driver) cannot be opened:
+		// say what it is.
+		if fi, lerr := os.Lstat(path); lerr == nil && !fi.Mode().IsRegular() {
+			return nil, 0, fmt.Errorf("%w: %s is %s", ErrNotRegular, path, KindOf(fi.Mode()))
+		}
+	}
 	if err != nil {
 		return nil, 0, pathErr("open", path, err)
 	}
