@@ -32,6 +32,11 @@
 // plain checkpoint records no checksums: Precheck measures each file it
 // will copy, so those are read twice.
 //
+// Only regular files are read from a source, reached through directories
+// only: OpenSource refuses anything else with ErrBadSource before it opens
+// anything, and the copy checks the file it opened (type, inode, at most
+// its size + 1 byte). See DESIGN.md, "File types in a source".
+//
 // Link mode hard-links only .sst files, which Pebble never changes in
 // place; the MANIFEST, WAL, OPTIONS and marker files are always copied, or
 // the restored database would write into the backup.
