@@ -9,8 +9,9 @@ import (
 // the kernel to start writing them back (sync_file_range). At most about
 // two chunks of a copy are dirty in the page cache at any time, so the
 // final fsync of a file of any size writes little, and an interrupted
-// copy stops, and its file is removed, without waiting for gigabytes of
-// writeback.
+// copy stops without waiting for gigabytes of writeback. The pages of
+// chunks written back are dropped from the page cache, so removing an
+// interrupted copy does not free gigabytes of them either.
 const WritebackChunk = 8 << 20
 
 // writeback starts the writeback of what CopyFile writes, chunk by chunk,
@@ -34,7 +35,8 @@ func newWriteback(f vfs.File) *writeback {
 // wrote records n more bytes written. Once a chunk is complete, it starts
 // that chunk's writeback (SYNC_FILE_RANGE_WRITE: it does not wait) and
 // waits for the writeback of the chunk before it, which bounds the dirty
-// bytes to two chunks and paces the copy to the disk.
+// bytes to two chunks and paces the copy to the disk, then drops that
+// chunk's clean pages from the page cache.
 func (w *writeback) wrote(n int) {
 	if w.fd < 0 {
 		return
@@ -48,8 +50,14 @@ func (w *writeback) wrote(n int) {
 		return
 	}
 	if w.prev >= 0 {
-		_ = unix.SyncFileRange(w.fd, w.prev, w.done-w.prev,
+		err := unix.SyncFileRange(w.fd, w.prev, w.done-w.prev,
 			unix.SYNC_FILE_RANGE_WAIT_BEFORE|unix.SYNC_FILE_RANGE_WRITE|unix.SYNC_FILE_RANGE_WAIT_AFTER)
+		if err == nil {
+			// Written back, its pages are clean: drop them, so that the
+			// copy does not fill the page cache and removing an
+			// interrupted copy has no gigabytes of pages to free.
+			_ = unix.Fadvise(w.fd, w.prev, w.done-w.prev, unix.FADV_DONTNEED)
+		}
 	}
 	w.prev, w.done = w.done, w.off
 }
