@@ -100,7 +100,7 @@ func Backup(ctx context.Context, db, out string, fs vfs.FS) (*BackupResult, erro
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		size, crc, err := seam.Checksum(filepath.Join(out, n), buf)
+		size, crc, err := seam.Checksum(ctx, filepath.Join(out, n), fsx.Want{}, buf)
 		if err != nil {
 			return nil, err
 		}

@@ -73,6 +73,46 @@ func TestRestore_HostileInputs(t *testing.T) {
 			must(t, os.Remove(p))
 			must(t, os.Symlink(p, p))
 		}, steps.ErrBadSource, "symbolic link"},
+		{"listed table is a FIFO", func(t *testing.T, f *fixture, o *Options) {
+			replaceBy(t, firstSST(t, f.backup), func(p string) error { return syscall.Mkfifo(p, 0o644) })
+		}, steps.ErrBadSource, "is a FIFO"},
+		{"listed table is a FIFO, disk under errorfs", func(t *testing.T, f *fixture, o *Options) {
+			replaceBy(t, firstSST(t, f.backup), func(p string) error { return syscall.Mkfifo(p, 0o644) })
+			o.FS = errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(errorfs.Op) error { return nil }))
+		}, steps.ErrBadSource, "is a FIFO"},
+		{"listed table is /dev/zero's device node (copy mode)", func(t *testing.T, f *fixture, o *Options) {
+			replaceBy(t, firstSST(t, f.backup), func(p string) error { return syscall.Mknod(p, syscall.S_IFCHR|0o644, 1<<8|5) })
+			o.Mode = steps.ModeCopy
+		}, steps.ErrBadSource, "is a character device"},
+		{"listed file is a directory", func(t *testing.T, f *fixture, o *Options) {
+			replaceBy(t, firstSST(t, f.backup), func(p string) error { return os.Mkdir(p, 0o755) })
+		}, steps.ErrBadSource, "is a directory"},
+		{"manifest is a FIFO", func(t *testing.T, f *fixture, o *Options) {
+			replaceBy(t, filepath.Join(f.backup, manifest.Name), func(p string) error { return syscall.Mkfifo(p, 0o644) })
+		}, steps.ErrBadSource, "is a FIFO"},
+		{"table replaced by an identical copy after precheck checked it (copy mode)", func(t *testing.T, f *fixture, o *Options) {
+			target := firstSST(t, f.backup)
+			o.Mode = steps.ModeCopy
+			// Only the identity of the file opened tells it apart: same
+			// bytes, size and mtime.
+			o.FS = errorfs.Wrap(vfs.Default, onceBefore(t, errorfs.OpOpen, target, func() error {
+				fi, err := os.Stat(target)
+				if err != nil {
+					return err
+				}
+				b, err := os.ReadFile(target)
+				if err != nil {
+					return err
+				}
+				if err := os.WriteFile(target+".new", b, 0o644); err != nil {
+					return err
+				}
+				if err := os.Chtimes(target+".new", fi.ModTime(), fi.ModTime()); err != nil {
+					return err
+				}
+				return os.Rename(target+".new", target)
+			}))
+		}, steps.ErrChecksum, "replaced since it was checked"},
 		{"database path is a symlink", func(t *testing.T, f *fixture, o *Options) {
 			real := f.db + "-real"
 			must(t, os.Rename(f.db, real))
@@ -173,6 +213,61 @@ func TestRestore_HostileInputs(t *testing.T) {
 			assertNoRunDirs(t, vfs.Default, o.DB)
 		})
 	}
+}
+
+// replaceBy replaces the file at p by what make makes there; a test
+// that cannot make it here (mknod without CAP_MKNOD) is skipped.
+func replaceBy(t *testing.T, p string, make func(string) error) {
+	t.Helper()
+	must(t, os.Remove(p))
+	if err := make(p); errors.Is(err, syscall.EPERM) {
+		t.Skipf("cannot make %s here: %v", p, err)
+	} else if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRestore_TableGrowsWhileCopiedIsRefusedUnread: a table that grows
+// after Precheck checked its size is an invalid backup, found by the copy
+// after reading its listed size and one byte more, not the rest; the run
+// is rolled back.
+func TestRestore_TableGrowsWhileCopiedIsRefusedUnread(t *testing.T) {
+	f := newFixture(t, vfs.Default, t.TempDir())
+	target := firstSST(t, f.backup)
+	fi, err := os.Stat(target)
+	must(t, err)
+	const extra = 64 << 20
+	var read atomic.Int64
+	o := f.opts()
+	o.Mode = steps.ModeCopy
+	o.FS = errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
+		switch {
+		case op.Kind == errorfs.OpOpen && op.Path == target && read.Load() == 0:
+			read.Store(1) // once
+			w, err := os.OpenFile(target, os.O_WRONLY|os.O_APPEND, 0)
+			if err == nil {
+				_, err = w.Write(make([]byte, extra))
+				err = errors.Join(err, w.Close())
+			}
+			if err != nil {
+				t.Error(err)
+			}
+		case op.Kind == errorfs.OpFileRead && op.Path == target:
+			read.Add(1)
+		}
+		return nil
+	}))
+	before := testutil.Snapshot(t, vfs.Default, f.db)
+	_, err = Restore(context.Background(), o)
+	if !errors.Is(err, steps.ErrBadSource) || !errors.Is(err, fsm.ErrRolledBack) || !strings.Contains(err.Error(), "grew") {
+		t.Fatalf("err = %v, want a rolled-back invalid backup saying the table grew", err)
+	}
+	// Reads of at most one buffer each, up to the listed size plus one.
+	if reads, most := read.Load()-1, fi.Size()/fsx.BufferSize+2; reads > most {
+		t.Errorf("%d reads of the table: the copy read on past its listed size (%d bytes; at most %d reads)", reads, fi.Size(), most)
+	}
+	assertUnchanged(t, before, testutil.Snapshot(t, vfs.Default, f.db))
+	assertNoRunDirs(t, vfs.Default, o.DB)
 }
 
 // outsideListing lists every path under the fixture's root except DB and

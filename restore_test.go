@@ -235,7 +235,7 @@ func resealManifest(t *testing.T, dir string) {
 	buf := make([]byte, 1<<16)
 	seam := fsx.New(vfs.Default, nil)
 	for i := range m.Files {
-		m.Files[i].Size, m.Files[i].CRC32C, err = seam.Checksum(filepath.Join(dir, m.Files[i].Name), buf)
+		m.Files[i].Size, m.Files[i].CRC32C, err = seam.Checksum(context.Background(), filepath.Join(dir, m.Files[i].Name), fsx.Want{}, buf)
 		must(t, err)
 	}
 	must(t, os.WriteFile(p, m.Encode(), 0o644))

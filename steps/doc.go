@@ -37,6 +37,11 @@
 // before Precheck measured it is restored. At VerifyFull sst_dump reads
 // every .sst (not .blob or legacy .ldb files).
 //
+// Only regular files are read from a source, reached through directories
+// only: OpenSource refuses anything else with ErrBadSource before it opens
+// anything, and the copy checks the file it opened (type, inode, at most
+// its size + 1 byte). See DESIGN.md, "File types in a source".
+//
 // Link mode hard-links only .sst files, which Pebble never changes in
 // place; the MANIFEST, WAL, OPTIONS and marker files are always copied, or
 // the restored database would write into the backup.

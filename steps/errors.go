@@ -5,9 +5,12 @@ import "errors"
 var (
 	// ErrBadSource is returned when the source is not a valid backup: by
 	// Precheck for a source that is missing, not a directory, has no or a
-	// corrupt manifest, a file missing, of the wrong size or checksum, or
-	// an unlisted file; by Write for a file whose bytes, read as they are
-	// copied, do not match the backup's checksum (the run is rolled back).
+	// corrupt manifest, a file missing, of the wrong size or checksum, an
+	// unlisted file, or anything but a regular file (a FIFO, device,
+	// socket, directory or symbolic link) where a file is listed or read;
+	// by Write for a file whose bytes, read as they are copied, do not
+	// match the backup's checksum, or that grew past its listed size (the
+	// run is rolled back).
 	ErrBadSource = errors.New("invalid backup")
 
 	// ErrBadPath is returned when the paths given cannot be restored: the

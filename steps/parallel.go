@@ -14,16 +14,19 @@ import (
 var Workers = 4
 
 // eachFile calls fn for i in [0, n) on Workers goroutines, each with its
-// own buffer. The first error cancels the rest (files not started are
-// skipped) and is returned; a panic in fn is re-raised on the caller's
-// goroutine once every worker has stopped.
+// own buffer. The first error fn returns cancels the rest (files not
+// started are skipped) and is returned, also when ctx was cancelled first
+// (fn's error then says how far it got, "interrupted after N of M bytes",
+// where ctx's own would only say "context canceled"); a panic in fn is
+// re-raised on the caller's goroutine once every worker has stopped.
 func eachFile(ctx context.Context, n int, fn func(ctx context.Context, i int, buf []byte) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	next := make(chan int)
 	var wg sync.WaitGroup
 	var panicked any
-	var once sync.Once
+	var first error
+	var once, firstOnce sync.Once
 	for w := 0; w < min(Workers, n); w++ {
 		wg.Go(func() {
 			defer func() {
@@ -37,6 +40,7 @@ func eachFile(ctx context.Context, n int, fn func(ctx context.Context, i int, bu
 			buf := make([]byte, fsx.BufferSize)
 			for i := range next {
 				if err := fn(ctx, i, buf); err != nil {
+					firstOnce.Do(func() { first = err })
 					cancel(err)
 				}
 			}
@@ -54,6 +58,9 @@ feed:
 	wg.Wait()
 	if panicked != nil {
 		panic(panicked)
+	}
+	if first != nil {
+		return first
 	}
 	return context.Cause(ctx)
 }

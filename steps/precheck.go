@@ -92,7 +92,7 @@ func (e *Env) precheck(ctx context.Context, _ *fsm.Run) (any, error) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		checks[i], errs[i] = e.checkSourceFile(&src.Files[i], level, buf)
+		checks[i], errs[i] = e.checkSourceFile(ctx, &src.Files[i], level, buf)
 		if errs[i] != nil && !errors.Is(errs[i], ErrBadSource) {
 			return errs[i] // an I/O error: stop
 		}
@@ -157,7 +157,7 @@ const (
 // footer are checked (Write journals it crc32c_unchecked; a checkpoint's
 // then has no checksum at all). A file that does not match the backup is
 // an ErrBadSource.
-func (e *Env) checkSourceFile(f *SourceFile, level string, buf []byte) (fileCheck, error) {
+func (e *Env) checkSourceFile(ctx context.Context, f *SourceFile, level string, buf []byte) (fileCheck, error) {
 	linked := e.mode == ModeLink && f.Linkable
 	read := f.NoCRC
 	if linked {
@@ -185,19 +185,23 @@ func (e *Env) checkSourceFile(f *SourceFile, level string, buf []byte) (fileChec
 		}
 		tail, _, err := e.FS.ReadTail(f.Path, buf[:sstMagicLen])
 		if err != nil {
-			return 0, err
+			return 0, sourceErr(err)
 		}
 		if !isSSTableMagic(tail) {
 			return 0, fmt.Errorf("%w: %s: its last bytes are not an sstable's magic number (corrupt or truncated)", ErrBadSource, f.Path)
 		}
 		return checkFooter, nil
 	}
-	size, crc, err := e.FS.Checksum(f.Path, buf)
+	if !f.NoSize && id.Size != f.Size {
+		return 0, fmt.Errorf("%w: %s: size %d, manifest says %d (truncated or changed)", ErrBadSource, f.Path, id.Size, f.Size)
+	}
+	// Read no more than the size just seen, plus one byte to see growth.
+	size, crc, err := e.FS.Checksum(ctx, f.Path, fsx.Want{ID: id.ID, Size: id.Size, Sized: true}, buf)
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, fmt.Errorf("%w: listed file missing: %w", ErrBadSource, err)
 	}
 	if err != nil {
-		return 0, err
+		return 0, sourceErr(err)
 	}
 	if f.NoCRC {
 		if !f.NoSize && size != f.Size {

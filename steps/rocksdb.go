@@ -257,6 +257,9 @@ func RocksDBName(rel string) (string, error) {
 // directory dir.
 func loadRocksBackup(fs *fsx.FS, dir string, id uint64) (*Source, error) {
 	metaDir := filepath.Join(dir, "meta")
+	if err := fs.CheckDir(metaDir); err != nil {
+		return nil, sourceErr(err)
+	}
 	if id == 0 {
 		names, err := fs.List(metaDir)
 		if err != nil {
@@ -272,12 +275,16 @@ func loadRocksBackup(fs *fsx.FS, dir string, id uint64) (*Source, error) {
 		}
 	}
 	mpath := filepath.Join(metaDir, strconv.FormatUint(id, 10))
-	f, err := fs.Open(mpath)
+	_, err := fs.CheckRegular(metaDir, strconv.FormatUint(id, 10))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %s: no backup %d", ErrBadSource, dir, id)
 	}
 	if err != nil {
-		return nil, err
+		return nil, sourceErr(err)
+	}
+	f, err := fs.OpenRegular(mpath)
+	if err != nil {
+		return nil, sourceErr(err)
 	}
 	m, err := ParseRocksMeta(f)
 	f.Close()
@@ -318,12 +325,8 @@ func loadCheckpoint(fs *fsx.FS, dir string, names []string, engine string) (*Sou
 			continue
 		}
 		p := filepath.Join(dir, n)
-		fi, err := fs.Stat(p)
-		if err != nil {
+		if err := checkRegular(fs, dir, n); err != nil {
 			return nil, err
-		}
-		if !fi.Mode().IsRegular() {
-			return nil, fmt.Errorf("%w: %s: a checkpoint holds only regular files", ErrBadSource, p)
 		}
 		src.Files = append(src.Files, SourceFile{Name: n, Path: p, NoSize: true, NoCRC: true,
 			Linkable: strings.HasSuffix(n, ".sst")})

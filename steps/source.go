@@ -71,6 +71,14 @@ func (s *Source) Bytes() int64 {
 // refused. backupID picks a
 // RocksDB backup; 0 means the latest. It does not read the files' data
 // (Precheck checksums them).
+//
+// Only regular files are read, and only through directories: dir itself
+// may be a symbolic link (it is resolved once, and the Source's paths are
+// under the resolved directory), but a FIFO, device, socket, directory or
+// symbolic link where a file is listed or read (the manifest, a meta
+// file, a checkpoint's files), or a symbolic link on the way to one, is
+// ErrBadSource naming the path and what it is, found before anything is
+// opened.
 func OpenSource(fs *fsx.FS, dir, engine string, backupID uint64) (*Source, error) {
 	fi, err := fs.Stat(dir)
 	if errors.Is(err, os.ErrNotExist) {
@@ -81,6 +89,12 @@ func OpenSource(fs *fsx.FS, dir, engine string, backupID uint64) (*Source, error
 	}
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("%w: %s: not a directory", ErrBadSource, dir)
+	}
+	// The directory given may be reached through a symbolic link: resolve
+	// it once. Below it, every path to a file read is checked to be
+	// directories and a regular file, before it is opened.
+	if dir, err = fs.ResolveRoot(dir); err != nil {
+		return nil, err
 	}
 	names, err := fs.List(dir)
 	if err != nil {
@@ -114,15 +128,12 @@ func OpenSource(fs *fsx.FS, dir, engine string, backupID uint64) (*Source, error
 		return nil, fmt.Errorf("%w: %s: --engine %s, but the source is a %s %s", ErrBadSource, dir, engine, src.Engine, src.Kind)
 	}
 	for _, f := range src.Files {
-		link, err := fs.IsSymlink(f.Path)
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("%w: listed file missing: %w", ErrBadSource, err)
+		rel := f.From
+		if rel == "" {
+			rel = f.Name
 		}
-		if err != nil {
+		if err := checkRegular(fs, dir, rel); err != nil {
 			return nil, err
-		}
-		if link {
-			return nil, fmt.Errorf("%w: %s: symbolic link in the backup (a backup holds only regular files)", ErrBadSource, f.Path)
 		}
 	}
 	return src, nil
@@ -133,9 +144,12 @@ func OpenSource(fs *fsx.FS, dir, engine string, backupID uint64) (*Source, error
 // the manifest.
 func loadKvrflowBackup(fs *fsx.FS, dir string, names []string) (*Source, error) {
 	mpath := filepath.Join(dir, manifest.Name)
-	f, err := fs.Open(mpath)
-	if err != nil {
+	if err := checkRegular(fs, dir, manifest.Name); err != nil {
 		return nil, err
+	}
+	f, err := fs.OpenRegular(mpath)
+	if err != nil {
+		return nil, sourceErr(err)
 	}
 	m, err := manifest.Parse(f)
 	f.Close()

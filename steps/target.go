@@ -119,7 +119,7 @@ func CheckWork(fsys *fsx.FS, l Layout) error {
 	case mode&fs.ModeSymlink != 0:
 		return fmt.Errorf("%w: %s is a symbolic link: kvrflow's directory must be a real directory beside the database, never followed elsewhere", ErrBadPath, l.Work)
 	case !mode.IsDir():
-		return fmt.Errorf("%w: %s is a %s, not a directory: kvrflow keeps its journal and staging there; move it away", ErrBadPath, l.Work, describeMode(mode))
+		return fmt.Errorf("%w: %s is %s, not a directory: kvrflow keeps its journal and staging there; move it away", ErrBadPath, l.Work, fsx.KindOf(mode))
 	}
 	if mnt, err := fsys.IsMountPoint(l.Work); err != nil {
 		return fmt.Errorf("%w: %w", ErrBadPath, err)
@@ -144,7 +144,7 @@ func CheckWork(fsys *fsx.FS, l Layout) error {
 			return fmt.Errorf("%w: %w", ErrBadPath, err)
 		}
 		if !c.ok(mode) {
-			return fmt.Errorf("%w: %s is a %s; kvrflow needs %s there and follows no links", ErrBadPath, p, describeMode(mode), c.want)
+			return fmt.Errorf("%w: %s is %s; kvrflow needs %s there and follows no links", ErrBadPath, p, fsx.KindOf(mode), c.want)
 		}
 	}
 	return nil
@@ -180,7 +180,7 @@ func CheckJournalPath(fsys *fsx.FS, l Layout, path string) error {
 		return fmt.Errorf("%w: journal: %w", ErrBadPath, err)
 	}
 	if !mode.IsRegular() && mode&fs.ModeSymlink == 0 {
-		return fmt.Errorf("%w: journal %s is a %s, not a file", ErrBadPath, path, describeMode(mode))
+		return fmt.Errorf("%w: journal %s is %s, not a file", ErrBadPath, path, fsx.KindOf(mode))
 	}
 	return nil
 }
@@ -205,25 +205,4 @@ func CheckForeign(fsys *fsx.FS, l Layout, jid string) error {
 		}
 	}
 	return nil
-}
-
-// describeMode names a file type for messages.
-func describeMode(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeSymlink != 0:
-		return "symbolic link"
-	case m.IsDir():
-		return "directory"
-	case m&fs.ModeNamedPipe != 0:
-		return "FIFO"
-	case m&fs.ModeSocket != 0:
-		return "socket"
-	case m&fs.ModeCharDevice != 0:
-		return "character device"
-	case m&fs.ModeDevice != 0:
-		return "block device"
-	case m.IsRegular():
-		return "regular file"
-	}
-	return "special file"
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kvrflow/kvrflow/fsm"
+	"github.com/kvrflow/kvrflow/internal/fsx"
 )
 
 // WrittenFile is journaled for each file Write put in staging.
@@ -75,7 +76,7 @@ func (e *Env) write(ctx context.Context, r *fsm.Run) (any, error) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		wf, err := e.writeFile(e.src.Files[i], staging, buf, onBytes)
+		wf, err := e.writeFile(ctx, e.src.Files[i], staging, buf, onBytes)
 		d.Files[i] = wf
 		return err
 	})
@@ -103,7 +104,7 @@ func (e *Env) write(ctx context.Context, r *fsm.Run) (any, error) {
 // a source that changed while being copied (ErrChecksum). At VerifyFull
 // the fsynced copy is then read back from the device and compared again.
 // A hard-linked table was checked by Precheck.
-func (e *Env) writeFile(f SourceFile, staging string, buf []byte, onBytes func(int)) (WrittenFile, error) {
+func (e *Env) writeFile(ctx context.Context, f SourceFile, staging string, buf []byte, onBytes func(int)) (WrittenFile, error) {
 	dst := filepath.Join(staging, f.Name)
 	if e.mode == ModeLink && f.Linkable && e.linkFallback.Load() == nil {
 		err := e.FS.Link(f.Path, dst)
@@ -114,7 +115,7 @@ func (e *Env) writeFile(f SourceFile, staging string, buf []byte, onBytes func(i
 			if e.linkFallback.CompareAndSwap(nil, &why) {
 				e.Log.Warn().Err(err).Str("why", why).Msg("hard links refused here; copying the tables instead")
 			}
-			return e.copyFile(f, dst, buf, onBytes)
+			return e.copyFile(ctx, f, dst, buf, onBytes)
 		}
 		if err != nil {
 			return WrittenFile{}, err
@@ -132,14 +133,16 @@ func (e *Env) writeFile(f SourceFile, staging string, buf []byte, onBytes func(i
 		onBytes(int(f.Size))
 		return WrittenFile{Name: f.Name, Size: f.Size, CRC32C: f.CRC32C, Linked: true, Unchecked: e.verifyLevel() == VerifySize}, nil
 	}
-	return e.copyFile(f, dst, buf, onBytes)
+	return e.copyFile(ctx, f, dst, buf, onBytes)
 }
 
 // copyFile copies one file into staging and checks it (see writeFile).
-func (e *Env) copyFile(f SourceFile, dst string, buf []byte, onBytes func(int)) (WrittenFile, error) {
-	size, crc, err := e.FS.CopyFile(f.Path, dst, buf, onBytes)
+func (e *Env) copyFile(ctx context.Context, f SourceFile, dst string, buf []byte, onBytes func(int)) (WrittenFile, error) {
+	// The file opened must be the regular file Precheck checked; no more
+	// than its size and one byte are read.
+	size, crc, err := e.FS.CopyFile(ctx, f.Path, dst, fsx.Want{ID: f.ident.ID, Size: f.Size, Sized: true}, buf, onBytes)
 	if err != nil {
-		return WrittenFile{}, err
+		return WrittenFile{}, sourceErr(err)
 	}
 	if f.NoCRC && size == f.Size {
 		// A table meant to be hard-linked at --verify size, of a source
@@ -156,7 +159,7 @@ func (e *Env) copyFile(f SourceFile, dst string, buf []byte, onBytes func(int)) 
 			ErrBadSource, ErrChecksum, f.Path, size, crc, f.Size, f.CRC32C)
 	}
 	if e.verifyLevel() == VerifyFull {
-		rsize, rcrc, err := e.FS.ChecksumFromDevice(dst, buf)
+		rsize, rcrc, err := e.FS.ChecksumFromDevice(ctx, dst, buf)
 		if err != nil {
 			return WrittenFile{}, err
 		}

@@ -1,6 +1,8 @@
 package fsx
 
 import (
+	"context"
+	"fmt"
 	"hash/crc32"
 	"io"
 	"path/filepath"
@@ -17,12 +19,24 @@ const BufferSize = 1 << 20
 // does not sync dst's directory: the caller syncs it once after all files.
 // onBytes, if not nil, is called after each buffer with its length.
 //
+// src must be a regular file, checked on the open file itself (and, if
+// want.ID is set, the file checked before: see Want and openRegular); a
+// FIFO, device or other file is ErrNotRegular, read not at all. When
+// want.Sized, at most want.Size+1 bytes are read and a longer file is
+// ErrGrew. The copy starts writing back what it wrote as it goes (see
+// WritebackChunk), so the final fsync is short whatever the size. When ctx
+// is cancelled, the copy stops at the next buffer with an error matching
+// ctx's cause, naming how many bytes were copied.
+//
 // On error dst may exist, partly written; it is left for the caller's
 // cleanup of the directory it is in.
-func (fs *FS) CopyFile(src, dst string, buf []byte, onBytes func(int)) (size int64, crc uint32, err error) {
-	in, err := fs.v.Open(src, vfs.SequentialReadsOption)
+func (fs *FS) CopyFile(ctx context.Context, src, dst string, want Want, buf []byte, onBytes func(int)) (size int64, crc uint32, err error) {
+	if err := ctx.Err(); err != nil {
+		return 0, 0, pathErr("copy", src, context.Cause(ctx))
+	}
+	in, total, err := fs.openRegular(src, want)
 	if err != nil {
-		return 0, 0, pathErr("open", src, err)
+		return 0, 0, err
 	}
 	defer in.Close()
 	out, err := fs.v.Create(dst, vfs.WriteCategoryUnspecified)
@@ -34,9 +48,16 @@ func (fs *FS) CopyFile(src, dst string, buf []byte, onBytes func(int)) (size int
 			err = pathErr("close", dst, cerr)
 		}
 	}()
+	wb := newWriteback(out)
 	for {
-		n, rerr := in.Read(buf)
+		if err := ctx.Err(); err != nil {
+			return size, crc, pathErr("copy "+src+" to", dst, fmt.Errorf("interrupted after %d of %d bytes: %w", size, total, context.Cause(ctx)))
+		}
+		n, rerr := in.Read(want.limit(buf, size))
 		if n > 0 {
+			if err := want.grew(src, size+int64(n)); err != nil {
+				return size, crc, err
+			}
 			crc = crc32.Update(crc, Castagnoli, buf[:n])
 			if err := fs.faults.Hit(PointWrite); err != nil {
 				return size, crc, pathErr("write", dst, err)
@@ -45,6 +66,7 @@ func (fs *FS) CopyFile(src, dst string, buf []byte, onBytes func(int)) (size int
 				return size, crc, pathErr("write", dst, err)
 			}
 			size += int64(n)
+			wb.wrote(n)
 			if onBytes != nil {
 				onBytes(n)
 			}
@@ -69,15 +91,27 @@ func (fs *FS) CopyFile(src, dst string, buf []byte, onBytes func(int)) (size int
 	return size, crc, nil
 }
 
-// Checksum reads path to its end and returns its size and crc32c.
-func (fs *FS) Checksum(path string, buf []byte) (size int64, crc uint32, err error) {
-	f, err := fs.v.Open(path, vfs.SequentialReadsOption)
+// Checksum reads path to its end and returns its size and crc32c. path
+// must be a regular file and is checked against want as CopyFile checks
+// its source (ErrNotRegular, ErrReplaced, ErrGrew); when ctx is cancelled
+// it stops at the next buffer with an error matching ctx's cause.
+func (fs *FS) Checksum(ctx context.Context, path string, want Want, buf []byte) (size int64, crc uint32, err error) {
+	if err := ctx.Err(); err != nil {
+		return 0, 0, pathErr("checksum", path, context.Cause(ctx))
+	}
+	f, total, err := fs.openRegular(path, want)
 	if err != nil {
-		return 0, 0, pathErr("open", path, err)
+		return 0, 0, err
 	}
 	defer f.Close()
 	for {
-		n, rerr := f.Read(buf)
+		if err := ctx.Err(); err != nil {
+			return size, crc, pathErr("checksum", path, fmt.Errorf("interrupted after %d of %d bytes: %w", size, total, context.Cause(ctx)))
+		}
+		n, rerr := f.Read(want.limit(buf, size))
+		if err := want.grew(path, size+int64(n)); err != nil {
+			return size, crc, err
+		}
 		crc = crc32.Update(crc, Castagnoli, buf[:n])
 		size += int64(n)
 		if rerr == io.EOF {
@@ -95,7 +129,7 @@ func (fs *FS) Checksum(path string, buf []byte) (size int64, crc uint32, err err
 // are clean after the fsync, so nothing is lost), so the bytes checksummed
 // are the ones the disk returns. On other file systems it is Checksum.
 // It changes nothing durable.
-func (fs *FS) ChecksumFromDevice(path string, buf []byte) (size int64, crc uint32, err error) {
+func (fs *FS) ChecksumFromDevice(ctx context.Context, path string, buf []byte) (size int64, crc uint32, err error) {
 	if err := fs.faults.Hit(PointReadBack); err != nil {
 		return 0, 0, pathErr("read back", path, err)
 	}
@@ -104,7 +138,7 @@ func (fs *FS) ChecksumFromDevice(path string, buf []byte) (size int64, crc uint3
 			return 0, 0, err
 		}
 	}
-	return fs.Checksum(path, buf)
+	return fs.Checksum(ctx, path, Want{}, buf)
 }
 
 // dropCache asks the kernel to drop path's pages from the page cache
@@ -124,18 +158,14 @@ func (fs *FS) dropCache(path string) error {
 }
 
 // ReadTail returns the last len(buf) bytes of path (fewer if the file is
-// shorter) and the file's size.
+// shorter) and the file's size. path must be a regular file
+// (ErrNotRegular, as for Checksum).
 func (fs *FS) ReadTail(path string, buf []byte) (tail []byte, size int64, err error) {
-	f, err := fs.v.Open(path)
+	f, size, err := fs.openRegular(path, Want{})
 	if err != nil {
-		return nil, 0, pathErr("open", path, err)
+		return nil, 0, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, 0, pathErr("stat", path, err)
-	}
-	size = fi.Size()
 	n := min(int64(len(buf)), size)
 	if _, err := f.ReadAt(buf[:n], size-n); err != nil && err != io.EOF {
 		return nil, size, pathErr("read", path, err)

@@ -1,6 +1,7 @@
 package fsx_test
 
 import (
+	"context"
 	"hash/crc32"
 	"io"
 	"math/rand/v2"
@@ -55,7 +56,7 @@ func BenchmarkCopyFile(b *testing.B) {
 	b.SetBytes(benchFileSize)
 	for i := 0; b.Loop(); i++ {
 		dst := filepath.Join(dir, strconv.Itoa(i))
-		if _, _, err := fs.CopyFile(src, dst, buf, nil); err != nil {
+		if _, _, err := fs.CopyFile(context.Background(), src, dst, fsx.Want{}, buf, nil); err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()
@@ -73,7 +74,7 @@ func BenchmarkChecksum(b *testing.B) {
 	buf := make([]byte, fsx.BufferSize)
 	b.SetBytes(benchFileSize)
 	for b.Loop() {
-		if _, _, err := fs.Checksum(src, buf); err != nil {
+		if _, _, err := fs.Checksum(context.Background(), src, fsx.Want{}, buf); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -175,7 +176,7 @@ func BenchmarkCopyFiles(b *testing.B) {
 						buf := make([]byte, fsx.BufferSize)
 						for i := range next {
 							name := strconv.Itoa(i)
-							if _, _, err := fs.CopyFile(filepath.Join(srcDir, name), filepath.Join(dst, name), buf, nil); err != nil {
+							if _, _, err := fs.CopyFile(context.Background(), filepath.Join(srcDir, name), filepath.Join(dst, name), fsx.Want{}, buf, nil); err != nil {
 								errs <- err
 								return
 							}

@@ -15,6 +15,11 @@
 //
 // Exchange and FileID work only over the real disk (they need a kernel
 // and inode numbers); elsewhere they return ErrExchangeUnsupported and
-// ErrNoFileID, and the steps use two renames instead. Named fault points
-// (package internal/fault) are hit around each durable operation.
+// ErrNoFileID, and the steps use two renames instead. CheckRegular and
+// Lstat see file types on the real disk also under a wrapper (errorfs);
+// CopyFile, Checksum and ReadTail read only regular files, opened on the
+// disk itself with O_NOFOLLOW|O_NONBLOCK (under a wrapper the open goes
+// through it, and a FIFO swapped in after the lstat could block it).
+// Named fault points (package internal/fault) are hit around each durable
+// operation.
 package fsx

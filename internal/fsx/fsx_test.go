@@ -1,6 +1,7 @@
 package fsx
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -95,11 +96,11 @@ func TestCopyFileAndWriteFileDurable(t *testing.T) {
 	if _, err := os.Stat(src + ".tmp"); !os.IsNotExist(err) {
 		t.Errorf("temporary file left: %v", err)
 	}
-	n, crc, err := fs.CopyFile(src, filepath.Join(dir, "dst"), make([]byte, 4), nil)
+	n, crc, err := fs.CopyFile(context.Background(), src, filepath.Join(dir, "dst"), Want{}, make([]byte, 4), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n2, crc2, err := fs.Checksum(filepath.Join(dir, "dst"), make([]byte, 3))
+	n2, crc2, err := fs.Checksum(context.Background(), filepath.Join(dir, "dst"), Want{}, make([]byte, 3))
 	if err != nil || n != 14 || n2 != n || crc2 != crc {
 		t.Fatalf("copy %d %08x, read back %d %08x, %v", n, crc, n2, crc2, err)
 	}
@@ -145,11 +146,11 @@ func TestChecksumFromDevice_MatchesChecksumAndHasAFaultPoint(t *testing.T) {
 				t.Fatal(err)
 			}
 			buf := make([]byte, BufferSize)
-			size, crc, err := fs.Checksum(p, buf)
+			size, crc, err := fs.Checksum(context.Background(), p, Want{}, buf)
 			if err != nil {
 				t.Fatal(err)
 			}
-			dsize, dcrc, err := fs.ChecksumFromDevice(p, buf)
+			dsize, dcrc, err := fs.ChecksumFromDevice(context.Background(), p, buf)
 			if err != nil || dsize != size || dcrc != crc || size != int64(len(data)) {
 				t.Fatalf("from device: %d %08x %v; checksum: %d %08x", dsize, dcrc, err, size, crc)
 			}
@@ -157,7 +158,7 @@ func TestChecksumFromDevice_MatchesChecksumAndHasAFaultPoint(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, _, err := New(v, faults).ChecksumFromDevice(p, buf); !errors.Is(err, fault.ErrInjected) {
+			if _, _, err := New(v, faults).ChecksumFromDevice(context.Background(), p, buf); !errors.Is(err, fault.ErrInjected) {
 				t.Fatalf("with %s:eio: %v", PointReadBack, err)
 			}
 		})
@@ -195,7 +196,7 @@ func TestDropCache_EvictsAFsyncedFile(t *testing.T) {
 	if err := fs.WriteFileDurable(p, make([]byte, 64<<10)); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := fs.Checksum(p, make([]byte, BufferSize)); err != nil { // cache it
+	if _, _, err := fs.Checksum(context.Background(), p, Want{}, make([]byte, BufferSize)); err != nil { // cache it
 		t.Fatal(err)
 	}
 	resident := func() int {

@@ -76,43 +76,13 @@ func (fs *FS) IsMountPoint(path string) (bool, error) {
 	return a.Dev != b.Dev, nil
 }
 
-// LstatMode returns the type bits of path itself, not following a
-// symbolic link, on the real disk; on file systems without symbolic links
-// (the in-memory ones) it is Stat's.
+// LstatMode returns the type bits of path itself (see Lstat).
 func (fs *FS) LstatMode(path string) (os.FileMode, error) {
-	if fs.onDisk() {
-		fi, err := os.Lstat(path)
-		if err != nil {
-			return 0, pathErr("lstat", path, err)
-		}
-		return fi.Mode().Type(), nil
-	}
-	fi, err := fs.v.Stat(path)
+	fi, err := fs.Lstat(path)
 	if err != nil {
-		return 0, pathErr("stat", path, err)
+		return 0, err
 	}
 	return fi.Mode().Type(), nil
-}
-
-// onDisk reports whether the seam is over the real disk, directly or
-// through wrappers such as errorfs.
-func (fs *FS) onDisk() bool {
-	if fs.disk {
-		return true
-	}
-	_, ok := fs.probeStat()
-	return ok
-}
-
-// probeStat stats the root directory through the seam: a file system that
-// reports a syscall.Stat_t is backed by the real disk.
-func (fs *FS) probeStat() (*syscall.Stat_t, bool) {
-	fi, err := fs.v.Stat("/")
-	if err != nil {
-		return nil, false
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	return st, ok
 }
 
 // RemoveEmptyDir removes dir if it is an empty directory, then fsyncs its
