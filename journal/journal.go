@@ -98,16 +98,23 @@ type Options struct {
 	ReadOnly bool
 	// Faults are hit around each commit.
 	Faults *fault.Set
+	// Reserve is the room a read-write Open makes sure the journal file
+	// has allocated beyond the pages in use, for records on a full disk:
+	// DefaultReserve if 0, none if negative (NoReserve). See Reserved.
+	Reserve int64
 }
 
 // Journal is an open journal file. Its methods are safe for concurrent
 // use; each write is one bbolt transaction, durable when it returns.
 type Journal struct {
-	db      *bolt.DB
-	path    string
-	id      string
-	faults  *fault.Set
-	commits atomic.Int64
+	db   *bolt.DB
+	path string
+	id   string
+	// The outcome of Open's reserve (see Reserved).
+	reserved   int64
+	reserveErr error
+	faults     *fault.Set
+	commits    atomic.Int64
 }
 
 // Commits returns how many write transactions this handle committed
@@ -115,6 +122,9 @@ type Journal struct {
 func (j *Journal) Commits() int64 { return j.commits.Load() }
 
 // Open opens (creating if needed, unless read-only) the journal at path.
+// A read-write Open also makes sure the file has Options.Reserve bytes of
+// room allocated for records on a full disk; failing to is not an error
+// of Open's but reported by Reserved.
 func Open(path string, opts Options) (*Journal, error) {
 	if opts.Timeout == 0 {
 		opts.Timeout = DefaultTimeout
@@ -144,6 +154,9 @@ func Open(path string, opts Options) (*Journal, error) {
 	if err := j.checkSchema(opts.ReadOnly); err != nil {
 		db.Close()
 		return nil, err
+	}
+	if !opts.ReadOnly {
+		j.reserve(opts.Reserve)
 	}
 	return j, nil
 }
