@@ -122,9 +122,12 @@ type Journal struct {
 func (j *Journal) Commits() int64 { return j.commits.Load() }
 
 // Open opens (creating if needed, unless read-only) the journal at path.
-// A read-write Open also makes sure the file has Options.Reserve bytes of
-// room allocated for records on a full disk; failing to is not an error
-// of Open's but reported by Reserved.
+// A read-write Open migrates an older schema and gives a journal without
+// an id its id, in one transaction (see checkSchema), and makes sure the
+// file has Options.Reserve bytes of room allocated for records on a full
+// disk; failing to is not an error of Open's but reported by Reserved. On
+// success a created journal is durable at path. On error the journal is
+// as it was (a migration is all or nothing), and a retry is safe.
 func Open(path string, opts Options) (*Journal, error) {
 	if opts.Timeout == 0 {
 		opts.Timeout = DefaultTimeout

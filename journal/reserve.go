@@ -22,8 +22,9 @@ const NoReserve int64 = -1
 
 // Reserved reports the room this handle's Open made sure of: how many
 // bytes of the journal file beyond bbolt's high-water mark were allocated
-// when it opened, and why it could not allocate Options.Reserve of them
-// (an error wrapping the errno, such as unix.ENOSPC or unix.EOPNOTSUPP).
+// when it opened (at least Options.Reserve if err is nil), and why it
+// could not allocate Options.Reserve of them (an error naming the journal
+// and wrapping the errno, such as unix.ENOSPC or unix.EOPNOTSUPP).
 // An error here is not the journal's: it works as without a reserve, and
 // bytes is the room it still had (0 if unknown). A read-only handle, or
 // Options.Reserve NoReserve, reports 0, nil. The reserve is topped up at
@@ -32,9 +33,12 @@ func (j *Journal) Reserved() (bytes int64, err error) { return j.reserved, j.res
 
 // reserve makes sure the journal file has want bytes (DefaultReserve if
 // 0, none if negative) of blocks allocated beyond bbolt's high-water mark,
-// and records the outcome for Reserved. It never fails Open: the reserve
-// is a margin for a full disk, and a journal that cannot have one is as
-// usable as before.
+// and records the outcome for Reserved. When less is there it allocates
+// want and an eighth more, then fsyncs the file: the allocation and the
+// file's new size are durable. It never fails Open: the reserve is a
+// margin for a full disk, and a journal that cannot have one is as usable
+// as before (a failed fallocate changes no byte of the journal's pages;
+// it may leave part of the range allocated, which only helps).
 //
 // Why this works (bbolt v1.4.3, db.go and tx.go): bbolt writes every page
 // with pwrite at pgid × page size (Tx.write → db.ops.writeAt), and grows
