@@ -217,22 +217,27 @@ func (j *Journal) InFlight(target string) ([]Run, error) {
 }
 
 // checkInFlightIndex returns an ErrCorrupt error naming the first run on
-// which the in-flight index and the run records disagree.
+// which the in-flight index and the run records disagree. It walks both
+// buckets side by side (their keys are the same 8-byte run ids), so it
+// seeks nothing.
 func checkInFlightIndex(tx *bolt.Tx) error {
-	runs, index := tx.Bucket(bucketRuns), tx.Bucket(bucketInFlight)
-	ic := index.Cursor()
-	for k, _ := ic.First(); k != nil; k, _ = ic.Next() {
+	ic := tx.Bucket(bucketInFlight).Cursor()
+	ik, _ := ic.First()
+	orphan := func(k []byte) error {
 		if len(k) != 8 {
 			return fmt.Errorf("%w: in-flight index key of %d bytes", ErrCorrupt, len(k))
 		}
-		if runs.Get(k) == nil {
-			return fmt.Errorf("%w: run %d is in the in-flight index but has no run record", ErrCorrupt, beUint64(k))
-		}
+		return fmt.Errorf("%w: run %d is in the in-flight index but has no run record", ErrCorrupt, beUint64(k))
 	}
-	c := runs.Cursor()
+	c := tx.Bucket(bucketRuns).Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
-		indexed := index.Get(k) != nil
-		if !indexed && recordEnded(v) {
+		if ik != nil && bytes.Compare(ik, k) < 0 {
+			return orphan(ik)
+		}
+		indexed := ik != nil && bytes.Equal(ik, k)
+		if indexed {
+			ik, _ = ic.Next()
+		} else if recordEnded(v) {
 			continue // the common case: an ended run, rightly not indexed
 		}
 		r, err := decodeRun(k, v)
@@ -245,6 +250,9 @@ func checkInFlightIndex(tx *bolt.Tx) error {
 		case !r.InFlight() && indexed:
 			return fmt.Errorf("%w: run %d ended by its record (outcome %q) but is still in the in-flight index", ErrCorrupt, r.ID, r.Outcome)
 		}
+	}
+	if ik != nil {
+		return orphan(ik)
 	}
 	return nil
 }
