@@ -15,7 +15,6 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
-
 	"golang.org/x/sys/unix"
 
 	"github.com/kvrflow/kvrflow/internal/fault"
