@@ -2,10 +2,12 @@ package journal
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -144,9 +146,10 @@ func (p Problem) String() string {
 // the journal's head to the last run (so runs cut off the end show);
 // sequence numbers contiguous from 1, times non-decreasing, and each run
 // record agreeing with its begin record and its events (count, final
-// hash, state, in-flight index). It returns every problem found, in run
-// and sequence order: the first is the first bad record. It does not
-// judge whether transitions are legal: that is the workflow's (see
+// hash, state, in-flight index), and no in-flight index entry without its
+// run record. It returns every problem found, in run and sequence order:
+// the first is the first bad record. It does not judge whether
+// transitions are legal: that is the workflow's (see
 // kvrflow.VerifyJournal).
 func (j *Journal) Check() ([]Problem, error) {
 	var probs []Problem
@@ -232,6 +235,14 @@ func (j *Journal) Check() ([]Problem, error) {
 				add(0, "in-flight index disagrees with the run's outcome %q", r.Outcome)
 			}
 		}
+		// An index entry with no run record would send recovery after a run
+		// the journal cannot show.
+		ic := inflight.Cursor()
+		for k, _ := ic.First(); k != nil; k, _ = ic.Next() {
+			if len(k) == 8 && tx.Bucket(bucketRuns).Get(k) == nil {
+				probs = append(probs, Problem{Run: beUint64(k), What: "in the in-flight index but has no run record"})
+			}
+		}
 		// The head is the begin hash of the last run ever begun (Begin and
 		// migrate set it, Prune leaves it): runs removed from the end of the
 		// journal leave no broken link, only a head that points past them.
@@ -240,5 +251,7 @@ func (j *Journal) Check() ([]Problem, error) {
 		}
 		return nil
 	})
+	// In run order (stable: a run's own problems keep their order).
+	slices.SortStableFunc(probs, func(a, b Problem) int { return cmp.Compare(a.Run, b.Run) })
 	return probs, err
 }

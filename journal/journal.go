@@ -15,6 +15,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+	"golang.org/x/sys/unix"
 
 	"github.com/kvrflow/kvrflow/internal/fault"
 )
@@ -96,15 +97,23 @@ type Options struct {
 	ReadOnly bool
 	// Faults are hit around each commit.
 	Faults *fault.Set
+	// Reserve is the room a read-write Open makes sure the journal file
+	// has allocated beyond the pages in use, for records on a full disk:
+	// DefaultReserve if 0, none if negative (NoReserve). See Reserved.
+	Reserve int64
 }
 
 // Journal is an open journal file. Its methods are safe for concurrent
 // use; each write is one bbolt transaction, durable when it returns.
 type Journal struct {
-	db      *bolt.DB
-	path    string
-	faults  *fault.Set
-	commits atomic.Int64
+	db   *bolt.DB
+	path string
+	id   string
+	// The outcome of Open's reserve (see Reserved).
+	reserved   int64
+	reserveErr error
+	faults     *fault.Set
+	commits    atomic.Int64
 }
 
 // Commits returns how many write transactions this handle committed
@@ -112,6 +121,12 @@ type Journal struct {
 func (j *Journal) Commits() int64 { return j.commits.Load() }
 
 // Open opens (creating if needed, unless read-only) the journal at path.
+// A read-write Open migrates an older schema and gives a journal without
+// an id its id, in one transaction (see checkSchema), and makes sure the
+// file has Options.Reserve bytes of room allocated for records on a full
+// disk; failing to is not an error of Open's but reported by Reserved. On
+// success a created journal is durable at path. On error the journal is
+// as it was (a migration is all or nothing), and a retry is safe.
 func Open(path string, opts Options) (*Journal, error) {
 	if opts.Timeout == 0 {
 		opts.Timeout = DefaultTimeout
@@ -142,17 +157,42 @@ func Open(path string, opts Options) (*Journal, error) {
 		db.Close()
 		return nil, err
 	}
+	if !opts.ReadOnly {
+		j.reserve(opts.Reserve)
+	}
 	return j, nil
 }
 
-// create makes a new, empty journal at path atomically: it is built and
-// synced under a temporary name, renamed into place and its directory
-// synced, so that a journal.db that exists is always a whole journal.
-func create(path string, opts Options) error {
-	tmp := path + ".new"
-	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+// create makes a new, empty journal at path atomically, so that a journal
+// file that exists is always a whole journal: it is built in a temporary
+// file beside path, created exclusively under a name of its own (never a
+// file of the user's), synced, and moved to path only if path does not
+// exist (see linkNoReplace); then the directory is synced. On success a
+// journal is at path: this one, or one another process created meanwhile
+// by the same protocol. On error path is unchanged; a crash may leave the
+// temporary file (path.new-*), which is never opened as a journal.
+func create(path string, opts Options) (err error) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, base+".new-*") // O_EXCL, mode 0600
+	if err != nil {
 		return fmt.Errorf("create journal %s: %w", path, err)
 	}
+	tmp := f.Name()
+	defer func() {
+		// tmp is this call's own file: removing it can lose nothing of anyone
+		// else's. After a rename it is gone; after a link it is a second
+		// name of the journal.
+		if rerr := os.Remove(tmp); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) && err == nil {
+			err = fmt.Errorf("create journal %s: remove %s: %w", path, tmp, rerr)
+		}
+	}()
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("create journal %s: %w", tmp, err)
+	}
+	// bbolt initialises a file of 0 bytes as a new database.
 	db, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: opts.Timeout})
 	if err != nil {
 		return fmt.Errorf("create journal %s: %w", tmp, err)
@@ -165,16 +205,59 @@ func create(path string, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("create journal %s: %w", tmp, err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := syncFile(tmp); err != nil {
+		return fmt.Errorf("create journal %s: %w", tmp, err)
+	}
+	switch err := linkNoReplace(tmp, path); {
+	case errors.Is(err, fs.ErrExist):
+		// Another process created the journal meanwhile: it is whole (it was
+		// made by this protocol), and it is the one to use.
+	case err != nil:
 		return fmt.Errorf("create journal %s: %w", path, err)
 	}
-	d, err := os.Open(filepath.Dir(path))
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("create journal %s: %w", path, err)
+	}
+	return nil
+}
+
+// linkNoReplace gives the file oldpath the name newpath, failing with an
+// error matching fs.ErrExist if newpath exists: renameat2(RENAME_NOREPLACE),
+// or, where the file system does not support it, a hard link (the caller
+// removes oldpath). Neither ever replaces a file.
+func linkNoReplace(oldpath, newpath string) error {
+	err := unix.Renameat2(unix.AT_FDCWD, oldpath, unix.AT_FDCWD, newpath, unix.RENAME_NOREPLACE)
+	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP) {
+		return os.Link(oldpath, newpath)
+	}
 	if err != nil {
-		return fmt.Errorf("create journal %s: sync dir: %w", path, err)
+		return &os.LinkError{Op: "rename (no replace)", Old: oldpath, New: newpath, Err: err}
+	}
+	return nil
+}
+
+// syncFile fsyncs the file at path.
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	return nil
+}
+
+// syncDir fsyncs the directory dir, making the names in it durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync dir: %w", err)
 	}
 	defer d.Close()
 	if err := d.Sync(); err != nil {
-		return fmt.Errorf("create journal %s: sync dir: %w", path, err)
+		return fmt.Errorf("sync dir %s: %w", dir, err)
 	}
 	return nil
 }
@@ -221,7 +304,12 @@ func openBolt(path string, opts Options) (db *bolt.DB, err error) {
 	}
 }
 
+// checkSchema checks the meta bucket and loads the journal's id. With
+// readOnly false it also creates the buckets of an empty file, migrates an
+// older schema and gives a journal without an id its id, all in one
+// transaction: on error none of it is durable, and a retry is safe.
 func (j *Journal) checkSchema(readOnly bool) error {
+	var id []byte
 	check := func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if meta == nil {
@@ -234,6 +322,10 @@ func (j *Journal) checkSchema(readOnly bool) error {
 		if v > SchemaVersion {
 			return fmt.Errorf("journal %s: %w: schema %d, this kvrflow knows %d", j.path, ErrNewerSchema, v, SchemaVersion)
 		}
+		if id = meta.Get(keyID); id != nil && !validID(id) {
+			return fmt.Errorf("journal %s: %w: bad journal id %q (want %d lower-case hex digits)", j.path, ErrCorrupt, id, IDLen)
+		}
+		id = append([]byte(nil), id...) // a copy: bbolt's bytes live only as long as tx
 		if v < SchemaVersion {
 			if readOnly {
 				return fmt.Errorf("journal %s: %w: schema %d; any kvrflow restore or recover migrates it to %d", j.path, ErrOldSchema, v, SchemaVersion)
@@ -250,22 +342,31 @@ func (j *Journal) checkSchema(readOnly bool) error {
 		return nil
 	}
 	if readOnly {
-		return j.view(check)
+		if err := j.view(check); err != nil {
+			return err
+		}
+		j.id = string(id)
+		return nil
 	}
-	// Most opens find a current journal: check it without a write
-	// transaction (each costs fsyncs), and write only to create or migrate.
+	// Most opens find a current journal with its id: check it without a
+	// write transaction (each costs fsyncs), and write only to create,
+	// migrate or give the journal its id.
 	current := false
 	if err := j.view(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
-		current = meta != nil && string(meta.Get(keySchema)) == strconv.Itoa(SchemaVersion)
+		current = meta != nil && string(meta.Get(keySchema)) == strconv.Itoa(SchemaVersion) && meta.Get(keyID) != nil
 		if current {
 			return check(tx)
 		}
 		return nil
-	}); err != nil || current {
+	}); err != nil {
 		return err
 	}
-	return j.update(func(tx *bolt.Tx) error {
+	if current {
+		j.id = string(id)
+		return nil
+	}
+	if err := j.update(func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketMeta) == nil {
 			if tx.Bucket(bucketRuns) != nil {
 				return fmt.Errorf("journal %s: %w: runs without meta", j.path, ErrCorrupt)
@@ -283,8 +384,19 @@ func (j *Journal) checkSchema(readOnly bool) error {
 				}
 			}
 		}
-		return check(tx)
-	})
+		if err := check(tx); err != nil {
+			return err
+		}
+		if len(id) == 0 {
+			id = []byte(newID())
+			return tx.Bucket(bucketMeta).Put(keyID, id)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	j.id = string(id)
+	return nil
 }
 
 // Path returns the journal's file name.

@@ -1,9 +1,11 @@
 package journal
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -51,12 +53,29 @@ func putRun(runs *bolt.Bucket, r *Run) error {
 	return runs.Put(itob(r.ID), b)
 }
 
+// getRun reads run id's record. A run the journal has no trace of is
+// ErrNotFound; one with a begin record, events or an in-flight index entry
+// but no run record is ErrCorrupt: the journal contradicts itself.
 func getRun(tx *bolt.Tx, id uint64) (Run, error) {
-	v := tx.Bucket(bucketRuns).Get(itob(id))
+	k := itob(id)
+	v := tx.Bucket(bucketRuns).Get(k)
 	if v == nil {
+		var traces []string
+		if tx.Bucket(bucketBegins).Get(k) != nil {
+			traces = append(traces, "a begin record")
+		}
+		if tx.Bucket(bucketEvents).Bucket(k) != nil {
+			traces = append(traces, "an events bucket")
+		}
+		if tx.Bucket(bucketInFlight).Get(k) != nil {
+			traces = append(traces, "an in-flight index entry")
+		}
+		if len(traces) > 0 {
+			return Run{}, fmt.Errorf("run %d: %w: it has %s but no run record", id, ErrCorrupt, strings.Join(traces, ", "))
+		}
 		return Run{}, fmt.Errorf("run %d: %w", id, ErrNotFound)
 	}
-	return decodeRun(itob(id), v)
+	return decodeRun(k, v)
 }
 
 // Append durably records the transition from → to by event for run id,
@@ -169,15 +188,24 @@ func (j *Journal) Runs(n int) ([]Run, error) {
 }
 
 // InFlight returns the runs for target (every target if empty) that have
-// not ended, oldest first. It reads the in-flight index, not every run.
+// not ended, oldest first. Recovery acts on what it returns, so it first
+// checks the in-flight index against the run records, for every target:
+// a run whose record has no outcome but is missing from the index, an
+// index entry with no run record, or one for a run whose record says it
+// ended, is an error matching ErrCorrupt that names the run. It decodes
+// only the records the index lists or that carry no outcome: for ended
+// runs it reads the record's bytes, not its JSON (see recordEnded).
 func (j *Journal) InFlight(target string) ([]Run, error) {
 	var out []Run
 	err := j.view(func(tx *bolt.Tx) error {
+		if err := checkInFlightIndex(tx); err != nil {
+			return err
+		}
 		return tx.Bucket(bucketInFlight).ForEach(func(k, v []byte) error {
 			if target != "" && string(v) != target {
 				return nil
 			}
-			r, err := getRun(tx, binary.BigEndian.Uint64(k))
+			r, err := getRun(tx, beUint64(k))
 			if err != nil {
 				return err
 			}
@@ -186,6 +214,61 @@ func (j *Journal) InFlight(target string) ([]Run, error) {
 		})
 	})
 	return out, err
+}
+
+// checkInFlightIndex returns an ErrCorrupt error naming the first run on
+// which the in-flight index and the run records disagree. It walks both
+// buckets side by side (their keys are the same 8-byte run ids), so it
+// seeks nothing.
+func checkInFlightIndex(tx *bolt.Tx) error {
+	ic := tx.Bucket(bucketInFlight).Cursor()
+	ik, _ := ic.First()
+	orphan := func(k []byte) error {
+		if len(k) != 8 {
+			return fmt.Errorf("%w: in-flight index key of %d bytes", ErrCorrupt, len(k))
+		}
+		return fmt.Errorf("%w: run %d is in the in-flight index but has no run record", ErrCorrupt, beUint64(k))
+	}
+	c := tx.Bucket(bucketRuns).Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if ik != nil && bytes.Compare(ik, k) < 0 {
+			return orphan(ik)
+		}
+		indexed := ik != nil && bytes.Equal(ik, k)
+		if indexed {
+			ik, _ = ic.Next()
+		} else if recordEnded(v) {
+			continue // the common case: an ended run, rightly not indexed
+		}
+		r, err := decodeRun(k, v)
+		if err != nil {
+			return err
+		}
+		switch {
+		case r.InFlight() && !indexed:
+			return fmt.Errorf("%w: run %d is in flight by its record (state %q) but missing from the in-flight index", ErrCorrupt, r.ID, r.State)
+		case !r.InFlight() && indexed:
+			return fmt.Errorf("%w: run %d ended by its record (outcome %q) but is still in the in-flight index", ErrCorrupt, r.ID, r.Outcome)
+		}
+	}
+	if ik != nil {
+		return orphan(ik)
+	}
+	return nil
+}
+
+// outcomeKey begins the outcome field of a run record as encoding/json
+// writes it: the field is left out while the run is in flight.
+var outcomeKey = []byte(`"outcome":"`)
+
+// recordEnded reports, without decoding it, whether the stored run record
+// v carries a non-empty outcome. In JSON a quote inside a string is
+// escaped, so these bytes can only be the key of a field, and a run record
+// has no nested objects: the answer is exact for any record Run encodes.
+// A damaged record may fool it; Check and Runs decode every record.
+func recordEnded(v []byte) bool {
+	i := bytes.Index(v, outcomeKey)
+	return i >= 0 && i+len(outcomeKey) < len(v) && v[i+len(outcomeKey)] != '"'
 }
 
 // decodeRun parses a stored run record and checks it against its key.
