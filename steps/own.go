@@ -78,8 +78,14 @@ func (e *Env) notes(id uint64) (runNotes, error) {
 	return n, nil
 }
 
-// jid is the id of the run's journal.
-func (e *Env) jid() string { return e.Journal.ID() }
+// jid is the id of the run's journal ("" without one: a step run on its
+// own, as in tests, owns no directory).
+func (e *Env) jid() string {
+	if e.Journal == nil {
+		return ""
+	}
+	return e.Journal.ID()
+}
 
 // stagingPath is where the run builds (or built) the new database: as its
 // journal says, else by its name.
