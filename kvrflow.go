@@ -164,6 +164,11 @@ func open(opts Options, create bool) (*session, error) {
 		s.lock.Close()
 		return nil, err
 	}
+	if room, err := s.j.Reserved(); err != nil {
+		// The journal works; but on a disk that fills up it may not take
+		// the records a rollback needs (see DESIGN.md, Full disks).
+		s.log.Warn().Err(err).Int64("reserved_bytes", room).Str("journal", jpath).Msg("journal space reserve not complete")
+	}
 	return s, nil
 }
 

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
@@ -80,7 +79,6 @@ func (c *journalReportCmd) run(_ context.Context, o *stdio, args []string) (docu
 		return nil, err
 	}
 	if err := fsx.New(vfs.Default, nil).WriteFileDurable(c.html, page.Bytes()); err != nil {
-		_ = os.Remove(c.html + ".tmp") // best effort: what a failed write may leave
 		err = fmt.Errorf("write the report: %w", err)
 		if errors.Is(err, fs.ErrNotExist) {
 			err = asUsage(err) // --html names a directory that does not exist

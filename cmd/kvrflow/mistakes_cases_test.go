@@ -447,6 +447,7 @@ func operatorMistakes() []mistake {
 		},
 		code: exitUsage, mention: []string{"another file system"}, after: "same",
 	})
+	add(sourceMistakes()...)
 	return cases
 }
 
@@ -482,4 +483,40 @@ func decodeLoose(t *testing.T, r result, v any) {
 	if err := json.Unmarshal([]byte(r.stdout), v); err != nil {
 		t.Fatalf("stdout is not JSON: %v\n%s", err, r)
 	}
+}
+
+// sourceMistakes are special files where a backup lists a file: refused
+// before anything is opened for reading (exit 2), the database untouched.
+func sourceMistakes() []mistake {
+	replaceFirstTable := func(t *testing.T, m *mistakeEnv, make func(p string) error) string {
+		ssts, _ := filepath.Glob(filepath.Join(m.backup, "*.sst"))
+		if len(ssts) == 0 {
+			t.Fatal("no table in the backup")
+		}
+		must(t, os.Remove(ssts[0]))
+		must(t, make(ssts[0]))
+		return filepath.Base(ssts[0])
+	}
+	return []mistake{{
+		name: "a FIFO where the backup lists a table",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			replaceFirstTable(t, m, func(p string) error { return syscall.Mkfifo(p, 0o644) })
+			return m.restoreArgs("--mode", "copy")
+		},
+		code: exitUsage, mention: []string{".sst", "FIFO"}, after: "same",
+	}, {
+		name: "a character device where the backup lists a table",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			replaceFirstTable(t, m, func(p string) error { return syscall.Mknod(p, syscall.S_IFCHR|0o644, 1<<8|5) }) // /dev/zero
+			return m.restoreArgs("--mode", "copy")
+		},
+		code: exitUsage, mention: []string{".sst", "character device"}, after: "same",
+	}, {
+		name: "a directory where the backup lists a table",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			replaceFirstTable(t, m, func(p string) error { return os.Mkdir(p, 0o755) })
+			return m.restoreArgs()
+		},
+		code: exitUsage, mention: []string{".sst", "directory"}, after: "same",
+	}}
 }

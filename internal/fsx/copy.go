@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math/rand/v2"
 	"path/filepath"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -174,15 +175,33 @@ func (fs *FS) ReadTail(path string, buf []byte) (tail []byte, size int64, err er
 }
 
 // WriteFileDurable writes data to path atomically: a temporary file beside
-// it is written, fsynced and closed, renamed over path, and the directory
-// fsynced. On success path holds data durably; on error path holds its old
-// contents or data, and a temporary file may be left (path + ".tmp").
-func (fs *FS) WriteFileDurable(path string, data []byte) error {
-	tmp := path + ".tmp"
+// it, under a name of its own that no file has (path + ".tmp-" + random
+// digits; never a user's path + ".tmp"), is written, fsynced and closed,
+// renamed over path, and the directory fsynced. On success path holds
+// data durably; on error path holds its old contents or data, and the
+// temporary file is removed (a crash may leave it).
+func (fs *FS) WriteFileDurable(path string, data []byte) (err error) {
+	var tmp string
+	for {
+		tmp = fmt.Sprintf("%s.tmp-%d", path, rand.Uint64())
+		ok, err := fs.Exists(tmp)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
+	}
 	f, err := fs.v.Create(tmp, vfs.WriteCategoryUnspecified)
 	if err != nil {
 		return pathErr("create", tmp, err)
 	}
+	renamed := false
+	defer func() {
+		if err != nil && !renamed {
+			_ = fs.v.Remove(tmp) // ours: created above under a name no file had
+		}
+	}()
 	if _, err := f.Write(data); err != nil {
 		f.Close()
 		return pathErr("write", tmp, err)
@@ -205,5 +224,6 @@ func (fs *FS) WriteFileDurable(path string, data []byte) error {
 	if err := fs.v.Rename(tmp, path); err != nil {
 		return pathErr("rename "+tmp+" to", path, err)
 	}
+	renamed = true
 	return fs.SyncDir(filepath.Dir(path))
 }
