@@ -18,11 +18,21 @@
 //
 // # Caveats
 //
-// looplab/fsm callbacks cannot return errors, an already-cancelled context
-// wedges an FSM, and AvailableTransitions is unordered. The engine uses no
-// callbacks, always moves the FSM with context.Background after the
-// journal write succeeded, and keeps its own ordered transition table; the
-// looplab FSM checks legality (Can) and draws the graph. Steps after the
-// commit point and the rollback step get a context that is never
-// cancelled, so a signal cannot leave them half-done.
+// looplab/fsm is the one transition table: Define builds it from the
+// Definition's Transitions (refusing an event defined twice from a state,
+// which looplab would silently overwrite); Dest asks it for the
+// destination (a copy set to the source state and moved by the event),
+// Run asks it whether an event is legal (Can) and moves with it, and
+// audit draws it. looplab/fsm callbacks cannot return errors and an
+// already-cancelled context wedges an FSM, so the engine uses no
+// callbacks and always moves the FSM with context.Background after the
+// journal write succeeded. Steps after the commit point and the rollback
+// step get a context that is never cancelled, so a signal cannot leave
+// them half-done.
+//
+// Several workflows live side by side: fault points are named after the
+// workflow (restore.write.begin), so workflows may share state names;
+// Aliases keeps older point names working. A state listed in External
+// takes its recovery decision from a Decider (RecoverWith), never from
+// the journal alone: without a decision the run stays in flight.
 package fsm

@@ -17,3 +17,8 @@ var (
 	// a bug, or a journal that does not belong to this workflow.
 	ErrIllegal = errors.New("illegal transition")
 )
+
+// ErrUndecided is returned (with ErrInFlight) by Recover for a run in an
+// External state when no Decider was given; a Decider returns it when
+// there is no decision yet.
+var ErrUndecided = errors.New("no decision yet")

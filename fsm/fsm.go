@@ -52,30 +52,41 @@ type Definition struct {
 	// fix (the disk contradicts the journal): idempotent steps are not
 	// retried on it.
 	Permanent func(error) bool
+	// External lists the states whose recovery decision is not the
+	// journal's to make: Recover asks the Decider it is given (see
+	// Decider). A state listed here must be before the commit point.
+	External []string
+	// Aliases maps fault point names of earlier versions to this
+	// workflow's (for example step.write.begin to restore.write.begin), so
+	// that specs written for them keep working.
+	Aliases map[string]string
 
 	failable   map[string]bool
 	resumable  map[string]bool
-	dest       map[[2]string]string
+	external   map[string]bool
 	beginPoint map[string]string
 	endPoint   map[string]string
 }
 
 // Define checks d and returns it ready for use. It registers two fault
-// points per state with a step: step.STATE.begin (the state's intent is
-// durable, the step has not acted) and step.STATE.end (the step has acted,
-// its completion is not yet journaled). It must be called once per
-// definition name, normally at package init.
+// points per state with a step, named after the workflow: NAME.STATE.begin
+// (the state's intent is durable, the step has not acted) and
+// NAME.STATE.end (the step has acted, its completion is not yet
+// journaled), and d.Aliases for them. It must be called once per
+// definition name, normally at package init; two workflows may share
+// state names.
 func Define(d Definition) (*Definition, error) {
-	d.dest = map[[2]string]string{}
+	seen := map[[2]string]bool{}
 	for _, t := range d.Transitions {
 		for _, f := range t.From {
 			k := [2]string{f, t.Event}
-			if _, dup := d.dest[k]; dup {
+			if seen[k] {
 				return nil, fmt.Errorf("workflow %s: event %s from %s defined twice", d.Name, t.Event, f)
 			}
-			d.dest[k] = t.To
+			seen[k] = true
 		}
 	}
+
 	// Walk forward from Start: every state before the commit point can
 	// fail into Rollback; from the commit point on, runs are resumed.
 	d.failable, d.resumable = map[string]bool{}, map[string]bool{}
@@ -97,10 +108,10 @@ func Define(d Definition) (*Definition, error) {
 			d.resumable[s] = true
 		} else if s != d.Start {
 			d.failable[s] = true
-			if _, ok := d.dest[[2]string{s, d.FailEvent}]; !ok {
+			if _, ok := d.Dest(s, d.FailEvent); !ok {
 				return nil, fmt.Errorf("workflow %s: state %s has no %s transition", d.Name, s, d.FailEvent)
 			}
-			if _, ok := d.dest[[2]string{s, d.AbortEvent}]; !ok {
+			if _, ok := d.Dest(s, d.AbortEvent); !ok {
 				return nil, fmt.Errorf("workflow %s: state %s has no %s transition", d.Name, s, d.AbortEvent)
 			}
 		}
@@ -108,7 +119,7 @@ func Define(d Definition) (*Definition, error) {
 		if !ok {
 			return nil, fmt.Errorf("workflow %s: state %s has no forward event", d.Name, s)
 		}
-		next, ok := d.dest[[2]string{s, ev}]
+		next, ok := d.Dest(s, ev)
 		if !ok {
 			return nil, fmt.Errorf("workflow %s: forward event %s not defined from %s", d.Name, ev, s)
 		}
@@ -118,11 +129,21 @@ func Define(d Definition) (*Definition, error) {
 		return nil, fmt.Errorf("workflow %s: commit point %s is not on the forward path", d.Name, d.CommitPoint)
 	}
 	d.resumable[d.Rollback] = true
+	d.external = map[string]bool{}
+	for _, s := range d.External {
+		if !d.failable[s] {
+			return nil, fmt.Errorf("workflow %s: external state %s is not a state before the commit point", d.Name, s)
+		}
+		d.external[s] = true
+	}
 	for s := range d.Forward {
 		if s != d.Start {
-			d.beginPoint[s] = fault.Register("step."+s+".begin", "state "+s+" journaled, its step not yet run")
-			d.endPoint[s] = fault.Register("step."+s+".end", "step "+s+" done, its completion not yet journaled")
+			d.beginPoint[s] = fault.Register(d.Name+"."+s+".begin", d.Name+": state "+s+" journaled, its step not yet run")
+			d.endPoint[s] = fault.Register(d.Name+"."+s+".end", d.Name+": step "+s+" done, its completion not yet journaled")
 		}
+	}
+	for old, now := range d.Aliases {
+		fault.Alias(old, now)
 	}
 	return &d, nil
 }
@@ -136,10 +157,18 @@ func MustDefine(d Definition) *Definition {
 	return def
 }
 
-// Dest returns the state event leads to from state.
+// Dest returns the state event leads to from state. It asks the looplab
+// FSM, which is the workflow's one transition table: a copy of it is set
+// to from and moved by event.
 func (d *Definition) Dest(from, event string) (string, bool) {
-	to, ok := d.dest[[2]string{from, event}]
-	return to, ok
+	m := d.NewFSM(from)
+	if !m.Can(event) {
+		return "", false
+	}
+	if err := m.Event(context.Background(), event); err != nil {
+		return "", false
+	}
+	return m.Current(), true
 }
 
 // States returns every state, sorted.
@@ -186,10 +215,31 @@ const (
 	Resume
 	// RollBack: fire the abort event, then run the rollback step.
 	RollBack
+	// Ask: the state is External; its Decider decides Resume or RollBack.
+	Ask
 )
 
 func (d Decision) String() string {
-	return [...]string{"nothing", "resume", "roll back"}[d]
+	return [...]string{"nothing", "resume", "roll back", "ask the decider"}[d]
+}
+
+// Decider makes the recovery decision of a run found in an External state,
+// from outside the journal (a cluster restore's prepared state asks the
+// cluster's decision log). It returns Resume (the run goes on forward from
+// the state, running its step) or RollBack; any error (ErrUndecided when
+// there is no decision yet, or the decision log is unreachable) leaves the
+// run in flight exactly as it is: recovery never guesses. It must be safe
+// to ask again.
+type Decider interface {
+	Decide(ctx context.Context, run uint64, state string) (Decision, error)
+}
+
+// DeciderFunc is a function that is a Decider.
+type DeciderFunc func(ctx context.Context, run uint64, state string) (Decision, error)
+
+// Decide calls f.
+func (f DeciderFunc) Decide(ctx context.Context, run uint64, state string) (Decision, error) {
+	return f(ctx, run, state)
 }
 
 // Decide is the recovery rule. It depends only on the journaled state, so
@@ -201,6 +251,8 @@ func (d *Definition) Decide(state string) Decision {
 		return Nothing
 	case d.resumable[state]:
 		return Resume
+	case d.external[state]:
+		return Ask
 	default:
 		return RollBack
 	}
@@ -369,9 +421,31 @@ func (r *Run) tryStep(ctx context.Context, state string, step Step) (any, error)
 // Recover applies the recovery rule to the run: nothing for an ended run;
 // otherwise resume it or abort it into rollback, then Execute. A run
 // recovery rolled back returns nil: the rollback is the recovery's
-// success; Outcome tells.
+// success; Outcome tells. A run in an External state is left in flight
+// (ErrInFlight and ErrUndecided): use RecoverWith.
 func (r *Run) Recover(ctx context.Context, steps map[string]Step) (Decision, error) {
+	return r.RecoverWith(ctx, steps, nil)
+}
+
+// RecoverWith is Recover that asks decider for a run found in an External
+// state. Without a decider, or when it returns an error, nothing is
+// journaled and the run stays in flight: the error matches ErrInFlight
+// (and ErrUndecided without a decider).
+func (r *Run) RecoverWith(ctx context.Context, steps map[string]Step, decider Decider) (Decision, error) {
 	dec := r.def.Decide(r.State())
+	if dec == Ask {
+		if decider == nil {
+			return dec, fmt.Errorf("%w: run %d: %w: state %s is decided outside the journal and no decider was given", ErrInFlight, r.ID, ErrUndecided, r.State())
+		}
+		d, err := decider.Decide(ctx, r.ID, r.State())
+		if err != nil {
+			return dec, fmt.Errorf("%w: run %d in %s: %w", ErrInFlight, r.ID, r.State(), err)
+		}
+		if d != Resume && d != RollBack {
+			return dec, fmt.Errorf("%w: run %d in %s: the decider answered %s", ErrInFlight, r.ID, r.State(), d)
+		}
+		dec = d
+	}
 	switch dec {
 	case Nothing:
 		return dec, nil

@@ -50,13 +50,13 @@ func TestDefine_AcceptsValidDefinitionAndRegistersStepFaultPoints(t *testing.T) 
 	}
 	names := fault.Names()
 	for _, s := range []string{"defok.b", "defok.c", "defok.rb"} {
-		for _, p := range []string{"step." + s + ".begin", "step." + s + ".end"} {
+		for _, p := range []string{d.Name + "." + s + ".begin", d.Name + "." + s + ".end"} {
 			if !slices.Contains(names, p) {
 				t.Errorf("fault point %s not registered", p)
 			}
 		}
 	}
-	if slices.Contains(names, "step.defok.a.begin") {
+	if slices.Contains(names, d.Name+".defok.a.begin") {
 		t.Error("the start state, which has no step, got a fault point")
 	}
 	for state, want := range map[string]fsm.Decision{

@@ -60,6 +60,7 @@ var Restore = fsm.MustDefine(fsm.Definition{
 	AbortEvent:  "abort",
 	Rollback:    StateRollback,
 	CommitPoint: StateFinish,
+	Aliases:     stepAliases("restore", StatePrecheck, StateClean, StateWrite, StateVerify, StateCommit, StateFinish, StateRollback),
 	// Not tried again: the disk contradicts the journal; an fsync failed
 	// (its data may be lost though a second fsync succeeds: see
 	// fsx.ErrSync); another process holds the database.
@@ -67,6 +68,18 @@ var Restore = fsm.MustDefine(fsm.Definition{
 		return errors.Is(err, ErrInconsistent) || errors.Is(err, fsx.ErrSync) || errors.Is(err, ErrInUse)
 	},
 })
+
+// stepAliases maps the fault points of kvrflow before workflows had
+// names (step.STATE.begin, step.STATE.end) to workflow's.
+func stepAliases(workflow string, states ...string) map[string]string {
+	m := map[string]string{}
+	for _, s := range states {
+		for _, end := range []string{"begin", "end"} {
+			m["step."+s+"."+end] = workflow + "." + s + "." + end
+		}
+	}
+	return m
+}
 
 // Mode says how Write puts files into staging.
 type Mode string

@@ -81,6 +81,9 @@ func Parse(spec string) (*Set, error) {
 		if !ok {
 			return nil, fmt.Errorf("%w: %q: want POINT:ACTION; valid points: %s", ErrBadSpec, part, strings.Join(Names(), ", "))
 		}
+		if now, ok := aliases[name]; ok {
+			name = now
+		}
 		if _, known := points[name]; !known {
 			return nil, fmt.Errorf("%w: unknown point %q; valid points: %s", ErrBadSpec, name, strings.Join(Names(), ", "))
 		}
@@ -199,6 +202,30 @@ func Register(name, what string) string {
 	}
 	points[name] = what
 	return name
+}
+
+var aliases = map[string]string{}
+
+// Alias makes Parse accept old, a point's earlier name, for the
+// registered point now. Parse reports the rename nowhere: old specs keep
+// working; `kvrflow faults` lists the aliases.
+func Alias(old, now string) {
+	if _, ok := points[now]; !ok {
+		panic("fault: alias " + old + " of unregistered point " + now)
+	}
+	if _, dup := points[old]; dup {
+		panic("fault: alias " + old + " is a point")
+	}
+	aliases[old] = now
+}
+
+// Aliases returns the earlier names Parse accepts, each with its point.
+func Aliases() map[string]string {
+	out := make(map[string]string, len(aliases))
+	for k, v := range aliases {
+		out[k] = v
+	}
+	return out
 }
 
 // Points lists every registered point, sorted by name.
