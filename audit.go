@@ -69,7 +69,12 @@ func VerifyJournal(path string) (*VerifyReport, error) {
 			continue
 		}
 		rep.Events += len(evs)
-		if p := replayRun(steps.Restore, r, evs); p != nil {
+		def, ok := steps.Workflows[r.Kind]
+		if !ok {
+			rep.Problems = append(rep.Problems, journal.Problem{Run: r.ID, What: fmt.Sprintf("run of unknown kind %q", r.Kind)})
+			continue
+		}
+		if p := replayRun(def, r, evs); p != nil {
 			rep.Problems = append(rep.Problems, *p)
 		}
 	}
@@ -165,7 +170,10 @@ func Replay(path string, id uint64) (*Timeline, error) {
 	if err != nil {
 		return nil, err
 	}
-	def := steps.Restore
+	def, ok := steps.Workflows[r.Kind]
+	if !ok {
+		def = steps.Restore
+	}
 	tl := &Timeline{Run: r, IfCrashedAtStart: def.Decide(def.Start).String(), Steps: []TimelineStep{}}
 	last := r.Start
 	for _, ev := range evs {

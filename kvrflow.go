@@ -50,6 +50,11 @@ type Options struct {
 	// engine; its contents are moved to quarantine at the end, not
 	// removed. Without it such a DB is refused (steps.ErrBadPath).
 	Force bool
+	// KeepOld, if above 0, keeps the database a restore replaces as
+	// DB.kvrflow/previous-JID-N (Undo brings it back), and keeps at most
+	// KeepOld such generations: the oldest are removed. 0 removes the
+	// replaced database and leaves generations kept earlier alone.
+	KeepOld int
 	// NoExchange commits with two renames even where renameat2
 	// RENAME_EXCHANGE works (tests of that plan; a distrusted file
 	// system).
@@ -186,7 +191,7 @@ func (s *session) close() error {
 func (s *session) env(id uint64) *steps.Env {
 	return &steps.Env{FS: s.fs, Layout: s.layout, Journal: s.j, Log: s.log, RunID: id,
 		Source: s.opts.Source, Engine: s.opts.Engine, BackupID: s.opts.BackupID, Mode: s.opts.Mode, Verify: s.opts.Verify,
-		Force: s.opts.Force, Progress: s.opts.Progress}
+		Force: s.opts.Force, KeepOld: s.opts.KeepOld, Progress: s.opts.Progress}
 }
 
 // recoverAll finishes or rolls back every run in flight for the database.
@@ -203,14 +208,18 @@ func (s *session) recoverAll(ctx context.Context) ([]Recovered, error) {
 		env := s.env(r.ID)
 		// No step acts, and nothing is journaled, while a server has the
 		// database (or the old one, wherever the run left it) open.
-		if dec := steps.Restore.Decide(r.State); dec != fsm.Nothing {
+		def, ok := steps.Workflows[r.Kind]
+		if !ok {
+			return out, fmt.Errorf("%w: run %d in flight is of kind %q, which this kvrflow does not know", journal.ErrCorrupt, r.ID, r.Kind)
+		}
+		if dec := def.Decide(r.State); dec != fsm.Nothing {
 			if err := env.LockForRecovery(); err != nil {
 				return out, fmt.Errorf("recover run %d (%s): %w", r.ID, r.State, err)
 			}
 		}
-		run := steps.Restore.Load(s.j, r.ID, r.State, s.fs.Faults(), s.log)
-		s.log.Warn().Uint64("run", r.ID).Str("state", r.State).Str("decision", steps.Restore.Decide(r.State).String()).Msg("recovering interrupted run")
-		dec, err := run.Recover(ctx, env.Steps())
+		run := def.Load(s.j, r.ID, r.State, s.fs.Faults(), s.log)
+		s.log.Warn().Uint64("run", r.ID).Str("kind", r.Kind).Str("state", r.State).Str("decision", def.Decide(r.State).String()).Msg("recovering interrupted run")
+		dec, err := run.Recover(ctx, env.StepsOf(r.Kind))
 		env.Close()
 		if err != nil {
 			return out, fmt.Errorf("recover run %d (%s): %w", r.ID, dec, err)
@@ -260,7 +269,7 @@ func Restore(ctx context.Context, opts Options) (*Result, error) {
 	if engine == "" {
 		engine = steps.EngineAuto
 	}
-	r, err := s.j.Begin(journal.Run{Kind: "restore", Source: opts.Source, Target: s.layout.DB, Mode: string(mode),
+	r, err := s.j.Begin(journal.Run{Kind: steps.KindRestore, Source: opts.Source, Target: s.layout.DB, Mode: string(mode),
 		Engine: engine, State: steps.Restore.Start})
 	if err != nil {
 		return res, err
@@ -278,11 +287,60 @@ func Restore(ctx context.Context, opts Options) (*Result, error) {
 	return res, runErr
 }
 
+// Undo recovers any run left in flight for opts.DB, then brings back the
+// newest database the journal keeps for it (see Options.KeepOld): it takes
+// DB's place, and the database it displaces is kept in turn, so a second
+// Undo is a redo. With nothing kept it fails with steps.ErrNothingKept,
+// having changed nothing. On error DB holds what it held before, as
+// Restore's errors say.
+func Undo(ctx context.Context, opts Options) (*Result, error) {
+	if opts.KeepOld < 0 {
+		return nil, fmt.Errorf("%w: keep-old %d: want 0 or more generations", steps.ErrBadOption, opts.KeepOld)
+	}
+	s, err := open(opts, false)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	if s.j == nil {
+		return nil, fmt.Errorf("%w: no kvrflow journal for %s (%s does not exist): nothing kept to bring back", steps.ErrNothingKept, s.layout.DB, s.layout.Work)
+	}
+	res := &Result{}
+	if res.Recovered, err = s.recoverAll(ctx); err != nil {
+		return res, err
+	}
+	// Nothing kept is refused before a run is journaled (Precheck checks
+	// again inside the run).
+	if kept, _, err := steps.ListKept(s.fs, s.layout, s.j); err != nil {
+		return res, err
+	} else if len(kept) == 0 {
+		return res, fmt.Errorf("%w: the journal %s keeps no database for %s (restore --keep-old keeps the one it replaces)", steps.ErrNothingKept, s.j.Path(), s.layout.DB)
+	}
+	r, err := s.j.Begin(journal.Run{Kind: steps.KindUndo, Target: s.layout.DB, State: steps.Undo.Start})
+	if err != nil {
+		return res, err
+	}
+	env := s.env(r.ID)
+	defer env.Close()
+	run := steps.Undo.Load(s.j, r.ID, r.State, s.fs.Faults(), s.log)
+	s.log.Info().Uint64("run", r.ID).Str("db", s.layout.DB).Msg("undo started")
+	runErr := run.Execute(ctx, env.UndoSteps())
+	res.Syncs.Files, res.Syncs.Dirs = s.fs.Syncs()
+	res.Syncs.JournalCommits = s.j.Commits()
+	if res.Run, err = s.j.Run(r.ID); err != nil {
+		return res, errors.Join(runErr, err)
+	}
+	return res, runErr
+}
+
 // checkInput refuses unknown options, bad paths, a missing or malformed
 // source and a verification level whose tool is missing (sst_dump) before
 // anything is created (not even DB.kvrflow): the checks Precheck repeats
 // inside the run that need no checksums.
 func checkInput(opts Options) error {
+	if opts.KeepOld < 0 {
+		return fmt.Errorf("%w: keep-old %d: want 0 or more generations", steps.ErrBadOption, opts.KeepOld)
+	}
 	if _, ok := steps.ParseVerify(opts.Verify); !ok {
 		return fmt.Errorf("%w: verification level %q: want %s, %s or %s", steps.ErrBadOption, opts.Verify, steps.VerifyChecksum, steps.VerifyFull, steps.VerifySize)
 	}

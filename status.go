@@ -28,6 +28,10 @@ type StatusReport struct {
 	InFlight    []journal.Run `json:"in_flight"`
 	Quarantine  []string      `json:"quarantine"`
 	Leftovers   []string      `json:"leftovers"`
+	// Kept lists the databases kept in the kvrflow directory that the
+	// journal proves (restore --keep-old, undo), oldest first: undo brings
+	// back the newest.
+	Kept []KeptStatus `json:"kept"`
 	// LastVerification says which check the last run that verified a
 	// staged database ran (and which run), e.g. "pebble open read-only +
 	// CheckLevels" or "...; ldb checkconsistency OK".
@@ -35,6 +39,12 @@ type StatusReport struct {
 	// Busy is set when another kvrflow holds the journal: a restore or a
 	// recovery is running now, and the runs could not be read.
 	Busy bool `json:"busy,omitempty"`
+}
+
+// KeptStatus is one kept database in a StatusReport.
+type KeptStatus struct {
+	steps.KeptDB
+	Bytes int64 `json:"bytes"`
 }
 
 // StatusRuns is how many of the last runs Status reports.
@@ -59,7 +69,7 @@ func Status(opts Options) (*StatusReport, error) {
 	seam := fsx.New(v, nil)
 	layout = layout.Resolved(seam.Resolve)
 	rep := &StatusReport{DB: layout.DB, Work: layout.Work, Journal: opts.Journal, Runs: []journal.Run{}, InFlight: []journal.Run{},
-		Quarantine: []string{}, Leftovers: []string{}}
+		Quarantine: []string{}, Leftovers: []string{}, Kept: []KeptStatus{}}
 	if rep.Journal == "" {
 		rep.Journal = layout.Journal()
 	}
@@ -126,15 +136,27 @@ func Status(opts Options) (*StatusReport, error) {
 	for _, r := range all {
 		inflight[r.ID] = true
 	}
-	kept := rep.Leftovers[:0]
+	left := rep.Leftovers[:0]
 	jid := j.ID()
+	kept, _, err := steps.ListKept(seam, layout, j)
+	if err != nil {
+		return rep, err
+	}
+	isKept := map[string]bool{}
+	for _, k := range kept {
+		rep.Kept = append(rep.Kept, KeptStatus{KeptDB: k, Bytes: dirBytes(seam, k.Path)})
+		isKept[k.Path] = true
+	}
 	for _, p := range rep.Leftovers {
 		if rd, ok := steps.ParseRunDir(filepath.Base(p)); ok && filepath.Dir(p) == layout.Work && rd.Journal == jid && inflight[rd.Run] {
 			continue
 		}
-		kept = append(kept, p)
+		if isKept[p] {
+			continue
+		}
+		left = append(left, p)
 	}
-	rep.Leftovers = kept
+	rep.Leftovers = left
 	for i := len(rep.Runs) - 1; i >= 0 && rep.LastVerification == ""; i-- {
 		evs, err := j.Events(rep.Runs[i].ID)
 		if err != nil {
@@ -150,4 +172,20 @@ func Status(opts Options) (*StatusReport, error) {
 		}
 	}
 	return rep, nil
+}
+
+// dirBytes is the size of the files directly in dir (a database keeps its
+// files at the top level).
+func dirBytes(seam *fsx.FS, dir string) int64 {
+	names, err := seam.List(dir)
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, name := range names {
+		if fi, err := seam.Stat(filepath.Join(dir, name)); err == nil && fi.Mode().IsRegular() {
+			n += fi.Size()
+		}
+	}
+	return n
 }

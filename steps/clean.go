@@ -93,6 +93,13 @@ func (e *Env) cleanRunDir(path string, rd RunDir, d *disposal) error {
 	case r.InFlight():
 		why = fmt.Sprintf("run %d is still in flight", rd.Run)
 	}
+	if why == "" && rd.Kind == "previous" {
+		_, ok, err := provenKept(e.FS, e.Layout, e.Journal, rd.Run, path)
+		if err != nil || ok {
+			return err // a kept database: undo brings it back
+		}
+		why = fmt.Sprintf("run %d has no record of keeping %s", rd.Run, path)
+	}
 	if why == "" {
 		n, err := e.notes(rd.Run)
 		if err != nil {

@@ -24,6 +24,7 @@ const (
 	QuarantineName = "quarantine"
 	stagingPrefix  = "staging-"
 	oldPrefix      = "old-"
+	previousPrefix = "previous-"
 )
 
 // NewLayout returns the layout for db, made absolute and clean.
@@ -56,10 +57,11 @@ func (l Layout) Resolved(resolve func(string) string) Layout {
 	return Layout{DB: db, Parent: parent, Work: work, Quarantine: filepath.Join(work, QuarantineName)}
 }
 
-// RunDir is a run directory's name in Work, parsed: staging-JID-N or
-// old-JID-N, where JID is the journal's id and N the run's.
+// RunDir is a run directory's name in Work, parsed: staging-JID-N,
+// old-JID-N or previous-JID-N, where JID is the journal's id and N the
+// run's.
 type RunDir struct {
-	Kind    string // "staging" or "old"
+	Kind    string // "staging", "old" or "previous"
 	Journal string // the id of the journal whose run made it
 	Run     uint64
 }
@@ -68,7 +70,7 @@ type RunDir struct {
 // journal id (staging-N, made by kvrflow before journals had ids) does
 // not parse: nothing proves which journal made it.
 func ParseRunDir(name string) (RunDir, bool) {
-	for _, p := range []string{stagingPrefix, oldPrefix} {
+	for _, p := range []string{stagingPrefix, oldPrefix, previousPrefix} {
 		rest, found := strings.CutPrefix(name, p)
 		if !found {
 			continue
@@ -115,6 +117,12 @@ func (l Layout) Staging(jid string, id uint64) string {
 // two-rename commit.
 func (l Layout) Old(jid string, id uint64) string {
 	return filepath.Join(l.Work, oldPrefix+jid+"-"+strconv.FormatUint(id, 10))
+}
+
+// Previous is where run id of journal jid keeps the database it replaced
+// (restore --keep-old, undo).
+func (l Layout) Previous(jid string, id uint64) string {
+	return filepath.Join(l.Work, previousPrefix+jid+"-"+strconv.FormatUint(id, 10))
 }
 
 // KvrocksTmp is the temporary name Apache Kvrocks gives the old database

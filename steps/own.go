@@ -40,9 +40,10 @@ type StagingNote struct {
 
 // runNotes are what a run journaled about the directories it made.
 type runNotes struct {
-	staging *StagingNote // Write's note, if Write got that far
-	plan    *CommitPlan  // the last commit plan, if Commit got that far
-	target  string       // what Precheck found at DB (TargetEmpty, ...)
+	staging  *StagingNote // Write's note, if Write got that far
+	plan     *CommitPlan  // the last commit plan, if Commit got that far
+	target   string       // what Precheck found at DB (TargetEmpty, ...)
+	previous *Kept        // the kept database an undo brings back
 }
 
 // notes reads run id's notes from the journal.
@@ -66,12 +67,13 @@ func (e *Env) notes(id uint64) (runNotes, error) {
 				return n, fmt.Errorf("%w: run %d event %d: bad commit plan: %w", ErrInconsistent, id, ev.Seq, err)
 			}
 			n.plan = &p
-		case ev.From == StatePrecheck && ev.To == StateClean:
+		case ev.From == StatePrecheck && ev.Event == "checked":
 			var d struct {
-				Target string `json:"target"`
+				Target   string `json:"target"`
+				Previous *Kept  `json:"previous"`
 			}
 			if json.Unmarshal(ev.Details, &d) == nil {
-				n.target = d.Target
+				n.target, n.previous = d.Target, d.Previous
 			}
 		}
 	}
@@ -95,6 +97,8 @@ func (e *Env) stagingPath(n runNotes) string {
 		return n.staging.Staging
 	case n.plan != nil:
 		return n.plan.Staging
+	case n.previous != nil:
+		return n.previous.Path
 	}
 	return e.Layout.Staging(e.jid(), e.RunID)
 }

@@ -199,7 +199,7 @@ func CheckForeign(fsys *fsx.FS, l Layout, jid string) error {
 		return err
 	}
 	for _, n := range names {
-		if rd, ok := ParseRunDir(n); ok && rd.Journal != jid {
+		if rd, ok := ParseRunDir(n); ok && rd.Journal != jid && rd.Kind != "previous" {
 			return fmt.Errorf("%w: %s belongs to run %d of another kvrflow journal (id %s), which has work in flight on %s: recover it with that journal (kvrflow recover --db %s --journal PATH) first; this journal's id is %s",
 				ErrForeign, filepath.Join(l.Work, n), rd.Run, rd.Journal, l.DB, l.DB, jid)
 		}

@@ -117,6 +117,10 @@ type Env struct {
 	// Force replaces a DB that is neither empty nor a known database; its
 	// contents are quarantined at Finish, not removed.
 	Force bool
+	// KeepOld, if above 0, keeps the database a restore replaces as
+	// Work/previous-JID-N instead of removing it, and then keeps at most
+	// KeepOld such generations of this journal (the oldest go).
+	KeepOld int
 	// Progress, if set, is called as Write copies bytes.
 	Progress func(done, total int64)
 

@@ -73,7 +73,8 @@ func exitCode(err error) int {
 		// not "nothing changed".
 		return exitInFlight
 	case errors.Is(err, errUsage), errors.Is(err, fault.ErrBadSpec), errors.Is(err, steps.ErrBadSource),
-		errors.Is(err, steps.ErrBadPath), errors.Is(err, steps.ErrNoSpace), errors.Is(err, steps.ErrBadOption):
+		errors.Is(err, steps.ErrBadPath), errors.Is(err, steps.ErrNoSpace), errors.Is(err, steps.ErrBadOption),
+		errors.Is(err, steps.ErrNothingKept):
 		return exitUsage
 	default:
 		return exitRolledBack
