@@ -46,7 +46,7 @@ type command struct {
 }
 
 // commands lists every subcommand in the order kvrflow --help shows them.
-var commands = slices.Concat([]*command{backupCommand, restoreCommand, recoverCommand, statusCommand},
+var commands = slices.Concat([]*command{backupCommand, restoreCommand, undoCommand, recoverCommand, statusCommand},
 	journalCommands, []*command{faultsCommand, chaosCommand})
 
 func lookup(name string) *command {

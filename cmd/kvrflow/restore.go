@@ -40,6 +40,7 @@ type restoreCmd struct {
 	from, db, mode, engine, fault, verify string
 	backupID                              uint64
 	force, noExchange                     bool
+	keepOld                               int
 }
 
 func (c *restoreCmd) flags(fs *flag.FlagSet) {
@@ -51,6 +52,7 @@ func (c *restoreCmd) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.verify, "verify", steps.VerifyChecksum, "how much is checked before the swap, `LEVEL`: checksum (every byte's crc32c against the backup's, or a checkpoint's measured before the copy; then the engine opens it), full (also every copy read back from the device, and every block of every table: Pebble's CheckLevels, or for RocksDB sst_dump verify, which must be on PATH), or size (link mode: linked tables' sizes and footers only, their data not read)")
 	fs.Uint64Var(&c.backupID, "backup-id", 0, "the backup `N` of a RocksDB BackupEngine directory to restore (default the latest)")
 	fs.BoolVar(&c.force, "force", false, "replace DIR even if it is neither empty nor a database kvrflow knows (pebble, rocksdb); what it held is moved to DIR.kvrflow/quarantine, not deleted")
+	fs.Var(keepOldFlag{&c.keepOld}, "keep-old", "keep the database DIR held as DIR.kvrflow/previous-JID-RUN instead of removing it ('kvrflow undo' brings it back); --keep-old=`N` keeps the N newest such generations, removing older ones")
 	fs.BoolVar(&c.noExchange, "no-exchange", false, "commit with two renames instead of one renameat2(RENAME_EXCHANGE) (for tests of that plan, or a file system whose exchange you distrust)")
 	fs.StringVar(&c.fault, "fault", "", "fault `SPEC` for testing, POINT:ACTION[@N],... (default $KVRFLOW_FAULT; see kvrflow faults)")
 }
@@ -122,7 +124,7 @@ func (c *restoreCmd) run(ctx context.Context, o *stdio, args []string) (document
 	}
 	defer sayWhenInterrupted(ctx, log)()
 	res, err := kvrflow.Restore(ctx, kvrflow.Options{DB: c.db, Source: src, Mode: mode, Engine: c.engine, Verify: c.verify, BackupID: c.backupID, Journal: c.journal,
-		Force: c.force, NoExchange: c.noExchange,
+		Force: c.force, NoExchange: c.noExchange, KeepOld: c.keepOld,
 		FaultSpec: spec, Log: log, Progress: bar.update})
 	bar.close()
 	if err != nil && exitCode(err) == exitInFlight {

@@ -79,6 +79,16 @@ func (d *statusDoc) text(w io.Writer) {
 	if r.LastVerification != "" {
 		fmt.Fprintf(w, "verified:   %s\n", r.LastVerification)
 	}
+	var kept []string
+	for i, k := range r.Kept {
+		newest := ""
+		if i == len(r.Kept)-1 {
+			newest = "; kvrflow undo brings this one back"
+		}
+		kept = append(kept, fmt.Sprintf("%s (%s, kept by %s run %d, %s ago%s)", k.Path, humanBytes(k.Bytes), k.Kind, k.Run,
+			time.Since(k.Time).Round(time.Second), newest))
+	}
+	printList(w, "kept:", kept)
 	printList(w, "quarantine:", r.Quarantine)
 	printList(w, "leftovers:", r.Leftovers)
 }
