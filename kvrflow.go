@@ -294,8 +294,8 @@ func Restore(ctx context.Context, opts Options) (*Result, error) {
 // having changed nothing. On error DB holds what it held before, as
 // Restore's errors say.
 func Undo(ctx context.Context, opts Options) (*Result, error) {
-	if opts.KeepOld < 0 {
-		return nil, fmt.Errorf("%w: keep-old %d: want 0 or more generations", steps.ErrBadOption, opts.KeepOld)
+	if err := steps.CheckOptions("", "", "", opts.KeepOld); err != nil {
+		return nil, err
 	}
 	s, err := open(opts, false)
 	if err != nil {
@@ -338,14 +338,8 @@ func Undo(ctx context.Context, opts Options) (*Result, error) {
 // anything is created (not even DB.kvrflow): the checks Precheck repeats
 // inside the run that need no checksums.
 func checkInput(opts Options) error {
-	if opts.KeepOld < 0 {
-		return fmt.Errorf("%w: keep-old %d: want 0 or more generations", steps.ErrBadOption, opts.KeepOld)
-	}
-	if _, ok := steps.ParseVerify(opts.Verify); !ok {
-		return fmt.Errorf("%w: verification level %q: want %s, %s or %s", steps.ErrBadOption, opts.Verify, steps.VerifyChecksum, steps.VerifyFull, steps.VerifySize)
-	}
-	if _, ok := steps.ParseMode(string(opts.Mode)); !ok && opts.Mode != "" {
-		return fmt.Errorf("%w: mode %q: want copy, link or auto", steps.ErrBadOption, opts.Mode)
+	if err := steps.CheckOptions(opts.Mode, opts.Engine, opts.Verify, opts.KeepOld); err != nil {
+		return err
 	}
 	layout, err := steps.NewLayout(opts.DB)
 	if err != nil {

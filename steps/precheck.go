@@ -53,11 +53,8 @@ type PrecheckDetails struct {
 // and that no process has the database open. It holds the database's
 // LOCK until the run ends. It changes nothing on disk.
 func (e *Env) precheck(ctx context.Context, _ *fsm.Run) (any, error) {
-	if _, ok := ParseVerify(e.Verify); !ok {
-		return nil, fmt.Errorf("%w: verification level %q", ErrBadOption, e.Verify)
-	}
-	if _, ok := ParseMode(string(e.Mode)); !ok && e.Mode != "" {
-		return nil, fmt.Errorf("%w: mode %q", ErrBadOption, e.Mode)
+	if err := CheckOptions(e.Mode, e.Engine, e.Verify, e.KeepOld); err != nil {
+		return nil, err
 	}
 	if err := e.checkPaths(); err != nil {
 		return nil, err

@@ -14,7 +14,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/kvrflow/kvrflow/internal/fault"
-	"github.com/kvrflow/kvrflow/steps"
 )
 
 // stdio is where a command writes, and what it knows of its terminal.
@@ -85,15 +84,6 @@ func faultSpec(flagValue string, o *stdio) (string, error) {
 		return "", err
 	}
 	return spec, nil
-}
-
-// parseMode checks a --mode value.
-func parseMode(s string) (steps.Mode, error) {
-	m, ok := steps.ParseMode(s)
-	if !ok {
-		return "", usagef("bad --mode %q: want copy, link or auto", s)
-	}
-	return m, nil
 }
 
 // need returns a usage error naming the first flag whose value is empty.

@@ -95,18 +95,9 @@ func (c *restoreCmd) run(ctx context.Context, o *stdio, args []string) (document
 	if err := need("--from", c.from, "--db", c.db); err != nil {
 		return nil, err
 	}
-	mode, err := parseMode(c.mode)
-	if err != nil {
-		return nil, err
-	}
-	switch c.engine {
-	case steps.EnginePebble, steps.EngineRocksDB, steps.EngineAuto:
-	default:
-		return nil, usagef("bad --engine %q: want pebble, rocksdb or auto", c.engine)
-	}
-	if _, ok := steps.ParseVerify(c.verify); !ok || c.verify == "" {
-		return nil, usagef("bad --verify %q: want checksum, full or size", c.verify)
-	}
+	// The library validates the options (steps.CheckOptions): an unknown
+	// mode, engine or level is ErrBadOption, exit 2, before anything.
+	mode := steps.Mode(c.mode)
 	spec, err := faultSpec(c.fault, o)
 	if err != nil {
 		return nil, err
