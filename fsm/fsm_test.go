@@ -146,9 +146,6 @@ func TestDefine_RejectsBadDefinitions(t *testing.T) {
 	}
 }
 
-const bugCycle = "bug: fsm.Define (fsm.go, the forward walk `for s := d.Start; ; {`) never " +
-	"returns when the forward path loops without reaching a terminal state; it should return an error"
-
 func TestDefine_CyclicForwardPathIsRejected(t *testing.T) {
 	p := "defcycle."
 	d := linear(p)

@@ -612,12 +612,6 @@ func highWater(tb testing.TB, path string) int64 {
 	return size
 }
 
-// bugTruncated: see the report of the test session that added this file.
-const bugTruncated = "bug: Open of a journal cut below its bbolt high-water mark kills the process " +
-	"with SIGBUS (fatal \"unexpected fault address\", not a recoverable panic): bbolt mmaps past EOF " +
-	"and checkSchema (journal.go:135, tx.Bucket) or a later Events/Runs reads a page that is not " +
-	"in the file; Open never compares the file size with the meta's high-water mark (tx.Size())"
-
 func TestOpen_TruncatedJournalIsCorrupt(t *testing.T) {
 	path := validJournal(t, 40)
 	used := highWater(t, path)

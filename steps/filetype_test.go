@@ -55,13 +55,6 @@ func mustDo(t *testing.T, err error) {
 	}
 }
 
-// replace replaces path by what make puts there.
-func replace(t *testing.T, path string, make func(string) error) {
-	t.Helper()
-	mustDo(t, os.RemoveAll(path))
-	mustDo(t, make(path))
-}
-
 func mkfifo(p string) error { return syscall.Mkfifo(p, 0o644) }
 func mkdir(p string) error  { return os.Mkdir(p, 0o755) }
 

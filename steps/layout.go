@@ -134,5 +134,3 @@ func within(path, dir string) bool {
 	rel, err := filepath.Rel(dir, path)
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
-
-func baseName(path string) string { return filepath.Base(path) }

@@ -127,10 +127,9 @@ func ParseRocksMeta(r io.Reader) (*RocksMeta, error) {
 		}
 		m.Files = append(m.Files, f)
 	}
-	for {
-		if l, ok = next(); !ok {
-			break
-		}
+	// After the files: nothing, or (schema 2) a footer; anything else is
+	// one entry too many.
+	if l, ok = next(); ok {
 		if m.Schema >= 2 && l == "// FOOTER" {
 			for {
 				if l, ok = next(); !ok {
@@ -144,16 +143,16 @@ func ParseRocksMeta(r io.Reader) (*RocksMeta, error) {
 					return nil, bad("unknown non-ignorable footer field %q", name)
 				}
 			}
-			break
-		}
-		fields := strings.Split(l, " ")
-		if m.Schema >= 2 && len(fields) >= 3 && strings.HasPrefix(fields[1], "ni::") {
-			if fields[1] == "ni::excluded" {
-				return nil, bad("file %q is excluded from the backup (kept outside it); kvrflow cannot restore it", fields[0])
+		} else {
+			fields := strings.Split(l, " ")
+			if m.Schema >= 2 && len(fields) >= 3 && strings.HasPrefix(fields[1], "ni::") {
+				if fields[1] == "ni::excluded" {
+					return nil, bad("file %q is excluded from the backup (kept outside it); kvrflow cannot restore it", fields[0])
+				}
+				return nil, bad("unknown non-ignorable field %q for %q", fields[1], fields[0])
 			}
-			return nil, bad("unknown non-ignorable field %q for %q", fields[1], fields[0])
+			return nil, bad("more file entries than the count %d", count)
 		}
-		return nil, bad("more file entries than the count %d", count)
 	}
 	if err := sc.Err(); err != nil {
 		return nil, scanErr(sc, line, "")
