@@ -2,9 +2,14 @@
 // file.
 //
 // Buckets: meta (schema version, the journal's id, the chain's head and
-// anchor), runs (id -> Run as JSON), begins and events (the hash chain,
-// see chain.go) and inflight (id -> target of every run not yet ended, so
-// recovery never decodes every run).
+// anchor), runs (id -> Run as JSON, rewritten at every transition),
+// begins (id -> the run's begin record) and events/<id> (seq -> event),
+// and inflight (id -> target of every run not yet ended, so recovery never
+// decodes every run). Begin records and events are sealed: each is stored
+// as its canonical JSON, a newline, and the hex SHA-256 of that JSON, and
+// links to the one before it by that hash (see chain.go and DESIGN.md,
+// "Journal hash chain"); the run record carries the chain's first and
+// final hash and its count, so a run cut short or edited is seen.
 //
 // Each journal has an identity, ID: 16 lower-case hex digits from
 // crypto/rand in meta/id, given when the journal is created (or, for a
