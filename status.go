@@ -189,3 +189,34 @@ func dirBytes(seam *fsx.FS, dir string) int64 {
 	}
 	return n
 }
+
+// KeptRuns returns the ids of the runs of journal j that own a kept
+// database (restore --keep-old, undo) of any database the journal served:
+// their records prove the ownership, so journal prune keeps them.
+func KeptRuns(j *journal.Journal) ([]uint64, error) {
+	runs, err := j.Runs(0)
+	if err != nil {
+		return nil, err
+	}
+	seam := fsx.New(vfs.Default, nil)
+	seen := map[string]bool{}
+	var out []uint64
+	for _, r := range runs {
+		if seen[r.Target] || r.Target == "" {
+			continue
+		}
+		seen[r.Target] = true
+		layout, err := steps.NewLayout(r.Target)
+		if err != nil {
+			continue
+		}
+		kept, _, err := steps.ListKept(seam, layout, j)
+		if err != nil {
+			return nil, err
+		}
+		for _, k := range kept {
+			out = append(out, k.Run)
+		}
+	}
+	return out, nil
+}

@@ -3,6 +3,7 @@ package journal
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -15,8 +16,10 @@ import (
 // so what remains is one unbroken chain; it records as the journal's
 // anchor the hash the remaining chain starts from, so Check still
 // verifies it. It is one transaction: a crash leaves all or nothing
-// pruned. It returns the ids removed.
-func (j *Journal) Prune(keep int, before time.Time) ([]uint64, error) {
+// pruned. It returns the ids removed. A run listed in hold stays too (and
+// so every run after it): kvrflow holds the runs that own a kept
+// database, whose record is its proof of ownership.
+func (j *Journal) Prune(keep int, before time.Time, hold ...uint64) ([]uint64, error) {
 	if keep <= 0 && before.IsZero() {
 		return nil, fmt.Errorf("prune %s: nothing selects runs to remove", j.path)
 	}
@@ -37,7 +40,7 @@ func (j *Journal) Prune(keep int, before time.Time) ([]uint64, error) {
 		anchor := ""
 		for i, r := range all {
 			old := (keep > 0 && i < len(all)-keep) || (!before.IsZero() && !r.End.IsZero() && r.End.Before(before))
-			if r.InFlight() || !old {
+			if r.InFlight() || !old || slices.Contains(hold, r.ID) {
 				break
 			}
 			k := itob(r.ID)

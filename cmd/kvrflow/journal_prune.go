@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kvrflow/kvrflow"
 	"github.com/kvrflow/kvrflow/journal"
 )
 
@@ -97,7 +98,13 @@ func (c *journalPruneCmd) run(_ context.Context, o *stdio, args []string) (docum
 	if c.olderThan > 0 {
 		before = time.Now().Add(-c.olderThan)
 	}
-	removed, err := j.Prune(c.keep, before)
+	// A run that owns a kept database stays, and every run after it: its
+	// record is the proof that lets undo use the database.
+	hold, err := kvrflow.KeptRuns(j)
+	if err != nil {
+		return nil, err
+	}
+	removed, err := j.Prune(c.keep, before, hold...)
 	if err != nil {
 		return nil, err
 	}

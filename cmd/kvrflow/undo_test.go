@@ -115,3 +115,22 @@ func TestUndo_KilledAtEachPointRecovers(t *testing.T) {
 		}
 	}
 }
+
+// TestJournalPrune_KeepsTheRunsThatOwnAKeptDatabase: prune stops at a run
+// that owns a kept database (its record is the proof undo needs), so undo
+// still works after a prune.
+func TestJournalPrune_KeepsTheRunsThatOwnAKeptDatabase(t *testing.T) {
+	f := newFixture(t, 100, 100)
+	mustRun(t, exitOK, nil, f.restoreArgs()...)             // run 1
+	mustRun(t, exitOK, nil, f.restoreArgs("--keep-old")...) // run 2 keeps run 1's database
+	mustRun(t, exitOK, nil, f.restoreArgs()...)             // run 3 removes run 2's
+	mustRun(t, exitOK, nil, "journal", "prune", "--db", f.db, "--keep", "1")
+	st := status(t, f.db)
+	if len(st.Runs) != 2 || st.Runs[0].ID != 2 {
+		t.Fatalf("after prune the runs are %v, want 2 and 3 (run 2 owns a kept database)", st.Runs)
+	}
+	if len(st.Kept) != 1 || st.Kept[0].Run != 2 {
+		t.Fatalf("kept %+v, want run 2's", st.Kept)
+	}
+	mustRun(t, exitOK, nil, "undo", "--db", f.db)
+}
