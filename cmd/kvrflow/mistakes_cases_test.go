@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/kvrflow/kvrflow/internal/fault"
+	bolt "go.etcd.io/bbolt"
 )
 
 // operatorMistakes lists the cases of TestOperatorMistakes, by finding of
@@ -448,6 +450,7 @@ func operatorMistakes() []mistake {
 		code: exitUsage, mention: []string{"another file system"}, after: "same",
 	})
 	add(sourceMistakes()...)
+	add(journalMistakes()...)
 	return cases
 }
 
@@ -519,4 +522,46 @@ func sourceMistakes() []mistake {
 		},
 		code: exitUsage, mention: []string{".sst", "directory"}, after: "same",
 	}}
+}
+
+// deleteKey removes key run from bucket of the journal at path, with bbolt
+// directly, as a careless edit would.
+func deleteKey(t *testing.T, path, bucket string, run uint64) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, nil)
+	must(t, err)
+	defer db.Close()
+	must(t, db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte(bucket)).Delete(binary.BigEndian.AppendUint64(nil, run))
+	}))
+}
+
+// journalMistakes are journals that contradict themselves: every command
+// that would act on them exits 4, naming the run, and changes nothing.
+func journalMistakes() []mistake {
+	var out []mistake
+	for _, cmd := range []string{"recover", "restore", "undo"} {
+		for _, bucket := range []string{"inflight", "runs"} {
+			out = append(out, mistake{
+				name: cmd + " with a run in flight whose " + bucket + " entry was deleted",
+				setup: func(t *testing.T, m *mistakeEnv) []string {
+					m.crashAt(t, "restore.verify.begin")
+					deleteKey(t, m.db+".kvrflow/journal.db", bucket, 1)
+					switch cmd {
+					case "restore":
+						return m.restoreArgs()
+					case "undo":
+						return []string{"undo", "--db", m.db}
+					}
+					return []string{"recover", "--db", m.db}
+				},
+				code: exitJournal, mention: []string{"run 1"}, after: "same",
+				check: func(t *testing.T, m *mistakeEnv, _ result) {
+					// The fixture's journal check would trip on the damage.
+					must(t, os.RemoveAll(m.db+".kvrflow"))
+				},
+			})
+		}
+	}
+	return out
 }
