@@ -3,9 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,9 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/kvrflow/kvrflow/internal/fault"
+	"github.com/kvrflow/kvrflow/internal/sampledb"
+	"github.com/kvrflow/kvrflow/internal/testutil"
 	"github.com/kvrflow/kvrflow/steps"
 )
 
@@ -282,40 +282,10 @@ func newBigFixture(tb testing.TB) *fixture {
 // Pebble database in dir, flushing four times, and returns its contents.
 func makeBigDB(tb testing.TB, dir string, n, size int) map[string]string {
 	tb.Helper()
-	db, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}})
-	if err != nil {
+	if err := sampledb.Make(nil, dir, sampledb.Spec{Seed: 42, Keys: n, ValueSize: size, Flushes: 4}); err != nil {
 		tb.Fatal(err)
 	}
-	rng := rand.New(rand.NewPCG(42, uint64(n)))
-	kv := make(map[string]string, n)
-	val := make([]byte, size)
-	b := db.NewBatch()
-	for i := 0; i < n; i++ {
-		for j := range val {
-			val[j] = byte(rng.Uint32())
-		}
-		k := fmt.Sprintf("big-%06d", i)
-		kv[k] = string(val)
-		if err := b.Set([]byte(k), val, nil); err != nil {
-			tb.Fatal(err)
-		}
-		if (i+1)%(n/4) == 0 {
-			if err := b.Commit(pebble.NoSync); err != nil {
-				tb.Fatal(err)
-			}
-			if err := db.Flush(); err != nil {
-				tb.Fatal(err)
-			}
-			b = db.NewBatch()
-		}
-	}
-	if err := b.Commit(pebble.Sync); err != nil {
-		tb.Fatal(err)
-	}
-	if err := db.Close(); err != nil {
-		tb.Fatal(err)
-	}
-	return kv
+	return testutil.ReadDB(tb, vfs.Default, dir)
 }
 
 // TestRestore_EveryFaultPointCrashThenRecover is the process-level matrix:

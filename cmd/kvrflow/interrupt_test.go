@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
@@ -14,53 +13,19 @@ import (
 	"time"
 
 	"github.com/kvrflow/kvrflow/internal/fault"
-	"github.com/kvrflow/kvrflow/internal/manifest"
+	"github.com/kvrflow/kvrflow/internal/sampledb"
 )
 
 // bigFileName is the name of the large file addBigFile adds to a backup.
 const bigFileName = "000999.blob"
 
-// addBigFile writes a file of size bytes (real blocks, not sparse: the
-// copy reads every byte either way) into f's backup and lists it in the
-// manifest, resealed.
-func addBigFile(tb testing.TB, f *fixture, size int64) string {
+// addBigFile writes a file of size random bytes into f's backup and
+// lists it in the manifest, resealed.
+func addBigFile(tb testing.TB, f *fixture, size int64) {
 	tb.Helper()
-	p := filepath.Join(f.backup, bigFileName)
-	w, err := os.Create(p)
-	if err != nil {
+	if err := sampledb.AddFile(f.backup, bigFileName, size, 1); err != nil {
 		tb.Fatal(err)
 	}
-	block := make([]byte, 1<<20)
-	for i := range block {
-		block[i] = byte(i*131 + 7)
-	}
-	var crc uint32
-	table := crc32.MakeTable(crc32.Castagnoli)
-	for n := int64(0); n < size; n += int64(len(block)) {
-		b := block[:min(int64(len(block)), size-n)]
-		crc = crc32.Update(crc, table, b)
-		if _, err := w.Write(b); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	if err := w.Close(); err != nil {
-		tb.Fatal(err)
-	}
-	mpath := filepath.Join(f.backup, manifest.Name)
-	mf, err := os.Open(mpath)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	m, err := manifest.Parse(mf)
-	mf.Close()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	m.Files = append(m.Files, manifest.File{Name: bigFileName, Size: size, CRC32C: crc})
-	if err := os.WriteFile(mpath, m.Encode(), 0o644); err != nil {
-		tb.Fatal(err)
-	}
-	return p
 }
 
 // TestRestore_SIGINTStopsTheCopyOfALargeFile interrupts a copy-mode

@@ -5,37 +5,21 @@ package testutil
 import (
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"path/filepath"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/kvrflow/kvrflow/internal/sampledb"
 )
 
 // MakeDB creates (or adds to) the Pebble database dir on fs with n keys
-// derived from seed, flushing every n/3 keys so it has several tables and
-// a WAL, and returns its contents.
+// derived from seed (sampledb's short text values), flushing every n/3
+// keys so it has several tables and a WAL, and returns its contents.
 func MakeDB(tb testing.TB, fs vfs.FS, dir string, seed uint64, n int) map[string]string {
 	tb.Helper()
-	db, err := pebble.Open(dir, &pebble.Options{FS: fs, Logger: quiet{}})
-	if err != nil {
-		tb.Fatalf("open %s: %v", dir, err)
-	}
-	rng := rand.New(rand.NewPCG(seed, 1))
-	for i := 0; i < n; i++ {
-		k := fmt.Sprintf("key-%06d", i)
-		v := fmt.Sprintf("seed%d-%d-%x", seed, i, rng.Uint64())
-		if err := db.Set([]byte(k), []byte(v), pebble.Sync); err != nil {
-			tb.Fatal(err)
-		}
-		if n >= 3 && i%(n/3) == n/3-1 {
-			if err := db.Flush(); err != nil {
-				tb.Fatal(err)
-			}
-		}
-	}
-	if err := db.Close(); err != nil {
+	if err := sampledb.Make(fs, dir, sampledb.Spec{Seed: seed, Keys: n, Flushes: 3}); err != nil {
 		tb.Fatal(err)
 	}
 	return ReadDB(tb, fs, dir)
