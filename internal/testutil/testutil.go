@@ -1,16 +1,16 @@
 // Package testutil has helpers the tests of several packages share: small
-// Pebble databases with known contents, and their comparison key by key.
+// Pebble databases with known contents (made by internal/sampledb), and
+// their comparison key by key (internal/check).
 package testutil
 
 import (
-	"fmt"
 	"io"
 	"path/filepath"
 	"testing"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/kvrflow/kvrflow/internal/check"
 	"github.com/kvrflow/kvrflow/internal/sampledb"
 )
 
@@ -37,44 +37,10 @@ func ReadDB(tb testing.TB, fs vfs.FS, dir string) map[string]string {
 }
 
 // TryReadDB is ReadDB returning the error.
-func TryReadDB(fs vfs.FS, dir string) (map[string]string, error) {
-	db, err := pebble.Open(dir, &pebble.Options{FS: fs, ReadOnly: true, ErrorIfNotExists: true, Logger: quiet{}})
-	if err != nil {
-		return nil, err
-	}
-	defer db.Close()
-	it, err := db.NewIter(nil)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]string{}
-	for it.First(); it.Valid(); it.Next() {
-		out[string(it.Key())] = string(it.Value())
-	}
-	if err := it.Close(); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
+func TryReadDB(fs vfs.FS, dir string) (map[string]string, error) { return check.Keys(fs, dir) }
 
 // Equal reports whether two databases' contents are the same.
-func Equal(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if bv, ok := b[k]; !ok || bv != v {
-			return false
-		}
-	}
-	return true
-}
-
-type quiet struct{}
-
-func (quiet) Infof(string, ...any)         {}
-func (quiet) Errorf(string, ...any)        {}
-func (quiet) Fatalf(f string, args ...any) { panic(fmt.Sprintf(f, args...)) }
+func Equal(a, b map[string]string) bool { return check.Equal(a, b) }
 
 // MkdirDurable creates dir and its parents on fs and syncs each level, so
 // a crash clone keeps them.
