@@ -350,43 +350,55 @@ func Journal(path string) error {
 	return nil
 }
 
-// Digest maps each entry of dir on fs (nil: the real disk) to its size
-// and CRC-32C, "<dir>" for a directory. LOCK, which Pebble creates empty
-// when it opens a database, even read-only, is left out.
+// Digest maps each file below dir on fs (nil: the real disk), by its path
+// relative to dir, to its size and CRC-32C, and each directory below dir
+// to "<dir>". dir's own LOCK, which Pebble and RocksDB create empty when
+// they open a database, even read-only, is left out.
 func Digest(fs vfs.FS, dir string) (map[string]string, error) {
 	if fs == nil {
 		fs = vfs.Default
 	}
-	names, err := fs.List(dir)
-	if err != nil {
-		return nil, err
-	}
 	out := map[string]string{}
 	table := crc32.MakeTable(crc32.Castagnoli)
-	for _, n := range names {
-		if n == "LOCK" {
-			continue
-		}
-		p := filepath.Join(dir, n)
-		fi, err := fs.Stat(p)
+	var walk func(rel string) error
+	walk = func(rel string) error {
+		names, err := fs.List(filepath.Join(dir, rel))
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if fi.IsDir() {
-			out[n] = "<dir>"
-			continue
+		for _, n := range names {
+			r := filepath.Join(rel, n)
+			if r == "LOCK" {
+				continue
+			}
+			p := filepath.Join(dir, r)
+			fi, err := fs.Stat(p)
+			if err != nil {
+				return err
+			}
+			if fi.IsDir() {
+				out[r] = "<dir>"
+				if err := walk(r); err != nil {
+					return err
+				}
+				continue
+			}
+			f, err := fs.Open(p)
+			if err != nil {
+				return err
+			}
+			h := crc32.New(table)
+			size, err := io.Copy(h, f)
+			f.Close()
+			if err != nil {
+				return err
+			}
+			out[r] = fmt.Sprintf("%d:%08x", size, h.Sum32())
 		}
-		f, err := fs.Open(p)
-		if err != nil {
-			return nil, err
-		}
-		h := crc32.New(table)
-		size, err := io.Copy(h, f)
-		f.Close()
-		if err != nil {
-			return nil, err
-		}
-		out[n] = fmt.Sprintf("%d:%08x", size, h.Sum32())
+		return nil
+	}
+	if err := walk(""); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
