@@ -180,14 +180,15 @@ func (f *fixture) target() check.Target {
 }
 
 // which says whether the database holds the old contents or the backup's,
-// key by key, and fails the test if neither (see check.Target.Which).
-func (f *fixture) which(tb testing.TB) check.Result {
+// key by key: "old" or "new" (check.Old, check.New); it fails the test
+// if neither (see check.Target.Which).
+func (f *fixture) which(tb testing.TB) string {
 	tb.Helper()
 	got, err := f.target().Which()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return got
+	return string(got)
 }
 
 // checkJournal checks, if DB has a journal, that nothing is in flight and
