@@ -1,14 +1,9 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -244,59 +239,17 @@ func TestRestore_WhileAnotherRunsExits3(t *testing.T) {
 	}
 }
 
-// startRestore starts kvrflow restore of f with env, waits until a line of its log matches wait, calls during with
-// the process, and returns how the restore ended. The test fails if the
-// restore ends, or 60 s pass, before the line.
+// startRestore starts kvrflow restore of f with env, waits until a line
+// of its log matches wait, calls during with the process, and returns how
+// the restore ended. The test fails if the restore ends, or 60 s pass,
+// before the line.
 func startRestore(t *testing.T, f *fixture, env []string, wait func(line string) bool, during func(*os.Process)) result {
 	t.Helper()
-	cmd, stdout, _ := newCmd(env, f.restoreArgs("--mode", "copy")...)
-	cmd.Stderr = nil
-	pipe, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
+	w := watch(t, env, wait, f.restoreArgs("--mode", "copy")...)
+	if w.await(t) {
+		during(w.cmd.Process)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	reached := make(chan struct{})
-	copied := make(chan struct{})
-	go func() {
-		defer close(copied)
-		sc := bufio.NewScanner(pipe)
-		seen := false
-		for sc.Scan() {
-			stderr.WriteString(sc.Text() + "\n")
-			if !seen && wait(sc.Text()) {
-				seen = true
-				close(reached)
-			}
-		}
-		_, _ = io.Copy(&stderr, pipe)
-	}()
-	select {
-	case <-reached:
-		during(cmd.Process)
-	case <-copied:
-		t.Errorf("the restore ended before the log line awaited")
-	case <-time.After(60 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Errorf("the restore did not log the line awaited within 60s")
-	}
-	<-copied // Wait must not run before the pipe is read to its end
-	return ended(t, cmd, stdout, &stderr, cmd.Wait())
-}
-
-// logLine matches a log line holding msg.
-func logLine(msg string) func(string) bool {
-	return func(line string) bool { return strings.Contains(line, msg) }
-}
-
-// firedLine matches the log line of the n-th hit of point when its fault
-// rule fires (see package fault: "fault point fired").
-func firedLine(point string, n int) func(string) bool {
-	re := regexp.MustCompile(`fault point fired .*\bhit=` + strconv.Itoa(n) + `\b.*\bpoint=` + regexp.QuoteMeta(point) + `(\s|$)`)
-	return re.MatchString
+	return w.end(t)
 }
 
 // newBigFixture is a fixture whose backup is about 10 MiB of random
