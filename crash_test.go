@@ -7,15 +7,14 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
+	"github.com/kvrflow/kvrflow/internal/check"
 	"github.com/kvrflow/kvrflow/internal/testutil"
-	"github.com/kvrflow/kvrflow/journal"
 	"github.com/kvrflow/kvrflow/steps"
 )
 
@@ -85,10 +84,20 @@ func recordCrashPointsOf(t *testing.T, fs *vfs.MemFS, journalPath string, seed u
 	return points, err
 }
 
-// checkRecovered recovers a crash point and checks the invariants: the
-// database is the old one or the backup's, complete, key by key; it is the
-// backup's exactly when the journal says committed; nothing of the run is
-// left in flight or on disk.
+// target is the check target of f's database on fs with the journal at
+// jpath: the old database (none if f.old is nil) or the backup's, key by
+// key.
+func (f *fixture) target(fs vfs.FS, jpath string) check.Target {
+	old := check.Database{Keys: f.old, Absent: f.old == nil}
+	return check.Target{FS: fs, DB: f.db, Journal: jpath, Old: old, New: check.Database{Keys: f.new}}
+}
+
+// checkRecovered recovers a crash point and checks the invariant (package
+// check): the database is the one the journal at the crash point
+// decides, the backup's exactly when the commit point record was durable
+// (check.Target.Expect), complete, key by key; the journal agrees, with
+// nothing in flight; no run directory is left. It returns the newest
+// run's outcome ("none" without a journal).
 func checkRecovered(t *testing.T, f *fixture, cp crashPoint) (outcome string) {
 	t.Helper()
 	jpath := filepath.Join(t.TempDir(), "journal.db")
@@ -98,61 +107,33 @@ func checkRecovered(t *testing.T, f *fixture, cp crashPoint) (outcome string) {
 		}
 	}
 	where := fmt.Sprintf("crash point %d (%s, %d%% unsynced kept)", cp.index, cp.op, cp.percent)
-	opts := Options{DB: f.db, FS: cp.fs, Journal: jpath}
-	if _, err := Recover(context.Background(), opts); err != nil {
+	tg := f.target(cp.fs, jpath)
+	want, err := tg.Expect()
+	if err != nil {
+		t.Fatalf("%s: %v", where, err)
+	}
+	if _, err := Recover(context.Background(), Options{DB: f.db, FS: cp.fs, Journal: jpath}); err != nil {
 		t.Fatalf("%s: recover: %v", where, err)
 	}
-	outcome = "none"
-	if cp.journal != nil {
-		j, err := journal.Open(jpath, journal.Options{ReadOnly: true})
-		if err != nil {
-			t.Fatalf("%s: %v", where, err)
-		}
-		runs, err := j.Runs(0)
-		j.Close()
-		if err != nil {
-			t.Fatalf("%s: %v", where, err)
-		}
-		for _, r := range runs {
-			if r.InFlight() {
-				t.Fatalf("%s: run %d still in flight in %s", where, r.ID, r.State)
-			}
-			outcome = r.Outcome
-		}
-	}
-	if f.old == nil && outcome != steps.OutcomeCommitted {
-		// A restore into a new directory rolled back: DB is gone again.
-		if ok, err := cp.fs.Stat(f.db); err == nil {
-			t.Fatalf("%s: rolled back a restore into a new directory, but %s exists (%v)", where, f.db, ok.IsDir())
-		}
-		return outcome
-	}
-	got, err := testutil.TryReadDB(cp.fs, f.db)
+	rep, err := tg.Recovered()
 	if err != nil {
-		t.Fatalf("%s: database does not open after recovery: %v", where, err)
+		t.Fatalf("%s: %v", where, err)
 	}
-	want, name := f.old, "old"
-	if outcome == steps.OutcomeCommitted {
-		want, name = f.new, "new"
+	if rep.DB != want {
+		t.Fatalf("%s: recovery left the %s database; the journal at the crash said %s", where, rep.DB, want)
 	}
-	if !testutil.Equal(got, want) {
-		t.Fatalf("%s: outcome %s but database (%d keys) is not the %s one (%d keys)", where, outcome, len(got), name, len(want))
+	if rep.Outcome == "" {
+		return "none"
 	}
-	names, err := cp.fs.List(f.db + ".kvrflow")
-	if err == nil {
-		for _, n := range names {
-			if strings.HasPrefix(n, "staging-") || strings.HasPrefix(n, "old-") {
-				t.Fatalf("%s: %s left in the work directory", where, n)
-			}
-		}
-	}
-	return outcome
+	return rep.Outcome
 }
 
 // TestRestore_PowerLossMatrix crashes a restore after every mutating
 // file-system operation, at 0 % and at a seeded random percentage of
-// unsynced data kept, recovers, and checks that the database is the old
-// or the new one, complete. Under -short it checks every third point.
+// unsynced data kept, recovers, and checks that the database is the one
+// the journal at the crash decides (old before the commit point record
+// is durable, new after it), complete. Under -short it checks every third
+// point.
 func TestRestore_PowerLossMatrix(t *testing.T) {
 	for _, mode := range []steps.Mode{steps.ModeCopy, steps.ModeLink} {
 		t.Run(string(mode), func(t *testing.T) { testPowerLossMatrix(t, mode, false) })

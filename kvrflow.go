@@ -121,6 +121,7 @@ func open(opts Options, create bool) (*session, error) {
 			return nil, err
 		}
 	}
+	faults.SetLog(opts.logger()) // "fault point fired": tests wait for it
 	v := opts.FS
 	if v == nil {
 		v = vfs.Default

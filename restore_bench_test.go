@@ -2,18 +2,15 @@ package kvrflow
 
 import (
 	"context"
-	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/rs/zerolog"
 
+	"github.com/kvrflow/kvrflow/internal/sampledb"
 	"github.com/kvrflow/kvrflow/internal/testutil"
 	"github.com/kvrflow/kvrflow/journal"
 	"github.com/kvrflow/kvrflow/steps"
@@ -27,32 +24,7 @@ const benchRestoreMiB = 256
 // (incompressible) 4 KiB values in dir, on the real disk.
 func benchPebbleDB(b *testing.B, dir string, mib int) {
 	b.Helper()
-	db, err := pebble.Open(dir, &pebble.Options{Logger: steps.PebbleLogger(zerolog.Nop())})
-	if err != nil {
-		b.Fatal(err)
-	}
-	rng := rand.NewChaCha8([32]byte{3})
-	val := make([]byte, 4096)
-	batch := db.NewBatch()
-	for i := range mib * 256 {
-		rng.Read(val)
-		if err := batch.Set(fmt.Appendf(nil, "key-%09d", i), val, nil); err != nil {
-			b.Fatal(err)
-		}
-		if batch.Len() > 16<<20 {
-			if err := batch.Commit(pebble.NoSync); err != nil {
-				b.Fatal(err)
-			}
-			batch = db.NewBatch()
-		}
-	}
-	if err := batch.Commit(pebble.Sync); err != nil {
-		b.Fatal(err)
-	}
-	if err := db.Flush(); err != nil {
-		b.Fatal(err)
-	}
-	if err := db.Close(); err != nil {
+	if err := sampledb.Make(nil, dir, sampledb.Spec{Seed: 3, Keys: mib * 256, ValueSize: 4096, Flushes: 1}); err != nil {
 		b.Fatal(err)
 	}
 }

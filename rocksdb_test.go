@@ -19,6 +19,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
+	"github.com/kvrflow/kvrflow/internal/check"
 	"github.com/kvrflow/kvrflow/internal/testutil"
 	"github.com/kvrflow/kvrflow/steps"
 )
@@ -369,13 +370,15 @@ func TestRocksDB_PowerLossMatrix(t *testing.T) {
 	f := &fixture{fs: base, root: "/k", db: "/k/node/db", backup: "/k/backup"}
 	copyToMem(t, base, rf.backup, f.backup)
 	copyToMem(t, base, rf.db, f.db)
-	oldSnap := testutil.Snapshot(t, base, f.db)
+	oldFiles, err := check.Digest(base, f.db)
+	must(t, err)
 	// The restored database, as an uncrashed restore leaves it.
 	probe := base.CrashClone(vfs.CrashCloneCfg{})
 	if _, err := Restore(context.Background(), Options{DB: f.db, Source: f.backup, FS: probe, Journal: filepath.Join(t.TempDir(), "p.db")}); err != nil {
 		t.Fatal(err)
 	}
-	newSnap := testutil.Snapshot(t, probe, f.db)
+	newFiles, err := check.Digest(probe, f.db)
+	must(t, err)
 	jpath := filepath.Join(t.TempDir(), "journal.db")
 	points, err := recordCrashPoints(t, base.CrashClone(vfs.CrashCloneCfg{}), Options{DB: f.db, Source: f.backup, Journal: jpath, Mode: steps.ModeCopy}, *crashSeed)
 	if err != nil {
@@ -392,19 +395,24 @@ func TestRocksDB_PowerLossMatrix(t *testing.T) {
 		if cp.journal != nil {
 			must(t, os.WriteFile(jp, cp.journal, 0o600))
 		}
+		where := fmt.Sprintf("crash point %d (%s, %d%%)", cp.index, cp.op, cp.percent)
+		// Byte for byte: the old files or the restored ones.
+		tg := check.Target{FS: cp.fs, DB: f.db, Journal: jp, Old: check.Database{Files: oldFiles}, New: check.Database{Files: newFiles}}
+		want, err := tg.Expect()
+		if err != nil {
+			t.Fatalf("%s: %v", where, err)
+		}
 		if _, err := Recover(context.Background(), Options{DB: f.db, FS: cp.fs, Journal: jp}); err != nil {
-			t.Fatalf("crash point %d (%s): recover: %v", cp.index, cp.op, err)
+			t.Fatalf("%s: recover: %v", where, err)
 		}
-		got := testutil.Snapshot(t, cp.fs, f.db)
-		switch {
-		case testutil.Equal(got, oldSnap):
-			counts["old"]++
-		case testutil.Equal(got, newSnap):
-			counts["new"]++
-		default:
-			t.Fatalf("crash point %d (%s, %d%%): database is neither the old nor the new one", cp.index, cp.op, cp.percent)
+		rep, err := tg.Recovered()
+		if err != nil {
+			t.Fatalf("%s: %v", where, err)
 		}
-		assertNoRunDirs(t, cp.fs, f.db)
+		if rep.DB != want {
+			t.Fatalf("%s: recovery left the %s database; the journal at the crash said %s", where, rep.DB, want)
+		}
+		counts[string(rep.DB)]++
 	}
 	if counts["old"] == 0 || counts["new"] == 0 {
 		t.Fatalf("outcomes %v: want both", counts)

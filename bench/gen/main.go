@@ -1,13 +1,16 @@
 // Command gen makes benchmark data for the scripts in bench/.
 //
-//	gen -db DIR [-mb N]            a Pebble database of about N MiB of incompressible values
+//	gen -db DIR [-mb N] [-seed S]  a Pebble database of about N MiB of incompressible values
 //	gen -ldb [-mb N] [-first K]    lines "key ==> value" for `ldb load` on stdout:
 //	                               about N MiB of random hex values, keys from K on
 //	gen -add BACKUP [-mb N]        one file of N MiB (000999.blob) added to the
 //	                               kvrflow backup BACKUP, listed in its manifest
 //
-// Keys are key-%09d in both, so several -ldb batches with increasing
-// -first make one database.
+// The Pebble database is sampledb's (internal/sampledb, the generator the
+// tests and kvrflow chaos use too), with values of 4 KiB; -seed fixes its
+// values (default: new random ones each run). The -ldb keys are
+// key-%09d, so several -ldb batches with increasing -first make one
+// database.
 package main
 
 import (
@@ -16,15 +19,11 @@ import (
 	"encoding/hex"
 	"flag"
 	"fmt"
-	"hash/crc32"
 	"log"
 	mrand "math/rand/v2"
 	"os"
-	"path/filepath"
 
-	"github.com/cockroachdb/pebble/v2"
-
-	"github.com/kvrflow/kvrflow/internal/manifest"
+	"github.com/kvrflow/kvrflow/internal/sampledb"
 )
 
 // valueSize is the size of each value in bytes (hex digits for -ldb).
@@ -35,6 +34,7 @@ func main() {
 	ldb := flag.Bool("ldb", false, "write `ldb load` lines to stdout instead of making a Pebble database")
 	mb := flag.Int("mb", 200, "approximate size in MiB")
 	first := flag.Int("first", 0, "first key number (-ldb)")
+	seed := flag.Uint64("seed", 0, "`SEED` of the -db values (default: random)")
 	add := flag.String("add", "", "kvrflow backup `DIR` to add one file of -mb MiB to")
 	flag.Parse()
 	switch {
@@ -47,11 +47,14 @@ func main() {
 			log.Fatal(err)
 		}
 	case *dir != "":
-		if err := pebbleDB(*dir, *mb); err != nil {
+		if *seed == 0 {
+			*seed = mrand.Uint64() | 1
+		}
+		if err := pebbleDB(*dir, *mb, *seed); err != nil {
 			log.Fatal(err)
 		}
 	default:
-		fmt.Fprintln(os.Stderr, "usage: gen -db DIR [-mb N] | gen -ldb [-mb N] [-first K] | gen -add BACKUP [-mb N]")
+		fmt.Fprintln(os.Stderr, "usage: gen -db DIR [-mb N] [-seed S] | gen -ldb [-mb N] [-first K] | gen -add BACKUP [-mb N]")
 		os.Exit(2)
 	}
 }
@@ -82,76 +85,19 @@ const tableSize = 10 << 20
 
 // pebbleDB makes a Pebble database of about mb MiB of random values, in
 // tables of about tableSize.
-func pebbleDB(dir string, mb int) error {
-	opts := &pebble.Options{MemTableSize: 64 << 20}
-	for i := range opts.TargetFileSizes {
-		opts.TargetFileSizes[i] = tableSize
-	}
-	db, err := pebble.Open(dir, opts)
-	if err != nil {
-		return err
-	}
-	val := make([]byte, valueSize)
-	n := mb * (1 << 20) / valueSize
-	b := db.NewBatch()
-	for i := 0; i < n; i++ {
-		_, _ = rand.Read(val)
-		if err := b.Set([]byte(fmt.Sprintf("key-%09d", i)), val, nil); err != nil {
-			return err
-		}
-		if b.Len() > 16<<20 {
-			if err := b.Commit(pebble.NoSync); err != nil {
-				return err
-			}
-			b = db.NewBatch()
-		}
-	}
-	if err := b.Commit(pebble.Sync); err != nil {
-		return err
-	}
-	if err := db.Flush(); err != nil {
-		return err
-	}
-	return db.Close()
+func pebbleDB(dir string, mb int, seed uint64) error {
+	return sampledb.Make(nil, dir, sampledb.Spec{
+		Seed:         seed,
+		Keys:         mb * (1 << 20) / valueSize,
+		ValueSize:    valueSize,
+		Flushes:      1,
+		TableSize:    tableSize,
+		MemTableSize: 64 << 20,
+	})
 }
 
-// addFile writes a file of size random bytes, 000999.blob, into the
-// kvrflow backup dir and lists it in the backup's manifest, resealed: a
-// backup whose restore spends its time copying one large file (see
-// bench/sigint-latency). The database it restores does not reference the
-// file.
+// addFile adds a file of size random bytes, 000999.blob, to the kvrflow
+// backup dir (see bench/sigint-latency).
 func addFile(dir string, size int64) error {
-	const name = "000999.blob"
-	f, err := os.Create(filepath.Join(dir, name))
-	if err != nil {
-		return err
-	}
-	rng := mrand.NewChaCha8([32]byte{9})
-	buf := make([]byte, 1<<20)
-	table := crc32.MakeTable(crc32.Castagnoli)
-	var crc uint32
-	for n := int64(0); n < size; n += int64(len(buf)) {
-		b := buf[:min(int64(len(buf)), size-n)]
-		_, _ = rng.Read(b)
-		crc = crc32.Update(crc, table, b)
-		if _, err := f.Write(b); err != nil {
-			f.Close()
-			return err
-		}
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	mpath := filepath.Join(dir, manifest.Name)
-	mf, err := os.Open(mpath)
-	if err != nil {
-		return err
-	}
-	m, err := manifest.Parse(mf)
-	mf.Close()
-	if err != nil {
-		return err
-	}
-	m.Files = append(m.Files, manifest.File{Name: name, Size: size, CRC32C: crc})
-	return os.WriteFile(mpath, m.Encode(), 0o644)
+	return sampledb.AddFile(dir, "000999.blob", size, 9)
 }

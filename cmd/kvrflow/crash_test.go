@@ -1,11 +1,7 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"fmt"
-	"io"
-	"math/rand/v2"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,9 +10,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/kvrflow/kvrflow/internal/check"
 	"github.com/kvrflow/kvrflow/internal/fault"
+	"github.com/kvrflow/kvrflow/internal/fsx"
+	"github.com/kvrflow/kvrflow/internal/sampledb"
+	"github.com/kvrflow/kvrflow/internal/testutil"
 	"github.com/kvrflow/kvrflow/steps"
 )
 
@@ -26,11 +26,11 @@ import (
 // complete, key by key, with nothing left in flight. want is what the
 // commit point decides: killed before the journal holds commit
 // -committed-> finish, recovery rolls back (old); after it, it finishes
-// (new).
-func TestRestore_KilledAtFaultPointRecoversOldOrNew(t *testing.T) {
+// (new). The journal the kill left must say the same (check.Target.Expect).
+func TestRestore_KilledAtFaultPointRecoversTheDatabaseThePointDecides(t *testing.T) {
 	for _, tc := range []struct {
 		point string
-		want  string
+		want  check.Result
 	}{
 		{"step.precheck.end", "old"},
 		{"step.write.begin", "old"},
@@ -67,12 +67,13 @@ func TestRestore_KilledAtFaultPointRecoversOldOrNew(t *testing.T) {
 // plan (--no-exchange: DB to old-JID-N, then staging to DB) and the fresh
 // plan (no DB before: staging renamed to DB, undone by renaming it back).
 // Each kill is at a point of the commit or around it, and the outcome is
-// the one the commit point decides.
+// the one the commit point decides; in the fresh plan "old" is no
+// database at all.
 func TestRestore_KilledInEachCommitPlanRecovers(t *testing.T) {
 	for _, tc := range []struct {
 		plan  string
 		point string
-		want  string
+		want  check.Result
 	}{
 		{"rename", "step.commit.begin", "old"},
 		{"rename", "fs.before-rename@1", "old"},
@@ -102,17 +103,6 @@ func TestRestore_KilledInEachCommitPlanRecovers(t *testing.T) {
 			if r.signal != syscall.SIGKILL {
 				t.Fatalf("want the restore killed by SIGKILL at %s, got %s", tc.point, r)
 			}
-			if tc.plan == "fresh" && tc.want == "old" {
-				mustRun(t, exitOK, nil, "recover", "--db", f.db)
-				if _, err := os.Stat(f.db); !os.IsNotExist(err) {
-					t.Fatalf("a restore into a new directory rolled back, but %s exists (%v)", f.db, err)
-				}
-				mustRun(t, exitOK, nil, f.restoreArgs()...)
-				if got := f.which(t); got != "new" {
-					t.Fatalf("a restore after the rollback left the %s contents", got)
-				}
-				return
-			}
 			checkRecovers(t, f, tc.want)
 		})
 	}
@@ -129,17 +119,36 @@ func spec(point, action string) string {
 }
 
 // checkRecovers runs kvrflow recover on the fixture after a kill and
-// checks the database is want ("old", "new", or "" for either), then
-// that a new restore succeeds.
-func checkRecovers(t *testing.T, f *fixture, want string) {
+// checks the invariant (package check): the database recovery leaves is
+// the one the journal the kill left decides (check.Target.Expect: the
+// new one exactly when the commit point record was durable), complete,
+// key by key, and the journal agrees; want, what the caller expects from
+// the point it killed at, must be that same database. Then status shows
+// nothing in flight or left over, a second recover does nothing, and a
+// new restore succeeds.
+func checkRecovers(t *testing.T, f *fixture, want check.Result) {
 	t.Helper()
+	tg := f.target()
+	expect, err := tg.Expect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if expect != want {
+		t.Errorf("the journal the kill left decides the %s database, want %s", expect, want)
+	}
 	var doc recoverJSON
 	decode(t, mustRun(t, exitOK, nil, "recover", "--db", f.db, "--json"), &doc)
-	got := f.which(t)
-	if want != "" && got != want {
-		t.Errorf("after recovery the database holds the %s contents, want %s", got, want)
+	rep, err := tg.Recovered()
+	if err != nil {
+		t.Fatalf("after recovery: %v", err)
 	}
-	outcome := map[string]string{"old": steps.OutcomeRolledBack, "new": steps.OutcomeCommitted}[got]
+	if rep.DB != expect {
+		t.Errorf("after recovery the database holds the %s contents; the journal the kill left decided %s", rep.DB, expect)
+	}
+	outcome := map[check.Result]string{check.Old: steps.OutcomeRolledBack, check.New: steps.OutcomeCommitted}[rep.DB]
+	if len(doc.Recovered) > 1 {
+		t.Errorf("recovered %d runs, want at most the one killed", len(doc.Recovered))
+	}
 	for _, rec := range doc.Recovered {
 		if rec.Run.Outcome != outcome || rec.Run.InFlight() {
 			t.Errorf("recovered %+v, want outcome %s", rec, outcome)
@@ -158,46 +167,50 @@ func checkRecovers(t *testing.T, f *fixture, want string) {
 	}
 }
 
-// TestRestore_KilledByTimerRecoversOldOrNew kills kvrflow with SIGKILL
-// from outside, at a time rather than a named point, while it writes a
-// larger backup slowed down by a delay at each buffer written.
-func TestRestore_KilledByTimerRecoversOldOrNew(t *testing.T) {
+// holdSpec holds the second buffer a copy writes for hold (a pacing delay
+// inside kvrflow, at fs.write's second hit), on top of spec. The copy
+// worker that writes it sleeps there, so the write step cannot end (nor
+// the run leave state write) until hold has passed; waitFired(fs.write,
+// 2) in the test sees the restore get there.
+func holdSpec(hold time.Duration) string {
+	return fault.EnvVar + "=fs.write:delay=" + hold.String() + "@2"
+}
+
+// TestRestore_KilledFromOutsideWhileWritingRecoversOld kills kvrflow with
+// SIGKILL from outside, not at a point of its own choosing: once one copy
+// worker is held at its second buffer, while the others copy on. The
+// journal it leaves is in state write, so recovery rolls back: old.
+func TestRestore_KilledFromOutsideWhileWritingRecoversOld(t *testing.T) {
 	f := newBigFixture(t)
-	r := startRestore(t, f, []string{fault.EnvVar + "=fs.write:delay=20ms"}, func(p *os.Process) {
-		time.Sleep(150 * time.Millisecond)
+	r := startRestore(t, f, []string{holdSpec(2 * time.Second)}, firedLine("fs.write", 2), func(p *os.Process) {
 		if err := p.Kill(); err != nil {
-			t.Logf("kill: %v", err)
+			t.Errorf("kill: %v", err)
 		}
 	})
 	if r.signal != syscall.SIGKILL {
-		t.Logf("the restore ended before the kill: %s", r)
+		t.Fatalf("want the restore killed while it writes: %s", r)
 	}
-	checkRecovers(t, f, "")
+	checkRecovers(t, f, check.Old)
 }
 
-// TestRestore_SIGINTRollsBack interrupts a restore while it writes: the
-// context is cancelled, the run rolls back and kvrflow exits 1 with the
-// old database in place.
+// TestRestore_SIGINTRollsBack interrupts a restore while it writes (one
+// copy worker held at its second buffer): the context is cancelled, the
+// run rolls back and kvrflow exits 1 with the old database in place.
 func TestRestore_SIGINTRollsBack(t *testing.T) {
 	f := newBigFixture(t)
-	r := startRestore(t, f, []string{fault.EnvVar + "=fs.write:delay=20ms"}, func(p *os.Process) {
-		time.Sleep(100 * time.Millisecond)
+	r := startRestore(t, f, []string{holdSpec(time.Second)}, firedLine("fs.write", 2), func(p *os.Process) {
 		if err := p.Signal(os.Interrupt); err != nil {
-			t.Logf("signal: %v", err)
+			t.Errorf("signal: %v", err)
 		}
 	})
-	switch {
-	case r.code == exitRolledBack:
-		if got := f.which(t); got != "old" {
-			t.Errorf("after the rollback the database holds the %s contents", got)
-		}
-		if !strings.Contains(r.stderr, "interrupted") || !strings.Contains(r.stderr, "Error: rolled back") {
-			t.Errorf("stderr:\n%s", r.stderr)
-		}
-	case r.code == exitOK:
-		t.Logf("the restore finished before the interrupt")
-	default:
+	if r.code != exitRolledBack || r.signal != 0 {
 		t.Fatalf("want exit 1 after SIGINT, got %s", r)
+	}
+	if rep, err := f.target().Recovered(); err != nil || rep.DB != check.Old || rep.Outcome != steps.OutcomeRolledBack {
+		t.Errorf("after the rollback: %+v, %v; want the old database, rolled back", rep, err)
+	}
+	if !strings.Contains(r.stderr, "interrupted") || !strings.Contains(r.stderr, "Error: rolled back") {
+		t.Errorf("stderr:\n%s", r.stderr)
 	}
 	checkJournal(t, f.db)
 }
@@ -208,7 +221,7 @@ func TestRestore_SIGINTRollsBack(t *testing.T) {
 // status reports the database busy (exit 0), its runs unknown.
 func TestRestore_WhileAnotherRunsExits3(t *testing.T) {
 	f := newBigFixture(t)
-	r := startRestore(t, f, []string{fault.EnvVar + "=fs.write:delay=250ms"}, func(*os.Process) {
+	r := startRestore(t, f, []string{fault.EnvVar + "=fs.write:delay=250ms"}, logLine("restore started"), func(*os.Process) {
 		second := cli(t, nil, f.restoreArgs()...)
 		if second.code != exitInUse || !strings.Contains(second.stderr, "in use") {
 			t.Errorf("a second restore: want exit 3, got %s", second)
@@ -226,44 +239,17 @@ func TestRestore_WhileAnotherRunsExits3(t *testing.T) {
 	}
 }
 
-// startRestore starts kvrflow restore of f with env, waits until it logs
-// that the run started, calls during with the process, and returns how
-// the restore ended.
-func startRestore(t *testing.T, f *fixture, env []string, during func(*os.Process)) result {
+// startRestore starts kvrflow restore of f with env, waits until a line
+// of its log matches wait, calls during with the process, and returns how
+// the restore ended. The test fails if the restore ends, or 60 s pass,
+// before the line.
+func startRestore(t *testing.T, f *fixture, env []string, wait func(line string) bool, during func(*os.Process)) result {
 	t.Helper()
-	cmd, stdout, _ := newCmd(env, f.restoreArgs("--mode", "copy")...)
-	cmd.Stderr = nil
-	pipe, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
+	w := watch(t, env, wait, f.restoreArgs("--mode", "copy")...)
+	if w.await(t) {
+		during(w.cmd.Process)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	started := make(chan struct{})
-	copied := make(chan struct{})
-	go func() {
-		defer close(copied)
-		sc := bufio.NewScanner(pipe)
-		for sc.Scan() {
-			stderr.WriteString(sc.Text() + "\n")
-			if strings.Contains(sc.Text(), "restore started") {
-				close(started)
-			}
-		}
-		_, _ = io.Copy(&stderr, pipe)
-	}()
-	select {
-	case <-started:
-		during(cmd.Process)
-	case <-copied:
-	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Errorf("kvrflow did not start the restore within 30s")
-	}
-	<-copied // Wait must not run before the pipe is read to its end
-	return ended(t, cmd, stdout, &stderr, cmd.Wait())
+	return w.end(t)
 }
 
 // newBigFixture is a fixture whose backup is about 10 MiB of random
@@ -282,85 +268,128 @@ func newBigFixture(tb testing.TB) *fixture {
 // Pebble database in dir, flushing four times, and returns its contents.
 func makeBigDB(tb testing.TB, dir string, n, size int) map[string]string {
 	tb.Helper()
-	db, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}})
-	if err != nil {
+	if err := sampledb.Make(nil, dir, sampledb.Spec{Seed: 42, Keys: n, ValueSize: size, Flushes: 4}); err != nil {
 		tb.Fatal(err)
 	}
-	rng := rand.New(rand.NewPCG(42, uint64(n)))
-	kv := make(map[string]string, n)
-	val := make([]byte, size)
-	b := db.NewBatch()
-	for i := 0; i < n; i++ {
-		for j := range val {
-			val[j] = byte(rng.Uint32())
-		}
-		k := fmt.Sprintf("big-%06d", i)
-		kv[k] = string(val)
-		if err := b.Set([]byte(k), val, nil); err != nil {
-			tb.Fatal(err)
-		}
-		if (i+1)%(n/4) == 0 {
-			if err := b.Commit(pebble.NoSync); err != nil {
-				tb.Fatal(err)
-			}
-			if err := db.Flush(); err != nil {
-				tb.Fatal(err)
-			}
-			b = db.NewBatch()
-		}
-	}
-	if err := b.Commit(pebble.Sync); err != nil {
-		tb.Fatal(err)
-	}
-	if err := db.Close(); err != nil {
-		tb.Fatal(err)
-	}
-	return kv
+	return testutil.ReadDB(tb, vfs.Default, dir)
 }
 
 // TestRestore_EveryFaultPointCrashThenRecover is the process-level matrix:
 // for every named fault point, a real kvrflow restore is killed there
 // (SIGKILL) on the clean path, and again on the rollback path (verify
-// fails with EIO, then the crash); kvrflow recover must leave the old or
-// the new database, complete, with nothing in flight. A point a path does
-// not pass is checked too: that restore must simply succeed (clean path)
-// or roll back (rollback path).
+// fails with EIO, then the crash). The kill must happen, unless notFired
+// lists the point for that path with the reason; a listed point that
+// fires fails too, so the list stays true. After a kill, kvrflow recover
+// must leave the database the point decides (afterCommit), which the
+// journal the kill left must decide too (checkRecovers). A listed point's
+// restore must simply succeed (clean path) or roll back (rollback path).
 func TestRestore_EveryFaultPointCrashThenRecover(t *testing.T) {
 	const failFirst = "step.verify.end:eio"
-	var fired, total atomic.Int32
+	notFired := notFiredPoints(exchangeWorks(t))
+	var fired atomic.Int32
 	t.Cleanup(func() {
 		t.Logf("process matrix: %d fault points x 2 paths, %d kills fired and recovered", len(fault.Points()), fired.Load())
-		if total.Load() > 0 && fired.Load() < total.Load()/2 {
-			t.Errorf("only %d of %d runs were killed: the matrix misses most points", fired.Load(), total.Load())
-		}
 	})
 	for _, p := range fault.Points() {
 		for _, path := range []string{"clean", "rollback"} {
 			if path == "rollback" && p.Name == "step.verify.end" {
-				continue
+				continue // the point the rollback path fails at
 			}
 			t.Run(p.Name+"/"+path, func(t *testing.T) {
 				t.Parallel()
-				total.Add(1)
 				f := newFixture(t, 100, 150)
 				spec := p.Name + ":crash"
-				want, wantCode := "new", exitOK
+				want, wantCode := check.New, exitOK
 				if path == "rollback" {
-					spec, want, wantCode = failFirst+","+spec, "old", exitRolledBack
+					spec, want, wantCode = failFirst+","+spec, check.Old, exitRolledBack
 				}
-				r := cli(t, []string{fault.EnvVar + "=" + spec}, f.restoreArgs()...)
+				var args []string
+				if p.Name == fsx.PointReadBack {
+					args = append(args, "--verify", "full") // the only verify that reads back
+				}
+				r := cli(t, []string{fault.EnvVar + "=" + spec}, f.restoreArgs(args...)...)
+				why, listed := notFired[path][p.Name]
 				if r.signal != syscall.SIGKILL {
+					if !listed {
+						t.Fatalf("%s did not fire on the %s path: %s", p.Name, path, r)
+					}
 					if r.code != wantCode {
 						t.Fatalf("%s not hit, and the restore ended %s, want exit %d", p.Name, r, wantCode)
 					}
-					if got := f.which(t); got != want {
+					if got := f.which(t); got != string(want) {
 						t.Fatalf("%s not hit: database holds the %s contents, want %s", p.Name, got, want)
 					}
 					return
 				}
+				if listed {
+					t.Fatalf("%s fired on the %s path, but is listed as not firing there: %s", p.Name, path, why)
+				}
 				fired.Add(1)
-				checkRecovers(t, f, "")
+				if path == "clean" && !afterCommit[p.Name] {
+					want = check.Old
+				}
+				checkRecovers(t, f, want)
 			})
 		}
 	}
+}
+
+// afterCommit lists the points whose first hit in a clean restore comes
+// after the commit point record (commit -committed-> finish) is durable:
+// the finish step, which removes the displaced old database. Killed at
+// any other point's first hit, the run recovers to the old database.
+var afterCommit = map[string]bool{
+	"step.finish.begin": true,
+	"step.finish.end":   true,
+	"fs.before-remove":  true,
+	"fs.after-remove":   true,
+}
+
+// notFiredPoints returns, for each path of the matrix, the points a
+// restore of the matrix's fixture (mode auto on one file system, so
+// tables are linked; verify checksum, except --verify full for
+// fs.read-back) does not pass, and why. exchange says whether the file
+// system has renameat2(RENAME_EXCHANGE): the commit plan, and so which
+// of the exchange and the rename points fire, depends on it.
+func notFiredPoints(exchange bool) map[string]map[string]string {
+	clean := map[string]string{
+		"step.rollback.begin": "a restore that succeeds never rolls back",
+		"step.rollback.end":   "a restore that succeeds never rolls back",
+	}
+	rollback := map[string]string{
+		"step.commit.begin": "the run fails at verify, before the commit",
+		"step.commit.end":   "the run fails at verify, before the commit",
+		"step.finish.begin": "the run fails at verify, before the commit",
+		"step.finish.end":   "the run fails at verify, before the commit",
+		"fs.before-exchange": "the run fails before the commit; the rollback " +
+			"removes staging and swaps nothing",
+		"fs.after-exchange": "the run fails before the commit; the rollback " +
+			"removes staging and swaps nothing",
+		"fs.before-rename": "the run fails before the commit; the rollback renames nothing",
+		"fs.after-rename":  "the run fails before the commit; the rollback renames nothing",
+	}
+	if exchange {
+		why := "the commit exchanges DB and staging with one renameat2(RENAME_EXCHANGE), " +
+			"no rename (the two-rename plan: TestRestore_KilledInEachCommitPlanRecovers)"
+		clean["fs.before-rename"], clean["fs.after-rename"] = why, why
+	} else {
+		why := "this file system has no renameat2(RENAME_EXCHANGE): the commit renames twice"
+		clean["fs.before-exchange"], clean["fs.after-exchange"] = why, why
+	}
+	return map[string]map[string]string{"clean": clean, "rollback": rollback}
+}
+
+// exchangeWorks reports whether the file system of the test's temporary
+// directories exchanges two directories atomically.
+func exchangeWorks(t *testing.T) bool {
+	t.Helper()
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	must(t, os.Mkdir(a, 0o755))
+	must(t, os.Mkdir(b, 0o755))
+	err := fsx.New(vfs.Default, nil).Exchange(a, b)
+	if err != nil && !errors.Is(err, fsx.ErrExchangeUnsupported) {
+		t.Fatal(err)
+	}
+	return err == nil
 }

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/kvrflow/kvrflow/internal/fault"
 )
@@ -71,25 +70,25 @@ func freeBytes(t *testing.T, dir string) int64 {
 func TestRestore_DiskFilledDuringTheCopyRollsBackAndGivesTheSpaceBack(t *testing.T) {
 	f := newBigFixture(t)
 	mnt := onSmallDisk(t, f, "96m")
-	cmd, stdout, stderr := newCmd([]string{fault.EnvVar + "=fs.write:delay=100ms"}, f.restoreArgs("--mode", "copy")...)
-	must(t, cmd.Start())
-	// Wait for the copy to have put 2 MiB in staging.
-	deadline := time.Now().Add(60 * time.Second)
-	var staged int64
-	for {
-		if m, _ := filepath.Glob(f.db + ".kvrflow/staging-*"); len(m) == 1 {
-			if staged = dirBytes(t, m[0]); staged >= 2<<20 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			t.Fatal("the copy did not begin")
-		}
-		time.Sleep(2 * time.Millisecond)
+	// Each buffer written waits 200 ms. When the 10th buffer's wait
+	// begins, each of the (at most steps.Workers = 4) copy workers has
+	// finished every buffer before its last: at least 6 buffers, no more
+	// than 3 of them the small files', so staging holds 3 MiB or more.
+	w := watch(t, []string{fault.EnvVar + "=fs.write:delay=200ms"}, firedLine("fs.write", 10),
+		f.restoreArgs("--mode", "copy", "--log-level", "debug")...)
+	if !w.await(t) {
+		t.Fatalf("the copy did not reach its 10th buffer:\n%s", w.end(t))
+	}
+	m, _ := filepath.Glob(f.db + ".kvrflow/staging-*")
+	if len(m) != 1 {
+		t.Fatalf("staging directories: %v", m)
+	}
+	staged := dirBytes(t, m[0])
+	if staged < 2<<20 {
+		t.Fatalf("staging holds %d bytes at the 10th buffer, want 2 MiB or more", staged)
 	}
 	filler := fillDisk(t, mnt)
-	r := ended(t, cmd, stdout, stderr, cmd.Wait())
+	r := w.end(t)
 	t.Logf("staging held %d bytes when the disk was filled; %d bytes free after the rollback", staged, freeBytes(t, mnt))
 	if r.code != exitRolledBack {
 		t.Fatalf("want exit 1 (rolled back), got %s", r)

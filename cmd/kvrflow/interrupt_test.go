@@ -1,66 +1,27 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"hash/crc32"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/kvrflow/kvrflow/internal/fault"
-	"github.com/kvrflow/kvrflow/internal/manifest"
+	"github.com/kvrflow/kvrflow/internal/sampledb"
 )
 
 // bigFileName is the name of the large file addBigFile adds to a backup.
 const bigFileName = "000999.blob"
 
-// addBigFile writes a file of size bytes (real blocks, not sparse: the
-// copy reads every byte either way) into f's backup and lists it in the
-// manifest, resealed.
-func addBigFile(tb testing.TB, f *fixture, size int64) string {
+// addBigFile writes a file of size random bytes into f's backup and
+// lists it in the manifest, resealed.
+func addBigFile(tb testing.TB, f *fixture, size int64) {
 	tb.Helper()
-	p := filepath.Join(f.backup, bigFileName)
-	w, err := os.Create(p)
-	if err != nil {
+	if err := sampledb.AddFile(f.backup, bigFileName, size, 1); err != nil {
 		tb.Fatal(err)
 	}
-	block := make([]byte, 1<<20)
-	for i := range block {
-		block[i] = byte(i*131 + 7)
-	}
-	var crc uint32
-	table := crc32.MakeTable(crc32.Castagnoli)
-	for n := int64(0); n < size; n += int64(len(block)) {
-		b := block[:min(int64(len(block)), size-n)]
-		crc = crc32.Update(crc, table, b)
-		if _, err := w.Write(b); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	if err := w.Close(); err != nil {
-		tb.Fatal(err)
-	}
-	mpath := filepath.Join(f.backup, manifest.Name)
-	mf, err := os.Open(mpath)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	m, err := manifest.Parse(mf)
-	mf.Close()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	m.Files = append(m.Files, manifest.File{Name: bigFileName, Size: size, CRC32C: crc})
-	if err := os.WriteFile(mpath, m.Encode(), 0o644); err != nil {
-		tb.Fatal(err)
-	}
-	return p
 }
 
 // TestRestore_SIGINTStopsTheCopyOfALargeFile interrupts a copy-mode
@@ -75,53 +36,18 @@ func TestRestore_SIGINTStopsTheCopyOfALargeFile(t *testing.T) {
 	// A pause per buffer written paces the copy (at least a quarter of a
 	// second for the whole file) so that the interrupt reliably arrives
 	// before its end on a loaded machine; the copy still checks for the
-	// interrupt at every buffer.
-	cmd, stdout, _ := newCmd([]string{fault.EnvVar + "=fs.write:delay=1ms"}, f.restoreArgs("--mode", "copy")...)
-	cmd.Stderr = nil
-	pipe, err := cmd.StderrPipe()
-	if err != nil {
+	// interrupt at every buffer. The fixture's database is a few small
+	// files of one buffer each, copied by at most steps.Workers workers
+	// at once: by the 16th buffer the copy of the big file has begun.
+	w := watch(t, []string{fault.EnvVar + "=fs.write:delay=1ms"}, firedLine("fs.write", 16),
+		f.restoreArgs("--mode", "copy", "--log-level", "debug")...)
+	if !w.await(t) {
+		t.Fatalf("the copy of %s did not begin:\n%s", bigFileName, w.end(t))
+	}
+	if err := w.cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		sc := bufio.NewScanner(pipe)
-		for sc.Scan() {
-			stderr.WriteString(sc.Text() + "\n")
-		}
-		_, _ = io.Copy(&stderr, pipe)
-	}()
-	// Wait until the staging copy of the big file holds 16 MiB: its copy
-	// has begun.
-	staged := filepath.Join(f.db+".kvrflow", "staging-*", bigFileName)
-	deadline := time.Now().Add(60 * time.Second)
-	for began := false; !began; {
-		if m, _ := filepath.Glob(staged); len(m) == 1 {
-			if fi, err := os.Stat(m[0]); err == nil && fi.Size() >= 16<<20 {
-				began = true
-				continue
-			}
-		}
-		select {
-		case <-done:
-			t.Fatalf("the restore ended before the copy of %s began:\n%s", bigFileName, stderr.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			t.Fatalf("the copy of %s did not begin within 60s", bigFileName)
-		}
-		time.Sleep(time.Millisecond) // poll
-	}
-	if err := cmd.Process.Signal(os.Interrupt); err != nil {
-		t.Fatal(err)
-	}
-	<-done
-	r := ended(t, cmd, stdout, &stderr, cmd.Wait())
+	r := w.end(t)
 	if r.code != exitRolledBack || r.signal != 0 {
 		t.Fatalf("want exit 1 after SIGINT, got %s", r)
 	}

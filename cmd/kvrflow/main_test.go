@@ -11,13 +11,12 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/kvrflow/kvrflow/internal/check"
 	"github.com/kvrflow/kvrflow/internal/fault"
 	"github.com/kvrflow/kvrflow/internal/testutil"
-	"github.com/kvrflow/kvrflow/journal"
 	"github.com/kvrflow/kvrflow/steps"
 )
 
@@ -174,29 +173,26 @@ func (f *fixture) readDB(tb testing.TB) map[string]string {
 	return testutil.ReadDB(tb, vfs.Default, f.db)
 }
 
+// target is the check target of the fixture: DB holds the old database
+// (none if the fixture has no old database) or the backup's, key by key.
+func (f *fixture) target() check.Target {
+	return check.Target{DB: f.db, Old: check.Database{Keys: f.old, Absent: f.old == nil}, New: check.Database{Keys: f.new}}
+}
+
 // which says whether the database holds the old contents or the backup's,
-// key by key, and fails the test if neither.
+// key by key: "old" or "new" (check.Old, check.New); it fails the test
+// if neither (see check.Target.Which).
 func (f *fixture) which(tb testing.TB) string {
 	tb.Helper()
-	got, err := testutil.TryReadDB(vfs.Default, f.db)
-	switch {
-	case err != nil && f.old == nil:
-		return "old"
-	case err != nil:
-		tb.Fatalf("database %s does not open: %v", f.db, err)
-	case testutil.Equal(got, f.new):
-		return "new"
-	case f.old != nil && testutil.Equal(got, f.old):
-		return "old"
+	got, err := f.target().Which()
+	if err != nil {
+		tb.Fatal(err)
 	}
-	tb.Fatalf("database %s holds %d keys: neither the old database (%d) nor the backup's (%d)", f.db, len(got), len(f.old), len(f.new))
-	return ""
+	return string(got)
 }
 
 // checkJournal checks, if DB has a journal, that nothing is in flight and
-// that every run's events form a chain: sequence numbers 1..n, each event
-// starting in the state the previous one ended in, the last ending in the
-// run's state, and a run with an outcome ended.
+// that every run's events form a chain (see check.Journal).
 func checkJournal(tb testing.TB, db string) {
 	tb.Helper()
 	layout, err := steps.NewLayout(db)
@@ -206,39 +202,8 @@ func checkJournal(tb testing.TB, db string) {
 	if fi, err := os.Stat(layout.Journal()); err != nil || !fi.Mode().IsRegular() {
 		return // no journal (or DB.kvrflow is not a directory): nothing to check
 	}
-	j, err := journal.Open(layout.Journal(), journal.Options{ReadOnly: true, Timeout: 10 * time.Second})
-	if err != nil {
+	if err := check.Journal(layout.Journal()); err != nil {
 		tb.Errorf("journal check: %v", err)
-		return
-	}
-	defer j.Close()
-	if runs, err := j.InFlight(""); err != nil || len(runs) > 0 {
-		tb.Errorf("journal check: runs in flight %+v (err %v)", runs, err)
-	}
-	runs, err := j.Runs(0)
-	if err != nil {
-		tb.Errorf("journal check: %v", err)
-		return
-	}
-	for _, r := range runs {
-		events, err := j.Events(r.ID)
-		if err != nil {
-			tb.Errorf("journal check: run %d: %v", r.ID, err)
-			continue
-		}
-		state := steps.Restore.Start
-		for i, ev := range events {
-			if ev.Seq != uint64(i+1) || ev.From != state {
-				tb.Errorf("journal check: run %d event %d: seq %d %s -%s-> %s, want seq %d from %s", r.ID, i, ev.Seq, ev.From, ev.Event, ev.To, i+1, state)
-			}
-			state = ev.To
-		}
-		if state != r.State || r.Events != uint64(len(events)) {
-			tb.Errorf("journal check: run %d in state %s with %d events, its events end in %s (%d)", r.ID, r.State, r.Events, state, len(events))
-		}
-		if !r.InFlight() && r.End.IsZero() {
-			tb.Errorf("journal check: run %d has outcome %s but no end time", r.ID, r.Outcome)
-		}
 	}
 }
 

@@ -12,6 +12,13 @@
 // delay=DURATION, and @N fires on the N-th hit of the point only (default:
 // every hit).
 //
+// A Set with a logger (SetLog) logs each rule that fires, before it acts:
+// "fault point fired" with the point, the hit number and the action, at
+// info level the first time a rule fires and at debug level after that.
+// Tests of the kvrflow binary wait for that line to know that a restore
+// has reached a point (and, with delay, is held there) instead of
+// sleeping and guessing.
+//
 // # Caveats
 //
 // A Set is safe for concurrent use. Tests that must not kill the test
@@ -28,6 +35,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/rs/zerolog"
 )
 
 // EnvVar is the environment variable the CLI reads a fault spec from.
@@ -59,6 +68,7 @@ type rule struct {
 	action Action
 	delay  time.Duration
 	nth    int // 0: every hit
+	spec   string
 }
 
 // Set is a parsed fault spec. The nil *Set injects nothing.
@@ -66,7 +76,9 @@ type Set struct {
 	mu    sync.Mutex
 	rules map[string]rule
 	hits  map[string]int
+	fired map[string]int // how often each point's rule fired
 	crash func(point string)
+	log   *zerolog.Logger
 }
 
 // Parse parses a spec. An empty spec returns a nil Set.
@@ -75,7 +87,7 @@ func Parse(spec string) (*Set, error) {
 	if spec == "" {
 		return nil, nil
 	}
-	s := &Set{rules: map[string]rule{}, hits: map[string]int{}}
+	s := NewCounter()
 	for _, part := range strings.Split(spec, ",") {
 		name, act, ok := strings.Cut(strings.TrimSpace(part), ":")
 		if !ok {
@@ -87,7 +99,7 @@ func Parse(spec string) (*Set, error) {
 		if _, known := points[name]; !known {
 			return nil, fmt.Errorf("%w: unknown point %q; valid points: %s", ErrBadSpec, name, strings.Join(Names(), ", "))
 		}
-		var r rule
+		r := rule{spec: act}
 		if a, n, ok := strings.Cut(act, "@"); ok {
 			v, err := strconv.Atoi(n)
 			if err != nil || v < 1 {
@@ -134,6 +146,18 @@ func (s *Set) SetCrash(fn func(point string)) *Set {
 	return s
 }
 
+// SetLog makes s log each rule that fires to log (see the package
+// comment). It returns s.
+func (s *Set) SetLog(log zerolog.Logger) *Set {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.log = &log
+	return s
+}
+
 // Hit is called by production code at a named point. It returns nil unless
 // a rule for the point fires with eio or enospc; with crash it does not
 // return.
@@ -149,10 +173,22 @@ func (s *Set) Hit(point string) error {
 	s.hits[point]++
 	n := s.hits[point]
 	r, ok := s.rules[point]
-	crash := s.crash
+	crash, log := s.crash, s.log
+	fire := ok && (r.nth == 0 || r.nth == n)
+	if fire {
+		s.fired[point]++
+	}
+	first := s.fired[point] == 1
 	s.mu.Unlock()
-	if !ok || (r.nth != 0 && r.nth != n) {
+	if !fire {
 		return nil
+	}
+	if log != nil {
+		ev := log.Debug()
+		if first {
+			ev = log.Info()
+		}
+		ev.Str("point", point).Int("hit", n).Str("action", r.spec).Msg("fault point fired")
 	}
 	switch r.action {
 	case Crash:
@@ -251,5 +287,5 @@ func Names() []string {
 // the hits of every point (chaos uses it to learn which points a restore
 // passes, and how often).
 func NewCounter() *Set {
-	return &Set{rules: map[string]rule{}, hits: map[string]int{}}
+	return &Set{rules: map[string]rule{}, hits: map[string]int{}, fired: map[string]int{}}
 }

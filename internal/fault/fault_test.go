@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/kvrflow/kvrflow/internal/fault"
 )
 
@@ -314,5 +316,29 @@ func TestFromEnv_ParsesEnvVar(t *testing.T) {
 	t.Setenv(fault.EnvVar, "faulttest.c:bogus")
 	if _, err := fault.FromEnv(); !errors.Is(err, fault.ErrBadSpec) {
 		t.Errorf("FromEnv with a bad spec = %v, want ErrBadSpec", err)
+	}
+}
+
+func TestSetLog_LogsEachFiringAtInfoOnceThenDebug(t *testing.T) {
+	var buf strings.Builder
+	log := zerolog.New(&buf).Level(zerolog.DebugLevel)
+	s, _ := mustParse(t, "faulttest.a:delay=0s,faulttest.b:eio@2")
+	s.SetLog(log)
+	_ = s.Hit(pointC) // no rule: no line
+	_ = s.Hit(pointB) // hit 1 of a rule for hit 2: no line
+	_ = s.Hit(pointA)
+	_ = s.Hit(pointA)
+	_ = s.Hit(pointB)
+	want := []string{
+		`{"level":"info","point":"faulttest.a","hit":1,"action":"delay=0s","message":"fault point fired"}`,
+		`{"level":"debug","point":"faulttest.a","hit":2,"action":"delay=0s","message":"fault point fired"}`,
+		`{"level":"info","point":"faulttest.b","hit":2,"action":"eio@2","message":"fault point fired"}`,
+	}
+	if got := strings.Split(strings.TrimSpace(buf.String()), "\n"); !slices.Equal(got, want) {
+		t.Errorf("log:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	var nilSet *fault.Set
+	if nilSet.SetLog(log) != nil {
+		t.Error("SetLog on the nil Set returned a Set")
 	}
 }

@@ -1,41 +1,25 @@
 // Package testutil has helpers the tests of several packages share: small
-// Pebble databases with known contents, and their comparison key by key.
+// Pebble databases with known contents (made by internal/sampledb), and
+// their comparison key by key (internal/check).
 package testutil
 
 import (
-	"fmt"
 	"io"
-	"math/rand/v2"
 	"path/filepath"
 	"testing"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/kvrflow/kvrflow/internal/check"
+	"github.com/kvrflow/kvrflow/internal/sampledb"
 )
 
 // MakeDB creates (or adds to) the Pebble database dir on fs with n keys
-// derived from seed, flushing every n/3 keys so it has several tables and
-// a WAL, and returns its contents.
+// derived from seed (sampledb's short text values), flushing every n/3
+// keys so it has several tables and a WAL, and returns its contents.
 func MakeDB(tb testing.TB, fs vfs.FS, dir string, seed uint64, n int) map[string]string {
 	tb.Helper()
-	db, err := pebble.Open(dir, &pebble.Options{FS: fs, Logger: quiet{}})
-	if err != nil {
-		tb.Fatalf("open %s: %v", dir, err)
-	}
-	rng := rand.New(rand.NewPCG(seed, 1))
-	for i := 0; i < n; i++ {
-		k := fmt.Sprintf("key-%06d", i)
-		v := fmt.Sprintf("seed%d-%d-%x", seed, i, rng.Uint64())
-		if err := db.Set([]byte(k), []byte(v), pebble.Sync); err != nil {
-			tb.Fatal(err)
-		}
-		if n >= 3 && i%(n/3) == n/3-1 {
-			if err := db.Flush(); err != nil {
-				tb.Fatal(err)
-			}
-		}
-	}
-	if err := db.Close(); err != nil {
+	if err := sampledb.Make(fs, dir, sampledb.Spec{Seed: seed, Keys: n, Flushes: 3}); err != nil {
 		tb.Fatal(err)
 	}
 	return ReadDB(tb, fs, dir)
@@ -53,44 +37,10 @@ func ReadDB(tb testing.TB, fs vfs.FS, dir string) map[string]string {
 }
 
 // TryReadDB is ReadDB returning the error.
-func TryReadDB(fs vfs.FS, dir string) (map[string]string, error) {
-	db, err := pebble.Open(dir, &pebble.Options{FS: fs, ReadOnly: true, ErrorIfNotExists: true, Logger: quiet{}})
-	if err != nil {
-		return nil, err
-	}
-	defer db.Close()
-	it, err := db.NewIter(nil)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]string{}
-	for it.First(); it.Valid(); it.Next() {
-		out[string(it.Key())] = string(it.Value())
-	}
-	if err := it.Close(); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
+func TryReadDB(fs vfs.FS, dir string) (map[string]string, error) { return check.Keys(fs, dir) }
 
 // Equal reports whether two databases' contents are the same.
-func Equal(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if bv, ok := b[k]; !ok || bv != v {
-			return false
-		}
-	}
-	return true
-}
-
-type quiet struct{}
-
-func (quiet) Infof(string, ...any)         {}
-func (quiet) Errorf(string, ...any)        {}
-func (quiet) Fatalf(f string, args ...any) { panic(fmt.Sprintf(f, args...)) }
+func Equal(a, b map[string]string) bool { return check.Equal(a, b) }
 
 // MkdirDurable creates dir and its parents on fs and syncs each level, so
 // a crash clone keeps them.
