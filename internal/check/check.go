@@ -242,8 +242,12 @@ func (t Target) Expect() (Result, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: journal: run %d: %w", ErrViolated, r.ID, err)
 	}
+	def, ok := steps.Workflows[r.Kind]
+	if !ok {
+		return "", fmt.Errorf("%w: journal: run %d of unknown kind %q", ErrViolated, r.ID, r.Kind)
+	}
 	for _, ev := range events {
-		if ev.To == steps.Restore.CommitPoint {
+		if ev.To == def.CommitPoint {
 			return New, nil
 		}
 	}
@@ -330,7 +334,10 @@ func Journal(path string) error {
 			errs = append(errs, fmt.Errorf("run %d: %w", r.ID, err))
 			continue
 		}
-		state := steps.Restore.Start
+		state := steps.Restore.Start // every workflow starts in new
+		if def, ok := steps.Workflows[r.Kind]; ok {
+			state = def.Start
+		}
 		for i, ev := range events {
 			if ev.Seq != uint64(i+1) || ev.From != state {
 				errs = append(errs, fmt.Errorf("run %d event %d: seq %d %s -%s-> %s, want seq %d from %s", r.ID, i, ev.Seq, ev.From, ev.Event, ev.To, i+1, state))
