@@ -21,7 +21,7 @@ const (
 	auditCommitted  = 1 // restore, committed
 	auditCommitted2 = 2 // restore again, committed
 	auditRolledBack = 3 // step write fails (EIO): rolled back
-	auditInFlight   = 4 // killed at step.verify.begin: in flight
+	auditInFlight   = 4 // killed at restore.verify.begin: in flight
 )
 
 // auditJournal records real restores of a Pebble fixture (on a MemFS; the
@@ -37,11 +37,11 @@ func auditJournal(t *testing.T) string {
 		}
 	}
 	opts := f.opts()
-	opts.FaultSpec = "step.write.begin:eio"
+	opts.FaultSpec = "restore.write.begin:eio"
 	if _, err := Restore(context.Background(), opts); !IsRolledBack(err) {
-		t.Fatalf("restore with EIO at step.write.begin = %v, want rolled back", err)
+		t.Fatalf("restore with EIO at restore.write.begin = %v, want rolled back", err)
 	}
-	crashAt(t, f.opts(), "step.verify.begin")
+	crashAt(t, f.opts(), "restore.verify.begin")
 	return f.journal
 }
 
@@ -133,7 +133,7 @@ func TestReplay_DecisionAtEveryPointIsWhatRecoveryDoes(t *testing.T) {
 		faults string // of the recorded run, and of every crashed one
 	}{
 		{"committed", ""},
-		{"rolled back", "step.write.begin:eio"},
+		{"rolled back", "restore.write.begin:eio"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := newFixture(t, vfs.NewMem(), "/rec")
@@ -177,7 +177,7 @@ func TestReplay_DecisionAtEveryPointIsWhatRecoveryDoes(t *testing.T) {
 
 			begins := 0
 			for _, s := range tl.Steps {
-				point := "step." + s.To + ".begin"
+				point := "restore." + s.To + ".begin"
 				if _, terminal := steps.Restore.IsTerminal(s.To); terminal || s.Event == fsm.NoteEvent || strings.Contains(tc.faults, point) {
 					continue
 				}

@@ -49,7 +49,7 @@ func crashAt(t *testing.T, opts Options, point string) {
 // their contents intact.
 func TestRestore_StaleLeftoversAreRecoveredOrQuarantined(t *testing.T) {
 	f := newFixture(t, vfs.Default, t.TempDir())
-	crashAt(t, f.opts(), "step.verify.begin")
+	crashAt(t, f.opts(), "restore.verify.begin")
 	staging1 := runDir(t, f.db, "staging", 1)
 	tmp := f.db + ".tmp"
 	must(t, os.MkdirAll(tmp, 0o755))
@@ -154,7 +154,7 @@ func runDir(t testing.TB, db, kind string, run int) string {
 // run interrupted under one spelling is recovered under the other.
 func TestRestore_SymlinkedParentIsOneDatabase(t *testing.T) {
 	f := newFixture(t, vfs.Default, t.TempDir())
-	crashAt(t, f.opts(), "step.verify.begin")
+	crashAt(t, f.opts(), "restore.verify.begin")
 	link := filepath.Join(f.root, "alias")
 	must(t, os.Symlink(filepath.Dir(f.db), link))
 	viaLink := filepath.Join(link, filepath.Base(f.db))

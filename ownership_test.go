@@ -100,7 +100,7 @@ func TestRecover_FinishRemovesNothingWhenDBIsNotTheNewDatabase(t *testing.T) {
 			f := newFixture(t, vfs.Default, t.TempDir())
 			o := f.opts()
 			o.NoExchange = noExchange
-			crashAt(t, o, "step.finish.begin")
+			crashAt(t, o, "restore.finish.begin")
 			before := testutil.Snapshot(t, vfs.Default, f.db+".kvrflow")
 			must(t, os.Rename(f.db, f.db+"-moved"))
 			must(t, os.Mkdir(f.db, 0o755))
@@ -149,7 +149,7 @@ func sameFiles(a, b map[string]string) bool {
 // run is left in flight for a later recover.
 func TestRecover_FailedFsyncIsNotRetried(t *testing.T) {
 	f := newFixture(t, vfs.Default, t.TempDir())
-	crashAt(t, f.opts(), "step.verify.begin")
+	crashAt(t, f.opts(), "restore.verify.begin")
 	var failed atomic.Int32
 	fs := errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
 		if op.Kind == errorfs.OpFileSync && strings.HasSuffix(op.Path, ".kvrflow") {

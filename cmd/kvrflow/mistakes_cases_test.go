@@ -63,7 +63,7 @@ func operatorMistakes() []mistake {
 		name: "directory at the crashed run's staging name appears before recover",
 		setup: func(t *testing.T, m *mistakeEnv) []string {
 			m.jid(t)
-			m.crashAt(t, "step.precheck.begin") // run 2, before Write
+			m.crashAt(t, "restore.precheck.begin") // run 2, before Write
 			m.keep(t, m.db+".kvrflow/staging-"+m.jid(t)+"-2/p", "precious")
 			return []string{"recover", "--db", m.db}
 		},
@@ -221,7 +221,7 @@ func operatorMistakes() []mistake {
 	}, mistake{
 		name: "--db spelled with a trailing slash and dot components is the same database",
 		setup: func(t *testing.T, m *mistakeEnv) []string {
-			m.crashAt(t, "step.verify.begin")
+			m.crashAt(t, "restore.verify.begin")
 			return []string{"recover", "--db", filepath.Dir(m.db) + "/./db/"}
 		},
 		code: exitOK, mention: []string{"rolled_back"}, after: "same",
@@ -231,7 +231,7 @@ func operatorMistakes() []mistake {
 	add(mistake{
 		name: "a second journal's run crashed after its exchange; restore with the default journal",
 		setup: func(t *testing.T, m *mistakeEnv) []string {
-			m.crashAt(t, "step.finish.begin", "--journal", filepath.Join(m.root, "B.db"))
+			m.crashAt(t, "restore.finish.begin", "--journal", filepath.Join(m.root, "B.db"))
 			return m.restoreArgs()
 		},
 		code: exitJournal, mention: []string{"another kvrflow journal", "recover"},
@@ -245,7 +245,7 @@ func operatorMistakes() []mistake {
 	}, mistake{
 		name: "a second journal's run crashed while writing; restore with the default journal",
 		setup: func(t *testing.T, m *mistakeEnv) []string {
-			m.crashAt(t, "step.verify.begin", "--journal", filepath.Join(m.root, "B.db"))
+			m.crashAt(t, "restore.verify.begin", "--journal", filepath.Join(m.root, "B.db"))
 			return m.restoreArgs()
 		},
 		code: exitJournal, mention: []string{"another kvrflow journal"}, after: "same",
@@ -364,7 +364,7 @@ func operatorMistakes() []mistake {
 	add(mistake{
 		name: "recover while a server holds the new database, after the commit",
 		setup: func(t *testing.T, m *mistakeEnv) []string {
-			m.crashAt(t, "step.finish.begin")
+			m.crashAt(t, "restore.finish.begin")
 			m.holdDB(t, m.db)
 			return []string{"recover", "--db", m.db}
 		},
@@ -379,7 +379,7 @@ func operatorMistakes() []mistake {
 	}, mistake{
 		name: "recover while a server holds the old database, before the commit",
 		setup: func(t *testing.T, m *mistakeEnv) []string {
-			m.crashAt(t, "step.commit.begin")
+			m.crashAt(t, "restore.commit.begin")
 			m.holdDB(t, m.db)
 			return []string{"recover", "--db", m.db}
 		},
@@ -387,7 +387,7 @@ func operatorMistakes() []mistake {
 	}, mistake{
 		name: "restore (which recovers first) while a server holds the database",
 		setup: func(t *testing.T, m *mistakeEnv) []string {
-			m.crashAt(t, "step.finish.begin", "--no-exchange")
+			m.crashAt(t, "restore.finish.begin", "--no-exchange")
 			m.holdDB(t, m.db)
 			return m.restoreArgs()
 		},
@@ -395,7 +395,7 @@ func operatorMistakes() []mistake {
 	}, mistake{
 		name: "recover while a server holds the old database where the exchange left it",
 		setup: func(t *testing.T, m *mistakeEnv) []string {
-			m.crashAt(t, "step.finish.begin")
+			m.crashAt(t, "restore.finish.begin")
 			matches, _ := filepath.Glob(m.db + ".kvrflow/staging-*")
 			if len(matches) != 1 {
 				t.Fatalf("staging directories: %v", matches)

@@ -125,7 +125,7 @@ func TestRestore_MissingOrWrongSourceExits2AndLeavesDBUnchanged(t *testing.T) {
 
 func TestRestore_InjectedIOErrorRollsBackWithExit1(t *testing.T) {
 	f := newFixture(t, 100, 100)
-	for _, point := range []string{"step.write.begin", "fs.write@2", "fs.before-exchange"} {
+	for _, point := range []string{"restore.write.begin", "fs.write@2", "fs.before-exchange"} {
 		r := mustRun(t, exitRolledBack, nil, f.restoreArgs("--mode", "copy", "--fault", spec(point, "eio"), "--json")...)
 		var doc restoreJSON
 		decode(t, r, &doc)
@@ -186,8 +186,8 @@ func TestRestore_LeftInFlightExits5AndRecoverFinishes(t *testing.T) {
 	for _, tc := range []struct {
 		name, fault, want string
 	}{
-		{"error after the commit point", "step.finish.begin:eio", "new"},
-		{"rollback fails", "step.write.begin:eio,step.rollback.begin:eio", "old"},
+		{"error after the commit point", "restore.finish.begin:eio", "new"},
+		{"rollback fails", "restore.write.begin:eio,restore.rollback.begin:eio", "old"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, 100, 100)

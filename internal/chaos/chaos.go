@@ -24,7 +24,7 @@ import (
 
 // FailSpec makes a restore fail (and roll back) in the rollback-path
 // iterations; their kill comes after it.
-const FailSpec = "step.verify.end:eio"
+const FailSpec = "restore.verify.end:eio"
 
 // The sample databases: the backup's (unless From is given) and the old
 // one.
@@ -186,7 +186,7 @@ func New(ctx context.Context, cfg Config) (*Harness, error) {
 	if h.failHits, err = h.countHits(ctx, FailSpec); err != nil {
 		return nil, err
 	}
-	delete(h.failHits, "step.verify.end")
+	delete(h.failHits, "restore.verify.end")
 	return h, nil
 }
 

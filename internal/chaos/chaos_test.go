@@ -13,7 +13,7 @@ func TestSummary_CountsKillsOutcomesAndFailures(t *testing.T) {
 	var s chaos.Summary
 	for _, it := range []chaos.Iteration{
 		{N: 1, Kill: "fs.write:crash@2", Killed: true, Outcome: "rolled back", Result: "old"},
-		{N: 2, Kill: chaos.FailSpec + ",step.rollback.begin:crash@1", Killed: true, Outcome: "rolled back", Result: "old"},
+		{N: 2, Kill: chaos.FailSpec + ",restore.rollback.begin:crash@1", Killed: true, Outcome: "rolled back", Result: "old"},
 		{N: 3, Kill: "timer 3ms", Killed: true, Outcome: "nothing", Result: "old"},
 		{N: 4, Kill: "timer 90ms", Outcome: "nothing", Result: "new"},
 		{N: 5, Kill: "fs.write:crash@1", Killed: true, Outcome: "rolled forward", Failure: "boom"},
@@ -28,7 +28,7 @@ func TestSummary_CountsKillsOutcomesAndFailures(t *testing.T) {
 		got.NothingToDo != want.NothingToDo || got.Failures != want.Failures {
 		t.Errorf("summary %+v, want %+v", got, want)
 	}
-	if s.Fired["fs.write"] != 2 || s.Fired["step.rollback.begin"] != 1 || len(s.Log) != 5 {
+	if s.Fired["fs.write"] != 2 || s.Fired["restore.rollback.begin"] != 1 || len(s.Log) != 5 {
 		t.Errorf("fired %v, %d logged", s.Fired, len(s.Log))
 	}
 	if len(s.FailureDetails) != 1 || s.FailureDetails[0] != "iteration 5 (fs.write:crash@1): boom" {

@@ -71,9 +71,9 @@ func TestExpect_NewExactlyWhenTheCommitPointRecordIsDurable(t *testing.T) {
 		want    check.Result
 		outcome string
 	}{
-		{"step.verify.begin", check.Old, steps.OutcomeRolledBack},
-		{"step.commit.end", check.Old, steps.OutcomeRolledBack},
-		{"step.finish.begin", check.New, steps.OutcomeCommitted},
+		{"restore.verify.begin", check.Old, steps.OutcomeRolledBack},
+		{"restore.commit.end", check.Old, steps.OutcomeRolledBack},
+		{"restore.finish.begin", check.New, steps.OutcomeCommitted},
 	} {
 		t.Run(tc.point, func(t *testing.T) {
 			tg, backup := setup(t)
