@@ -148,21 +148,9 @@ func (j *Journal) Events(id uint64) ([]Event, error) {
 		if _, err := getRun(tx, id); err != nil {
 			return err
 		}
-		b := tx.Bucket(bucketEvents).Bucket(itob(id))
-		if b == nil {
-			return fmt.Errorf("run %d: %w: no events bucket", id, ErrCorrupt)
-		}
-		return b.ForEach(func(k, v []byte) error {
-			ev, err := decodeEvent(id, k, v)
-			if err != nil {
-				return err
-			}
-			if want := uint64(len(out) + 1); ev.Seq != want {
-				return fmt.Errorf("run %d: %w: event %d where %d was due", id, ErrCorrupt, ev.Seq, want)
-			}
-			out = append(out, ev)
-			return nil
-		})
+		var err error
+		out, err = runEvents(tx, id)
+		return err
 	})
 	return out, err
 }
@@ -316,3 +304,54 @@ func decodeEvent(id uint64, k, v []byte) (Event, error) {
 }
 
 func beUint64(b []byte) uint64 { return binary.BigEndian.Uint64(b) }
+
+// Scan calls fn with each run whose id is first or more, in id order, and,
+// if events is true, the run's events in sequence order (nil otherwise),
+// all read in one read transaction, one run at a time: what Scan holds is
+// one run's events, however many runs the journal has. An error of fn
+// stops the scan and is returned as it is. Records are decoded and
+// checked as Run and Events do (not their hash chains: see Check); fn may
+// keep r and evs, and must not use j.
+func (j *Journal) Scan(first uint64, events bool, fn func(r Run, evs []Event) error) error {
+	return j.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketRuns).Cursor()
+		for k, v := c.Seek(itob(first)); k != nil; k, v = c.Next() {
+			r, err := decodeRun(k, v)
+			if err != nil {
+				return err
+			}
+			var evs []Event
+			if events {
+				if evs, err = runEvents(tx, r.ID); err != nil {
+					return err
+				}
+			}
+			if err := fn(r, evs); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// runEvents reads the events of run id, whose record exists, in sequence
+// order.
+func runEvents(tx *bolt.Tx, id uint64) ([]Event, error) {
+	b := tx.Bucket(bucketEvents).Bucket(itob(id))
+	if b == nil {
+		return nil, fmt.Errorf("run %d: %w: no events bucket", id, ErrCorrupt)
+	}
+	var out []Event
+	err := b.ForEach(func(k, v []byte) error {
+		ev, err := decodeEvent(id, k, v)
+		if err != nil {
+			return err
+		}
+		if want := uint64(len(out) + 1); ev.Seq != want {
+			return fmt.Errorf("run %d: %w: event %d where %d was due", id, ErrCorrupt, ev.Seq, want)
+		}
+		out = append(out, ev)
+		return nil
+	})
+	return out, err
+}

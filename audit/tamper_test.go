@@ -1,4 +1,4 @@
-package kvrflow
+package audit_test
 
 import (
 	"bytes"
@@ -15,6 +15,8 @@ import (
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/kvrflow/kvrflow/audit"
 )
 
 // The journal's layout, as an outside tool (or an attacker) sees it.
@@ -110,7 +112,7 @@ func checkTamper(t *testing.T, bin, orig string, c tamperCase, cli bool) bool {
 		return false
 	}
 	ok := true
-	rep, err := VerifyJournal(path)
+	rep, err := audit.Verify(path, nil)
 	switch {
 	case err != nil:
 		t.Errorf("%s: VerifyJournal: %v", c.name, err)
@@ -348,7 +350,7 @@ func copyFile(src, dst string) error {
 func buildCLI(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "kvrflow")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/kvrflow")
+	cmd := exec.Command("go", "build", "-o", bin, "../cmd/kvrflow")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build kvrflow: %v\n%s", err, out)
 	}

@@ -1,4 +1,4 @@
-package kvrflow
+package audit_test
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/kvrflow/kvrflow"
+	"github.com/kvrflow/kvrflow/audit"
 	"github.com/kvrflow/kvrflow/fsm"
 	"github.com/kvrflow/kvrflow/internal/fault"
 	"github.com/kvrflow/kvrflow/journal"
@@ -32,13 +34,13 @@ func auditJournal(t *testing.T) string {
 	f := newFixture(t, vfs.NewMem(), "/a")
 	f.journal = filepath.Join(t.TempDir(), "journal.db")
 	for range 2 {
-		if _, err := Restore(context.Background(), f.opts()); err != nil {
+		if _, err := kvrflow.Restore(context.Background(), f.opts()); err != nil {
 			t.Fatal(err)
 		}
 	}
 	opts := f.opts()
 	opts.FaultSpec = "step.write.begin:eio"
-	if _, err := Restore(context.Background(), opts); !IsRolledBack(err) {
+	if _, err := kvrflow.Restore(context.Background(), opts); !kvrflow.IsRolledBack(err) {
 		t.Fatalf("restore with EIO at step.write.begin = %v, want rolled back", err)
 	}
 	crashAt(t, f.opts(), "step.verify.begin")
@@ -47,7 +49,7 @@ func auditJournal(t *testing.T) string {
 
 func TestVerifyJournal_RecordedRestoresVerifyWithInFlightListed(t *testing.T) {
 	path := auditJournal(t)
-	rep, err := VerifyJournal(path)
+	rep, err := audit.Verify(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +87,7 @@ func TestVerifyJournal_IllegalTransitionIsNamed(t *testing.T) {
 	must(t, j.Append(bad.ID, "precheck", "committed", "done", nil, steps.OutcomeCommitted, "")) // skips the copy
 	must(t, j.Close())
 
-	rep, err := VerifyJournal(path)
+	rep, err := audit.Verify(path, nil)
 	must(t, err)
 	if len(rep.Problems) != 1 || rep.Problems[0].Run != bad.ID || rep.Problems[0].Seq != 2 {
 		t.Fatalf("problems %v, want one: run %d event 2", rep.Problems, bad.ID)
@@ -140,11 +142,11 @@ func TestReplay_DecisionAtEveryPointIsWhatRecoveryDoes(t *testing.T) {
 			rec.journal = filepath.Join(t.TempDir(), "journal.db")
 			opts := rec.opts()
 			opts.FaultSpec = tc.faults
-			res, _ := Restore(context.Background(), opts)
+			res, _ := kvrflow.Restore(context.Background(), opts)
 			if res == nil || res.Run.InFlight() {
 				t.Fatalf("recorded run did not end: %+v", res)
 			}
-			tl, err := Replay(rec.journal, res.Run.ID)
+			tl, err := audit.Replay(rec.journal, res.Run.ID, nil)
 			must(t, err)
 			// replayAt returns the state and the replay's decision after
 			// the run's first k records.
@@ -220,7 +222,7 @@ func crashAndRecover(t *testing.T, faults, crash string) (crashed journal.Run, d
 	crashed, err = j.Run(1)
 	j.Close()
 	must(t, err)
-	recovered, err := Recover(context.Background(), f.opts())
+	recovered, err := kvrflow.Recover(context.Background(), f.opts())
 	must(t, err)
 	decision = fsm.Nothing.String()
 	if len(recovered) > 0 {
@@ -229,7 +231,7 @@ func crashAndRecover(t *testing.T, faults, crash string) (crashed journal.Run, d
 		}
 		decision = recovered[0].Decision
 	}
-	rep, err := VerifyJournal(f.journal)
+	rep, err := audit.Verify(f.journal, nil)
 	must(t, err)
 	if !rep.OK() || len(rep.InFlight) != 0 {
 		t.Errorf("%s: after recovery VerifyJournal = %+v", crash, rep)
@@ -240,7 +242,7 @@ func crashAndRecover(t *testing.T, faults, crash string) (crashed journal.Run, d
 // restoreCrashes runs a restore with the fault spec, whose crash action
 // stops the restore dead, as a kill would (it unwinds the goroutine with
 // no journal write). It reports whether the restore crashed.
-func restoreCrashes(t *testing.T, opts Options, spec string) (crashedOut bool) {
+func restoreCrashes(t *testing.T, opts kvrflow.Options, spec string) (crashedOut bool) {
 	t.Helper()
 	fs, err := fault.Parse(spec)
 	must(t, err)
@@ -253,7 +255,7 @@ func restoreCrashes(t *testing.T, opts Options, spec string) (crashedOut bool) {
 			crashedOut = true
 		}
 	}()
-	_, _ = Restore(context.Background(), opts)
+	_, _ = kvrflow.Restore(context.Background(), opts)
 	return false
 }
 
@@ -265,7 +267,7 @@ func TestGraph_DotMarksThePathAndVisitedStates(t *testing.T) {
 	for _, id := range []uint64{auditCommitted, auditRolledBack, auditInFlight} {
 		evs, err := j.Events(id)
 		must(t, err)
-		out, err := Graph("dot", evs)
+		out, err := audit.Graph(steps.Restore, "dot", evs)
 		must(t, err)
 		taken, visited := runPath(evs)
 		for _, tr := range steps.Restore.Transitions {
@@ -286,7 +288,7 @@ func TestGraph_DotMarksThePathAndVisitedStates(t *testing.T) {
 			}
 		}
 	}
-	bare, err := Graph("dot", nil)
+	bare, err := audit.Graph(steps.Restore, "dot", nil)
 	must(t, err)
 	if strings.Contains(bare, "blue") || strings.Contains(bare, "filled") {
 		t.Errorf("the bare machine has a path marked:\n%s", bare)
@@ -301,7 +303,7 @@ func TestGraph_MermaidClassesExactlyTheVisitedStates(t *testing.T) {
 	for _, id := range []uint64{auditCommitted, auditRolledBack, auditInFlight} {
 		evs, err := j.Events(id)
 		must(t, err)
-		out, err := Graph("mermaid", evs)
+		out, err := audit.Graph(steps.Restore, "mermaid", evs)
 		must(t, err)
 		if !strings.HasPrefix(out, "stateDiagram-v2\n    [*] --> new\n") {
 			t.Errorf("run %d: the diagram does not start from new:\n%s", id, out)
@@ -324,12 +326,12 @@ func TestGraph_MermaidClassesExactlyTheVisitedStates(t *testing.T) {
 			t.Errorf("run %d: class visited lists %v, the run visited %v", id, got, want)
 		}
 	}
-	bare, err := Graph("mermaid", nil)
+	bare, err := audit.Graph(steps.Restore, "mermaid", nil)
 	must(t, err)
 	if strings.Contains(bare, "class") {
 		t.Errorf("the bare machine has classes:\n%s", bare)
 	}
-	if _, err := Graph("svg", nil); err == nil {
+	if _, err := audit.Graph(steps.Restore, "svg", nil); err == nil {
 		t.Error("Graph(svg) did not fail")
 	}
 }

@@ -1,4 +1,4 @@
-package kvrflow
+package audit_test
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 	"golang.org/x/net/html"
 	"golang.org/x/net/html/atom"
 
+	"github.com/kvrflow/kvrflow/audit"
 	"github.com/kvrflow/kvrflow/journal"
 	"github.com/kvrflow/kvrflow/steps"
 )
@@ -35,7 +36,8 @@ func TestReport_IsSelfContainedHTMLListingEveryRun(t *testing.T) {
 	must(t, j.Close())
 
 	var page bytes.Buffer
-	must(t, Report(&page, path))
+	_, err = audit.Report(&page, path, audit.ReportOptions{})
+	must(t, err)
 	checkBalanced(t, page.Bytes())
 
 	doc, err := html.Parse(bytes.NewReader(page.Bytes()))
