@@ -197,7 +197,7 @@ var errStop = errors.New("stop")
 // eachRun calls fn with the runs opts selects, oldest first, and their
 // events, one run at a time.
 func eachRun(j *journal.Journal, opts ExportOptions, fn func(r journal.Run, evs []journal.Event) error) error {
-	err := j.Scan(opts.Run, true, func(r journal.Run, evs []journal.Event) error {
+	err := j.Scan(opts.Run, journal.AllEvents, func(r journal.Run, evs []journal.Event) error {
 		if opts.Run != 0 && r.ID != opts.Run {
 			return errStop
 		}

@@ -125,9 +125,9 @@ type summary struct {
 	Failures     []count    // by step and event ("write (fail)")
 }
 
-// summarizeRuns reads every run record once, without its events, and
-// returns the summary and the runs opts selects for detail. It then reads
-// the events of the runs that failed, for the step they failed in.
+// summarizeRuns reads every run record once, and the events of the runs
+// that failed (for the step they failed in), and returns the summary and
+// the runs opts selects for detail.
 func summarizeRuns(j *journal.Journal, wf Workflows, opts ReportOptions) (*summary, []journal.Run, error) {
 	recent := opts.Recent
 	if recent == 0 {
@@ -137,9 +137,15 @@ func summarizeRuns(j *journal.Journal, wf Workflows, opts ReportOptions) (*summa
 	var detailed []journal.Run
 	outcomes, kinds, targets := map[string]int{}, map[string]int{}, map[string]int{}
 	var durations []time.Duration
-	var failed []journal.Run
+	failures := map[string]int{}
 	sum := &summary{}
-	err := j.Scan(0, false, func(r journal.Run, _ []journal.Event) error {
+	// The events of the runs that failed are read, for the step they
+	// failed in; no other run's.
+	failed := func(r *journal.Run) bool {
+		def := wf[r.Kind]
+		return def != nil && failedRun(def, r)
+	}
+	err := j.Scan(0, failed, func(r journal.Run, evs []journal.Event) error {
 		sum.Runs++
 		if sum.Runs == 1 {
 			sum.First = r.Start
@@ -154,8 +160,8 @@ func summarizeRuns(j *journal.Journal, wf Workflows, opts ReportOptions) (*summa
 		outcomes[outcome]++
 		kinds[r.Kind]++
 		targets[r.Target]++
-		if def := wf[r.Kind]; def != nil && failedRun(def, r) {
-			failed = append(failed, r)
+		if evs != nil {
+			failures[failedStep(wf[r.Kind], evs)]++
 		}
 		switch {
 		case opts.Run != 0:
@@ -192,21 +198,13 @@ func summarizeRuns(j *journal.Journal, wf Workflows, opts ReportOptions) (*summa
 	}
 	sum.Ended = len(durations)
 	sum.Percentiles = percentiles(durations)
-	failures := map[string]int{}
-	for _, r := range failed {
-		evs, err := j.Events(r.ID)
-		if err != nil {
-			return nil, nil, err
-		}
-		failures[failedStep(wf[r.Kind], evs)]++
-	}
 	sum.Failures = sortedCounts(failures)
 	return sum, detailed, nil
 }
 
 // failedRun reports whether r's state is def's rollback state or the
 // state rolling back ends in.
-func failedRun(def *fsm.Definition, r journal.Run) bool {
+func failedRun(def *fsm.Definition, r *journal.Run) bool {
 	if def.Rollback == "" {
 		return false
 	}

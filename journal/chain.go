@@ -170,7 +170,11 @@ func (j *Journal) CheckEach(fn func(r Run, evs []Event, whole bool)) ([]Problem,
 		}
 		c := tx.Bucket(bucketRuns).Cursor()
 		lastID := uint64(0)
+		walked := 0
 		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if walked++; walked%releaseEvery == 0 {
+				j.release(tx)
+			}
 			lastID = beUint64(k)
 			before := len(probs)
 			r, evs, decoded := checkRun(tx, k, v, &expect, &probs)

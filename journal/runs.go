@@ -305,23 +305,32 @@ func decodeEvent(id uint64, k, v []byte) (Event, error) {
 
 func beUint64(b []byte) uint64 { return binary.BigEndian.Uint64(b) }
 
+// AllEvents, as Scan's events, reads the events of every run.
+func AllEvents(*Run) bool { return true }
+
 // Scan calls fn with each run whose id is first or more, in id order, and,
-// if events is true, the run's events in sequence order (nil otherwise),
-// all read in one read transaction, one run at a time: what Scan holds is
-// one run's events, however many runs the journal has. An error of fn
-// stops the scan and is returned as it is. Records are decoded and
-// checked as Run and Events do (not their hash chains: see Check); fn may
-// keep r and evs, and must not use j.
-func (j *Journal) Scan(first uint64, events bool, fn func(r Run, evs []Event) error) error {
+// if events is not nil and says so of the run, the run's events in
+// sequence order (nil otherwise), all read in one read transaction, one
+// run at a time: what Scan holds is one run's events, however many runs
+// the journal has, and the pages it reads leave the process's resident
+// set as it goes (see release). An error of fn stops the scan and is
+// returned as it is. Records are decoded and checked as Run and Events do
+// (not their hash chains: see Check); fn may keep r and evs, and must not
+// use j.
+func (j *Journal) Scan(first uint64, events func(r *Run) bool, fn func(r Run, evs []Event) error) error {
 	return j.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketRuns).Cursor()
+		walked := 0
 		for k, v := c.Seek(itob(first)); k != nil; k, v = c.Next() {
+			if walked++; walked%releaseEvery == 0 {
+				j.release(tx)
+			}
 			r, err := decodeRun(k, v)
 			if err != nil {
 				return err
 			}
 			var evs []Event
-			if events {
+			if events != nil && events(&r) {
 				if evs, err = runEvents(tx, r.ID); err != nil {
 					return err
 				}
