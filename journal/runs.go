@@ -290,8 +290,12 @@ func decodeEvent(id uint64, k, v []byte) (Event, error) {
 	if err != nil {
 		return ev, fmt.Errorf("run %d event %d: %w: %w", id, seq, ErrCorrupt, err)
 	}
-	if err := json.Unmarshal(canonical, &ev); err != nil {
-		return ev, fmt.Errorf("run %d event %d: %w: %w", id, seq, ErrCorrupt, err)
+	var ok bool
+	if ev, ok = decodeCanonicalEvent(canonical); !ok {
+		ev = Event{}
+		if err := json.Unmarshal(canonical, &ev); err != nil {
+			return ev, fmt.Errorf("run %d event %d: %w: %w", id, seq, ErrCorrupt, err)
+		}
 	}
 	ev.Hash = hash
 	switch {
