@@ -212,7 +212,34 @@ func TestExport_RunAndSinceSelect(t *testing.T) {
 	if err := audit.Export(&out, path, audit.ExportOptions{Run: 99}); !errors.Is(err, journal.ErrNotFound) {
 		t.Errorf("export of run 99 = %v, want ErrNotFound", err)
 	}
-	if err := audit.Export(&out, path, audit.ExportOptions{Format: "xml"}); err == nil {
-		t.Error("export as xml did not fail")
+	if err := audit.Export(&out, path, audit.ExportOptions{Format: "xml"}); !errors.Is(err, audit.ErrFormat) {
+		t.Errorf("export as xml = %v, want ErrFormat", err)
+	}
+}
+
+// TestExport_StreamedJSONIsTheDocument: the json format, written run by
+// run, is byte for byte the document ExportDoc returns encoded whole (as
+// an indented json.Encoder writes it), for every run, one run, and a
+// selection with no event (an empty runs array).
+func TestExport_StreamedJSONIsTheDocument(t *testing.T) {
+	path := auditJournal(t)
+	for _, opts := range []audit.ExportOptions{
+		{},
+		{Run: auditRolledBack},
+		{Since: time.Now().Add(time.Hour)},
+	} {
+		var streamed, whole bytes.Buffer
+		must(t, audit.Export(&streamed, path, opts))
+		doc, err := audit.ExportDoc(path, opts)
+		must(t, err)
+		enc := json.NewEncoder(&whole)
+		enc.SetIndent("", "  ")
+		must(t, enc.Encode(doc))
+		if !bytes.Equal(streamed.Bytes(), whole.Bytes()) {
+			t.Errorf("%+v: the streamed export differs from the document:\n%s\nwant\n%s", opts, streamed.Bytes(), whole.Bytes())
+		}
+	}
+	if _, err := audit.ExportDoc(path, audit.ExportOptions{Run: 99}); !errors.Is(err, journal.ErrNotFound) {
+		t.Errorf("ExportDoc of run 99 = %v, want ErrNotFound", err)
 	}
 }

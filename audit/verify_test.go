@@ -2,6 +2,7 @@ package audit_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -94,6 +95,45 @@ func TestVerifyJournal_IllegalTransitionIsNamed(t *testing.T) {
 	}
 	if !strings.Contains(rep.Problems[0].What, "not a transition") {
 		t.Errorf("problem %q does not say the transition is illegal", rep.Problems[0].What)
+	}
+}
+
+// TestVerify_RunOfUnknownKindIsAProblem: each run is replayed through the
+// workflow of its kind; a run of a kind the Workflows lack is reported as
+// a problem naming it, the other runs still verified, and Replay refuses
+// it with ErrUnknownKind.
+func TestVerify_RunOfUnknownKindIsAProblem(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "journal.db")
+	j, err := journal.Open(path, journal.Options{})
+	must(t, err)
+	for _, kind := range []string{"restore", "undo", "restore"} {
+		r, err := j.Begin(journal.Run{Kind: kind, Target: "/db", State: steps.StateNew})
+		must(t, err)
+		appendPath(t, j, r.ID, restorePath)
+	}
+	must(t, j.Close())
+
+	rep, err := audit.Verify(path, nil)
+	must(t, err)
+	if rep.Runs != 3 || len(rep.Problems) != 1 || rep.Problems[0].Run != 2 || !strings.Contains(rep.Problems[0].What, `kind "undo"`) {
+		t.Errorf("Verify = %+v, want one problem: run 2 of kind undo", rep)
+	}
+	if rep.Events != 3*len(restorePath) {
+		t.Errorf("Verify replayed %d events, want %d", rep.Events, 3*len(restorePath))
+	}
+	// Given a workflow for the kind (here the restore one), it verifies.
+	rep, err = audit.Verify(path, audit.Workflows{"restore": steps.Restore, "undo": steps.Restore})
+	if err != nil || !rep.OK() {
+		t.Errorf("Verify with an undo workflow = %+v, %v", rep, err)
+	}
+	if _, err := audit.Replay(path, 2, nil); !errors.Is(err, audit.ErrUnknownKind) {
+		t.Errorf("Replay of the undo run = %v, want ErrUnknownKind", err)
+	}
+	if _, err := audit.Replay(path, 9, nil); !errors.Is(err, journal.ErrNotFound) {
+		t.Errorf("Replay of run 9 = %v, want ErrNotFound", err)
+	}
+	if _, err := audit.Graph(steps.Restore, "svg", nil); !errors.Is(err, audit.ErrFormat) {
+		t.Errorf("Graph as svg = %v, want ErrFormat", err)
 	}
 }
 
