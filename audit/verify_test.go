@@ -48,14 +48,14 @@ func auditJournal(t *testing.T) string {
 	return f.journal
 }
 
-func TestVerifyJournal_RecordedRestoresVerifyWithInFlightListed(t *testing.T) {
+func TestVerify_RecordedRestoresVerifyWithInFlightListed(t *testing.T) {
 	path := auditJournal(t)
 	rep, err := audit.Verify(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !rep.OK() || rep.Runs != 4 || !slices.Equal(rep.InFlight, []uint64{auditInFlight}) {
-		t.Fatalf("VerifyJournal = %+v, want 4 runs, run %d in flight, no problem", rep, auditInFlight)
+		t.Fatalf("Verify = %+v, want 4 runs, run %d in flight, no problem", rep, auditInFlight)
 	}
 	j, err := journal.Open(path, journal.Options{ReadOnly: true})
 	must(t, err)
@@ -67,15 +67,15 @@ func TestVerifyJournal_RecordedRestoresVerifyWithInFlightListed(t *testing.T) {
 		want += len(evs)
 	}
 	if rep.Events != want {
-		t.Errorf("VerifyJournal checked %d events, the journal holds %d", rep.Events, want)
+		t.Errorf("Verify checked %d events, the journal holds %d", rep.Events, want)
 	}
 }
 
-// TestVerifyJournal_IllegalTransitionIsNamed: a journal whose chain is
+// TestVerify_IllegalTransitionIsNamed: a journal whose chain is
 // intact but whose events break the workflow (written with the journal's
 // own API, which checks only that each event starts where the last ended)
 // fails the replay at the first illegal event.
-func TestVerifyJournal_IllegalTransitionIsNamed(t *testing.T) {
+func TestVerify_IllegalTransitionIsNamed(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "journal.db")
 	j, err := journal.Open(path, journal.Options{})
 	must(t, err)
@@ -274,7 +274,7 @@ func crashAndRecover(t *testing.T, faults, crash string) (crashed journal.Run, d
 	rep, err := audit.Verify(f.journal, nil)
 	must(t, err)
 	if !rep.OK() || len(rep.InFlight) != 0 {
-		t.Errorf("%s: after recovery VerifyJournal = %+v", crash, rep)
+		t.Errorf("%s: after recovery Verify = %+v", crash, rep)
 	}
 	return crashed, decision, true
 }
