@@ -67,7 +67,7 @@ func benchJournal(b *testing.B) string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.ReportMetric(float64(len(benchOnce.data))/(1<<20), "journal-MiB")
+	b.Cleanup(func() { b.ReportMetric(float64(len(benchOnce.data))/(1<<20), "journal-MiB") })
 	return path
 }
 
