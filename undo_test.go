@@ -13,6 +13,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
+	"github.com/kvrflow/kvrflow/audit"
 	"github.com/kvrflow/kvrflow/fsm"
 	"github.com/kvrflow/kvrflow/internal/fsx"
 	"github.com/kvrflow/kvrflow/internal/testutil"
@@ -75,7 +76,7 @@ func TestUndo_BringsBackTheReplacedDatabaseAndTwiceIsRedo(t *testing.T) {
 					t.Fatalf("undo %d: kept %v, want the displaced database", i+1, kept)
 				}
 			}
-			rep, err := VerifyJournal(f.db + ".kvrflow/journal.db")
+			rep, err := audit.Verify(f.db+".kvrflow/journal.db", nil)
 			must(t, err)
 			if !rep.OK() {
 				t.Fatalf("journal verify: %v", rep.Problems)

@@ -149,9 +149,18 @@ func (p Problem) String() string {
 // hash, state, in-flight index), and no in-flight index entry without its
 // run record. It returns every problem found, in run and sequence order:
 // the first is the first bad record. It does not judge whether
-// transitions are legal: that is the workflow's (see
-// kvrflow.VerifyJournal).
-func (j *Journal) Check() ([]Problem, error) {
+// transitions are legal: that is the workflow's (see audit.Verify, which
+// replays the runs CheckEach hands it).
+func (j *Journal) Check() ([]Problem, error) { return j.CheckEach(nil) }
+
+// CheckEach is Check, also calling fn, if not nil, with each run whose
+// record decodes, in id order, as the check walks it: with whole true and
+// the run's events (each decoded once, by the check) if the walk found
+// nothing wrong with the run; with whole false and no events otherwise. A
+// run handed over whole may still be named by a problem found after the
+// walk: the journal's head concerns the last run. fn may keep r and evs;
+// it is called inside the read transaction, so it must not use j.
+func (j *Journal) CheckEach(fn func(r Run, evs []Event, whole bool)) ([]Problem, error) {
 	var probs []Problem
 	err := j.view(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
@@ -159,85 +168,27 @@ func (j *Journal) Check() ([]Problem, error) {
 		if a := meta.Get(keyAnchor); a != nil {
 			expect = string(a)
 		}
-		inflight := tx.Bucket(bucketInFlight)
 		c := tx.Bucket(bucketRuns).Cursor()
 		lastID := uint64(0)
+		walked := 0
 		for k, v := c.First(); k != nil; k, v = c.Next() {
-			id := beUint64(k)
-			lastID = id
-			add := func(seq uint64, format string, args ...any) {
-				probs = append(probs, Problem{Run: id, Seq: seq, What: fmt.Sprintf(format, args...)})
+			if walked++; walked%releaseEvery == 0 {
+				j.release(tx)
 			}
-			var r Run
-			if err := json.Unmarshal(v, &r); err != nil {
-				add(0, "run record unreadable: %v", err)
-				continue
-			}
-			b, err := decodeBegin(k, tx.Bucket(bucketBegins).Get(k))
-			if err != nil {
-				add(0, "begin record: %v", err)
-				continue
-			}
-			switch {
-			case b.PrevRun != expect:
-				add(0, "begin record links to %.16s…, the previous run's begin hash is %.16s…", b.PrevRun, expect)
-			case r.ID != b.ID || r.Kind != b.Kind || r.Source != b.Source || r.Target != b.Target || r.Mode != b.Mode ||
-				r.Engine != b.Engine || !r.Start.Equal(b.Start):
-				add(0, "run record disagrees with its begin record")
-			case r.FirstHash != b.Hash || r.PrevRun != b.PrevRun:
-				add(0, "run record's first hash or previous-run link disagrees with its begin record")
-			}
-			expect = b.Hash
-			prev, state, last := b.Hash, "", b.Start
-			n := uint64(0)
-			eb := tx.Bucket(bucketEvents).Bucket(k)
-			if eb == nil {
-				add(0, "no events bucket")
-				continue
-			}
-			broken := false
-			ec := eb.Cursor()
-			for ek, evv := ec.First(); ek != nil; ek, evv = ec.Next() {
-				n++
-				ev, err := decodeEvent(id, ek, evv)
-				if err != nil {
-					add(n, "%v", err)
-					broken = true
-					break
+			lastID = beUint64(k)
+			before := len(probs)
+			r, evs, decoded := checkRun(tx, k, v, &expect, &probs)
+			if fn != nil && decoded {
+				whole := len(probs) == before
+				if !whole {
+					evs = nil
 				}
-				switch {
-				case ev.Seq != n:
-					add(n, "sequence number %d where %d was due (an event was removed or moved)", ev.Seq, n)
-					broken = true
-				case ev.Prev != prev:
-					add(n, "links to %.16s…, the previous record's hash is %.16s… (an event before it changed, was removed or moved)", ev.Prev, prev)
-					broken = true
-				case ev.Time.Before(last):
-					add(n, "time %s before the previous record's %s", ev.Time.Format(time.RFC3339Nano), last.Format(time.RFC3339Nano))
-					broken = true
-				}
-				if broken {
-					break
-				}
-				prev, state, last = ev.Hash, ev.To, ev.Time
-			}
-			if broken {
-				continue
-			}
-			switch {
-			case r.Events != n:
-				add(0, "run record counts %d events, the journal holds %d (events were added or removed)", r.Events, n)
-			case r.FinalHash != prev:
-				add(0, "run record's final hash %.16s… is not its last event's %.16s… (the run was truncated or its last event changed)", r.FinalHash, prev)
-			case n > 0 && r.State != state:
-				add(0, "run record says state %q, its last event leads to %q", r.State, state)
-			case r.InFlight() != (inflight.Get(k) != nil):
-				add(0, "in-flight index disagrees with the run's outcome %q", r.Outcome)
+				fn(r, evs, whole)
 			}
 		}
 		// An index entry with no run record would send recovery after a run
 		// the journal cannot show.
-		ic := inflight.Cursor()
+		ic := tx.Bucket(bucketInFlight).Cursor()
 		for k, _ := ic.First(); k != nil; k, _ = ic.Next() {
 			if len(k) == 8 && tx.Bucket(bucketRuns).Get(k) == nil {
 				probs = append(probs, Problem{Run: beUint64(k), What: "in the in-flight index but has no run record"})
@@ -254,4 +205,75 @@ func (j *Journal) Check() ([]Problem, error) {
 	// In run order (stable: a run's own problems keep their order).
 	slices.SortStableFunc(probs, func(a, b Problem) int { return cmp.Compare(a.Run, b.Run) })
 	return probs, err
+}
+
+// checkRun checks the run whose record is v under key k, appending what
+// is wrong to probs: its begin record against *expect (the previous run's
+// begin hash), which it then advances, and its events' chain. It returns
+// the run and its events, decoded, and whether the run record decoded.
+func checkRun(tx *bolt.Tx, k, v []byte, expect *string, probs *[]Problem) (r Run, evs []Event, decoded bool) {
+	id := beUint64(k)
+	add := func(seq uint64, format string, args ...any) {
+		*probs = append(*probs, Problem{Run: id, Seq: seq, What: fmt.Sprintf(format, args...)})
+	}
+	if err := json.Unmarshal(v, &r); err != nil {
+		add(0, "run record unreadable: %v", err)
+		return r, nil, false
+	}
+	b, err := decodeBegin(k, tx.Bucket(bucketBegins).Get(k))
+	if err != nil {
+		add(0, "begin record: %v", err)
+		return r, nil, true
+	}
+	switch {
+	case b.PrevRun != *expect:
+		add(0, "begin record links to %.16s…, the previous run's begin hash is %.16s…", b.PrevRun, *expect)
+	case r.ID != b.ID || r.Kind != b.Kind || r.Source != b.Source || r.Target != b.Target || r.Mode != b.Mode ||
+		r.Engine != b.Engine || !r.Start.Equal(b.Start):
+		add(0, "run record disagrees with its begin record")
+	case r.FirstHash != b.Hash || r.PrevRun != b.PrevRun:
+		add(0, "run record's first hash or previous-run link disagrees with its begin record")
+	}
+	*expect = b.Hash
+	prev, state, last := b.Hash, "", b.Start
+	n := uint64(0)
+	eb := tx.Bucket(bucketEvents).Bucket(k)
+	if eb == nil {
+		add(0, "no events bucket")
+		return r, nil, true
+	}
+	evs = make([]Event, 0, min(r.Events, 64)) // a damaged count must not size an allocation
+	ec := eb.Cursor()
+	for ek, evv := ec.First(); ek != nil; ek, evv = ec.Next() {
+		n++
+		ev, err := decodeEvent(id, ek, evv)
+		if err != nil {
+			add(n, "%v", err)
+			return r, nil, true
+		}
+		switch {
+		case ev.Seq != n:
+			add(n, "sequence number %d where %d was due (an event was removed or moved)", ev.Seq, n)
+		case ev.Prev != prev:
+			add(n, "links to %.16s…, the previous record's hash is %.16s… (an event before it changed, was removed or moved)", ev.Prev, prev)
+		case ev.Time.Before(last):
+			add(n, "time %s before the previous record's %s", ev.Time.Format(time.RFC3339Nano), last.Format(time.RFC3339Nano))
+		default:
+			prev, state, last = ev.Hash, ev.To, ev.Time
+			evs = append(evs, ev)
+			continue
+		}
+		return r, nil, true
+	}
+	switch {
+	case r.Events != n:
+		add(0, "run record counts %d events, the journal holds %d (events were added or removed)", r.Events, n)
+	case r.FinalHash != prev:
+		add(0, "run record's final hash %.16s… is not its last event's %.16s… (the run was truncated or its last event changed)", r.FinalHash, prev)
+	case n > 0 && r.State != state:
+		add(0, "run record says state %q, its last event leads to %q", r.State, state)
+	case r.InFlight() != (tx.Bucket(bucketInFlight).Get(k) != nil):
+		add(0, "in-flight index disagrees with the run's outcome %q", r.Outcome)
+	}
+	return r, evs, true
 }

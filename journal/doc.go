@@ -40,6 +40,14 @@
 // record, events or index entry remain is ErrCorrupt too, never
 // ErrNotFound.
 //
+// Check, CheckEach and Scan read the whole journal in one read
+// transaction, one run at a time: CheckEach hands each run's events, as
+// the chain check decoded them, to its caller (audit.Verify replays them),
+// so no event is decoded twice. As they walk, they release the pages
+// they have mapped every few hundred runs (madvise MADV_DONTNEED on
+// bbolt's read-only mapping, see release.go), so the process's resident
+// set does not grow to the size of the file.
+//
 // # Caveats
 //
 // bbolt holds an exclusive flock while the journal is open for writing: a

@@ -1,6 +1,7 @@
 package journal
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"testing"
@@ -65,4 +66,54 @@ func FuzzRecordEnded(f *testing.F) {
 			t.Errorf("recordEnded(%s) = %v, want %v", b, got, want)
 		}
 	})
+}
+
+// FuzzDecodeCanonicalEvent: whatever decodeCanonicalEvent accepts,
+// json.Unmarshal accepts too and decodes to the same Event; and the
+// canonical encoding of any event is accepted (if its strings are plain
+// ASCII) and decodes back to it.
+func FuzzDecodeCanonicalEvent(f *testing.F) {
+	f.Add([]byte(`{"run":1,"seq":2,"from":"a","event":"b","to":"c","time":"2026-01-02T03:04:05.123456789Z","details":{"x":[1,"prev",{"prev":2}]},"prev":"00"}`),
+		"write", `{"files":[{"name":"a\"b"}],"prev":"x"}`)
+	f.Add([]byte(`{"run":01,"seq":2,"from":"a","event":"b","to":"c","time":"2026-01-02T03:04:05Z","prev":"00"}`), "é", `null`)
+	f.Add([]byte(`{"run":1,"seq":2,"from":"a\u0041","event":"b","to":"c","time":"2026-01-02T03:04:05+01:00","details":,"prev":"00"}`), "", `[]`)
+	f.Fuzz(func(t *testing.T, b []byte, state, details string) {
+		if got, ok := decodeCanonicalEvent(b); ok {
+			var want Event
+			if err := json.Unmarshal(b, &want); err != nil {
+				t.Fatalf("decodeCanonicalEvent accepts %q, json.Unmarshal refuses it: %v", b, err)
+			}
+			if !sameEvent(got, want) {
+				t.Fatalf("decodeCanonicalEvent(%q) = %+v, json.Unmarshal gives %+v", b, got, want)
+			}
+		}
+		ev := Event{Run: 7, Seq: 3, From: state, Event: "ev", To: state, Time: time.Unix(1700000000, 123456789).UTC(), Prev: Genesis}
+		if json.Valid([]byte(details)) {
+			var c bytes.Buffer
+			_ = json.Compact(&c, []byte(details))
+			ev.Details = c.Bytes()
+		}
+		canonical, err := json.Marshal(ev)
+		if err != nil {
+			t.Skip()
+		}
+		got, ok := decodeCanonicalEvent(canonical)
+		plain := true
+		for _, c := range []byte(state) {
+			plain = plain && c >= 0x20 && c < 0x80 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+		}
+		switch {
+		case !ok && plain:
+			t.Fatalf("decodeCanonicalEvent refuses the canonical %s", canonical)
+		case ok && !sameEvent(got, ev):
+			t.Fatalf("decodeCanonicalEvent(%s) = %+v, want %+v", canonical, got, ev)
+		}
+	})
+}
+
+// sameEvent compares two events field by field (times with Equal).
+func sameEvent(a, b Event) bool {
+	return a.Run == b.Run && a.Seq == b.Seq && a.From == b.From && a.Event == b.Event && a.To == b.To &&
+		a.Time.Equal(b.Time) && a.Time.Location().String() == b.Time.Location().String() &&
+		bytes.Equal(a.Details, b.Details) && a.Prev == b.Prev && a.Hash == b.Hash
 }

@@ -13,7 +13,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/kvrflow/kvrflow"
+	"github.com/kvrflow/kvrflow/audit"
 	"github.com/kvrflow/kvrflow/internal/fault"
 	"github.com/kvrflow/kvrflow/journal"
 )
@@ -75,8 +75,8 @@ func TestMigrate_ReadOnlyOpenOfSchema1IsErrOldSchema(t *testing.T) {
 	if !errors.Is(err, journal.ErrOldSchema) {
 		t.Fatalf("read-only Open of a schema 1 journal = %v, want ErrOldSchema", err)
 	}
-	if _, err := kvrflow.VerifyJournal(path); !errors.Is(err, journal.ErrOldSchema) {
-		t.Errorf("VerifyJournal of a schema 1 journal = %v, want ErrOldSchema", err)
+	if _, err := audit.Verify(path, nil); !errors.Is(err, journal.ErrOldSchema) {
+		t.Errorf("Verify of a schema 1 journal = %v, want ErrOldSchema", err)
 	}
 	if !bytes.Equal(readFile(t, path), readFile(t, v1Fixture)) {
 		t.Error("a read-only open changed the file")
@@ -145,9 +145,9 @@ func TestMigrate_ReadWriteOpenMigratesKeepingEveryRecord(t *testing.T) {
 	if err := j.Close(); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := kvrflow.VerifyJournal(path)
+	rep, err := audit.Verify(path, nil)
 	if err != nil || !rep.OK() || !slices.Equal(rep.InFlight, []uint64{3}) || rep.Runs != 3 {
-		t.Errorf("VerifyJournal after migration = %+v, %v; want 3 runs, run 3 in flight, no problem", rep, err)
+		t.Errorf("Verify after migration = %+v, %v; want 3 runs, run 3 in flight, no problem", rep, err)
 	}
 
 	migrated := readFile(t, path)

@@ -148,21 +148,9 @@ func (j *Journal) Events(id uint64) ([]Event, error) {
 		if _, err := getRun(tx, id); err != nil {
 			return err
 		}
-		b := tx.Bucket(bucketEvents).Bucket(itob(id))
-		if b == nil {
-			return fmt.Errorf("run %d: %w: no events bucket", id, ErrCorrupt)
-		}
-		return b.ForEach(func(k, v []byte) error {
-			ev, err := decodeEvent(id, k, v)
-			if err != nil {
-				return err
-			}
-			if want := uint64(len(out) + 1); ev.Seq != want {
-				return fmt.Errorf("run %d: %w: event %d where %d was due", id, ErrCorrupt, ev.Seq, want)
-			}
-			out = append(out, ev)
-			return nil
-		})
+		var err error
+		out, err = runEvents(tx, id)
+		return err
 	})
 	return out, err
 }
@@ -302,8 +290,12 @@ func decodeEvent(id uint64, k, v []byte) (Event, error) {
 	if err != nil {
 		return ev, fmt.Errorf("run %d event %d: %w: %w", id, seq, ErrCorrupt, err)
 	}
-	if err := json.Unmarshal(canonical, &ev); err != nil {
-		return ev, fmt.Errorf("run %d event %d: %w: %w", id, seq, ErrCorrupt, err)
+	var ok bool
+	if ev, ok = decodeCanonicalEvent(canonical); !ok {
+		ev = Event{}
+		if err := json.Unmarshal(canonical, &ev); err != nil {
+			return ev, fmt.Errorf("run %d event %d: %w: %w", id, seq, ErrCorrupt, err)
+		}
 	}
 	ev.Hash = hash
 	switch {
@@ -316,3 +308,63 @@ func decodeEvent(id uint64, k, v []byte) (Event, error) {
 }
 
 func beUint64(b []byte) uint64 { return binary.BigEndian.Uint64(b) }
+
+// AllEvents, as Scan's events, reads the events of every run.
+func AllEvents(*Run) bool { return true }
+
+// Scan calls fn with each run whose id is first or more, in id order, and,
+// if events is not nil and says so of the run, the run's events in
+// sequence order (nil otherwise), all read in one read transaction, one
+// run at a time: what Scan holds is one run's events, however many runs
+// the journal has, and the pages it reads leave the process's resident
+// set as it goes (see release). An error of fn stops the scan and is
+// returned as it is. Records are decoded and checked as Run and Events do
+// (not their hash chains: see Check); fn may keep r and evs, and must not
+// use j.
+func (j *Journal) Scan(first uint64, events func(r *Run) bool, fn func(r Run, evs []Event) error) error {
+	return j.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketRuns).Cursor()
+		walked := 0
+		for k, v := c.Seek(itob(first)); k != nil; k, v = c.Next() {
+			if walked++; walked%releaseEvery == 0 {
+				j.release(tx)
+			}
+			r, err := decodeRun(k, v)
+			if err != nil {
+				return err
+			}
+			var evs []Event
+			if events != nil && events(&r) {
+				if evs, err = runEvents(tx, r.ID); err != nil {
+					return err
+				}
+			}
+			if err := fn(r, evs); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// runEvents reads the events of run id, whose record exists, in sequence
+// order.
+func runEvents(tx *bolt.Tx, id uint64) ([]Event, error) {
+	b := tx.Bucket(bucketEvents).Bucket(itob(id))
+	if b == nil {
+		return nil, fmt.Errorf("run %d: %w: no events bucket", id, ErrCorrupt)
+	}
+	var out []Event
+	err := b.ForEach(func(k, v []byte) error {
+		ev, err := decodeEvent(id, k, v)
+		if err != nil {
+			return err
+		}
+		if want := uint64(len(out) + 1); ev.Seq != want {
+			return fmt.Errorf("run %d: %w: event %d where %d was due", id, ErrCorrupt, ev.Seq, want)
+		}
+		out = append(out, ev)
+		return nil
+	})
+	return out, err
+}

@@ -12,7 +12,7 @@
 //	kvrflow journal replay RUN --db DIR | --journal PATH
 //	kvrflow journal export [--format json|ndjson|csv] [--run RUN] [--since TIME] --db DIR | --journal PATH
 //	kvrflow journal graph [RUN] [--format mermaid|dot] [--db DIR | --journal PATH]
-//	kvrflow journal report --html FILE --db DIR | --journal PATH
+//	kvrflow journal report --html FILE [--recent N | --run RUN | --since TIME --until TIME] --db DIR | --journal PATH
 //	kvrflow journal prune --keep N | --older-than DURATION --db DIR | --journal PATH
 //	kvrflow faults
 //	kvrflow chaos [--from BACKUP] [--dir SCRATCH] [--iterations N] [--seed S]

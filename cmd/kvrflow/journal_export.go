@@ -1,16 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"time"
 
-	"github.com/kvrflow/kvrflow"
+	"github.com/kvrflow/kvrflow/audit"
 	"github.com/kvrflow/kvrflow/journal"
 )
 
@@ -50,9 +48,9 @@ func (c *journalExportCmd) flags(fs *flag.FlagSet) {
 }
 
 // journalExportDoc is journal export's --json document: the json export
-// document (kvrflow.ExportDocument) with exit_code added.
+// document (audit.ExportDocument) with exit_code added.
 type journalExportDoc struct {
-	kvrflow.ExportDocument
+	*audit.ExportDocument
 	exitReport
 }
 
@@ -96,20 +94,16 @@ func (c *journalExportCmd) run(_ context.Context, o *stdio, args []string) (docu
 	if err != nil {
 		return nil, err
 	}
-	opts := kvrflow.ExportOptions{Format: c.format, Run: c.runID, Since: since}
+	opts := audit.ExportOptions{Format: c.format, Run: c.runID, Since: since}
 	if !c.json {
 		// Streamed: an export of a large journal is never held in memory.
-		return nil, c.failed(path, kvrflow.Export(o.stdout, path, opts))
+		return nil, c.failed(path, audit.Export(o.stdout, path, opts))
 	}
-	var buf bytes.Buffer
-	if err := kvrflow.Export(&buf, path, opts); err != nil {
+	doc, err := audit.ExportDoc(path, opts)
+	if err != nil {
 		return nil, c.failed(path, err)
 	}
-	doc := &journalExportDoc{}
-	if err := json.Unmarshal(buf.Bytes(), &doc.ExportDocument); err != nil {
-		return nil, fmt.Errorf("decode the export of %s: %w", path, err)
-	}
-	return doc, nil
+	return &journalExportDoc{ExportDocument: doc}, nil
 }
 
 // failed classifies an export's error: no journal, or no such run, is bad

@@ -7,12 +7,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kvrflow/kvrflow"
+	"github.com/kvrflow/kvrflow/audit"
 )
 
 func TestJournalExport_FormatsParseAndMatch(t *testing.T) {
 	f, _ := restored(t, 2)
-	var doc kvrflow.ExportDocument
+	var doc audit.ExportDocument
 	r := mustRun(t, exitOK, nil, "journal", "export", "--db", f.db)
 	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
 		t.Fatalf("journal export: %v\n%s", err, r.stdout)
@@ -24,12 +24,12 @@ func TestJournalExport_FormatsParseAndMatch(t *testing.T) {
 			t.Errorf("run %d: %d events exported, its record counts %d", run.ID, len(run.Events), run.Run.Events)
 		}
 	}
-	if doc.Schema != kvrflow.ExportSchema || len(doc.Runs) != 2 || events == 0 {
+	if doc.Schema != audit.ExportSchema || len(doc.Runs) != 2 || events == 0 {
 		t.Fatalf("journal export: schema %q, %d runs, %d events", doc.Schema, len(doc.Runs), events)
 	}
 
 	var withExit struct {
-		kvrflow.ExportDocument
+		audit.ExportDocument
 		ExitCode int `json:"exit_code"`
 	}
 	decode(t, mustRun(t, exitOK, nil, "journal", "export", "--db", f.db, "--json"), &withExit)
@@ -43,15 +43,15 @@ func TestJournalExport_FormatsParseAndMatch(t *testing.T) {
 		t.Errorf("ndjson: %d lines, %d events", len(lines), events)
 	}
 	for _, l := range lines {
-		var e kvrflow.ExportEvent
-		if err := json.Unmarshal([]byte(l), &e); err != nil || e.Schema != kvrflow.ExportSchema || e.Hash == "" {
+		var e audit.ExportEvent
+		if err := json.Unmarshal([]byte(l), &e); err != nil || e.Schema != audit.ExportSchema || e.Hash == "" {
 			t.Errorf("ndjson line %q: %v", l, err)
 		}
 	}
 
 	c := mustRun(t, exitOK, nil, "journal", "export", "--format", "csv", "--run", "2", "--db", f.db)
 	rows, err := csv.NewReader(strings.NewReader(c.stdout)).ReadAll()
-	if err != nil || len(rows) != 1+len(doc.Runs[1].Events) || strings.Join(rows[0], ",") != strings.Join(kvrflow.CSVHeader, ",") {
+	if err != nil || len(rows) != 1+len(doc.Runs[1].Events) || strings.Join(rows[0], ",") != strings.Join(audit.CSVHeader, ",") {
 		t.Errorf("csv of run 2: %d rows (%v), want a header and %d", len(rows), err, len(doc.Runs[1].Events))
 	}
 

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/kvrflow/kvrflow"
+	"github.com/kvrflow/kvrflow/audit"
+	"github.com/kvrflow/kvrflow/fsm"
 	"github.com/kvrflow/kvrflow/journal"
+	"github.com/kvrflow/kvrflow/steps"
 )
 
 var journalGraphCommand = &command{
@@ -57,19 +59,20 @@ func (c *journalGraphCmd) run(_ context.Context, o *stdio, args []string) (docum
 	}
 	doc := &journalGraphDoc{Format: c.format}
 	var evs []journal.Event
+	def := steps.Restore
 	if len(args) == 1 {
 		id, err := parseRun(args[0])
 		if err != nil {
 			return nil, err
 		}
-		if evs, err = c.events(o, id); err != nil {
+		if def, evs, err = c.events(o, id); err != nil {
 			return nil, err
 		}
 		doc.Run = id
 	} else if _, err := c.logger(o); err != nil { // the flags are still checked
 		return nil, err
 	}
-	g, err := kvrflow.Graph(c.format, evs)
+	g, err := audit.Graph(def, c.format, evs)
 	if err != nil {
 		return nil, err
 	}
@@ -77,16 +80,25 @@ func (c *journalGraphCmd) run(_ context.Context, o *stdio, args []string) (docum
 	return doc, nil
 }
 
-// events returns run id's events from the journal.
-func (c *journalGraphCmd) events(o *stdio, id uint64) ([]journal.Event, error) {
+// events returns run id's workflow (by its kind) and events from the
+// journal.
+func (c *journalGraphCmd) events(o *stdio, id uint64) (*fsm.Definition, []journal.Event, error) {
 	j, err := c.open(o)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer j.Close()
-	evs, err := j.Events(id)
+	r, err := j.Run(id)
 	if errors.Is(err, journal.ErrNotFound) {
-		return nil, asUsage(fmt.Errorf("%s: %w", j.Path(), err))
+		return nil, nil, asUsage(fmt.Errorf("%s: %w", j.Path(), err))
 	}
-	return evs, err
+	if err != nil {
+		return nil, nil, err
+	}
+	def := audit.Default()[r.Kind]
+	if def == nil {
+		return nil, nil, fmt.Errorf("%s: run %d of kind %q: %w", j.Path(), id, r.Kind, audit.ErrUnknownKind)
+	}
+	evs, err := j.Events(id)
+	return def, evs, err
 }

@@ -8,7 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/kvrflow/kvrflow"
+	"github.com/kvrflow/kvrflow/audit"
 	"github.com/kvrflow/kvrflow/journal"
 	"github.com/kvrflow/kvrflow/steps"
 )
@@ -25,7 +25,7 @@ and what recovery would have done had the process died right after it
 decision comes from the recovery rule itself (fsm.Definition.Decide), the
 code kvrflow recover runs. The journal is opened read-only.
 
---json prints the timeline (kvrflow.Timeline): the run, if_crashed_at_start
+--json prints the timeline (audit.Timeline): the run, if_crashed_at_start
 and steps, each with seq, time, duration_ns, from, event, to, files, bytes,
 error, details, hash and if_crashed.`,
 	example: "kvrflow journal replay 3 --db /var/lib/app/db",
@@ -34,9 +34,9 @@ error, details, hash and if_crashed.`,
 
 type journalReplayCmd struct{ journalFlags }
 
-// journalReplayDoc is journal replay's --json document: kvrflow.Timeline.
+// journalReplayDoc is journal replay's --json document: audit.Timeline.
 type journalReplayDoc struct {
-	*kvrflow.Timeline
+	*audit.Timeline
 	exitReport
 }
 
@@ -88,7 +88,7 @@ func (c *journalReplayCmd) run(_ context.Context, o *stdio, args []string) (docu
 	if err != nil {
 		return nil, err
 	}
-	tl, err := kvrflow.Replay(path, id)
+	tl, err := audit.Replay(path, id, audit.Default())
 	if errors.Is(err, journal.ErrNotFound) {
 		return nil, asUsage(fmt.Errorf("%s: %w", path, err))
 	}

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kvrflow/kvrflow"
+	"github.com/kvrflow/kvrflow/audit"
 )
 
 func TestJournalReplay_PrintsTheTimelineWithRecoverysDecisions(t *testing.T) {
@@ -43,7 +43,7 @@ func TestJournalReplay_PrintsTheTimelineWithRecoverysDecisions(t *testing.T) {
 	}
 
 	var doc struct {
-		kvrflow.Timeline
+		audit.Timeline
 		ExitCode int `json:"exit_code"`
 	}
 	decode(t, mustRun(t, exitOK, nil, "journal", "replay", "--db", f.db, "1", "--json"), &doc)

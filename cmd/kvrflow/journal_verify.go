@@ -7,7 +7,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/kvrflow/kvrflow"
+	"github.com/kvrflow/kvrflow/audit"
 	"github.com/kvrflow/kvrflow/journal"
 )
 
@@ -34,11 +34,11 @@ opened read-only.`,
 
 type journalVerifyCmd struct{ journalFlags }
 
-// journalVerifyDoc is journal verify's --json document: kvrflow.VerifyReport
+// journalVerifyDoc is journal verify's --json document: audit.VerifyReport
 // (journal, runs, events, in_flight, problems in run and sequence order)
 // and first_problem, the first of them, when there is one.
 type journalVerifyDoc struct {
-	kvrflow.VerifyReport
+	audit.VerifyReport
 	FirstProblem *journal.Problem `json:"first_problem,omitempty"`
 	exitReport
 }
@@ -75,7 +75,7 @@ func (c *journalVerifyCmd) run(_ context.Context, o *stdio, args []string) (docu
 	if err != nil {
 		return nil, err
 	}
-	rep, err := kvrflow.VerifyJournal(path)
+	rep, err := audit.Verify(path, audit.Default())
 	if errors.Is(err, journal.ErrOldSchema) {
 		return nil, fmt.Errorf("%w: %w", errVerifyFailed, err)
 	}

@@ -9,7 +9,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/kvrflow/kvrflow"
+	"github.com/kvrflow/kvrflow/audit"
 	"github.com/kvrflow/kvrflow/journal"
 	"github.com/kvrflow/kvrflow/steps"
 )
@@ -27,7 +27,7 @@ func restored(tb testing.TB, n int) (*fixture, string) {
 
 // verifyJSON is journal verify's --json document.
 type verifyJSON struct {
-	kvrflow.VerifyReport
+	audit.VerifyReport
 	FirstProblem *journal.Problem `json:"first_problem"`
 	Error        string           `json:"error"`
 	ExitCode     int              `json:"exit_code"`

@@ -1,4 +1,4 @@
-package kvrflow
+package audit_test
 
 import (
 	"bufio"
@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvrflow/kvrflow/audit"
 	"github.com/kvrflow/kvrflow/journal"
 )
 
@@ -35,7 +36,7 @@ func journalContents(t *testing.T, path string) ([]journal.Run, map[uint64][]jou
 
 // sameEvent compares an exported event with the journal's, details byte
 // for byte after compaction (the json document indents them).
-func sameEvent(t *testing.T, got ExportEvent, want journal.Event) {
+func sameEvent(t *testing.T, got audit.ExportEvent, want journal.Event) {
 	t.Helper()
 	var compact bytes.Buffer
 	if len(got.Details) > 0 {
@@ -51,13 +52,13 @@ func TestExport_JSONRoundTripsTheJournal(t *testing.T) {
 	path := auditJournal(t)
 	runs, evs := journalContents(t, path)
 	var out bytes.Buffer
-	must(t, Export(&out, path, ExportOptions{Format: "json"}))
+	must(t, audit.Export(&out, path, audit.ExportOptions{Format: "json"}))
 	dec := json.NewDecoder(&out)
 	dec.DisallowUnknownFields()
-	var doc ExportDocument
+	var doc audit.ExportDocument
 	must(t, dec.Decode(&doc))
-	if doc.Schema != ExportSchema || doc.Journal != path || len(doc.Runs) != len(runs) {
-		t.Fatalf("document schema %q journal %q with %d runs, want %q %q %d", doc.Schema, doc.Journal, len(doc.Runs), ExportSchema, path, len(runs))
+	if doc.Schema != audit.ExportSchema || doc.Journal != path || len(doc.Runs) != len(runs) {
+		t.Fatalf("document schema %q journal %q with %d runs, want %q %q %d", doc.Schema, doc.Journal, len(doc.Runs), audit.ExportSchema, path, len(runs))
 	}
 	for i, er := range doc.Runs {
 		r := runs[i]
@@ -85,18 +86,18 @@ func TestExport_NDJSONLinesCarryEnoughToRecomputeEveryHash(t *testing.T) {
 	path := auditJournal(t)
 	runs, evs := journalContents(t, path)
 	var out bytes.Buffer
-	must(t, Export(&out, path, ExportOptions{Format: "ndjson"}))
-	byRun := map[uint64][]ExportEvent{}
+	must(t, audit.Export(&out, path, audit.ExportOptions{Format: "ndjson"}))
+	byRun := map[uint64][]audit.ExportEvent{}
 	sc := bufio.NewScanner(&out)
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
-		var e ExportEvent
+		var e audit.ExportEvent
 		dec := json.NewDecoder(bytes.NewReader(sc.Bytes()))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&e); err != nil {
 			t.Fatalf("line %q: %v", sc.Text(), err)
 		}
-		if e.Schema != ExportSchema || e.RunTarget == "" || e.RunKind != "restore" {
+		if e.Schema != audit.ExportSchema || e.RunTarget == "" || e.RunKind != "restore" {
 			t.Errorf("line %q lacks the schema or its run's fields", sc.Text())
 		}
 		byRun[e.Run] = append(byRun[e.Run], e)
@@ -144,11 +145,11 @@ func TestExport_CSVHasTheHeaderAndOneRowPerEvent(t *testing.T) {
 	path := auditJournal(t)
 	runs, evs := journalContents(t, path)
 	var out bytes.Buffer
-	must(t, Export(&out, path, ExportOptions{Format: "csv"}))
+	must(t, audit.Export(&out, path, audit.ExportOptions{Format: "csv"}))
 	rows, err := csv.NewReader(&out).ReadAll()
 	must(t, err)
-	if len(rows) == 0 || strings.Join(rows[0], ",") != strings.Join(CSVHeader, ",") {
-		t.Fatalf("csv header %v, want %v", rows[:min(1, len(rows))], CSVHeader)
+	if len(rows) == 0 || strings.Join(rows[0], ",") != strings.Join(audit.CSVHeader, ",") {
+		t.Fatalf("csv header %v, want %v", rows[:min(1, len(rows))], audit.CSVHeader)
 	}
 	i := 1
 	for _, r := range runs {
@@ -158,7 +159,7 @@ func TestExport_CSVHasTheHeaderAndOneRowPerEvent(t *testing.T) {
 			}
 			row := rows[i]
 			i++
-			if row[0] != ExportSchema || row[1] != strconv.FormatUint(r.ID, 10) || row[6] != strconv.FormatUint(ev.Seq, 10) ||
+			if row[0] != audit.ExportSchema || row[1] != strconv.FormatUint(r.ID, 10) || row[6] != strconv.FormatUint(ev.Seq, 10) ||
 				row[8] != ev.From || row[9] != ev.Event || row[10] != ev.To || row[11] != string(ev.Details) || row[12] != ev.Prev || row[13] != ev.Hash {
 				t.Errorf("csv row %v, the journal's run %d event %+v", row, r.ID, ev)
 			}
@@ -176,8 +177,8 @@ func TestExport_RunAndSinceSelect(t *testing.T) {
 	path := auditJournal(t)
 	runs, evs := journalContents(t, path)
 	var out bytes.Buffer
-	must(t, Export(&out, path, ExportOptions{Run: auditRolledBack}))
-	var doc ExportDocument
+	must(t, audit.Export(&out, path, audit.ExportOptions{Run: auditRolledBack}))
+	var doc audit.ExportDocument
 	must(t, json.Unmarshal(out.Bytes(), &doc))
 	if len(doc.Runs) != 1 || doc.Runs[0].ID != auditRolledBack || len(doc.Runs[0].Events) != len(evs[auditRolledBack]) {
 		t.Errorf("--run %d exported %d runs", auditRolledBack, len(doc.Runs))
@@ -187,7 +188,7 @@ func TestExport_RunAndSinceSelect(t *testing.T) {
 	// run 4.
 	since := evs[auditRolledBack][2].Time
 	out.Reset()
-	must(t, Export(&out, path, ExportOptions{Format: "ndjson", Since: since}))
+	must(t, audit.Export(&out, path, audit.ExportOptions{Format: "ndjson", Since: since}))
 	want := 0
 	for _, r := range runs {
 		for _, ev := range evs[r.ID] {
@@ -201,17 +202,44 @@ func TestExport_RunAndSinceSelect(t *testing.T) {
 		t.Errorf("--since %s: %d lines, want %d", since, len(lines), want)
 	}
 	for _, line := range lines {
-		var e ExportEvent
+		var e audit.ExportEvent
 		must(t, json.Unmarshal([]byte(line), &e))
 		if e.Time.Before(since) {
 			t.Errorf("--since %s exported an event of %s", since, e.Time)
 		}
 	}
 
-	if err := Export(&out, path, ExportOptions{Run: 99}); !errors.Is(err, journal.ErrNotFound) {
+	if err := audit.Export(&out, path, audit.ExportOptions{Run: 99}); !errors.Is(err, journal.ErrNotFound) {
 		t.Errorf("export of run 99 = %v, want ErrNotFound", err)
 	}
-	if err := Export(&out, path, ExportOptions{Format: "xml"}); err == nil {
-		t.Error("export as xml did not fail")
+	if err := audit.Export(&out, path, audit.ExportOptions{Format: "xml"}); !errors.Is(err, audit.ErrFormat) {
+		t.Errorf("export as xml = %v, want ErrFormat", err)
+	}
+}
+
+// TestExport_StreamedJSONIsTheDocument: the json format, written run by
+// run, is byte for byte the document ExportDoc returns encoded whole (as
+// an indented json.Encoder writes it), for every run, one run, and a
+// selection with no event (an empty runs array).
+func TestExport_StreamedJSONIsTheDocument(t *testing.T) {
+	path := auditJournal(t)
+	for _, opts := range []audit.ExportOptions{
+		{},
+		{Run: auditRolledBack},
+		{Since: time.Now().Add(time.Hour)},
+	} {
+		var streamed, whole bytes.Buffer
+		must(t, audit.Export(&streamed, path, opts))
+		doc, err := audit.ExportDoc(path, opts)
+		must(t, err)
+		enc := json.NewEncoder(&whole)
+		enc.SetIndent("", "  ")
+		must(t, enc.Encode(doc))
+		if !bytes.Equal(streamed.Bytes(), whole.Bytes()) {
+			t.Errorf("%+v: the streamed export differs from the document:\n%s\nwant\n%s", opts, streamed.Bytes(), whole.Bytes())
+		}
+	}
+	if _, err := audit.ExportDoc(path, audit.ExportOptions{Run: 99}); !errors.Is(err, journal.ErrNotFound) {
+		t.Errorf("ExportDoc of run 99 = %v, want ErrNotFound", err)
 	}
 }

@@ -1,7 +1,8 @@
-package kvrflow
+package audit_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/kvrflow/kvrflow"
+	"github.com/kvrflow/kvrflow/audit"
 	"github.com/kvrflow/kvrflow/fsm"
 	"github.com/kvrflow/kvrflow/internal/fault"
 	"github.com/kvrflow/kvrflow/journal"
@@ -32,27 +35,27 @@ func auditJournal(t *testing.T) string {
 	f := newFixture(t, vfs.NewMem(), "/a")
 	f.journal = filepath.Join(t.TempDir(), "journal.db")
 	for range 2 {
-		if _, err := Restore(context.Background(), f.opts()); err != nil {
+		if _, err := kvrflow.Restore(context.Background(), f.opts()); err != nil {
 			t.Fatal(err)
 		}
 	}
 	opts := f.opts()
 	opts.FaultSpec = "restore.write.begin:eio"
-	if _, err := Restore(context.Background(), opts); !IsRolledBack(err) {
+	if _, err := kvrflow.Restore(context.Background(), opts); !kvrflow.IsRolledBack(err) {
 		t.Fatalf("restore with EIO at restore.write.begin = %v, want rolled back", err)
 	}
 	crashAt(t, f.opts(), "restore.verify.begin")
 	return f.journal
 }
 
-func TestVerifyJournal_RecordedRestoresVerifyWithInFlightListed(t *testing.T) {
+func TestVerify_RecordedRestoresVerifyWithInFlightListed(t *testing.T) {
 	path := auditJournal(t)
-	rep, err := VerifyJournal(path)
+	rep, err := audit.Verify(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !rep.OK() || rep.Runs != 4 || !slices.Equal(rep.InFlight, []uint64{auditInFlight}) {
-		t.Fatalf("VerifyJournal = %+v, want 4 runs, run %d in flight, no problem", rep, auditInFlight)
+		t.Fatalf("Verify = %+v, want 4 runs, run %d in flight, no problem", rep, auditInFlight)
 	}
 	j, err := journal.Open(path, journal.Options{ReadOnly: true})
 	must(t, err)
@@ -64,15 +67,15 @@ func TestVerifyJournal_RecordedRestoresVerifyWithInFlightListed(t *testing.T) {
 		want += len(evs)
 	}
 	if rep.Events != want {
-		t.Errorf("VerifyJournal checked %d events, the journal holds %d", rep.Events, want)
+		t.Errorf("Verify checked %d events, the journal holds %d", rep.Events, want)
 	}
 }
 
-// TestVerifyJournal_IllegalTransitionIsNamed: a journal whose chain is
+// TestVerify_IllegalTransitionIsNamed: a journal whose chain is
 // intact but whose events break the workflow (written with the journal's
 // own API, which checks only that each event starts where the last ended)
 // fails the replay at the first illegal event.
-func TestVerifyJournal_IllegalTransitionIsNamed(t *testing.T) {
+func TestVerify_IllegalTransitionIsNamed(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "journal.db")
 	j, err := journal.Open(path, journal.Options{})
 	must(t, err)
@@ -85,13 +88,52 @@ func TestVerifyJournal_IllegalTransitionIsNamed(t *testing.T) {
 	must(t, j.Append(bad.ID, "precheck", "committed", "done", nil, steps.OutcomeCommitted, "")) // skips the copy
 	must(t, j.Close())
 
-	rep, err := VerifyJournal(path)
+	rep, err := audit.Verify(path, nil)
 	must(t, err)
 	if len(rep.Problems) != 1 || rep.Problems[0].Run != bad.ID || rep.Problems[0].Seq != 2 {
 		t.Fatalf("problems %v, want one: run %d event 2", rep.Problems, bad.ID)
 	}
 	if !strings.Contains(rep.Problems[0].What, "not a transition") {
 		t.Errorf("problem %q does not say the transition is illegal", rep.Problems[0].What)
+	}
+}
+
+// TestVerify_RunOfUnknownKindIsAProblem: each run is replayed through the
+// workflow of its kind; a run of a kind the Workflows lack is reported as
+// a problem naming it, the other runs still verified, and Replay refuses
+// it with ErrUnknownKind.
+func TestVerify_RunOfUnknownKindIsAProblem(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "journal.db")
+	j, err := journal.Open(path, journal.Options{})
+	must(t, err)
+	for _, kind := range []string{"restore", "undo", "restore"} {
+		r, err := j.Begin(journal.Run{Kind: kind, Target: "/db", State: steps.StateNew})
+		must(t, err)
+		appendPath(t, j, r.ID, restorePath)
+	}
+	must(t, j.Close())
+
+	rep, err := audit.Verify(path, nil)
+	must(t, err)
+	if rep.Runs != 3 || len(rep.Problems) != 1 || rep.Problems[0].Run != 2 || !strings.Contains(rep.Problems[0].What, `kind "undo"`) {
+		t.Errorf("Verify = %+v, want one problem: run 2 of kind undo", rep)
+	}
+	if rep.Events != 3*len(restorePath) {
+		t.Errorf("Verify replayed %d events, want %d", rep.Events, 3*len(restorePath))
+	}
+	// Given a workflow for the kind (here the restore one), it verifies.
+	rep, err = audit.Verify(path, audit.Workflows{"restore": steps.Restore, "undo": steps.Restore})
+	if err != nil || !rep.OK() {
+		t.Errorf("Verify with an undo workflow = %+v, %v", rep, err)
+	}
+	if _, err := audit.Replay(path, 2, nil); !errors.Is(err, audit.ErrUnknownKind) {
+		t.Errorf("Replay of the undo run = %v, want ErrUnknownKind", err)
+	}
+	if _, err := audit.Replay(path, 9, nil); !errors.Is(err, journal.ErrNotFound) {
+		t.Errorf("Replay of run 9 = %v, want ErrNotFound", err)
+	}
+	if _, err := audit.Graph(steps.Restore, "svg", nil); !errors.Is(err, audit.ErrFormat) {
+		t.Errorf("Graph as svg = %v, want ErrFormat", err)
 	}
 }
 
@@ -140,11 +182,11 @@ func TestReplay_DecisionAtEveryPointIsWhatRecoveryDoes(t *testing.T) {
 			rec.journal = filepath.Join(t.TempDir(), "journal.db")
 			opts := rec.opts()
 			opts.FaultSpec = tc.faults
-			res, _ := Restore(context.Background(), opts)
+			res, _ := kvrflow.Restore(context.Background(), opts)
 			if res == nil || res.Run.InFlight() {
 				t.Fatalf("recorded run did not end: %+v", res)
 			}
-			tl, err := Replay(rec.journal, res.Run.ID)
+			tl, err := audit.Replay(rec.journal, res.Run.ID, nil)
 			must(t, err)
 			// replayAt returns the state and the replay's decision after
 			// the run's first k records.
@@ -220,7 +262,7 @@ func crashAndRecover(t *testing.T, faults, crash string) (crashed journal.Run, d
 	crashed, err = j.Run(1)
 	j.Close()
 	must(t, err)
-	recovered, err := Recover(context.Background(), f.opts())
+	recovered, err := kvrflow.Recover(context.Background(), f.opts())
 	must(t, err)
 	decision = fsm.Nothing.String()
 	if len(recovered) > 0 {
@@ -229,10 +271,10 @@ func crashAndRecover(t *testing.T, faults, crash string) (crashed journal.Run, d
 		}
 		decision = recovered[0].Decision
 	}
-	rep, err := VerifyJournal(f.journal)
+	rep, err := audit.Verify(f.journal, nil)
 	must(t, err)
 	if !rep.OK() || len(rep.InFlight) != 0 {
-		t.Errorf("%s: after recovery VerifyJournal = %+v", crash, rep)
+		t.Errorf("%s: after recovery Verify = %+v", crash, rep)
 	}
 	return crashed, decision, true
 }
@@ -240,7 +282,7 @@ func crashAndRecover(t *testing.T, faults, crash string) (crashed journal.Run, d
 // restoreCrashes runs a restore with the fault spec, whose crash action
 // stops the restore dead, as a kill would (it unwinds the goroutine with
 // no journal write). It reports whether the restore crashed.
-func restoreCrashes(t *testing.T, opts Options, spec string) (crashedOut bool) {
+func restoreCrashes(t *testing.T, opts kvrflow.Options, spec string) (crashedOut bool) {
 	t.Helper()
 	fs, err := fault.Parse(spec)
 	must(t, err)
@@ -253,7 +295,7 @@ func restoreCrashes(t *testing.T, opts Options, spec string) (crashedOut bool) {
 			crashedOut = true
 		}
 	}()
-	_, _ = Restore(context.Background(), opts)
+	_, _ = kvrflow.Restore(context.Background(), opts)
 	return false
 }
 
@@ -265,7 +307,7 @@ func TestGraph_DotMarksThePathAndVisitedStates(t *testing.T) {
 	for _, id := range []uint64{auditCommitted, auditRolledBack, auditInFlight} {
 		evs, err := j.Events(id)
 		must(t, err)
-		out, err := Graph("dot", evs)
+		out, err := audit.Graph(steps.Restore, "dot", evs)
 		must(t, err)
 		taken, visited := runPath(evs)
 		for _, tr := range steps.Restore.Transitions {
@@ -286,7 +328,7 @@ func TestGraph_DotMarksThePathAndVisitedStates(t *testing.T) {
 			}
 		}
 	}
-	bare, err := Graph("dot", nil)
+	bare, err := audit.Graph(steps.Restore, "dot", nil)
 	must(t, err)
 	if strings.Contains(bare, "blue") || strings.Contains(bare, "filled") {
 		t.Errorf("the bare machine has a path marked:\n%s", bare)
@@ -301,7 +343,7 @@ func TestGraph_MermaidClassesExactlyTheVisitedStates(t *testing.T) {
 	for _, id := range []uint64{auditCommitted, auditRolledBack, auditInFlight} {
 		evs, err := j.Events(id)
 		must(t, err)
-		out, err := Graph("mermaid", evs)
+		out, err := audit.Graph(steps.Restore, "mermaid", evs)
 		must(t, err)
 		if !strings.HasPrefix(out, "stateDiagram-v2\n    [*] --> new\n") {
 			t.Errorf("run %d: the diagram does not start from new:\n%s", id, out)
@@ -324,12 +366,12 @@ func TestGraph_MermaidClassesExactlyTheVisitedStates(t *testing.T) {
 			t.Errorf("run %d: class visited lists %v, the run visited %v", id, got, want)
 		}
 	}
-	bare, err := Graph("mermaid", nil)
+	bare, err := audit.Graph(steps.Restore, "mermaid", nil)
 	must(t, err)
 	if strings.Contains(bare, "class") {
 		t.Errorf("the bare machine has classes:\n%s", bare)
 	}
-	if _, err := Graph("svg", nil); err == nil {
+	if _, err := audit.Graph(steps.Restore, "svg", nil); err == nil {
 		t.Error("Graph(svg) did not fail")
 	}
 }

@@ -1,4 +1,4 @@
-package kvrflow
+package audit_test
 
 import (
 	"bytes"
@@ -15,6 +15,8 @@ import (
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/kvrflow/kvrflow/audit"
 )
 
 // The journal's layout, as an outside tool (or an attacker) sees it.
@@ -41,7 +43,7 @@ type tamperCase struct {
 // deleted, neighbouring and cross-run events swapped, a run truncated
 // (also with its run record's count and state made to match), a run's
 // outcome edited, its mode edited, the last run cut off the journal. For
-// each case kvrflow.VerifyJournal must report, as its first problem, the
+// each case audit.Verify must report, as its first problem, the
 // run and sequence number the case names, and kvrflow journal verify must
 // exit 4 naming the same (under -short, for one byte flip in 16).
 func TestTamper_VerifyCatchesEveryEdit(t *testing.T) {
@@ -61,7 +63,7 @@ func TestTamper_VerifyCatchesEveryEdit(t *testing.T) {
 		wg.Go(func() {
 			for i := range work {
 				// Under -short the CLI checks one byte flip in 16 (and every
-				// other case); VerifyJournal checks them all.
+				// other case); Verify checks them all.
 				cli := !testing.Short() || !strings.HasPrefix(cases[i].kind, "flip") || i%16 == 0
 				results[i] = result{cases[i], checkTamper(t, bin, orig, cases[i], cli)}
 			}
@@ -97,7 +99,7 @@ func TestTamper_VerifyCatchesEveryEdit(t *testing.T) {
 }
 
 // checkTamper applies c to a copy of the journal at orig and reports
-// whether VerifyJournal and (if cli) kvrflow journal verify caught it,
+// whether Verify and (if cli) kvrflow journal verify caught it,
 // naming the run and seq. It fails the test with what they said if not.
 func checkTamper(t *testing.T, bin, orig string, c tamperCase, cli bool) bool {
 	path := filepath.Join(t.TempDir(), "journal.db")
@@ -110,16 +112,16 @@ func checkTamper(t *testing.T, bin, orig string, c tamperCase, cli bool) bool {
 		return false
 	}
 	ok := true
-	rep, err := VerifyJournal(path)
+	rep, err := audit.Verify(path, nil)
 	switch {
 	case err != nil:
-		t.Errorf("%s: VerifyJournal: %v", c.name, err)
+		t.Errorf("%s: Verify: %v", c.name, err)
 		ok = false
 	case rep.OK():
-		t.Errorf("%s: VerifyJournal found nothing wrong", c.name)
+		t.Errorf("%s: Verify found nothing wrong", c.name)
 		ok = false
 	case rep.Problems[0].Run != c.run || rep.Problems[0].Seq != c.seq:
-		t.Errorf("%s: VerifyJournal's first problem is %s, want run %d seq %d", c.name, rep.Problems[0], c.run, c.seq)
+		t.Errorf("%s: Verify's first problem is %s, want run %d seq %d", c.name, rep.Problems[0], c.run, c.seq)
 		ok = false
 	}
 	if !cli {
@@ -348,7 +350,7 @@ func copyFile(src, dst string) error {
 func buildCLI(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "kvrflow")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/kvrflow")
+	cmd := exec.Command("go", "build", "-o", bin, "../cmd/kvrflow")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build kvrflow: %v\n%s", err, out)
 	}

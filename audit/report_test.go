@@ -1,16 +1,21 @@
-package kvrflow
+package audit_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/kvrflow/kvrflow/internal/journalgen"
+
 	"golang.org/x/net/html"
 	"golang.org/x/net/html/atom"
 
+	"github.com/kvrflow/kvrflow/audit"
 	"github.com/kvrflow/kvrflow/journal"
 	"github.com/kvrflow/kvrflow/steps"
 )
@@ -35,7 +40,8 @@ func TestReport_IsSelfContainedHTMLListingEveryRun(t *testing.T) {
 	must(t, j.Close())
 
 	var page bytes.Buffer
-	must(t, Report(&page, path))
+	_, err = audit.Report(&page, path, audit.ReportOptions{})
+	must(t, err)
 	checkBalanced(t, page.Bytes())
 
 	doc, err := html.Parse(bytes.NewReader(page.Bytes()))
@@ -139,4 +145,60 @@ func textOf(n *html.Node) string {
 		}
 	}
 	return b.String()
+}
+
+// TestReport_SummarizesEveryRunAndDetailsTheSelected: on a journal of 45
+// runs (one in 20 rolled back after its write step fails), the summary
+// counts all of them by outcome, kind and target, and their failures by
+// step; the runs shown in detail are the latest Recent, or Run, or those
+// started in [Since, Until).
+func TestReport_SummarizesEveryRunAndDetailsTheSelected(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "journal.db")
+	must(t, journalgen.Write(path, "/srv/db", 45))
+	j, err := journal.Open(path, journal.Options{ReadOnly: true})
+	must(t, err)
+	runs, err := j.Runs(0)
+	must(t, err)
+	must(t, j.Close())
+
+	sections := func(page string) []uint64 {
+		var ids []uint64
+		for _, r := range runs {
+			if strings.Contains(page, fmt.Sprintf(`<section id="run-%d">`, r.ID)) {
+				ids = append(ids, r.ID)
+			}
+		}
+		return ids
+	}
+	for _, tc := range []struct {
+		name string
+		opts audit.ReportOptions
+		want []uint64
+	}{
+		{"latest 3", audit.ReportOptions{Recent: 3}, []uint64{43, 44, 45}},
+		{"none", audit.ReportOptions{Recent: -1}, nil},
+		{"run 20", audit.ReportOptions{Run: 20}, []uint64{20}},
+		{"range", audit.ReportOptions{Since: runs[9].Start, Until: runs[12].Start}, []uint64{10, 11, 12}},
+		{"since", audit.ReportOptions{Since: runs[43].Start}, []uint64{44, 45}},
+	} {
+		var page bytes.Buffer
+		st, err := audit.Report(&page, path, tc.opts)
+		must(t, err)
+		if got := sections(page.String()); !slices.Equal(got, tc.want) || st.Runs != 45 || st.Detailed != len(tc.want) {
+			t.Errorf("%s: runs in detail %v (stats %+v), want %v of 45", tc.name, got, st, tc.want)
+		}
+		for _, want := range []string{
+			"<h2>All 45 runs</h2>",
+			"<tr><td>committed</td><td>43</td></tr>", "<tr><td>rolled_back</td><td>2</td></tr>",
+			"<tr><td>restore</td><td>45</td></tr>", "<tr><td><code>/srv/db</code></td><td>45</td></tr>",
+			"<tr><td>write (fail)</td><td>2</td></tr>", "duration of the 45 ended runs", "<td>p99</td>",
+		} {
+			if !strings.Contains(page.String(), want) {
+				t.Errorf("%s: the summary lacks %q", tc.name, want)
+			}
+		}
+	}
+	if _, err := audit.Report(io.Discard, path, audit.ReportOptions{Run: 99}); !errors.Is(err, journal.ErrNotFound) {
+		t.Errorf("Report of run 99 = %v, want ErrNotFound", err)
+	}
 }
