@@ -157,6 +157,9 @@ func open(opts Options, create bool) (*session, error) {
 		return nil, err
 	}
 	if s.lock, err = s.fs.Lock(layout.Lock()); err != nil {
+		if errors.Is(err, fsx.ErrNotRegular) {
+			return nil, fmt.Errorf("%w: %w", steps.ErrBadPath, err)
+		}
 		if errors.Is(err, fsx.ErrLockHeld) {
 			return nil, fmt.Errorf("%w: another kvrflow works on %s: %w", steps.ErrInUse, layout.DB, err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 
 	"github.com/kvrflow/kvrflow/fsm"
 	"github.com/kvrflow/kvrflow/internal/fsx"
@@ -63,7 +64,10 @@ type CommitPlan struct {
 }
 
 // commit is the restore's Commit step: the staged database takes DB's
-// place.
+// place. It first takes the staged database's LOCK (creating it, as any
+// database has one) and holds it to the end of the run: a server started
+// between the swap and the end of the run finds the new database locked
+// and cannot write to a database the run may still roll back.
 func (e *Env) commit(_ context.Context, r *fsm.Run) (any, error) {
 	n, err := e.notes(e.RunID)
 	if err != nil {
@@ -73,7 +77,55 @@ func (e *Env) commit(_ context.Context, r *fsm.Run) (any, error) {
 	if n.staging != nil {
 		want = n.staging.ID
 	}
-	return e.swapIn(r, e.stagingPath(n), want)
+	staging := e.stagingPath(n)
+	if err := e.holdLock(filepath.Join(staging, "LOCK")); err != nil {
+		return nil, err
+	}
+	if err := e.recheckLinked(); err != nil {
+		return nil, err
+	}
+	return e.swapIn(r, staging, want)
+}
+
+// holdLock takes path's lock and holds it until the run ends (Close).
+func (e *Env) holdLock(path string) error {
+	l, err := e.FS.Lock(path)
+	if errors.Is(err, fsx.ErrLockHeld) {
+		return fmt.Errorf("%w: %s is held by another process: %w", ErrInUse, path, err)
+	}
+	if err != nil {
+		return err
+	}
+	if e.dbLock == nil {
+		e.dbLock = l
+	} else {
+		e.dbLock = multiCloser{e.dbLock, l}
+	}
+	return nil
+}
+
+// recheckLinked checks, right before the commit, that every table Write
+// hard-linked is still the file Precheck checked (inode, size, mtime): a
+// table of the backup rewritten or truncated since would become the live
+// database's. (After the commit the database shares those inodes with the
+// backup: the backup's tables must not be changed in place.)
+func (e *Env) recheckLinked() error {
+	if e.src == nil || e.mode != ModeLink || e.linkFallback.Load() != nil {
+		return nil
+	}
+	for _, f := range e.src.Files {
+		if !f.Linkable {
+			continue
+		}
+		id, err := e.FS.Ident(f.Path)
+		if err != nil {
+			return err
+		}
+		if !id.Equal(f.ident) {
+			return fmt.Errorf("%w: %s: changed after it was checked and linked (now %d bytes; was %d): the staged database would share it", ErrChecksum, f.Path, id.Size, f.ident.Size)
+		}
+	}
+	return nil
 }
 
 // swapIn makes the directory incoming DB. On Linux's real disk the two

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path/filepath"
 
 	"github.com/kvrflow/kvrflow/fsm"
 	"github.com/kvrflow/kvrflow/internal/fsx"
@@ -40,10 +41,11 @@ type StagingNote struct {
 
 // runNotes are what a run journaled about the directories it made.
 type runNotes struct {
-	staging  *StagingNote // Write's note, if Write got that far
-	plan     *CommitPlan  // the last commit plan, if Commit got that far
-	target   string       // what Precheck found at DB (TargetEmpty, ...)
-	previous *Kept        // the kept database an undo brings back
+	staging  *StagingNote  // Write's note, if Write got that far
+	plan     *CommitPlan   // the last commit plan, if Commit got that far
+	target   string        // what Precheck found at DB (TargetEmpty, ...)
+	previous *Kept         // the kept database an undo brings back
+	written  []WrittenFile // what Write put in staging, if Write completed
 }
 
 // notes reads run id's notes from the journal.
@@ -67,6 +69,12 @@ func (e *Env) notes(id uint64) (runNotes, error) {
 				return n, fmt.Errorf("%w: run %d event %d: bad commit plan: %w", ErrInconsistent, id, ev.Seq, err)
 			}
 			n.plan = &p
+		case ev.From == StateWrite && ev.Event == "written":
+			var d WriteDetails
+			if err := json.Unmarshal(ev.Details, &d); err != nil {
+				return n, fmt.Errorf("%w: run %d event %d: bad write details: %w", ErrInconsistent, id, ev.Seq, err)
+			}
+			n.written = d.Files
 		case ev.From == StatePrecheck && ev.Event == "checked":
 			var d struct {
 				Target   string `json:"target"`
@@ -164,3 +172,36 @@ func (e *Env) removeProven(path string, want *fsx.FileID, recorded bool, what st
 }
 
 func isNotExist(err error) bool { return err != nil && errors.Is(err, fs.ErrNotExist) }
+
+// changedSince reports how the directory dir differs from what Write put
+// in it (files, by name and size; a LOCK file is allowed, a database
+// opened there makes one): "" if it does not. A staged database that a
+// server opened and wrote to (between the commit and a crash, say) holds
+// other files; it is no longer only kvrflow's copy of the backup.
+func (e *Env) changedSince(dir string, written []WrittenFile) (string, error) {
+	want := make(map[string]int64, len(written))
+	for _, f := range written {
+		want[f.Name] = f.Size
+	}
+	names, err := e.FS.List(dir)
+	if err != nil {
+		return "", err
+	}
+	for _, n := range names {
+		if n == "LOCK" {
+			continue
+		}
+		size, ok := want[n]
+		if !ok {
+			return fmt.Sprintf("it holds %s, which the run did not write", n), nil
+		}
+		fi, err := e.FS.Stat(filepath.Join(dir, n))
+		if err != nil {
+			return "", err
+		}
+		if fi.Size() != size {
+			return fmt.Sprintf("%s is %d bytes, the run wrote %d", n, fi.Size(), size), nil
+		}
+	}
+	return "", nil
+}

@@ -335,11 +335,16 @@ func (e *Env) lockDB() error {
 // process holds it; it returns nil and no error where there is none.
 func (e *Env) lockDir(dir string) (io.Closer, error) {
 	lock := filepath.Join(dir, "LOCK")
-	ok, err := e.FS.Exists(lock)
-	if err != nil || !ok {
+	if _, err := e.FS.LstatMode(lock); err != nil {
+		if isNotExist(err) {
+			return nil, nil // no LOCK: the database is not open; kvrflow makes none
+		}
 		return nil, err
 	}
 	l, err := e.FS.Lock(lock)
+	if errors.Is(err, fsx.ErrNotRegular) {
+		return nil, fmt.Errorf("%w: %w", ErrBadPath, err)
+	}
 	if errors.Is(err, fsx.ErrLockHeld) {
 		return nil, fmt.Errorf("%w: database %s is open (its LOCK is held): %w", ErrInUse, dir, err)
 	}

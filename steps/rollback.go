@@ -39,7 +39,23 @@ func (e *Env) rollback(_ context.Context, _ *fsm.Run) (any, error) {
 	if n.staging != nil {
 		want = n.staging.ID
 	}
-	err = e.removeProven(e.stagingPath(n), want, n.staging != nil, fmt.Sprintf("run %d's staging directory", e.RunID), &disp)
+	staging := e.stagingPath(n)
+	if n.written != nil && n.plan != nil {
+		// The staged database may have been DB for a while: if a server
+		// opened it there and wrote to it, it is not only the run's copy
+		// of the backup any more. Keep it.
+		if why, err := e.changedSince(staging, n.written); err != nil && !isNotExist(err) {
+			return d, err
+		} else if why != "" {
+			q, err := e.quarantine(staging, "the staged database was changed after the run wrote it ("+why+"): a server may have used it; kept")
+			if err == nil {
+				disp.quarantined = append(disp.quarantined, q)
+			}
+			d.Removed, d.Quarantined = disp.removed, disp.quarantined
+			return d, err
+		}
+	}
+	err = e.removeProven(staging, want, n.staging != nil, fmt.Sprintf("run %d's staging directory", e.RunID), &disp)
 	d.Removed, d.Quarantined = disp.removed, disp.quarantined
 	return d, err
 }

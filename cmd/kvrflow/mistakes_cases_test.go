@@ -10,7 +10,11 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
 	"github.com/kvrflow/kvrflow/internal/fault"
+	"github.com/kvrflow/kvrflow/internal/testutil"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -451,6 +455,7 @@ func operatorMistakes() []mistake {
 	})
 	add(sourceMistakes()...)
 	add(journalMistakes()...)
+	add(reviewMistakes()...)
 	return cases
 }
 
@@ -564,4 +569,77 @@ func journalMistakes() []mistake {
 		}
 	}
 	return out
+}
+
+// reviewMistakes are what a hostile review of kvrflow found: each one a
+// way data kvrflow does not own was lost before it was fixed.
+func reviewMistakes() []mistake {
+	return []mistake{{
+		name: "DB/LOCK is a symbolic link to a file kvrflow does not own",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			victim := filepath.Join(m.root, "victim")
+			m.keep(t, victim, "not kvrflow's")
+			must(t, os.Remove(filepath.Join(m.db, "LOCK")))
+			must(t, os.Symlink(victim, filepath.Join(m.db, "LOCK")))
+			return m.restoreArgs()
+		},
+		code: exitUsage, mention: []string{"LOCK", "symbolic link"}, after: "same",
+	}, {
+		name: "kvrflow's lock is a hard link to a file kvrflow does not own",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			victim := filepath.Join(m.root, "victim")
+			m.keep(t, victim, "not kvrflow's")
+			must(t, os.MkdirAll(m.db+".kvrflow", 0o755))
+			must(t, os.Link(victim, m.db+".kvrflow/lock"))
+			return m.restoreArgs()
+		},
+		code: exitUsage, mention: []string{"lock", "hard links"}, after: "same",
+	}, {
+		name: "the staging directory's LOCK is a symbolic link when recover runs",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			m.crashAt(t, "fs.after-exchange")
+			victim := filepath.Join(m.root, "victim")
+			m.keep(t, victim, "not kvrflow's")
+			staging, _ := filepath.Glob(m.db + ".kvrflow/staging-*")
+			if len(staging) != 1 {
+				t.Fatalf("staging: %v", staging)
+			}
+			lock := filepath.Join(staging[0], "LOCK")
+			_ = os.Remove(lock)
+			must(t, os.Symlink(victim, lock))
+			return []string{"recover", "--db", m.db}
+		},
+		code: exitUsage, mention: []string{"LOCK", "symbolic link"},
+		check: func(t *testing.T, m *mistakeEnv, _ result) {
+			staging, _ := filepath.Glob(m.db + ".kvrflow/staging-*")
+			must(t, os.Remove(filepath.Join(staging[0], "LOCK")))
+			mustRun(t, exitOK, nil, "recover", "--db", m.db)
+		},
+	}, {
+		name: "a server wrote to the new database between a crash after the swap and recover",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			m.crashAt(t, "fs.after-exchange")
+			// The wrong boot order: the server starts before recover, opens
+			// the (uncommitted) new database at DB and writes to it.
+			db, err := pebble.Open(m.db, &pebble.Options{Logger: quietLogger{}})
+			must(t, err)
+			must(t, db.Set([]byte("written-by-the-server"), []byte("precious"), pebble.Sync))
+			must(t, db.Close())
+			return []string{"recover", "--db", m.db}
+		},
+		code: exitOK, mention: []string{"rolled_back"},
+		check: func(t *testing.T, m *mistakeEnv, _ result) {
+			if got := m.which(t); got != "old" {
+				t.Errorf("DB holds the %s database, want the old", got)
+			}
+			q, _ := filepath.Glob(m.db + ".kvrflow/quarantine/*staging-*")
+			if len(q) != 1 {
+				t.Fatalf("the database the server wrote to was not kept in quarantine: %v", q)
+			}
+			kv, err := testutil.TryReadDB(vfs.Default, q[0])
+			if err != nil || kv["written-by-the-server"] != "precious" {
+				t.Fatalf("the server's write is lost: %v", err)
+			}
+		},
+	}}
 }

@@ -132,8 +132,13 @@ func (fs *FS) Open(path string) (vfs.File, error) {
 
 // Lock takes the advisory lock on path (creating the file if needed). It
 // fails at once if another process, or this one, holds it, with an error
-// matching ErrLockHeld.
+// matching ErrLockHeld. On the real disk (see lockFile) it follows no
+// symbolic link, truncates nothing, and refuses (ErrNotRegular) a path
+// that is not a regular file with one link.
 func (fs *FS) Lock(path string) (io.Closer, error) {
+	if fs.onDisk() {
+		return lockFile(path)
+	}
 	l, err := fs.v.Lock(path)
 	if err != nil {
 		// fcntl reports a lock held elsewhere as EAGAIN or EACCES; Pebble
