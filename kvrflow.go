@@ -169,6 +169,17 @@ func open(opts Options, create bool) (*session, error) {
 	if jpath == "" {
 		jpath = layout.Journal()
 	}
+	if !create {
+		// Recovery never creates a journal: a mistyped --journal must not
+		// start an empty one and report nothing to recover.
+		if _, err := s.fs.LstatMode(jpath); isNotExist(err) {
+			if opts.Journal != "" {
+				s.lock.Close()
+				return nil, fmt.Errorf("%w: no kvrflow journal at %s (--journal)", steps.ErrBadPath, opts.Journal)
+			}
+			return s, nil
+		}
+	}
 	if s.j, err = journal.Open(jpath, journal.Options{Timeout: opts.LockTimeout, Faults: faults}); err != nil {
 		s.lock.Close()
 		return nil, err
@@ -265,6 +276,11 @@ func Restore(ctx context.Context, opts Options) (*Result, error) {
 	if res.Recovered, err = s.recoverAll(ctx); err != nil {
 		return res, err
 	}
+	// Another journal's run in flight on DB: refused before a run is
+	// journaled (Precheck checks again inside the run).
+	if err := steps.CheckForeign(s.fs, s.layout, s.j.ID()); err != nil {
+		return res, err
+	}
 	mode := opts.Mode
 	if mode == "" {
 		mode = steps.ModeAuto
@@ -311,6 +327,9 @@ func Undo(ctx context.Context, opts Options) (*Result, error) {
 	}
 	res := &Result{}
 	if res.Recovered, err = s.recoverAll(ctx); err != nil {
+		return res, err
+	}
+	if err := steps.CheckForeign(s.fs, s.layout, s.j.ID()); err != nil {
 		return res, err
 	}
 	// Nothing kept is refused before a run is journaled (Precheck checks
@@ -384,8 +403,20 @@ func Recover(ctx context.Context, opts Options) ([]Recovered, error) {
 		return nil, err
 	}
 	defer s.close()
-	return s.recoverAll(ctx)
+	done, err := s.recoverAll(ctx)
+	if err != nil {
+		return done, err
+	}
+	// Runs of another journal in flight on DB: only that journal can
+	// finish them, and "nothing to recover" would be a lie.
+	jid := ""
+	if s.j != nil {
+		jid = s.j.ID()
+	}
+	return done, steps.CheckForeign(s.fs, s.layout, jid)
 }
+
+func isNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
 
 // IsRolledBack reports whether err means the restore failed and was
 // rolled back, leaving the database as it was.

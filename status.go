@@ -17,17 +17,21 @@ import (
 
 // StatusReport describes a database directory and kvrflow's record of it.
 type StatusReport struct {
-	DB          string        `json:"db"`
-	DBExists    bool          `json:"db_exists"`
-	DBFiles     int           `json:"db_files"`
-	DBBytes     int64         `json:"db_bytes"`
-	Work        string        `json:"work_dir"`
-	Journal     string        `json:"journal"`
-	JournalNote string        `json:"journal_note,omitempty"`
-	Runs        []journal.Run `json:"runs"`
-	InFlight    []journal.Run `json:"in_flight"`
-	Quarantine  []string      `json:"quarantine"`
-	Leftovers   []string      `json:"leftovers"`
+	DB        string `json:"db"`
+	DBExists  bool   `json:"db_exists"`
+	DBFiles   int    `json:"db_files"`
+	DBBytes   int64  `json:"db_bytes"`
+	Work      string `json:"work_dir"`
+	Journal   string `json:"journal"`
+	JournalID string `json:"journal_id,omitempty"`
+	// OtherJournals lists run directories of other journals in the
+	// kvrflow directory: those journals have runs in flight on DB.
+	OtherJournals []string      `json:"other_journals,omitempty"`
+	JournalNote   string        `json:"journal_note,omitempty"`
+	Runs          []journal.Run `json:"runs"`
+	InFlight      []journal.Run `json:"in_flight"`
+	Quarantine    []string      `json:"quarantine"`
+	Leftovers     []string      `json:"leftovers"`
 	// Kept lists the databases kept in the kvrflow directory that the
 	// journal proves (restore --keep-old, undo), oldest first: undo brings
 	// back the newest.
@@ -113,6 +117,16 @@ func Status(opts Options) (*StatusReport, error) {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		rep.JournalNote = "no journal: kvrflow has not restored this database"
+		left := rep.Leftovers[:0]
+		for _, p := range rep.Leftovers {
+			if rd, ok := steps.ParseRunDir(filepath.Base(p)); ok && rd.Kind != "previous" {
+				rep.JournalNote = "no journal here, but another journal has work in flight on this database"
+				rep.OtherJournals = append(rep.OtherJournals, fmt.Sprintf("%s: run %d of journal %s is in flight (recover it with that journal)", p, rd.Run, rd.Journal))
+				continue
+			}
+			left = append(left, p)
+		}
+		rep.Leftovers = left
 		return rep, nil
 	case errors.Is(err, journal.ErrLocked):
 		rep.Busy = true
@@ -138,6 +152,7 @@ func Status(opts Options) (*StatusReport, error) {
 	}
 	left := rep.Leftovers[:0]
 	jid := j.ID()
+	rep.JournalID = jid
 	kept, _, err := steps.ListKept(seam, layout, j)
 	if err != nil {
 		return rep, err
@@ -152,6 +167,10 @@ func Status(opts Options) (*StatusReport, error) {
 			continue
 		}
 		if isKept[p] {
+			continue
+		}
+		if rd, ok := steps.ParseRunDir(filepath.Base(p)); ok && rd.Journal != jid && rd.Kind != "previous" {
+			rep.OtherJournals = append(rep.OtherJournals, fmt.Sprintf("%s: run %d of journal %s is in flight (recover it with that journal)", p, rd.Run, rd.Journal))
 			continue
 		}
 		left = append(left, p)

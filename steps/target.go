@@ -200,8 +200,12 @@ func CheckForeign(fsys *fsx.FS, l Layout, jid string) error {
 	}
 	for _, n := range names {
 		if rd, ok := ParseRunDir(n); ok && rd.Journal != jid && rd.Kind != "previous" {
-			return fmt.Errorf("%w: %s belongs to run %d of another kvrflow journal (id %s), which has work in flight on %s: recover it with that journal (kvrflow recover --db %s --journal PATH) first; this journal's id is %s",
-				ErrForeign, filepath.Join(l.Work, n), rd.Run, rd.Journal, l.DB, l.DB, jid)
+			this := "this journal's id is " + jid
+			if jid == "" {
+				this = "the default journal " + l.Journal() + " does not exist"
+			}
+			return fmt.Errorf("%w: %s belongs to run %d of the kvrflow journal with id %s, which has work in flight on %s: recover it with that journal (kvrflow recover --db %s --journal PATH; kvrflow journal list --journal PATH prints a journal's id); %s; if that journal is lost, look into the directory and move it away by hand",
+				ErrForeign, filepath.Join(l.Work, n), rd.Run, rd.Journal, l.DB, l.DB, this)
 		}
 	}
 	return nil

@@ -100,14 +100,19 @@ type journalListCmd struct{ journalFlags }
 // journalListDoc is journal list's --json document: the journal's path
 // and every run, oldest first.
 type journalListDoc struct {
-	Journal string        `json:"journal"`
-	Runs    []journal.Run `json:"runs"`
+	Journal   string        `json:"journal"`
+	JournalID string        `json:"journal_id"`
+	Runs      []journal.Run `json:"runs"`
 	exitReport
 }
 
 func (d *journalListDoc) text(w io.Writer) {
+	if d.Journal == "" {
+		return
+	}
+	fmt.Fprintf(w, "journal %s (id %s; its runs' directories are named staging-%s-RUN)\n", d.Journal, orDash(d.JournalID), orDash(d.JournalID))
 	if len(d.Runs) == 0 {
-		fmt.Fprintf(w, "no runs in %s\n", d.Journal)
+		fmt.Fprintln(w, "no runs")
 		return
 	}
 	printRuns(w, d.Runs)
@@ -129,7 +134,7 @@ func (c *journalListCmd) run(_ context.Context, o *stdio, args []string) (docume
 	if runs == nil {
 		runs = []journal.Run{}
 	}
-	return &journalListDoc{Journal: j.Path(), Runs: runs}, nil
+	return &journalListDoc{Journal: j.Path(), JournalID: j.ID(), Runs: runs}, nil
 }
 
 type journalShowCmd struct{ journalFlags }

@@ -19,12 +19,13 @@ func TestJournal_ListAndShowAfterARestore(t *testing.T) {
 		t.Errorf("journal list:\n%s", r.stdout)
 	}
 	var list struct {
-		Journal  string        `json:"journal"`
-		Runs     []journal.Run `json:"runs"`
-		ExitCode int           `json:"exit_code"`
+		Journal   string        `json:"journal"`
+		JournalID string        `json:"journal_id"`
+		Runs      []journal.Run `json:"runs"`
+		ExitCode  int           `json:"exit_code"`
 	}
 	decode(t, mustRun(t, exitOK, nil, "journal", "list", "--journal", jpath, "--json"), &list)
-	if list.Journal != jpath || len(list.Runs) != 1 || list.Runs[0].Outcome != steps.OutcomeCommitted {
+	if list.Journal != jpath || len(list.JournalID) != 16 || len(list.Runs) != 1 || list.Runs[0].Outcome != steps.OutcomeCommitted {
 		t.Errorf("journal list --json = %+v", list)
 	}
 

@@ -238,7 +238,7 @@ func operatorMistakes() []mistake {
 			m.crashAt(t, "restore.finish.begin", "--journal", filepath.Join(m.root, "B.db"))
 			return m.restoreArgs()
 		},
-		code: exitJournal, mention: []string{"another kvrflow journal", "recover"},
+		code: exitJournal, mention: []string{"another journal's run is in flight", "recover"},
 		check: func(t *testing.T, m *mistakeEnv, _ result) {
 			// The second journal still finishes its own run.
 			mustRun(t, exitOK, nil, "recover", "--db", m.db, "--journal", filepath.Join(m.root, "B.db"))
@@ -252,7 +252,7 @@ func operatorMistakes() []mistake {
 			m.crashAt(t, "restore.verify.begin", "--journal", filepath.Join(m.root, "B.db"))
 			return m.restoreArgs()
 		},
-		code: exitJournal, mention: []string{"another kvrflow journal"}, after: "same",
+		code: exitJournal, mention: []string{"another journal's run is in flight"}, after: "same",
 		check: func(t *testing.T, m *mistakeEnv, _ result) {
 			mustRun(t, exitOK, nil, "recover", "--db", m.db, "--journal", filepath.Join(m.root, "B.db"))
 			mustRun(t, exitOK, nil, m.restoreArgs()...)
@@ -456,6 +456,7 @@ func operatorMistakes() []mistake {
 	add(sourceMistakes()...)
 	add(journalMistakes()...)
 	add(reviewMistakes()...)
+	add(recoverMistakes()...)
 	return cases
 }
 
@@ -639,6 +640,41 @@ func reviewMistakes() []mistake {
 			kv, err := testutil.TryReadDB(vfs.Default, q[0])
 			if err != nil || kv["written-by-the-server"] != "precious" {
 				t.Fatalf("the server's write is lost: %v", err)
+			}
+		},
+	}}
+}
+
+// recoverMistakes: recover, the start-up call, never says "nothing to
+// recover" while work is in flight, and never creates a journal.
+func recoverMistakes() []mistake {
+	return []mistake{{
+		name: "recover with the default journal while another journal's run is in flight",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			m.crashAt(t, "fs.after-rename", "--no-exchange", "--journal", filepath.Join(m.root, "B.db"))
+			return []string{"recover", "--db", m.db}
+		},
+		code: exitJournal, mention: []string{"another journal's run is in flight", "does not exist"},
+		check: func(t *testing.T, m *mistakeEnv, _ result) {
+			st := mustRun(t, exitOK, nil, "status", "--db", m.db)
+			if !strings.Contains(st.stdout, "other journals:") {
+				t.Errorf("status does not show the other journal's run:\n%s", st.stdout)
+			}
+			mustRun(t, exitOK, nil, "recover", "--db", m.db, "--journal", filepath.Join(m.root, "B.db"))
+			if got := m.which(t); got != "old" {
+				t.Errorf("DB holds the %s database", got)
+			}
+		},
+	}, {
+		name: "recover with a mistyped --journal creates nothing",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			m.jid(t)
+			return []string{"recover", "--db", m.db, "--journal", filepath.Join(m.root, "typo.db")}
+		},
+		code: exitUsage, mention: []string{"typo.db", "no kvrflow journal"}, after: "same",
+		check: func(t *testing.T, m *mistakeEnv, _ result) {
+			if _, err := os.Stat(filepath.Join(m.root, "typo.db")); !os.IsNotExist(err) {
+				t.Errorf("recover created a journal at the mistyped path: %v", err)
 			}
 		},
 	}}

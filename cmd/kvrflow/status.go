@@ -55,7 +55,11 @@ func (d *statusDoc) text(w io.Writer) {
 	} else {
 		fmt.Fprintf(w, "database:   %s (does not exist)\n", r.DB)
 	}
-	fmt.Fprintf(w, "journal:    %s\n", r.Journal)
+	if r.JournalID != "" {
+		fmt.Fprintf(w, "journal:    %s (id %s)\n", r.Journal, r.JournalID)
+	} else {
+		fmt.Fprintf(w, "journal:    %s\n", r.Journal)
+	}
 	if r.JournalNote != "" {
 		fmt.Fprintf(w, "            %s\n", r.JournalNote)
 	}
@@ -89,6 +93,9 @@ func (d *statusDoc) text(w io.Writer) {
 			time.Since(k.Time).Round(time.Second), newest))
 	}
 	printList(w, "kept:", kept)
+	if len(r.OtherJournals) > 0 {
+		printList(w, "other journals:", r.OtherJournals)
+	}
 	printList(w, "quarantine:", r.Quarantine)
 	printList(w, "leftovers:", r.Leftovers)
 }
