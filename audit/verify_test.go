@@ -106,7 +106,7 @@ func TestVerify_RunOfUnknownKindIsAProblem(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "journal.db")
 	j, err := journal.Open(path, journal.Options{})
 	must(t, err)
-	for _, kind := range []string{"restore", "undo", "restore"} {
+	for _, kind := range []string{"restore", "frobnicate", "restore"} {
 		r, err := j.Begin(journal.Run{Kind: kind, Target: "/db", State: steps.StateNew})
 		must(t, err)
 		appendPath(t, j, r.ID, restorePath)
@@ -115,19 +115,19 @@ func TestVerify_RunOfUnknownKindIsAProblem(t *testing.T) {
 
 	rep, err := audit.Verify(path, nil)
 	must(t, err)
-	if rep.Runs != 3 || len(rep.Problems) != 1 || rep.Problems[0].Run != 2 || !strings.Contains(rep.Problems[0].What, `kind "undo"`) {
-		t.Errorf("Verify = %+v, want one problem: run 2 of kind undo", rep)
+	if rep.Runs != 3 || len(rep.Problems) != 1 || rep.Problems[0].Run != 2 || !strings.Contains(rep.Problems[0].What, `kind "frobnicate"`) {
+		t.Errorf("Verify = %+v, want one problem: run 2 of kind frobnicate", rep)
 	}
 	if rep.Events != 3*len(restorePath) {
 		t.Errorf("Verify replayed %d events, want %d", rep.Events, 3*len(restorePath))
 	}
 	// Given a workflow for the kind (here the restore one), it verifies.
-	rep, err = audit.Verify(path, audit.Workflows{"restore": steps.Restore, "undo": steps.Restore})
+	rep, err = audit.Verify(path, audit.Workflows{"restore": steps.Restore, "frobnicate": steps.Restore})
 	if err != nil || !rep.OK() {
-		t.Errorf("Verify with an undo workflow = %+v, %v", rep, err)
+		t.Errorf("Verify with a frobnicate workflow = %+v, %v", rep, err)
 	}
 	if _, err := audit.Replay(path, 2, nil); !errors.Is(err, audit.ErrUnknownKind) {
-		t.Errorf("Replay of the undo run = %v, want ErrUnknownKind", err)
+		t.Errorf("Replay of the frobnicate run = %v, want ErrUnknownKind", err)
 	}
 	if _, err := audit.Replay(path, 9, nil); !errors.Is(err, journal.ErrNotFound) {
 		t.Errorf("Replay of run 9 = %v, want ErrNotFound", err)
