@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -172,7 +173,9 @@ func open(opts Options, create bool) (*session, error) {
 	if !create {
 		// Recovery never creates a journal: a mistyped --journal must not
 		// start an empty one and report nothing to recover.
-		if _, err := s.fs.LstatMode(jpath); isNotExist(err) {
+		// (bbolt opens the journal on the real disk, whatever the seam's
+		// file system: so is it looked for.)
+		if _, err := os.Lstat(jpath); isNotExist(err) {
 			if opts.Journal != "" {
 				s.lock.Close()
 				return nil, fmt.Errorf("%w: no kvrflow journal at %s (--journal)", steps.ErrBadPath, opts.Journal)
