@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -172,14 +173,19 @@ func CheckJournalPath(fsys *fsx.FS, l Layout, path string) error {
 	case (within(res, work) || within(res, l.Work)) && filepath.Dir(res) != work && filepath.Dir(res) != l.Work:
 		return fmt.Errorf("%w: journal %s is inside a subdirectory of %s, which kvrflow moves and removes; put it in %s itself or outside", ErrBadPath, path, l.Work, l.Work)
 	}
-	mode, err := fsys.LstatMode(abs)
+	// The journal is on the real disk whatever the seam's file system
+	// (bbolt opens it with os.OpenFile).
+	fi, err := os.Lstat(abs)
 	if errors.Is(err, fs.ErrNotExist) {
+		if pfi, err := os.Stat(filepath.Dir(abs)); err != nil || !pfi.IsDir() {
+			return fmt.Errorf("%w: journal %s: its directory %s does not exist", ErrBadPath, path, filepath.Dir(abs))
+		}
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("%w: journal: %w", ErrBadPath, err)
 	}
-	if !mode.IsRegular() && mode&fs.ModeSymlink == 0 {
+	if mode := fi.Mode(); !mode.IsRegular() && mode&fs.ModeSymlink == 0 {
 		return fmt.Errorf("%w: journal %s is %s, not a file", ErrBadPath, path, fsx.KindOf(mode))
 	}
 	return nil
