@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -38,6 +39,9 @@ func Backup(ctx context.Context, db, out string, fs vfs.FS) (*BackupResult, erro
 		fs = vfs.Default
 	}
 	seam := fsx.New(fs, nil)
+	if err := checkBackupTarget(seam, db, out); err != nil {
+		return nil, err
+	}
 	if ok, err := seam.Exists(out); err != nil {
 		return nil, err
 	} else if ok {
@@ -142,4 +146,27 @@ func classifyOpen(err error) error {
 		return fmt.Errorf("%w: %w", steps.ErrBadPath, err)
 	}
 	return err
+}
+
+// checkBackupTarget refuses an output directory inside the database (a
+// restore of that database would remove it with the old one) or inside a
+// kvrflow directory (NAME.kvrflow: Clean quarantines what it does not
+// know there).
+func checkBackupTarget(seam *fsx.FS, db, out string) error {
+	dbAbs, err1 := filepath.Abs(db)
+	outAbs, err2 := filepath.Abs(out)
+	if err := errors.Join(err1, err2); err != nil {
+		return fmt.Errorf("%w: %w", steps.ErrBadPath, err)
+	}
+	dbRes := seam.Resolve(dbAbs)
+	outRes := filepath.Join(seam.Resolve(filepath.Dir(outAbs)), filepath.Base(outAbs))
+	if rel, err := filepath.Rel(dbRes, outRes); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+		return fmt.Errorf("%w: --to %s is inside the database %s: a restore of it would remove the backup with the old database", steps.ErrBadPath, out, db)
+	}
+	for p := outRes; p != filepath.Dir(p); p = filepath.Dir(p) {
+		if strings.HasSuffix(filepath.Base(p), ".kvrflow") {
+			return fmt.Errorf("%w: --to %s is inside %s, a kvrflow directory: keep backups elsewhere", steps.ErrBadPath, out, p)
+		}
+	}
+	return nil
 }

@@ -96,7 +96,7 @@ func TestRestore_BadInputLeavesDatabaseUntouched(t *testing.T) {
 			mem.TestingSetDiskUsage(vfs.DiskUsage{AvailBytes: 1 << 20, TotalBytes: 1 << 30})
 			*f, *o = *m, m.opts()
 			o.Journal = filepath.Join(t.TempDir(), "journal.db")
-		}, steps.ErrNoSpace, "bytes free"},
+		}, steps.ErrNoSpace, "MiB free"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

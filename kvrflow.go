@@ -217,7 +217,7 @@ func (s *session) recoverAll(ctx context.Context) ([]Recovered, error) {
 	if s.j == nil {
 		return nil, nil
 	}
-	runs, err := s.j.InFlight(s.layout.DB)
+	runs, err := inFlightFor(s.fs, s.j, s.layout.DB)
 	if err != nil {
 		return nil, err
 	}
@@ -394,7 +394,27 @@ func checkInput(opts Options) error {
 	if err != nil {
 		return err
 	}
-	return steps.CheckSSTDump(source.Engine, opts.Verify)
+	if err := steps.CheckSSTDump(source.Engine, opts.Verify); err != nil {
+		return err
+	}
+	// Free space, before anything is made: a refused restore must not
+	// take space (a new journal reserves journal.DefaultReserve).
+	mode, err := steps.ResolveMode(seam, opts.Mode, src, layout.Parent)
+	if err != nil {
+		return err
+	}
+	need := steps.SpaceNeeded(source, mode)
+	jpath := opts.Journal
+	if jpath == "" {
+		jpath = layout.Journal()
+	}
+	if _, err := os.Stat(jpath); err != nil {
+		need += journal.DefaultReserve
+	}
+	if _, err := steps.CheckSpace(seam, layout.Parent, need); err != nil && errors.Is(err, steps.ErrNoSpace) {
+		return err
+	}
+	return nil
 }
 
 // Recover finishes or rolls back whatever is in flight for opts.DB. With
@@ -424,3 +444,20 @@ func isNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
 // IsRolledBack reports whether err means the restore failed and was
 // rolled back, leaving the database as it was.
 func IsRolledBack(err error) bool { return errors.Is(err, fsm.ErrRolledBack) }
+
+// inFlightFor returns the runs of j in flight for the database db, by
+// path or by the identity of its kvrflow directory (the same database
+// reached through a bind mount is one database).
+func inFlightFor(seam *fsx.FS, j *journal.Journal, db string) ([]journal.Run, error) {
+	all, err := j.InFlight("")
+	if err != nil {
+		return nil, err
+	}
+	var out []journal.Run
+	for _, r := range all {
+		if steps.SameDB(seam, r.Target, db) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}

@@ -139,7 +139,7 @@ func Status(opts Options) (*StatusReport, error) {
 	if rep.Runs, err = j.Runs(StatusRuns); err != nil {
 		return rep, err
 	}
-	all, err := j.InFlight(layout.DB)
+	all, err := inFlightFor(seam, j, layout.DB)
 	if err != nil {
 		return rep, err
 	}

@@ -1,10 +1,12 @@
 package journal_test
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -156,5 +158,43 @@ func TestCreate_LeavesAUsersFilesBesideTheJournalAlone(t *testing.T) {
 			names = append(names, e.Name())
 		}
 		t.Errorf("directory holds %v, want the journal and the user's files only (no temporary file left)", names)
+	}
+}
+
+// TestOpen_AnotherProgramsBboltFileIsRefused: a bbolt file with buckets
+// of its own is not a journal: Open refuses it (ErrCorrupt) and writes
+// nothing into it.
+func TestOpen_AnotherProgramsBboltFileIsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "app.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucket([]byte("app"))
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte("k"), []byte("v"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j, err := journal.Open(path, journal.Options{}); !errors.Is(err, journal.ErrCorrupt) || !strings.Contains(err.Error(), "not a kvrflow journal") {
+		if j != nil {
+			j.Close()
+		}
+		t.Fatalf("Open = %v, want ErrCorrupt: not a kvrflow journal", err)
+	}
+	after, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, after) {
+		t.Fatal("Open wrote into another program's bbolt file")
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -370,6 +371,16 @@ func (j *Journal) checkSchema(readOnly bool) error {
 		if tx.Bucket(bucketMeta) == nil {
 			if tx.Bucket(bucketRuns) != nil {
 				return fmt.Errorf("journal %s: %w: runs without meta", j.path, ErrCorrupt)
+			}
+			// A bbolt file with buckets of its own belongs to another
+			// program (etcd keeps its data in one): never write into it.
+			var other []string
+			_ = tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
+				other = append(other, string(name))
+				return nil
+			})
+			if len(other) > 0 {
+				return fmt.Errorf("journal %s: %w: not a kvrflow journal (a bbolt file with buckets %s); give another --journal path", j.path, ErrCorrupt, strings.Join(other, ", "))
 			}
 			meta, err := tx.CreateBucket(bucketMeta)
 			if err != nil {

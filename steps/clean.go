@@ -88,7 +88,7 @@ func (e *Env) cleanRunDir(path string, rd RunDir, d *disposal) error {
 	switch {
 	case err != nil:
 		why = fmt.Sprintf("run %d is not in the journal", rd.Run)
-	case r.Target != e.Layout.DB:
+	case !SameDB(e.FS, r.Target, e.Layout.DB):
 		why = fmt.Sprintf("run %d restored %s, not %s", rd.Run, r.Target, e.Layout.DB)
 	case r.InFlight():
 		why = fmt.Sprintf("run %d is still in flight", rd.Run)

@@ -377,7 +377,7 @@ func (e *Env) finishPlan(n runNotes, keep bool, incoming *proof) (FinishDetails,
 	}
 	if oldAt != "" {
 		switch {
-		case n.target == TargetOther:
+		case n.target == TargetOther || n.target == TargetMixed:
 			// Replaced with Force: not a database; the operator keeps it.
 			if ok, err := e.FS.Exists(oldAt); err != nil {
 				return done(err)

@@ -64,7 +64,7 @@ func ListKept(fsys *fsx.FS, l Layout, j *journal.Journal) (kept []KeptDB, unprov
 // record names path with path's identity.
 func provenKept(fsys *fsx.FS, l Layout, j *journal.Journal, run uint64, path string) (KeptDB, bool, error) {
 	r, err := j.Run(run)
-	if err != nil || r.Target != l.DB || r.Outcome != OutcomeCommitted {
+	if err != nil || !SameDB(fsys, r.Target, l.DB) || r.Outcome != OutcomeCommitted {
 		return KeptDB{}, false, nil
 	}
 	evs, err := j.Events(run)

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/kvrflow/kvrflow/internal/fsx"
 )
 
 // Layout names every path kvrflow uses for one database directory. All of
@@ -133,4 +135,20 @@ func (l Layout) KvrocksTmp() string { return l.DB + ".tmp" }
 func within(path, dir string) bool {
 	rel, err := filepath.Rel(dir, path)
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
+// SameDB reports whether the database paths a and b name one database:
+// the same path, or (a bind mount, another spelling the resolution of
+// symbolic links does not see) kvrflow directories with the same identity.
+func SameDB(fsys *fsx.FS, a, b string) bool {
+	if a == b {
+		return true
+	}
+	ia, err1 := fsys.DirID(a + ".kvrflow")
+	ib, err2 := fsys.DirID(b + ".kvrflow")
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	same, known := fsx.SameID(ia, ib)
+	return same && known
 }

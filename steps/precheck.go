@@ -14,10 +14,11 @@ import (
 	"github.com/kvrflow/kvrflow/internal/fsx"
 )
 
-// SpaceMargin is added to the bytes a restore writes when checking free
-// space: room for the journal, directory blocks and the database's first
-// writes after it opens.
-const SpaceMargin = 64 << 20
+// SpaceMargin is added to the bytes a restore writes, and 5 % of them,
+// when checking free space: room for directory blocks and the database's
+// first writes after it opens. (The journal's own reserve is counted
+// apart, when the journal is yet to be made.)
+const SpaceMargin = 16 << 20
 
 // PrecheckDetails is journaled when Precheck passes.
 type PrecheckDetails struct {
@@ -114,15 +115,12 @@ func (e *Env) precheck(ctx context.Context, _ *fsm.Run) (any, error) {
 		case checkFooter:
 			d.Footers++
 		}
-		if !(e.mode == ModeLink && f.Linkable) {
-			d.Need += f.Size
-		}
 	}
-	d.Need += d.Need/20 + SpaceMargin
-	if u, err := e.FS.DiskUsage(e.Layout.Parent); err == nil {
-		d.Avail = int64(u.AvailBytes)
-		if d.Avail < d.Need {
-			return nil, fmt.Errorf("%w: %s: %d bytes free, the restore needs %d", ErrNoSpace, e.Layout.Parent, d.Avail, d.Need)
+	d.Need = SpaceNeeded(src, e.mode)
+	if avail, err := CheckSpace(e.FS, e.Layout.Parent, d.Need); err == nil || errors.Is(err, ErrNoSpace) {
+		d.Avail = avail
+		if err != nil {
+			return nil, err
 		}
 	} else {
 		e.Log.Warn().Err(err).Msg("free space unknown; not checked")
@@ -296,7 +294,13 @@ func CheckPaths(fs *fsx.FS, l Layout, source string) (string, error) {
 // resolveMode turns auto into copy or link, and refuses link across file
 // systems.
 func (e *Env) resolveMode() (Mode, error) {
-	mode := e.Mode
+	return ResolveMode(e.FS, e.Mode, e.Source, e.Layout.Parent)
+}
+
+// ResolveMode turns mode auto (or "") into copy or link for a restore of
+// source into a database whose parent is parent, and refuses link across
+// file systems. It changes nothing.
+func ResolveMode(fsys *fsx.FS, mode Mode, source, parent string) (Mode, error) {
 	if mode == "" {
 		mode = ModeAuto
 	}
@@ -304,8 +308,8 @@ func (e *Env) resolveMode() (Mode, error) {
 		return mode, nil
 	}
 	same := true
-	a, errA := e.FS.FileID(e.Source)
-	b, errB := e.FS.FileID(e.Layout.Parent)
+	a, errA := fsys.FileID(source)
+	b, errB := fsys.FileID(parent)
 	if errA == nil && errB == nil {
 		same = a.Dev == b.Dev
 	}
@@ -313,10 +317,52 @@ func (e *Env) resolveMode() (Mode, error) {
 	case same:
 		return ModeLink, nil
 	case mode == ModeLink:
-		return "", fmt.Errorf("%w: --mode link: source %s is on another file system than %s", ErrBadPath, e.Source, e.Layout.Parent)
+		return "", fmt.Errorf("%w: --mode link: source %s is on another file system than %s", ErrBadPath, source, parent)
 	default:
 		return ModeCopy, nil
 	}
+}
+
+// SpaceNeeded is the free space a restore of src in mode needs on the
+// database's file system: the bytes it writes (linked tables take none),
+// 5 % more and SpaceMargin.
+func SpaceNeeded(src *Source, mode Mode) int64 {
+	var need int64
+	for _, f := range src.Files {
+		if !(mode == ModeLink && f.Linkable) {
+			need += f.Size
+		}
+	}
+	return need + need/20 + SpaceMargin
+}
+
+// CheckSpace returns the space free on the file system holding dir, and
+// ErrNoSpace (in human units, naming dir) if it is less than need.
+func CheckSpace(fsys *fsx.FS, dir string, need int64) (int64, error) {
+	u, err := fsys.DiskUsage(dir)
+	if err != nil {
+		return 0, err
+	}
+	avail := int64(u.AvailBytes)
+	if avail < need {
+		return avail, fmt.Errorf("%w: %s: %s free, the restore needs %s (the bytes it writes, 5 %%, and %s of margin)",
+			ErrNoSpace, dir, HumanBytes(avail), HumanBytes(need), HumanBytes(SpaceMargin))
+	}
+	return avail, nil
+}
+
+// HumanBytes formats n bytes in binary units: 1.5 GiB.
+func HumanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // lockDB takes the database's LOCK file if there is one: Pebble (and

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -15,6 +16,7 @@ import (
 // What Precheck found at DB (journaled as PrecheckDetails.Target).
 const (
 	TargetAbsent  = "absent"  // DB does not exist: the restore creates it
+	TargetMixed   = "mixed"   // a database and entries that are not its own: replaced only with Force, then quarantined
 	TargetEmpty   = "empty"   // an empty directory
 	TargetPebble  = "pebble"  // a Pebble database
 	TargetRocksDB = "rocksdb" // a RocksDB (Kvrocks) database
@@ -38,7 +40,11 @@ func ClassifyTarget(fsys *fsx.FS, db string) (kind string, entries []string, err
 	}
 	slices.Sort(names)
 	var current, manifest, identity, marker bool
+	var foreign []string
 	for _, n := range names {
+		if !dbEntry.MatchString(n) {
+			foreign = append(foreign, n)
+		}
 		switch {
 		case n == "CURRENT":
 			current = true
@@ -50,14 +56,27 @@ func ClassifyTarget(fsys *fsx.FS, db string) (kind string, entries []string, err
 			marker = true
 		}
 	}
+	kind = TargetOther
 	switch {
 	case marker:
-		return TargetPebble, names, nil
+		kind = TargetPebble
 	case current && (manifest || identity):
-		return TargetRocksDB, names, nil
+		kind = TargetRocksDB
 	}
-	return TargetOther, names, nil
+	if kind != TargetOther && len(foreign) > 0 {
+		return TargetMixed, foreign, nil
+	}
+	return kind, names, nil
 }
+
+// dbEntry matches the names a Pebble or RocksDB database directory holds:
+// tables, logs, blobs, manifests, options, markers, LOCK, CURRENT,
+// IDENTITY, RocksDB's LOG files and WAL archive, and temporary files the
+// engines make. Anything else in a database directory is not the
+// database's, and a restore would remove it with the old database.
+var dbEntry = regexp.MustCompile(`^(` +
+	`\d+\.(sst|log|blob|ldb|dbtmp)|MANIFEST-\d+|OPTIONS-\d+(\.dbtmp)?|CURRENT|LOCK|IDENTITY|` +
+	`marker\..+|LOG|LOG\.old\.\d+|archive|temporary\.\d+\.dbtmp|\d+\.dbtmp|STORAGE_MIN_VERSION)$`)
 
 // CheckTarget applies the target rule to DB: it must be absent, empty, or
 // a database of a known engine (Pebble, RocksDB/Kvrocks), unless force is
@@ -70,18 +89,92 @@ func CheckTarget(fsys *fsx.FS, l Layout, force bool) (string, error) {
 		return "", fmt.Errorf("%w: %w", ErrBadPath, err)
 	}
 	if kind == TargetAbsent {
-		return kind, nil
+		return kind, notInsideWork(fsys, l)
 	}
 	if mnt, err := fsys.IsMountPoint(l.DB); err != nil {
 		return "", fmt.Errorf("%w: %w", ErrBadPath, err)
 	} else if mnt {
 		return "", fmt.Errorf("%w: %s is a mount point: a restore replaces the database directory by renaming it; restore into a directory inside the mounted file system", ErrBadPath, l.DB)
 	}
-	if kind == TargetOther && !force {
-		return "", fmt.Errorf("%w: %s is not empty and holds no database kvrflow knows (pebble or rocksdb): %s; give the database directory itself, or --force to replace it (its contents are then moved to %s, not deleted)",
+	if err := notInsideWork(fsys, l); err != nil {
+		return "", err
+	}
+	switch {
+	case kind == TargetOther && !force:
+		return "", fmt.Errorf("%w: %s is not empty and holds no database kvrflow knows (pebble or rocksdb): %s%s; give the database directory itself, or --force to replace it (its contents are then moved to %s, not deleted)",
+			ErrBadPath, l.DB, sample(fsys, l.DB, names), databasesBelow(fsys, l.DB, names), l.Quarantine)
+	case kind == TargetMixed && !force:
+		return "", fmt.Errorf("%w: %s holds a database and also entries that are not the database's: %s; a restore replaces the whole directory: move them out first, or --force (the directory replaced is then moved to %s, not deleted)",
 			ErrBadPath, l.DB, sample(fsys, l.DB, names), l.Quarantine)
+	case force && (kind == TargetOther || kind == TargetMixed):
+		// Everything below is to be moved aside: no database in it may be
+		// open (a server working in a subdirectory).
+		if err := noOpenDatabaseBelow(fsys, l.DB); err != nil {
+			return "", err
+		}
 	}
 	return kind, nil
+}
+
+// databasesBelow names the direct subdirectories of dir that hold a
+// database, as a hint that the operator meant one of them.
+func databasesBelow(fsys *fsx.FS, dir string, names []string) string {
+	var dbs []string
+	for _, n := range names {
+		if m, err := fsys.LstatMode(filepath.Join(dir, n)); err != nil || !m.IsDir() {
+			continue
+		}
+		if k, _, err := ClassifyTarget(fsys, filepath.Join(dir, n)); err == nil && (k == TargetPebble || k == TargetRocksDB) {
+			dbs = append(dbs, filepath.Join(dir, n))
+		}
+	}
+	if len(dbs) == 0 {
+		return ""
+	}
+	return " (it holds a database at " + strings.Join(dbs, ", ") + ": did you mean --db " + dbs[0] + "?)"
+}
+
+// noOpenDatabaseBelow fails with ErrInUse if a LOCK file below dir (not
+// following symbolic links) is locked by another process: a database in
+// use there would be moved away under its server.
+func noOpenDatabaseBelow(fsys *fsx.FS, dir string) error {
+	var held error
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || held != nil {
+			return nil // unreadable parts are left as they are
+		}
+		if d.Name() != "LOCK" || !d.Type().IsRegular() {
+			return nil
+		}
+		l, err := fsys.Lock(p)
+		if errors.Is(err, fsx.ErrLockHeld) {
+			held = fmt.Errorf("%w: %s is held: a database below %s is open; --force would move it away under its server", ErrInUse, p, dir)
+			return filepath.SkipAll
+		}
+		if err == nil {
+			l.Close()
+		}
+		return nil
+	})
+	if held != nil {
+		return held
+	}
+	return err
+}
+
+// notInsideWork refuses a DB that is, or is inside, a kvrflow directory
+// (NAME.kvrflow): those hold kvrflow's own work (staging, kept and
+// quarantined databases), never a database to restore into.
+func notInsideWork(fsys *fsx.FS, l Layout) error {
+	for p := fsys.Resolve(l.Parent); p != filepath.Dir(p); p = filepath.Dir(p) {
+		if strings.HasSuffix(filepath.Base(p), ".kvrflow") {
+			return fmt.Errorf("%w: %s is inside %s, a kvrflow directory (staging, kept and quarantined databases): give the database's own path", ErrBadPath, l.DB, p)
+		}
+	}
+	if strings.HasSuffix(l.DB, ".kvrflow") {
+		return fmt.Errorf("%w: %s is named like a kvrflow directory: give the database's own path", ErrBadPath, l.DB)
+	}
+	return nil
 }
 
 // sample names the first few entries of dir, directories with a slash.

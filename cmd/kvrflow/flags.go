@@ -14,6 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/kvrflow/kvrflow/internal/fault"
+	"github.com/kvrflow/kvrflow/steps"
 )
 
 // stdio is where a command writes, and what it knows of its terminal.
@@ -185,18 +186,7 @@ func oneLine(s string) string {
 }
 
 // humanBytes formats n bytes for people: 1.5 MiB.
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+func humanBytes(n int64) string { return steps.HumanBytes(n) }
 
 // timeText formats a journal time for people, in UTC like the journal.
 func timeText(t time.Time) string {
