@@ -2,6 +2,7 @@ package steps
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"path/filepath"
 
@@ -44,6 +45,12 @@ func (e *Env) clean(ctx context.Context, _ *fsm.Run) (any, error) {
 		}
 		path := filepath.Join(e.Layout.Work, name)
 		if e.isJournal(path, journalID) {
+			continue
+		}
+		if isBoltFile(e.FS, path) {
+			// Another journal kept here (--journal DB.kvrflow/NAME.db):
+			// never moved, or that journal would start again empty.
+			e.Log.Info().Str("path", path).Msg("another journal file in kvrflow's directory; left in place")
 			continue
 		}
 		rd, ok := ParseRunDir(name)
@@ -180,4 +187,26 @@ func (e *Env) quarantine(path, reason string) (Quarantine, error) {
 	}
 	e.Log.Warn().Str("path", path).Str("moved_to", dst).Str("reason", reason).Msg("quarantined leftover")
 	return Quarantine{From: path, To: dst, Reason: reason}, nil
+}
+
+// boltMagic is the magic number of a bbolt file's meta page, stored
+// little-endian right after the 16-byte page header of its first page.
+const boltMagic = 0xED0CDAED
+
+// isBoltFile reports whether path is a regular file that starts as a
+// bbolt file does (a journal).
+func isBoltFile(fsys *fsx.FS, path string) bool {
+	if m, err := fsys.LstatMode(path); err != nil || !m.IsRegular() {
+		return false
+	}
+	f, err := fsys.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var head [20]byte
+	if _, err := f.ReadAt(head[:], 0); err != nil {
+		return false
+	}
+	return binary.LittleEndian.Uint32(head[16:]) == boltMagic
 }

@@ -270,7 +270,8 @@ func CheckJournalPath(fsys *fsx.FS, l Layout, path string) error {
 	// (bbolt opens it with os.OpenFile).
 	fi, err := os.Lstat(abs)
 	if errors.Is(err, fs.ErrNotExist) {
-		if pfi, err := os.Stat(filepath.Dir(abs)); err != nil || !pfi.IsDir() {
+		inWork := filepath.Dir(res) == work || filepath.Dir(res) == l.Work // kvrflow makes Work
+		if pfi, err := os.Stat(filepath.Dir(abs)); !inWork && (err != nil || !pfi.IsDir()) {
 			return fmt.Errorf("%w: journal %s: its directory %s does not exist", ErrBadPath, path, filepath.Dir(abs))
 		}
 		return nil

@@ -457,6 +457,8 @@ func operatorMistakes() []mistake {
 	add(journalMistakes()...)
 	add(reviewMistakes()...)
 	add(recoverMistakes()...)
+	add(journalPlaceMistakes()...)
+	add(targetMistakes()...)
 	return cases
 }
 
@@ -675,6 +677,113 @@ func recoverMistakes() []mistake {
 		check: func(t *testing.T, m *mistakeEnv, _ result) {
 			if _, err := os.Stat(filepath.Join(m.root, "typo.db")); !os.IsNotExist(err) {
 				t.Errorf("recover created a journal at the mistyped path: %v", err)
+			}
+		},
+	}}
+}
+
+// journalPlaceMistakes: a second journal kept in kvrflow's directory, as
+// the error about journal paths suggests, is never quarantined by a run of
+// the default journal.
+func journalPlaceMistakes() []mistake {
+	return []mistake{{
+		name: "a journal kept in kvrflow's directory survives a run of the default journal",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			mustRun(t, exitOK, nil, m.restoreArgs("--journal", m.db+".kvrflow/alt.db")...)
+			return m.restoreArgs()
+		},
+		code: exitOK, after: "new",
+		check: func(t *testing.T, m *mistakeEnv, _ result) {
+			if inQuarantine(t, m, "alt.db") {
+				t.Fatal("the other journal was quarantined")
+			}
+			st := mustRun(t, exitOK, nil, "journal", "list", "--journal", m.db+".kvrflow/alt.db")
+			if !strings.Contains(st.stdout, "committed") {
+				t.Fatalf("the other journal lost its run:\n%s", st.stdout)
+			}
+		},
+	}}
+}
+
+// targetMistakes are more of a hostile review's findings about targets.
+func targetMistakes() []mistake {
+	return []mistake{{
+		name: "--db inside a crashed run's staging directory (the only copy of the old database)",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			m.crashAt(t, "fs.after-exchange")
+			staging, _ := filepath.Glob(m.db + ".kvrflow/staging-*")
+			if len(staging) != 1 {
+				t.Fatalf("staging: %v", staging)
+			}
+			return []string{"restore", "--from", m.backup, "--db", staging[0]}
+		},
+		code: exitUsage, mention: []string{"kvrflow directory"},
+		check: func(t *testing.T, m *mistakeEnv, _ result) {
+			mustRun(t, exitOK, nil, "recover", "--db", m.db)
+			if got := m.which(t); got != "old" {
+				t.Errorf("after recover DB holds the %s database", got)
+			}
+		},
+	}, {
+		name: "a database directory that also holds the operator's files",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			m.keep(t, filepath.Join(m.db, "mydata", "file"), "x")
+			m.keep(t, filepath.Join(m.db, "README.txt"), "n")
+			return m.restoreArgs()
+		},
+		code: exitUsage, mention: []string{"not the database's", "README.txt", "mydata/"}, after: "same",
+	}, {
+		name: "--force on a database directory with the operator's files keeps them in quarantine",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			m.keep(t, filepath.Join(m.db, "mydata", "file"), "x")
+			return m.restoreArgs("--force")
+		},
+		code: exitOK, after: "new",
+	}, {
+		name: "--force on the parent of an open database",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			m.holdDB(t, m.db)
+			return []string{"restore", "--from", m.backup, "--db", filepath.Dir(m.db), "--force"}
+		},
+		code: exitInUse, mention: []string{"LOCK", "open"}, after: "old",
+	}, {
+		name: "--db is the parent of the database: the error names the database below",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			return []string{"restore", "--from", m.backup, "--db", filepath.Dir(m.db)}
+		},
+		code: exitUsage, mention: []string{"did you mean --db", "/node/db"}, after: "same",
+	}, {
+		name: "backup into the database directory",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			return []string{"backup", "--db", m.db, "--to", filepath.Join(m.db, "bk")}
+		},
+		code: exitUsage, mention: []string{"inside the database"}, after: "same",
+	}, {
+		name: "--journal is another program's bbolt file",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			p := filepath.Join(m.root, "app.db")
+			db, err := bolt.Open(p, 0o600, nil)
+			must(t, err)
+			must(t, db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket([]byte("app")); return err }))
+			must(t, db.Close())
+			b, err := os.ReadFile(p)
+			must(t, err)
+			m.precious[p] = string(b)
+			return m.restoreArgs("--journal", p)
+		},
+		code: exitJournal, mention: []string{"not a kvrflow journal"}, after: "same",
+	}, {
+		name: "not enough space: refused before anything is made",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			d := filepath.Join(m.root, "small")
+			must(t, os.Mkdir(d, 0o755))
+			mountTmpfs(t, d, "4m")
+			return []string{"restore", "--from", m.backup, "--db", filepath.Join(d, "db")}
+		},
+		code: exitUsage, mention: []string{"MiB free", "needs"},
+		check: func(t *testing.T, m *mistakeEnv, _ result) {
+			if _, err := os.Stat(filepath.Join(m.root, "small", "db.kvrflow")); !os.IsNotExist(err) {
+				t.Errorf("a refused restore made its kvrflow directory: %v", err)
 			}
 		},
 	}}
