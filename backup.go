@@ -54,12 +54,17 @@ func Backup(ctx context.Context, db, out string, fs vfs.FS) (*BackupResult, erro
 		// its manifest.
 		return nil, fmt.Errorf("%w: %s is a kvrflow backup, not a database: restore it first", steps.ErrBadPath, db)
 	}
-	if ok, err := seam.Exists(filepath.Join(db, "CURRENT")); err != nil {
-		return nil, err
-	} else if !ok {
-		if ok, _ := seam.Exists(db); !ok {
-			return nil, fmt.Errorf("%w: database %s does not exist", steps.ErrBadPath, db)
-		}
+	// Only a Pebble database is opened: Pebble would make a LOCK (and
+	// more) in any other directory, and refuses RocksDB's format.
+	switch kind, _, err := steps.ClassifyTarget(seam, db); {
+	case err != nil:
+		return nil, fmt.Errorf("%w: %w", steps.ErrBadPath, err)
+	case kind == steps.TargetAbsent:
+		return nil, fmt.Errorf("%w: database %s does not exist", steps.ErrBadPath, db)
+	case kind == steps.TargetRocksDB:
+		return nil, fmt.Errorf("%w: %s is a RocksDB (Kvrocks) database: kvrflow backup makes Pebble backups; make a RocksDB checkpoint or BackupEngine backup (ldb checkpoint, Kvrocks BGSAVE/backup) and restore from that", steps.ErrBadPath, db)
+	case kind != steps.TargetPebble && kind != steps.TargetMixed:
+		return nil, fmt.Errorf("%w: %s holds no Pebble database (%s)", steps.ErrBadPath, db, kind)
 	}
 	d, err := pebble.Open(db, &pebble.Options{FS: fs, ErrorIfNotExists: true, Logger: steps.PebbleLogger(zerolog.Nop())})
 	if err != nil {

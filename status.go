@@ -130,6 +130,14 @@ func Status(opts Options) (*StatusReport, error) {
 		return rep, nil
 	case errors.Is(err, journal.ErrLocked):
 		rep.Busy = true
+		// The running kvrflow's own directories are not leftovers.
+		left := rep.Leftovers[:0]
+		for _, p := range rep.Leftovers {
+			if _, ok := steps.ParseRunDir(filepath.Base(p)); !ok {
+				left = append(left, p)
+			}
+		}
+		rep.Leftovers = left
 		rep.JournalNote = "a kvrflow is working on this database now (it holds the journal); run status again when it is done"
 		return rep, nil
 	case err != nil:

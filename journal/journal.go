@@ -140,6 +140,9 @@ func Open(path string, opts Options) (*Journal, error) {
 		}
 	case err != nil:
 		return nil, fmt.Errorf("open journal %s: %w", path, err)
+	case !fi.Mode().IsRegular():
+		// (bbolt would block on a FIFO, and read a device.)
+		return nil, fmt.Errorf("open journal %s: %w: not a regular file (%s)", path, ErrCorrupt, fi.Mode().Type())
 	case fi.Size() == 0:
 		// A journal is created whole (see create): an empty file is damage,
 		// and whatever runs it held are unknown.

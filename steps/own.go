@@ -135,7 +135,7 @@ func (e *Env) removeProven(path string, want *fsx.FileID, recorded bool, what st
 	reason := ""
 	switch {
 	case !mode.IsDir():
-		reason = fmt.Sprintf("%s is not a directory (%s): not made by kvrflow", path, mode)
+		reason = fmt.Sprintf("%s is %s, not a directory: not made by kvrflow", path, fsx.KindOf(mode))
 	case !recorded:
 		removed, err := e.FS.RemoveEmptyDir(path)
 		if err != nil || removed {

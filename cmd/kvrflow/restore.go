@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -82,7 +83,11 @@ func (d *restoreDoc) text(w io.Writer) {
 	case steps.OutcomeCommitted:
 		fmt.Fprintf(w, "restored %s into %s (run %d, %s)\n", r.Source, r.Target, r.ID, r.End.Sub(r.Start).Round(time.Millisecond))
 	case steps.OutcomeRolledBack:
-		fmt.Fprintf(w, "run %d rolled back: %s holds the database it held before\n", r.ID, r.Target)
+		if _, err := os.Stat(r.Target); err != nil {
+			fmt.Fprintf(w, "run %d rolled back: %s did not exist before and does not now\n", r.ID, r.Target)
+		} else {
+			fmt.Fprintf(w, "run %d rolled back: %s holds the database it held before\n", r.ID, r.Target)
+		}
 	default:
 		fmt.Fprintf(w, "run %d is in flight in state %s\n", r.ID, r.State)
 	}
