@@ -177,8 +177,7 @@ func open(opts Options, create bool) (*session, error) {
 		// file system: so is it looked for.)
 		if _, err := os.Lstat(jpath); isNotExist(err) {
 			if opts.Journal != "" {
-				s.lock.Close()
-				return nil, fmt.Errorf("%w: no kvrflow journal at %s (--journal)", steps.ErrBadPath, opts.Journal)
+				s.log.Warn().Str("journal", opts.Journal).Msg("no kvrflow journal at this path (mistyped?); none is created: nothing it recorded to recover")
 			}
 			return s, nil
 		}

@@ -13,6 +13,7 @@ import (
 // pruneJSON is journal prune's --json document.
 type pruneJSON struct {
 	Journal   string   `json:"journal"`
+	JournalID string   `json:"journal_id"`
 	Removed   []uint64 `json:"removed"`
 	Remaining int      `json:"remaining"`
 	Anchor    string   `json:"anchor"`
@@ -31,9 +32,10 @@ func TestJournalPrune_KeepRemovesOldRunsAndVerifyStillPasses(t *testing.T) {
 		t.Errorf("journal verify after prune = %+v", v)
 	}
 	var list struct {
-		Journal  string        `json:"journal"`
-		Runs     []journal.Run `json:"runs"`
-		ExitCode int           `json:"exit_code"`
+		Journal   string        `json:"journal"`
+		JournalID string        `json:"journal_id"`
+		Runs      []journal.Run `json:"runs"`
+		ExitCode  int           `json:"exit_code"`
 	}
 	decode(t, mustRun(t, exitOK, nil, "journal", "list", "--db", f.db, "--json"), &list)
 	if len(list.Runs) != 1 || list.Runs[0].ID != 3 {

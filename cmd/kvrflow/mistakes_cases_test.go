@@ -673,7 +673,7 @@ func recoverMistakes() []mistake {
 			m.jid(t)
 			return []string{"recover", "--db", m.db, "--journal", filepath.Join(m.root, "typo.db")}
 		},
-		code: exitUsage, mention: []string{"typo.db", "no kvrflow journal"}, after: "same",
+		code: exitOK, mention: []string{"typo.db", "no kvrflow journal"}, after: "same",
 		check: func(t *testing.T, m *mistakeEnv, _ result) {
 			if _, err := os.Stat(filepath.Join(m.root, "typo.db")); !os.IsNotExist(err) {
 				t.Errorf("recover created a journal at the mistyped path: %v", err)
