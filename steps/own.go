@@ -205,3 +205,5 @@ func (e *Env) changedSince(dir string, written []WrittenFile) (string, error) {
 	}
 	return "", nil
 }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/kvrflow/kvrflow/fsm"
 )
@@ -74,8 +75,13 @@ func (e *Env) UndoSteps() map[string]fsm.Step {
 
 // StepsOf returns the steps of the workflow of kind, bound to env.
 func (e *Env) StepsOf(kind string) map[string]fsm.Step {
-	if kind == KindUndo {
+	switch kind {
+	case KindUndo:
 		return e.UndoSteps()
+	case KindPurge:
+		// Resumed after a crash: it removes what its note lists; with no
+		// note yet, nothing (no cutoff is older than the zero time).
+		return e.PurgeSteps(time.Time{}, "")
 	}
 	return e.Steps()
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,26 +32,24 @@ func (o *stdio) stderrIsTerminal() bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
-// common holds the flags every command shares.
+// common holds the flags every command shares: the global flags, given
+// before or after the command (the root's persistent flags, copied in
+// before the command runs).
 type common struct {
 	json      bool
 	logFormat string
 	logLevel  string
 	journal   string // only for commands that read or write the journal
+	// takesJournal: the command reads or writes a journal, so --journal
+	// applies to it (elsewhere it is a usage error, not ignored).
+	takesJournal bool
 }
 
-// define registers --json, --log-format and --log-level, and --journal
-// when withJournal is set.
-func (c *common) define(fs *flag.FlagSet, withJournal bool) {
-	fs.BoolVar(&c.json, "json", false, "print one JSON document on stdout (logs stay on stderr)")
-	fs.StringVar(&c.logFormat, "log-format", "console", "log `FORMAT` on stderr: console or json")
-	fs.StringVar(&c.logLevel, "log-level", "info", "log `LEVEL`: debug, info, warn or error")
-	if withJournal {
-		fs.StringVar(&c.journal, "journal", "", "journal file `PATH` (default DIR.kvrflow/journal.db)")
-	}
-}
+// define says whether the command takes --journal. (The global flags are
+// the root's; a command's own flags are registered by its flags method.)
+func (c *common) define(_ *flag.FlagSet, withJournal bool) { c.takesJournal = withJournal }
 
-func (c *common) jsonOutput() bool { return c.json }
+func (c *common) base() *common { return c }
 
 // logger returns the logger the flags ask for, writing to o.stderr.
 func (c *common) logger(o *stdio) (*zerolog.Logger, error) {
@@ -99,26 +99,6 @@ func need(flags ...string) error {
 
 // usagef returns a usage error (exit code 2).
 func usagef(format string, args ...any) error { return asUsage(fmt.Errorf(format, args...)) }
-
-// parseArgs parses args with fs, allowing positional arguments between
-// flags (kvrflow journal show 3 --db DIR), and returns the positional ones.
-// Everything after "--" is positional.
-func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
-			return append(pos, rest...), nil
-		}
-		pos, args = append(pos, rest[0]), rest[1:]
-	}
-}
 
 // document is what a command prints: as text for a person, or, with
 // --json, as exactly one JSON object on stdout. On error the object holds
@@ -202,4 +182,74 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// durationFlag is a duration flag that also takes days and weeks (30d,
+// 2w, 1w2d) beside Go's units (12h, 90m, 1h30m).
+type durationFlag struct{ d *time.Duration }
+
+func (f durationFlag) String() string {
+	if f.d == nil || *f.d == 0 {
+		return ""
+	}
+	return f.d.String()
+}
+
+func (f durationFlag) Set(s string) error {
+	d, err := parseDuration(s)
+	if err != nil {
+		return err
+	}
+	*f.d = d
+	return nil
+}
+
+// parseDuration parses Go's durations and the units d (24h) and w (7d).
+func parseDuration(s string) (time.Duration, error) {
+	bad := fmt.Errorf("bad duration %q: want a number and a unit, w (weeks), d (days), h, m or s, e.g. 30d, 2w, 12h, 1h30m", s)
+	if s == "" {
+		return 0, bad
+	}
+	rest, total := s, time.Duration(0)
+	for rest != "" {
+		i := 0
+		for i < len(rest) && (rest[i] >= '0' && rest[i] <= '9' || rest[i] == '.') {
+			i++
+		}
+		if i == 0 || i == len(rest) {
+			return 0, bad
+		}
+		unit := rest[i]
+		if unit != 'd' && unit != 'w' {
+			d, err := time.ParseDuration(rest)
+			if err != nil {
+				return 0, bad
+			}
+			return total + d, nil
+		}
+		n, err := strconv.ParseFloat(rest[:i], 64)
+		if err != nil {
+			return 0, bad
+		}
+		day := 24 * time.Hour
+		if unit == 'w' {
+			day *= 7
+		}
+		total += time.Duration(n * float64(day))
+		rest = rest[i+1:]
+	}
+	if total < 0 {
+		return 0, bad
+	}
+	return total, nil
+}
+
+// absPath makes a path given on the command line absolute, for documents
+// that name it.
+func absPath(p string) (string, error) {
+	a, err := filepath.Abs(p)
+	if err != nil {
+		return "", usagef("%s: %v", p, err)
+	}
+	return a, nil
 }

@@ -40,8 +40,9 @@ type journalPruneCmd struct {
 
 func (c *journalPruneCmd) flags(fs *flag.FlagSet) {
 	c.journalFlags.flags(fs)
-	fs.IntVar(&c.keep, "keep", 0, "keep the `N` newest runs, remove the older ended ones")
-	fs.DurationVar(&c.olderThan, "older-than", 0, "remove the runs that ended more than `DURATION` ago (720h: 30 days)")
+	c.keep = -1 // not given
+	fs.IntVar(&c.keep, "keep", -1, "keep the `N` newest runs (1 or more), remove the older ended ones")
+	fs.Var(durationFlag{&c.olderThan}, "older-than", "remove the runs that ended more than `AGE` ago: 30d, 2w, 720h")
 }
 
 // journalPruneDoc is journal prune's --json document: the runs removed
@@ -76,10 +77,15 @@ func (c *journalPruneCmd) run(_ context.Context, o *stdio, args []string) (docum
 		return nil, usagef("unexpected argument %q", args[0])
 	}
 	switch {
-	case c.keep < 0 || c.olderThan < 0:
-		return nil, usagef("--keep and --older-than must not be negative")
+	case c.keep == 0:
+		return nil, usagef("--keep 0 would remove every ended run: give 1 or more (the newest runs kept)")
+	case c.keep < -1:
+		return nil, usagef("--keep %d: give 1 or more", c.keep)
 	case (c.keep > 0) == (c.olderThan > 0):
-		return nil, usagef("give exactly one of --keep N and --older-than DURATION")
+		return nil, usagef("give exactly one of --keep N and --older-than AGE")
+	}
+	if c.keep < 0 {
+		c.keep = 0
 	}
 	path, err := c.path(o)
 	if err != nil {

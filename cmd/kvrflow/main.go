@@ -12,6 +12,9 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 func main() {
@@ -25,14 +28,16 @@ func main() {
 
 // runner is one command's flags and action.
 type runner interface {
-	// flags registers the command's flags on fs.
+	// flags registers the command's own flags on fs (Go's flag package;
+	// cobra shows and parses them GNU-style through pflag).
 	flags(fs *flag.FlagSet)
 	// run does the command with the positional arguments. It returns the
 	// document to print (nil if there is nothing to print) and its error;
 	// on error the document holds whatever result exists.
 	run(ctx context.Context, o *stdio, args []string) (document, error)
-	// jsonOutput reports whether --json was given.
-	jsonOutput() bool
+	// base returns the flags every command shares, for the global flags
+	// to be copied in.
+	base() *common
 }
 
 // command describes a subcommand for dispatch and help.
@@ -47,76 +52,157 @@ type command struct {
 
 // commands lists every subcommand in the order kvrflow --help shows them.
 var commands = slices.Concat([]*command{backupCommand, restoreCommand, undoCommand, recoverCommand, statusCommand},
-	journalCommands, []*command{faultsCommand, chaosCommand})
+	journalCommands, []*command{quarantineListCommand, quarantinePurgeCommand, faultsCommand, chaosCommand})
 
-func lookup(name string) *command {
-	for _, c := range commands {
-		if c.name == name {
-			return c
-		}
-	}
-	return nil
-}
+// globalFlags are the flags accepted before or after any command.
+var globalFlags = []string{"json", "log-format", "log-level", "journal"}
 
 // run runs the command line args (without the program name) and returns
 // the exit code.
 func run(ctx context.Context, args []string, o *stdio) int {
-	if len(args) == 0 {
-		usage(o.stderr)
-		return finish(o, false, nil, usagef("no command given"), "kvrflow --help")
+	code := -1
+	root := newRoot(ctx, o, &code)
+	root.SetArgs(args)
+	cmd, err := root.ExecuteC()
+	if code >= 0 {
+		return code
 	}
-	name, rest := args[0], args[1:]
-	switch name {
-	case "-h", "-help", "--help", "help":
-		if len(rest) > 0 {
-			return run(ctx, append(append([]string{}, rest...), "--help"), o)
-		}
-		usage(o.stdout)
-		return exitOK
-	case "journal":
-		if len(rest) == 0 || strings.HasPrefix(rest[0], "-") {
-			if len(rest) > 0 && isHelp(rest[0]) {
-				journalUsage(o.stdout)
-				return exitOK
+	if err == nil {
+		return exitOK // help, completion
+	}
+	hint := "kvrflow --help"
+	if cmd != nil && cmd != root {
+		hint = cmd.CommandPath() + " --help"
+	}
+	return finish(o, jsonRequested(args), nil, asUsage(err), hint)
+}
+
+// newRoot builds the command tree: every command of commands under the
+// root (or under its group, journal, quarantine), with the global flags
+// persistent on the root.
+func newRoot(ctx context.Context, o *stdio, code *int) *cobra.Command {
+	var g common
+	root := &cobra.Command{
+		Use:               "kvrflow",
+		Short:             "restore a database directory from a backup, atomically",
+		Long:              rootAbout,
+		Version:           versionLine(),
+		SilenceErrors:     true,
+		SilenceUsage:      true,
+		DisableAutoGenTag: true,
+		Args:              cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("unknown command %q", args[0])
 			}
-			journalUsage(o.stderr)
-			return finish(o, false, nil, usagef("journal wants a subcommand: %s", journalNames()), "kvrflow journal --help")
+			cmd.SetOut(o.stderr)
+			_ = cmd.Help()
+			return errors.New("no command given")
+		},
+	}
+	cobra.EnableCommandSorting = false
+	root.Example = "  " + restoreCommand.example + "\n  kvrflow status --db /var/lib/app/db"
+	root.Flags().Bool("version", false, "print kvrflow's version, VCS revision and Go version")
+	root.SetOut(o.stdout)
+	root.SetErr(o.stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return err })
+	root.SetVersionTemplate("{{.Version}}\n")
+	pf := root.PersistentFlags()
+	pf.BoolVar(&g.json, "json", false, "print one JSON document on stdout (logs stay on stderr)")
+	pf.StringVar(&g.logFormat, "log-format", "console", "log `FORMAT` on stderr: console or json")
+	pf.StringVar(&g.logLevel, "log-level", "info", "log `LEVEL`: debug, info, warn or error")
+	pf.StringVar(&g.journal, "journal", "", "journal file `PATH` (default DIR.kvrflow/journal.db)")
+	root.SetHelpTemplate(helpTemplate)
+	root.SetUsageTemplate(usageTemplate)
+	root.CompletionOptions.HiddenDefaultCmd = false
+
+	groups := map[string]*cobra.Command{}
+	for _, gname := range []string{"journal", "quarantine"} {
+		grp := &cobra.Command{
+			Use:   gname,
+			Short: groupSummary[gname],
+			Long:  groupSummary[gname] + ".",
+			Args:  cobra.ArbitraryArgs,
+			RunE: func(cmd *cobra.Command, args []string) error {
+				if len(args) > 0 {
+					return fmt.Errorf("unknown command %q for %s", args[0], cmd.CommandPath())
+				}
+				cmd.SetOut(o.stderr)
+				_ = cmd.Help()
+				return fmt.Errorf("%s wants a subcommand: %s", gname, subNames(cmd))
+			},
 		}
-		name, rest = "journal "+rest[0], rest[1:]
+		groups[gname] = grp
 	}
-	c := lookup(name)
-	if c == nil {
-		return finish(o, jsonRequested(rest), nil, usagef("unknown command %q", name), "kvrflow --help")
+	for _, c := range commands {
+		parent, leaf := root, c.name
+		if grp, rest, ok := strings.Cut(c.name, " "); ok {
+			parent, leaf = groups[grp], rest
+			if !parent.HasParent() {
+				root.AddCommand(parent) // where its first subcommand stands
+			}
+		}
+		parent.AddCommand(c.cobra(ctx, o, &g, leaf, code))
 	}
-	return c.exec(ctx, o, rest)
+	root.AddCommand(versionCommand(o, &g, code))
+	return root
 }
 
-func isHelp(arg string) bool { return arg == "-h" || arg == "-help" || arg == "--help" }
+// groupSummary says what each command group is for.
+var groupSummary = map[string]string{
+	"journal":    "read, check, export and prune kvrflow's journal",
+	"quarantine": "list and purge what kvrflow moved aside instead of deleting",
+}
 
-// exec parses the command's flags and runs it.
-func (c *command) exec(ctx context.Context, o *stdio, args []string) int {
+// subNames lists a group's subcommands: "list, show, ...".
+func subNames(cmd *cobra.Command) string {
+	var names []string
+	for _, c := range cmd.Commands() {
+		names = append(names, c.Name())
+	}
+	return strings.Join(names, ", ")
+}
+
+// cobra returns the cobra command of c: its own flags (Go flags shown
+// GNU-style), the global flags inherited from the root, and a RunE that
+// prints the document and sets the exit code.
+func (c *command) cobra(ctx context.Context, o *stdio, g *common, leaf string, code *int) *cobra.Command {
 	r := c.new()
-	fs := flag.NewFlagSet("kvrflow "+c.name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard) // finish prints the error, as one line
+	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
 	r.flags(fs)
-	pos, err := parseArgs(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		c.usage(o.stdout, fs)
-		return exitOK
+	cmd := &cobra.Command{
+		Use:     leaf + " " + c.args,
+		Short:   c.summary,
+		Long:    strings.TrimSpace(c.about),
+		Example: "  " + c.example,
+		Args:    cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			b := r.base()
+			b.json, b.logFormat, b.logLevel = g.json, g.logFormat, g.logLevel
+			b.journal = g.journal
+			if g.journal != "" && !b.takesJournal {
+				*code = finish(o, g.json, nil, usagef("--journal does not apply to kvrflow %s", c.name), cmd.CommandPath()+" --help")
+				return nil
+			}
+			doc, err := r.run(ctx, o, args)
+			*code = finish(o, g.json, doc, err, cmd.CommandPath()+" --help")
+			return nil
+		},
 	}
-	var doc document
-	jsonOut := r.jsonOutput()
-	if err != nil {
-		// Parsing stops at the bad flag; --json after it still counts.
-		err, jsonOut = asUsage(err), jsonOut || jsonRequested(args)
-	} else {
-		doc, err = r.run(ctx, o, pos)
-	}
-	return finish(o, jsonOut, doc, err, "kvrflow "+c.name+" --help")
+	fs.VisitAll(func(f *flag.Flag) {
+		if slices.Contains(globalFlags, f.Name) {
+			return // the root's
+		}
+		cmd.Flags().AddGoFlag(f)
+		if _, ok := f.Value.(keepOldFlag); ok {
+			cmd.Flags().Lookup(f.Name).NoOptDefVal = "1"
+		}
+	})
+	return cmd
 }
 
-// jsonRequested reports whether args hold --json (or -json, --json=true)
-// before any "--".
+// jsonRequested reports whether args hold --json (or --json=true) before
+// any "--": a command line that did not parse still answers in JSON.
 func jsonRequested(args []string) bool {
 	for _, a := range args {
 		if a == "--" {
@@ -131,72 +217,42 @@ func jsonRequested(args []string) bool {
 	return false
 }
 
-// usage prints the command's help: synopsis, what it does, an example and
-// its flags.
-func (c *command) usage(w io.Writer, fs *flag.FlagSet) {
-	fmt.Fprintf(w, "Usage: kvrflow %s %s\n\n%s\n\nExample:\n  %s\n\nFlags:\n", c.name, c.args, strings.TrimSpace(c.about), c.example)
-	printFlags(w, fs)
-}
-
-// printFlags prints fs's flags GNU-style (--name VALUE), which is how the
-// help and the examples spell them; flag accepts -name too.
-func printFlags(w io.Writer, fs *flag.FlagSet) {
-	fs.VisitAll(func(f *flag.Flag) {
-		value, text := flag.UnquoteUsage(f)
-		line := "  --" + f.Name
-		if value != "" {
-			line += " " + value
-		}
-		if f.DefValue != "" && f.DefValue != "false" {
-			text += fmt.Sprintf(" (default %s)", f.DefValue)
-		}
-		fmt.Fprintf(w, "%s\n      %s\n", line, text)
-	})
-}
-
-// usage prints kvrflow's top-level help.
-func usage(w io.Writer) {
-	fmt.Fprint(w, `kvrflow restores a database directory from a backup so that, killed at any
+// rootAbout is kvrflow --help's description.
+const rootAbout = `kvrflow restores a database directory from a backup so that, killed at any
 instant, the directory holds the old database or the new one, complete, never
-a mix. Every step is journaled in DIR.kvrflow/journal.db beside the database.
+a mix. Every step is journaled in DIR.kvrflow/journal.db beside the database.`
 
-Usage:
-  kvrflow COMMAND [flags]
+// helpTemplate is every command's --help: usage, description, example,
+// flags, and at the root the commands and exit codes.
+const helpTemplate = `{{.UsageString}}`
 
-Commands:
-`)
-	for _, c := range commands {
-		fmt.Fprintf(w, "  %-15s %s\n", c.name, c.summary)
-	}
-	fmt.Fprintf(w, `
-Run 'kvrflow COMMAND --help' for a command's flags and an example.
+// usageTemplate is the usage part of the help (also printed, to stderr,
+// after a command line that does not parse).
+const usageTemplate = `Usage: {{if and .Runnable (not .HasAvailableSubCommands)}}{{.UseLine}}{{end}}{{if .HasAvailableSubCommands}}{{if and .Runnable (not .HasAvailableSubCommands)}}
+       {{end}}{{.CommandPath}} COMMAND [flags]{{end}}{{with (or .Long .Short)}}
+
+{{. | trimTrailingWhitespaces}}{{end}}{{if .HasExample}}
 
 Example:
-  %s
+{{.Example}}{{end}}{{if .HasAvailableSubCommands}}
+
+Commands:{{range .Commands}}{{if (or .IsAvailableCommand (eq .Name "help"))}}
+  {{rpad .Name .NamePadding }} {{.Short}}{{end}}{{end}}{{end}}{{if .HasAvailableLocalFlags}}
+
+Flags:
+{{.LocalFlags.FlagUsages | trimTrailingWhitespaces}}{{end}}{{if .HasAvailableInheritedFlags}}
+
+Global flags (before or after the command):
+{{.InheritedFlags.FlagUsages | trimTrailingWhitespaces}}{{end}}{{if not .HasParent}}
 
 Environment:
-  %s  fault spec for restore and recover when --fault is not given
-                 (testing; see kvrflow faults)
+  KVRFLOW_FAULT  fault spec for restore, undo and recover when --fault is not
+                 given (testing; see kvrflow faults)
 
-%s
-`, restoreCommand.example, "KVRFLOW_FAULT", exitCodeHelp)
-}
+` + exitCodeHelp + `{{end}}{{if .HasAvailableSubCommands}}
 
-// journalUsage prints the help of the journal command group.
-func journalUsage(w io.Writer) {
-	fmt.Fprintf(w, "Usage: kvrflow journal %s [flags]\n\n", strings.ReplaceAll(journalNames(), ", ", "|"))
-	fmt.Fprint(w, "Read, check and export kvrflow's journal (opened read-only; prune writes it).\n\nCommands:\n")
-	for _, c := range journalCommands {
-		fmt.Fprintf(w, "  %-15s %s\n", c.name, c.summary)
-	}
-	fmt.Fprintf(w, "\nExample:\n  %s\n  %s\n", journalShowCommand.example, journalVerifyCommand.example)
-}
+Run '{{.CommandPath}} COMMAND --help' for a command's flags and an example.{{end}}
+`
 
-// journalNames lists the journal subcommands: "list, show, verify, ...".
-func journalNames() string {
-	var names []string
-	for _, c := range journalCommands {
-		names = append(names, strings.TrimPrefix(c.name, "journal "))
-	}
-	return strings.Join(names, ", ")
-}
+// printFlags prints fs's flags GNU-style, for help texts outside cobra.
+func printFlags(w io.Writer, fs *pflag.FlagSet) { fmt.Fprint(w, fs.FlagUsages()) }

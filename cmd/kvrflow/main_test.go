@@ -211,8 +211,14 @@ func TestHelp_ListsCommandsAndExitCodes(t *testing.T) {
 	for _, args := range [][]string{{"--help"}, {"help"}, {"-h"}} {
 		r := mustRun(t, exitOK, nil, args...)
 		for _, c := range commands {
-			if !strings.Contains(r.stdout, "  "+c.name+" ") {
-				t.Errorf("kvrflow %s does not list %q:\n%s", args[0], c.name, r.stdout)
+			top, _, _ := strings.Cut(c.name, " ")
+			if !strings.Contains(r.stdout, "\n  "+top+" ") {
+				t.Errorf("kvrflow %s does not list %q:\n%s", args[0], top, r.stdout)
+			}
+		}
+		for _, want := range []string{"  version ", "  completion ", "--json", "--log-format"} {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("kvrflow %s does not show %q:\n%s", args[0], want, r.stdout)
 			}
 		}
 		for code := exitOK; code <= exitInFlight; code++ {
@@ -234,12 +240,17 @@ func TestHelp_EveryCommandShowsAnExample(t *testing.T) {
 			if !strings.HasPrefix(r.stdout, "Usage: kvrflow "+c.name) || !strings.Contains(r.stdout, "--json") {
 				t.Errorf("help does not start with the usage or lacks the flags:\n%s", r.stdout)
 			}
+			for _, line := range strings.Split(r.stdout, "\n") {
+				if strings.Count(line, "(default") > 1 {
+					t.Errorf("a default shown twice: %s", line)
+				}
+			}
 			if h := mustRun(t, exitOK, nil, append([]string{"help"}, strings.Fields(c.name)...)...); h.stdout != r.stdout {
 				t.Errorf("kvrflow help %s differs from kvrflow %s --help", c.name, c.name)
 			}
 		})
 	}
-	if r := mustRun(t, exitOK, nil, "journal", "--help"); !strings.Contains(r.stdout, "journal show") {
+	if r := mustRun(t, exitOK, nil, "journal", "--help"); !strings.Contains(r.stdout, "  show ") {
 		t.Errorf("kvrflow journal --help:\n%s", r.stdout)
 	}
 }
