@@ -334,6 +334,9 @@ func Undo(ctx context.Context, opts Options) (*Result, error) {
 	if err := steps.CheckForeign(s.fs, s.layout, s.j.ID()); err != nil {
 		return res, err
 	}
+	if err := steps.CheckDBPath(s.fs, s.layout); err != nil {
+		return res, err
+	}
 	// Nothing kept is refused before a run is journaled (Precheck checks
 	// again inside the run).
 	if kept, _, err := steps.ListKept(s.fs, s.layout, s.j); err != nil {

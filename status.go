@@ -177,8 +177,12 @@ func Status(opts Options) (*StatusReport, error) {
 		if isKept[p] {
 			continue
 		}
-		if rd, ok := steps.ParseRunDir(filepath.Base(p)); ok && rd.Journal != jid && rd.Kind != "previous" {
-			rep.OtherJournals = append(rep.OtherJournals, fmt.Sprintf("%s: run %d of journal %s is in flight (recover it with that journal)", p, rd.Run, rd.Journal))
+		if rd, ok := steps.ParseRunDir(filepath.Base(p)); ok && rd.Journal != jid {
+			what := fmt.Sprintf("run %d of journal %s is in flight (recover it with that journal)", rd.Run, rd.Journal)
+			if rd.Kind == "previous" {
+				what = fmt.Sprintf("a database kept by run %d of journal %s (kvrflow undo with that journal brings it back)", rd.Run, rd.Journal)
+			}
+			rep.OtherJournals = append(rep.OtherJournals, p+": "+what)
 			continue
 		}
 		left = append(left, p)

@@ -327,6 +327,10 @@ type FinishDetails struct {
 type Kept struct {
 	Path string      `json:"path"`
 	ID   *fsx.FileID `json:"id,omitempty"`
+	// Files are its files (name and size) when it was kept: retention
+	// removes it only if it still holds exactly these (a server, or the
+	// operator, may have written to it since).
+	Files []WrittenFile `json:"files,omitempty"`
 }
 
 // finishPlan runs after the commit point. It first checks, by identity

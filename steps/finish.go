@@ -19,14 +19,17 @@ func (e *Env) finish(_ context.Context, _ *fsm.Run) (any, error) {
 	if n.staging != nil {
 		inc.id = n.staging.ID
 	}
-	keep := e.KeepOld > 0 && (n.target == TargetPebble || n.target == TargetRocksDB)
+	// As Precheck journaled it: recovery, which resumes a Finish, has no
+	// --keep-old of its own.
+	keepOld := max(n.keepOld, e.KeepOld)
+	keep := keepOld > 0 && (n.target == TargetPebble || n.target == TargetRocksDB)
 	fd, err := e.finishPlan(n, keep, inc)
 	if err != nil || !keep {
 		return fd, err
 	}
 	// This run's own kept database is proven only once its finished
 	// record is journaled: keep KeepOld-1 of the others.
-	removed, err := e.keepRetention(e.KeepOld - 1)
+	removed, err := e.keepRetention(keepOld-1, keepOld)
 	fd.Removed = append(fd.Removed, removed...)
 	return fd, err
 }

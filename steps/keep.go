@@ -2,6 +2,7 @@ package steps
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -25,6 +26,8 @@ type KeptDB struct {
 	Path string      `json:"path"`
 	ID   *fsx.FileID `json:"id,omitempty"`
 	Time time.Time   `json:"time"` // when its run ended
+	// Files are what it held when it was kept (see Kept.Files).
+	Files []WrittenFile `json:"-"`
 }
 
 // ListKept returns the kept databases of journal j for the database of
@@ -76,7 +79,9 @@ func provenKept(fsys *fsx.FS, l Layout, j *journal.Journal, run uint64, path str
 			continue
 		}
 		var fd FinishDetails
-		if json.Unmarshal(ev.Details, &fd) != nil || fd.Kept == nil || fd.Kept.Path != path {
+		// By name: the same database may be reached by another spelling
+		// (a bind mount); the identity below is the proof.
+		if json.Unmarshal(ev.Details, &fd) != nil || fd.Kept == nil || filepath.Base(fd.Kept.Path) != filepath.Base(path) {
 			return KeptDB{}, false, nil
 		}
 		id, err := fsys.DirID(path)
@@ -86,7 +91,7 @@ func provenKept(fsys *fsx.FS, l Layout, j *journal.Journal, run uint64, path str
 		if same, known := fsx.SameID(id, fd.Kept.ID); known && !same {
 			return KeptDB{}, false, nil
 		}
-		return KeptDB{Run: run, Kind: r.Kind, Path: path, ID: fd.Kept.ID, Time: r.End}, true, nil
+		return KeptDB{Run: run, Kind: r.Kind, Path: path, ID: fd.Kept.ID, Time: r.End, Files: fd.Kept.Files}, true, nil
 	}
 	return KeptDB{}, false, nil
 }
@@ -125,6 +130,21 @@ func (e *Env) keep(oldAt string, want *fsx.FileID) (*Kept, error) {
 			return nil, err
 		}
 	case oldOK && dstOK:
+		ok, err := check(dst)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			// A stranger at this run's own kept name: set it aside, then
+			// keep the displaced database there.
+			if _, err := e.quarantine(dst, "found at "+dst+" before run "+fmt.Sprint(e.RunID)+" kept the database it replaced there"); err != nil {
+				return nil, err
+			}
+			if err := e.FS.RenameDurable(oldAt, dst); err != nil {
+				return nil, err
+			}
+			break
+		}
 		// A power loss left the moved directory under both names (the
 		// in-memory file systems): the one at dst is kept; the other is
 		// set aside, never removed.
@@ -141,20 +161,71 @@ func (e *Env) keep(oldAt string, want *fsx.FileID) (*Kept, error) {
 		return nil, err
 	}
 	e.Log.Info().Str("kept", dst).Msg("kept the replaced database")
-	return &Kept{Path: dst, ID: want}, nil
+	files, err := e.fileSigs(dst)
+	if err != nil {
+		return nil, err
+	}
+	return &Kept{Path: dst, ID: want, Files: files}, nil
+}
+
+// fileSigs lists the regular files directly in dir by name and size (a
+// LOCK aside), as changedSince compares them.
+func (e *Env) fileSigs(dir string) ([]WrittenFile, error) {
+	names, err := e.FS.List(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []WrittenFile
+	for _, n := range names {
+		if n == "LOCK" {
+			continue
+		}
+		fi, err := e.FS.Stat(filepath.Join(dir, n))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, WrittenFile{Name: n, Size: fi.Size()})
+	}
+	return out, nil
 }
 
 // keepRetention removes the proven kept databases of this journal and
-// database beyond the newest n, oldest first, by proof of identity, and
-// returns what it removed.
-func (e *Env) keepRetention(n int) ([]string, error) {
+// database beyond the newest n, oldest first (asked is the --keep-old
+// given, for the log), by proof of identity. A kept database a server has
+// open (its LOCK held) stays, with a warning; one whose files differ from
+// those it held when it was kept (a server or the operator wrote to it)
+// is quarantined, not removed. It returns what it removed.
+func (e *Env) keepRetention(n, asked int) ([]string, error) {
 	kept, _, err := ListKept(e.FS, e.Layout, e.Journal)
 	if err != nil || len(kept) <= n {
 		return nil, err
 	}
 	var d disposal
 	for _, k := range kept[:len(kept)-n] {
-		if err := e.removeProven(k.Path, k.ID, true, fmt.Sprintf("a kept database of run %d, beyond the %d kept", k.Run, n), &d); err != nil {
+		l, err := e.lockDir(k.Path)
+		if errors.Is(err, ErrInUse) {
+			e.Log.Warn().Str("kept", k.Path).Err(err).Msg("a kept database beyond --keep-old is open; left in place")
+			continue
+		}
+		if err != nil {
+			return d.removed, err
+		}
+		if l != nil {
+			l.Close()
+		}
+		if k.Files != nil {
+			if why, err := e.changedSince(k.Path, k.Files); err != nil {
+				return d.removed, err
+			} else if why != "" {
+				q, err := e.quarantine(k.Path, "a kept database changed since it was kept ("+why+"); not removed")
+				if err != nil {
+					return d.removed, err
+				}
+				d.quarantined = append(d.quarantined, q)
+				continue
+			}
+		}
+		if err := e.removeProven(k.Path, k.ID, true, fmt.Sprintf("a kept database of run %d, beyond the %d kept (--keep-old=%d)", k.Run, asked, asked), &d); err != nil {
 			return d.removed, err
 		}
 	}

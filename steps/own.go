@@ -46,6 +46,8 @@ type runNotes struct {
 	target   string        // what Precheck found at DB (TargetEmpty, ...)
 	previous *Kept         // the kept database an undo brings back
 	written  []WrittenFile // what Write put in staging, if Write completed
+	keepOld  int           // the generations Precheck journaled to keep
+	undoMove *UndoMove     // an undo's move of the kept database to its staging name
 }
 
 // notes reads run id's notes from the journal.
@@ -64,11 +66,20 @@ func (e *Env) notes(id uint64) (runNotes, error) {
 			}
 			n.staging = &s
 		case ev.Event == fsm.NoteEvent && ev.From == StateCommit:
-			var p CommitPlan
-			if err := json.Unmarshal(ev.Details, &p); err != nil {
-				return n, fmt.Errorf("%w: run %d event %d: bad commit plan: %w", ErrInconsistent, id, ev.Seq, err)
+			var p struct {
+				CommitPlan
+				UndoMove
 			}
-			n.plan = &p
+			if err := json.Unmarshal(ev.Details, &p); err != nil {
+				return n, fmt.Errorf("%w: run %d event %d: bad commit note: %w", ErrInconsistent, id, ev.Seq, err)
+			}
+			if p.UndoMove.To != "" {
+				mv := p.UndoMove
+				n.undoMove = &mv
+			} else {
+				plan := p.CommitPlan
+				n.plan = &plan
+			}
 		case ev.From == StateWrite && ev.Event == "written":
 			var d WriteDetails
 			if err := json.Unmarshal(ev.Details, &d); err != nil {
@@ -79,9 +90,10 @@ func (e *Env) notes(id uint64) (runNotes, error) {
 			var d struct {
 				Target   string `json:"target"`
 				Previous *Kept  `json:"previous"`
+				KeepOld  int    `json:"keep_old"`
 			}
 			if json.Unmarshal(ev.Details, &d) == nil {
-				n.target, n.previous = d.Target, d.Previous
+				n.target, n.previous, n.keepOld = d.Target, d.Previous, d.KeepOld
 			}
 		}
 	}
@@ -105,6 +117,8 @@ func (e *Env) stagingPath(n runNotes) string {
 		return n.staging.Staging
 	case n.plan != nil:
 		return n.plan.Staging
+	case n.undoMove != nil:
+		return n.undoMove.To
 	case n.previous != nil:
 		return n.previous.Path
 	}

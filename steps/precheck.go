@@ -37,6 +37,9 @@ type PrecheckDetails struct {
 	Target string `json:"target"`
 	// Journal is the journal's id, which names the run's directories.
 	Journal string `json:"journal"`
+	// KeepOld is the number of replaced databases to keep (--keep-old),
+	// journaled so that a Finish resumed by recovery keeps as asked.
+	KeepOld int `json:"keep_old,omitempty"`
 	// Verify is the verification level; Checksummed counts the files
 	// read and checksummed here (the rest are checked as Write copies
 	// them), Footers the linked tables of which only the footer was read.
@@ -104,7 +107,7 @@ func (e *Env) precheck(ctx context.Context, _ *fsm.Run) (any, error) {
 		}
 	}
 	d := PrecheckDetails{Kind: src.Kind, BackupID: src.BackupID, Engine: src.Engine, Mode: e.mode, Verify: level,
-		Files: len(src.Files), Bytes: src.Bytes(), Target: target, Journal: e.jid()}
+		Files: len(src.Files), Bytes: src.Bytes(), Target: target, Journal: e.jid(), KeepOld: e.KeepOld}
 	for i, f := range src.Files {
 		switch checks[i] {
 		case checkMeasured:
@@ -274,21 +277,25 @@ func CheckPaths(fs *fsx.FS, l Layout, source string) (string, error) {
 	if err := fs.CheckWritable(l.Parent); err != nil {
 		return srcAbs, fmt.Errorf("%w: database parent: %w", ErrBadPath, err)
 	}
-	if link, err := fs.IsSymlink(l.DB); err == nil && link {
-		return srcAbs, fmt.Errorf("%w: %s: the database path is a symbolic link; give the real directory", ErrBadPath, l.DB)
+	return srcAbs, CheckDBPath(fs, l)
+}
+
+// CheckDBPath refuses a database path that is a symbolic link (the swap
+// would move the link, not the database) or exists and is not a
+// directory. It changes nothing.
+func CheckDBPath(fs *fsx.FS, l Layout) error {
+	mode, err := fs.LstatMode(l.DB)
+	switch {
+	case isNotExist(err):
+		return nil
+	case err != nil:
+		return fmt.Errorf("%w: %w", ErrBadPath, err)
+	case mode&os.ModeSymlink != 0:
+		return fmt.Errorf("%w: %s: the database path is a symbolic link; give the real directory", ErrBadPath, l.DB)
+	case !mode.IsDir():
+		return fmt.Errorf("%w: %s: database path is %s, not a directory", ErrBadPath, l.DB, fsx.KindOf(mode))
 	}
-	if ok, err := fs.Exists(l.DB); err != nil {
-		return srcAbs, fmt.Errorf("%w: %w", ErrBadPath, err)
-	} else if ok {
-		fi, err := fs.Stat(l.DB)
-		if err != nil {
-			return srcAbs, fmt.Errorf("%w: %w", ErrBadPath, err)
-		}
-		if !fi.IsDir() {
-			return srcAbs, fmt.Errorf("%w: %s: database path is not a directory", ErrBadPath, l.DB)
-		}
-	}
-	return srcAbs, nil
+	return nil
 }
 
 // resolveMode turns auto into copy or link, and refuses link across file

@@ -99,6 +99,11 @@ func CheckTarget(fsys *fsx.FS, l Layout, force bool) (string, error) {
 	if err := notInsideWork(fsys, l); err != nil {
 		return "", err
 	}
+	if m, err := fsys.MountsBelow(l.DB); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrBadPath, err)
+	} else if len(m) > 0 {
+		return "", fmt.Errorf("%w: a file system is mounted at %s, inside %s: a restore replaces and removes the whole directory; unmount it first", ErrBadPath, m[0], l.DB)
+	}
 	switch {
 	case kind == TargetOther && !force:
 		return "", fmt.Errorf("%w: %s is not empty and holds no database kvrflow knows (pebble or rocksdb): %s%s; give the database directory itself, or --force to replace it (its contents are then moved to %s, not deleted)",
@@ -167,7 +172,7 @@ func noOpenDatabaseBelow(fsys *fsx.FS, dir string) error {
 // quarantined databases), never a database to restore into.
 func notInsideWork(fsys *fsx.FS, l Layout) error {
 	for p := fsys.Resolve(l.Parent); p != filepath.Dir(p); p = filepath.Dir(p) {
-		if strings.HasSuffix(filepath.Base(p), ".kvrflow") {
+		if strings.HasSuffix(filepath.Base(p), ".kvrflow") || looksLikeWork(fsys, p) {
 			return fmt.Errorf("%w: %s is inside %s, a kvrflow directory (staging, kept and quarantined databases): give the database's own path", ErrBadPath, l.DB, p)
 		}
 	}
@@ -309,4 +314,23 @@ func CheckForeign(fsys *fsx.FS, l Layout, jid string) error {
 		}
 	}
 	return nil
+}
+
+// looksLikeWork reports whether dir is a kvrflow directory whatever its
+// name (a bind mount of one, say): it holds kvrflow's lock file and a
+// journal or run directories.
+func looksLikeWork(fsys *fsx.FS, dir string) bool {
+	if m, err := fsys.LstatMode(filepath.Join(dir, LockName)); err != nil || !m.IsRegular() {
+		return false
+	}
+	names, err := fsys.List(dir)
+	if err != nil {
+		return false
+	}
+	for _, n := range names {
+		if _, ok := ParseRunDir(n); ok || n == JournalName || n == QuarantineName {
+			return true
+		}
+	}
+	return false
 }

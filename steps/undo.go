@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/kvrflow/kvrflow/internal/fsx"
+
 	"github.com/kvrflow/kvrflow/fsm"
 )
 
@@ -90,6 +92,9 @@ func (e *Env) StepsOf(kind string) map[string]fsm.Step {
 // takes the LOCK of DB and of the kept database, held until the run ends.
 // It changes nothing.
 func (e *Env) undoPrecheck(_ context.Context, _ *fsm.Run) (any, error) {
+	if err := CheckDBPath(e.FS, e.Layout); err != nil {
+		return nil, err
+	}
 	if err := CheckWork(e.FS, e.Layout); err != nil {
 		return nil, err
 	}
@@ -124,7 +129,19 @@ func (e *Env) undoPrecheck(_ context.Context, _ *fsm.Run) (any, error) {
 		DBLock: e.dbLock != nil, Kept: len(kept)}, nil
 }
 
-// undoCommit makes the kept database DB (see swapIn).
+// UndoMove is the note the undo's Commit journals before it moves the
+// kept database to the run's staging name: from there it is swapped in,
+// and while the run is in flight its journal's run directory shows it
+// (another journal, and Clean, see a run in flight).
+type UndoMove struct {
+	From string      `json:"undo_move_from"`
+	To   string      `json:"undo_move_to"`
+	ID   *fsx.FileID `json:"undo_move_id,omitempty"`
+}
+
+// undoCommit moves the kept database to the run's staging name, sets
+// aside whatever stranger sits at the run's own kept name, then makes the
+// kept database DB (see swapIn).
 func (e *Env) undoCommit(_ context.Context, r *fsm.Run) (any, error) {
 	n, err := e.notes(e.RunID)
 	if err != nil {
@@ -133,30 +150,69 @@ func (e *Env) undoCommit(_ context.Context, r *fsm.Run) (any, error) {
 	if n.previous == nil {
 		return nil, fmt.Errorf("%w: undo run %d has no kept database in its record", ErrInconsistent, e.RunID)
 	}
-	return e.swapIn(r, n.previous.Path, n.previous.ID)
+	mv := UndoMove{From: n.previous.Path, To: e.Layout.Staging(e.jid(), e.RunID), ID: n.previous.ID}
+	if err := r.Note(mv); err != nil {
+		return nil, err
+	}
+	if err := e.clearTarget(mv.To); err != nil {
+		return nil, err
+	}
+	if err := e.FS.RenameDurable(mv.From, mv.To); err != nil {
+		return nil, err
+	}
+	if err := e.clearTarget(e.Layout.Previous(e.jid(), e.RunID)); err != nil {
+		return nil, err
+	}
+	return e.swapIn(r, mv.To, mv.ID)
 }
 
-// undoFinish keeps the displaced database as previous-JID-M.
+// undoFinish keeps the displaced database as previous-JID-M, whatever DB
+// held (an undo removes nothing).
 func (e *Env) undoFinish(_ context.Context, _ *fsm.Run) (any, error) {
 	n, err := e.notes(e.RunID)
 	if err != nil {
 		return nil, err
 	}
+	n.target = ""
 	return e.finishPlan(n, true, nil)
 }
 
-// undoRollback undoes what the disk shows of the commit: the kept
-// database goes back to its name, DB holds what it held. Nothing is
-// removed.
+// undoRollback undoes what the disk shows of the commit: DB holds what it
+// held, the kept database goes back to its name. Nothing is removed.
 func (e *Env) undoRollback(_ context.Context, _ *fsm.Run) (any, error) {
 	var d RollbackDetails
 	n, err := e.notes(e.RunID)
-	if err != nil || n.plan == nil {
+	if err != nil {
 		return d, err
 	}
-	d.Undone = n.plan.Plan
 	var disp disposal
-	err = e.undoPlan(n.plan, &disp)
-	d.Removed, d.Quarantined = disp.removed, disp.quarantined
-	return d, err
+	defer func() { d.Removed, d.Quarantined = disp.removed, disp.quarantined }()
+	if n.plan != nil {
+		d.Undone = n.plan.Plan
+		if err := e.undoPlan(n.plan, &disp); err != nil {
+			return d, err
+		}
+	}
+	if mv := n.undoMove; mv != nil {
+		toOK, err1 := e.FS.Exists(mv.To)
+		fromOK, err2 := e.FS.Exists(mv.From)
+		if err := firstErr(err1, err2); err != nil {
+			return d, err
+		}
+		switch {
+		case toOK && !fromOK:
+			if err := e.FS.RenameDurable(mv.To, mv.From); err != nil {
+				return d, err
+			}
+		case toOK && fromOK:
+			// A power loss left it under both names (in-memory file
+			// systems): the copy at the run's name is set aside.
+			q, err := e.quarantine(mv.To, "a second copy of "+mv.From+" left by an interrupted move")
+			if err != nil {
+				return d, err
+			}
+			disp.quarantined = append(disp.quarantined, q)
+		}
+	}
+	return d, nil
 }

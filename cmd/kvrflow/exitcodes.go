@@ -30,7 +30,8 @@ const exitCodeHelp = `Exit codes:
      not enough space): nothing changed
   3  DIR or its journal is in use by another process
   4  the journal is unreadable or inconsistent, or DIR contradicts it, or another
-     journal has a run in flight on DIR: nothing done
+     journal has a run in flight on DIR: kvrflow stops and changes nothing more
+     (a run it was finishing stays in flight until an operator resolves it)
   5  a step and its rollback (or a step after the commit point) kept failing: the
      run is left in flight in the journal; 'kvrflow recover --db DIR' finishes it`
 

@@ -195,7 +195,7 @@ func (c *command) cobra(ctx context.Context, o *stdio, g *common, leaf string, c
 		}
 		cmd.Flags().AddGoFlag(f)
 		if _, ok := f.Value.(keepOldFlag); ok {
-			cmd.Flags().Lookup(f.Name).NoOptDefVal = "1"
+			cmd.Flags().Lookup(f.Name).NoOptDefVal = "1" // --keep-old alone keeps one
 		}
 	})
 	return cmd

@@ -56,7 +56,7 @@ func (d *undoDoc) text(w io.Writer) {
 	r := d.Run
 	switch r.Outcome {
 	case steps.OutcomeCommitted:
-		fmt.Fprintf(w, "undone: %s holds the database kept before (run %d); the one it held is kept in turn (undo again to redo)\n", r.Target, r.ID)
+		fmt.Fprintf(w, "undone by run %d: %s holds the database kept before; the one it held is kept in turn (undo again to redo)\n", r.ID, r.Target)
 	case steps.OutcomeRolledBack:
 		fmt.Fprintf(w, "undo run %d rolled back: %s holds the database it held before; the kept one is still kept\n", r.ID, r.Target)
 	}
@@ -116,4 +116,3 @@ func (f keepOldFlag) Set(s string) error {
 	return nil
 }
 
-func (keepOldFlag) IsBoolFlag() bool { return true }

@@ -333,6 +333,11 @@ func (fs *FS) Exchange(a, b string) error {
 // parent. Removing a path that does not exist succeeds. On error part of
 // the tree may remain; a retry is safe.
 func (fs *FS) RemoveAllDurable(path string) error {
+	if m, err := fs.MountsBelow(path); err != nil {
+		return err
+	} else if len(m) > 0 {
+		return pathErr("remove", path, fmt.Errorf("%w: a file system is mounted at %s: unmount it first (nothing was removed)", ErrMountBelow, m[0]))
+	}
 	if err := fs.faults.Hit(PointBeforeRemove); err != nil {
 		return pathErr("remove", path, err)
 	}

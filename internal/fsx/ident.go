@@ -3,6 +3,7 @@ package fsx
 import (
 	"errors"
 	"fmt"
+	iofs "io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -117,3 +118,40 @@ func (fs *FS) DisableExchange() { fs.noExchange = true }
 // CanExchange reports whether Exchange may swap directories atomically
 // here: the real disk, with exchange not disabled.
 func (fs *FS) CanExchange() bool { return fs.disk && !fs.noExchange }
+
+// ErrMountBelow is returned by RemoveAllDurable, having removed nothing,
+// when a file system is mounted somewhere below the tree: removing the
+// tree would delete that file system's files, which are not the tree's.
+var ErrMountBelow = errors.New("a file system is mounted below")
+
+// MountsBelow returns the directories below dir (dir excluded) that are
+// mount points, on the real disk, not following symbolic links. A dir
+// that does not exist has none.
+func (fs *FS) MountsBelow(dir string) ([]string, error) {
+	if !fs.onDisk() {
+		return nil, nil
+	}
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d iofs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if p == dir || !d.IsDir() {
+			return nil
+		}
+		if mnt, err := fs.IsMountPoint(p); err != nil {
+			return err
+		} else if mnt {
+			out = append(out, p)
+			return filepath.SkipDir
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, pathErr("walk", dir, err)
+	}
+	return out, nil
+}
