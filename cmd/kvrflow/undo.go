@@ -115,4 +115,3 @@ func (f keepOldFlag) Set(s string) error {
 	*f.n = v
 	return nil
 }
-
