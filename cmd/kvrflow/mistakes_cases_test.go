@@ -459,6 +459,7 @@ func operatorMistakes() []mistake {
 	add(recoverMistakes()...)
 	add(journalPlaceMistakes()...)
 	add(targetMistakes()...)
+	add(keepMistakes()...)
 	return cases
 }
 
@@ -784,6 +785,118 @@ func targetMistakes() []mistake {
 		check: func(t *testing.T, m *mistakeEnv, _ result) {
 			if _, err := os.Stat(filepath.Join(m.root, "small", "db.kvrflow")); !os.IsNotExist(err) {
 				t.Errorf("a refused restore made its kvrflow directory: %v", err)
+			}
+		},
+	}}
+}
+
+// keepMistakes are what a second hostile review found about kept
+// databases and undo.
+func keepMistakes() []mistake {
+	kept := func(t *testing.T, m *mistakeEnv) string {
+		mustRun(t, exitOK, nil, m.restoreArgs("--keep-old")...)
+		k, _ := filepath.Glob(m.db + ".kvrflow/previous-*")
+		if len(k) != 1 {
+			t.Fatalf("kept: %v", k)
+		}
+		return k[0]
+	}
+	return []mistake{{
+		name: "retention leaves a kept database a server holds open",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			m.holdDB(t, kept(t, m))
+			return m.restoreArgs("--keep-old=1")
+		},
+		code: exitOK, after: "new",
+		check: func(t *testing.T, m *mistakeEnv, r result) {
+			if k, _ := filepath.Glob(m.db + ".kvrflow/previous-*"); len(k) != 2 {
+				t.Errorf("kept %v: the one in use must stay beside the new one", k)
+			}
+		},
+	}, {
+		name: "retention quarantines a kept database the operator wrote to",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			m.keep(t, filepath.Join(kept(t, m), "NOTES.txt"), "the operator's")
+			return m.restoreArgs("--keep-old=1")
+		},
+		code: exitOK, after: "new",
+	}, {
+		name: "a file system mounted inside the database",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			imp := filepath.Join(m.root, "imp")
+			m.keep(t, filepath.Join(imp, "gold.txt"), "gold")
+			must(t, os.Mkdir(filepath.Join(m.db, "archive"), 0o755))
+			if err := syscall.Mount(imp, filepath.Join(m.db, "archive"), "", syscall.MS_BIND, ""); err != nil {
+				if os.Getenv("CI") == "true" {
+					t.Fatal(err)
+				}
+				t.Skipf("bind mount not permitted: %v", err)
+			}
+			m.cleanup = append(m.cleanup, func() { syscall.Unmount(filepath.Join(m.db, "archive"), syscall.MNT_DETACH) })
+			return m.restoreArgs()
+		},
+		code: exitUsage, mention: []string{"mounted", "archive"},
+	}, {
+		name: "--keep-old survives a crash after the commit",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			m.crashAt(t, "restore.finish.begin", "--keep-old")
+			return []string{"recover", "--db", m.db}
+		},
+		code: exitOK,
+		check: func(t *testing.T, m *mistakeEnv, _ result) {
+			if got := m.which(t); got != "new" {
+				t.Fatalf("DB holds the %s database", got)
+			}
+			mustRun(t, exitOK, nil, "undo", "--db", m.db)
+			if got := m.which(t); got != "old" {
+				t.Fatalf("undo after the recovery: DB holds the %s database, want the old one kept", got)
+			}
+		},
+	}, {
+		name: "another journal's undo in flight is seen",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			alt := filepath.Join(m.root, "alt.db")
+			mustRun(t, exitOK, nil, m.restoreArgs("--journal", alt, "--keep-old")...)
+			r := cli(t, []string{fault.EnvVar + "=fs.after-exchange:crash"}, "undo", "--db", m.db, "--journal", alt)
+			if r.signal != syscall.SIGKILL {
+				t.Fatalf("undo not killed: %s", r)
+			}
+			return m.restoreArgs()
+		},
+		code: exitJournal, mention: []string{"another journal's run is in flight"},
+		check: func(t *testing.T, m *mistakeEnv, _ result) {
+			mustRun(t, exitOK, nil, "recover", "--db", m.db, "--journal", filepath.Join(m.root, "alt.db"))
+			mustRun(t, exitOK, nil, "undo", "--db", m.db, "--journal", filepath.Join(m.root, "alt.db"))
+			if got := m.which(t); got != "old" {
+				t.Fatalf("the other journal's undo does not work after its recovery: %s", got)
+			}
+		},
+	}, {
+		name: "undo with the database path a symbolic link",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			kept(t, m)
+			real := m.db + "-real"
+			must(t, os.Rename(m.db, real))
+			must(t, os.Symlink(real, m.db))
+			m.cleanup = append(m.cleanup, func() { os.Remove(m.db); os.Rename(real, m.db) })
+			return []string{"undo", "--db", m.db}
+		},
+		code: exitUsage, mention: []string{"symbolic link"},
+	}, {
+		name: "a stranger at the undo's own kept name",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			kept(t, m) // runs 1 (jid) and 2; the undo is run 3
+			m.keep(t, m.db+".kvrflow/previous-"+m.jid(t)+"-3/f", "a stranger's")
+			return []string{"undo", "--db", m.db}
+		},
+		code: exitOK,
+		check: func(t *testing.T, m *mistakeEnv, _ result) {
+			if got := m.which(t); got != "old" {
+				t.Fatalf("DB holds the %s database", got)
+			}
+			mustRun(t, exitOK, nil, "undo", "--db", m.db) // the redo
+			if got := m.which(t); got != "new" {
+				t.Fatalf("redo: DB holds the %s database", got)
 			}
 		},
 	}}
