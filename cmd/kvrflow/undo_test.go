@@ -25,7 +25,7 @@ func TestUndo_CLIBringsBackAndRedoes(t *testing.T) {
 		t.Errorf("status does not list the kept database:\n%s", st.stdout)
 	}
 	r := mustRun(t, exitOK, nil, "undo", "--db", f.db)
-	if !strings.Contains(r.stdout, "undone:") || f.which(t) != "old" {
+	if !strings.Contains(r.stdout, "undone by run") || f.which(t) != "old" {
 		t.Fatalf("undo did not bring back the old database: %s", r)
 	}
 	mustRun(t, exitOK, nil, "undo", "--db", f.db)
