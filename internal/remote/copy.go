@@ -101,7 +101,7 @@ func (s *Store) copyParts(ctx context.Context, key string, w io.Writer, want Wan
 	b := newBudget(s.opts.RetryBudget)
 	var wg sync.WaitGroup
 	defer wg.Wait() // after cancel: no goroutine outlives Copy
-	wg.Go(func() { // the dispatcher: a buffer first, then the next part
+	wg.Go(func() {  // the dispatcher: a buffer first, then the next part
 		defer close(jobs)
 		for i := range nparts {
 			var buf []byte

@@ -58,11 +58,22 @@ type recordingProvider struct {
 
 func (p recordingProvider) Retrieve(ctx context.Context) (aws.Credentials, error) {
 	c, err := p.inner.Retrieve(ctx)
-	if err == nil {
-		p.red.add(c.AccessKeyID, c.SecretAccessKey, c.SessionToken)
+	if err != nil {
+		return c, &credentialsError{err}
 	}
-	return c, err
+	p.red.add(c.AccessKeyID, c.SecretAccessKey, c.SessionToken)
+	return c, nil
 }
+
+// credentialsError is a failure to find or refresh credentials: access
+// denied before any request.
+type credentialsError struct{ err error }
+
+func (e *credentialsError) Error() string {
+	return "no usable AWS credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, the shared files, SSO, IMDS): " + e.err.Error()
+}
+
+func (e *credentialsError) Unwrap() []error { return []error{ErrAccessDenied, e.err} }
 
 // sensitiveParam reports whether a query parameter may carry a secret (an
 // Azure SAS signature, a key path); its value is shown as REDACTED.
@@ -83,12 +94,16 @@ func safeURL(u *url.URL) string {
 	c.User = nil
 	if c.RawQuery != "" {
 		q := c.Query()
+		redacted := false
 		for name := range q {
 			if sensitiveParam(name) {
 				q[name] = []string{"REDACTED"}
+				redacted = true
 			}
 		}
-		c.RawQuery = q.Encode()
+		if redacted {
+			c.RawQuery = q.Encode()
+		}
 	}
 	return c.String()
 }

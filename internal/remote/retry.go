@@ -151,7 +151,8 @@ func kindOf(err error, precondition error) error {
 	if errors.As(err, &ae) {
 		switch ae.ErrorCode() {
 		case "AccessDenied", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch",
-			"ExpiredToken", "InvalidToken", "TokenRefreshRequired", "AccountProblem":
+			"ExpiredToken", "InvalidToken", "TokenRefreshRequired", "AccountProblem",
+			"XAdminUserNotFound": // versitygw's answer (404) to an unknown access key
 			return ErrAccessDenied
 		case "NoSuchBucket", "NoSuchKey", "NotFound":
 			return ErrNotFound
@@ -197,6 +198,9 @@ func (d *described) Error() string { return d.msg }
 func (d *described) Unwrap() error { return d.err }
 
 func describe(err error) error {
+	if ce, ok := errors.AsType[*credentialsError](err); ok {
+		return &described{msg: ce.Error(), err: err}
+	}
 	if ex, ok := errors.AsType[*exhaustedError](err); ok {
 		inner := describe(ex.err)
 		msg := fmt.Sprintf("after %d attempts: %v", ex.attempts, inner)
