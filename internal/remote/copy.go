@@ -91,7 +91,8 @@ func (s *Store) copyParts(ctx context.Context, key string, w io.Writer, want Wan
 	nbuf := min(workers+1, nparts)
 
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }() // no goroutine outlives Copy
 	free := make(chan []byte, nbuf)
 	for range nbuf {
 		free <- nil // allocated on first use
@@ -99,8 +100,6 @@ func (s *Store) copyParts(ctx context.Context, key string, w io.Writer, want Wan
 	jobs := make(chan *part)
 	done := make(chan *part, nbuf)
 	b := newBudget(s.opts.RetryBudget)
-	var wg sync.WaitGroup
-	defer wg.Wait() // after cancel: no goroutine outlives Copy
 	wg.Go(func() {  // the dispatcher: a buffer first, then the next part
 		defer close(jobs)
 		for i := range nparts {

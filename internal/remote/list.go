@@ -20,7 +20,9 @@ type Object struct {
 // Want returns what Copy should expect of o.
 func (o Object) Want() Want { return Want{Size: o.Size, ETag: o.ETag, ModTime: o.ModTime} }
 
-const listPageSize = 1000
+// listPageSize is the keys asked for per list request (a variable for the
+// tests).
+var listPageSize = 1000
 
 // List returns every object under the prefix, in key order, one request
 // per 1000 keys, each retried on a transient error. It returns ErrNotFound

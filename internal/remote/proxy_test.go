@@ -75,13 +75,15 @@ func (p *faultProxy) add(r rule) {
 	p.rules = append(p.rules, &r)
 }
 
-// requests returns the requests seen with the given method.
-func (p *faultProxy) requests(method string) []string {
+// requests returns the requests seen with the given method whose path
+// ends with suffix.
+func (p *faultProxy) requests(method, suffix string) []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var out []string
 	for _, l := range p.log {
-		if strings.HasPrefix(l, method+" ") {
+		path := strings.Fields(l)[1]
+		if strings.HasPrefix(l, method+" ") && strings.HasSuffix(path, suffix) {
 			out = append(out, l)
 		}
 	}
