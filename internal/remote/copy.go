@@ -2,6 +2,7 @@ package remote
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -231,6 +232,9 @@ func (s *Store) fetchOnce(ctx context.Context, key string, want Want, off, n int
 		if err == io.EOF {
 			break
 		}
+		if errors.Is(err, io.ErrUnexpectedEOF) { // the connection closed before Content-Length
+			return fmt.Errorf("bytes %d-%d: %d bytes arrived, then the connection closed: %w", off, off+n-1, got, errShort)
+		}
 		if err != nil {
 			return sdkChecksum(err)
 		}
@@ -275,8 +279,15 @@ func (s *Store) check(r *blob.Reader, want Want) error {
 // SDK's error type is unexported (service/internal/checksum
 // validationError), so its message is the only handle.
 func sdkChecksum(err error) error {
-	if strings.Contains(err.Error(), "checksum did not match") {
-		return fmt.Errorf("%w: %w", ErrChecksum, err)
+	msg := err.Error()
+	if i := strings.Index(msg, "checksum did not match"); i >= 0 {
+		return &described{msg: "response " + msg[i:], err: &kindError{ErrChecksum, err}}
 	}
 	return err
 }
+
+// kindError adds a sentinel to an error's chain.
+type kindError struct{ kind, err error }
+
+func (e *kindError) Error() string   { return e.err.Error() }
+func (e *kindError) Unwrap() []error { return []error{e.kind, e.err} }

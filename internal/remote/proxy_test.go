@@ -34,6 +34,7 @@ const (
 type rule struct {
 	method string // "" any
 	ranged bool   // only requests with a Range header starting at a nonzero offset
+	from   string // only requests whose Range header starts with this ("bytes=131072-")
 	fault  fault
 	times  int
 }
@@ -100,6 +101,9 @@ func (p *faultProxy) pick(r *http.Request) fault {
 			continue
 		}
 		if ru.ranged && (rg == "" || strings.HasPrefix(rg, "bytes=0-")) {
+			continue
+		}
+		if ru.from != "" && !strings.HasPrefix(rg, ru.from) {
 			continue
 		}
 		f = ru.fault

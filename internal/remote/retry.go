@@ -223,6 +223,13 @@ func describe(err error) error {
 	if st := httpStatus(err); st != 0 {
 		return &described{msg: fmt.Sprintf("HTTP %d %s", st, http.StatusText(st)), err: err}
 	}
+	if d, ok := errors.AsType[*described](err); ok {
+		return &described{msg: d.msg, err: err}
+	}
+	var ne *net.OpError
+	if errors.As(err, &ne) { // "read tcp A->B: read: connection reset by peer"
+		return &described{msg: ne.Error(), err: err}
+	}
 	return err
 }
 
