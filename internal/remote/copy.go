@@ -101,7 +101,7 @@ func (s *Store) copyParts(ctx context.Context, key string, w io.Writer, want Wan
 	jobs := make(chan *part)
 	done := make(chan *part, nbuf)
 	b := newBudget(s.opts.RetryBudget)
-	wg.Go(func() {  // the dispatcher: a buffer first, then the next part
+	wg.Go(func() { // the dispatcher: a buffer first, then the next part
 		defer close(jobs)
 		for i := range nparts {
 			var buf []byte
@@ -179,20 +179,46 @@ func (s *Store) copyParts(ctx context.Context, key string, w io.Writer, want Wan
 // fetch reads bytes [off, off+len(buf)) of key into buf: one attempt,
 // failed as stalled (errStall) if no byte arrives for IdleTimeout.
 func (s *Store) fetch(ctx context.Context, key string, want Want, off, n int64, last bool, buf []byte) error {
-	pctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var stalled atomic.Bool
-	idle := s.opts.IdleTimeout
-	timer := time.AfterFunc(idle, func() { stalled.Store(true); cancel() })
-	defer timer.Stop()
-	err := s.fetchOnce(pctx, key, want, off, n, last, buf, func() { timer.Reset(idle) })
-	if err != nil && stalled.Load() && ctx.Err() == nil {
+	wd := newWatchdog(s.opts.IdleTimeout, cancel)
+	defer wd.stop()
+	err := s.fetchOnce(ctx, key, want, off, n, last, buf, wd)
+	if err != nil && wd.fired() {
 		return fmt.Errorf("bytes %d-%d: %w", off, off+n-1, errStall)
 	}
 	return err
 }
 
-func (s *Store) fetchOnce(ctx context.Context, key string, want Want, off, n int64, last bool, buf []byte, alive func()) error {
+// watchdog cancels an attempt when it is not kicked for idle; it is
+// paused while the rate limiter holds the transfer back.
+type watchdog struct {
+	idle  time.Duration
+	timer *time.Timer
+	fire  atomic.Bool
+}
+
+func newWatchdog(idle time.Duration, cancel context.CancelFunc) *watchdog {
+	w := &watchdog{idle: idle}
+	w.timer = time.AfterFunc(idle, func() { w.fire.Store(true); cancel() })
+	return w
+}
+
+func (w *watchdog) kick()       { w.timer.Reset(w.idle) }
+func (w *watchdog) stop()       { w.timer.Stop() }
+func (w *watchdog) fired() bool { return w.fire.Load() }
+
+// wait takes n bytes from the rate limiter, if any, the watchdog paused.
+func (s *Store) wait(ctx context.Context, wd *watchdog, n int) error {
+	if s.limiter == nil {
+		return nil
+	}
+	wd.stop()
+	defer wd.kick()
+	return s.limiter.WaitN(ctx, n)
+}
+
+func (s *Store) fetchOnce(ctx context.Context, key string, want Want, off, n int64, last bool, buf []byte, wd *watchdog) error {
 	length := n
 	if last {
 		length = -1 // to the end: one byte more than expected proves a longer object
@@ -213,7 +239,7 @@ func (s *Store) fetchOnce(ctx context.Context, key string, want Want, off, n int
 		return err
 	}
 	defer r.Close()
-	alive()
+	wd.kick()
 	if err := s.check(r, want); err != nil {
 		return err
 	}
@@ -221,12 +247,10 @@ func (s *Store) fetchOnce(ctx context.Context, key string, want Want, off, n int
 	for got < n {
 		m, err := r.Read(buf[got:min(got+chunkSize, n)])
 		if m > 0 {
-			alive()
+			wd.kick()
 			got += int64(m)
-			if s.limiter != nil {
-				if werr := s.limiter.WaitN(ctx, m); werr != nil {
-					return werr
-				}
+			if werr := s.wait(ctx, wd, m); werr != nil {
+				return werr
 			}
 		}
 		if err == io.EOF {

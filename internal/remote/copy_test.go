@@ -225,3 +225,23 @@ func TestCopy_CancelReturnsPromptly(t *testing.T) {
 		t.Errorf("Copy returned %v after the cancel, want within 200 ms", late)
 	}
 }
+
+// A rate far below the idle timeout's pace must not look like a stall:
+// the watchdog pauses while the limiter holds the transfer back.
+func TestCopy_SlowRateIsNotAStall(t *testing.T) {
+	gw := startGateway(t)
+	bucket := newBucket(t, gw)
+	awsEnv(t)
+	o := testOptions()
+	s := openS3(t, gw.endpoint, bucket, "p", o)
+	data := pattern(320<<10, 5)
+	putObject(t, s, "obj", data)
+	o.RateLimit = 32 << 10 // past the 256 KiB burst, a read of more than 3.2 KiB waits longer than the idle timeout
+	o.IdleTimeout = 100 * time.Millisecond
+	o.Concurrency = 1
+	slow := openS3(t, gw.endpoint, bucket, "p", o)
+	var buf bytes.Buffer
+	if _, _, err := slow.Copy(ctxT(t, 20*time.Second), "obj", &buf, Want{Size: int64(len(data))}); err != nil || !bytes.Equal(buf.Bytes(), data) {
+		t.Fatalf("a rate-limited Copy failed: %v", err)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -35,6 +36,9 @@ type Store struct {
 	opts    Options
 	limiter *rate.Limiter // nil: no rate limit
 	red     *redactor
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // String returns the store's URL with every secret removed.
@@ -42,11 +46,8 @@ func (s *Store) String() string { return s.url }
 
 // Close releases the Store's resources. It is safe to call more than once.
 func (s *Store) Close() error {
-	err := s.bucket.Close()
-	if err != nil && strings.Contains(err.Error(), "closed") {
-		return nil
-	}
-	return err
+	s.closeOnce.Do(func() { s.closeErr = s.bucket.Close() })
+	return s.closeErr
 }
 
 // s3Params are the query parameters of an s3:// URL: s3blob's own, then
@@ -130,24 +131,24 @@ func Open(ctx context.Context, rawURL string, opts Options) (*Store, error) {
 
 	var b *blob.Bucket
 	if s.s3 {
-		b, err = s.openS3(ctx, u)
+		if b, err = s.openS3(ctx, u); err != nil {
+			return nil, err
+		}
 	} else {
 		c := *u
 		c.Path = "/"
 		if u.Scheme == "file" {
 			c.Path = u.Path
-		}
-		b, err = blob.OpenBucket(ctx, c.String())
-		if err != nil {
-			kind := ErrConfig
-			if u.Scheme == "file" && strings.Contains(err.Error(), "no such file") {
-				kind = ErrNotFound
+			if fi, err := os.Stat(u.Path); err != nil || !fi.IsDir() {
+				if err == nil {
+					err = fmt.Errorf("%s is not a directory", u.Path)
+				}
+				return nil, newError(red, "open", display, ErrNotFound, err)
 			}
-			return nil, newError(red, "open", display, kind, err)
 		}
-	}
-	if err != nil {
-		return nil, err
+		if b, err = blob.OpenBucket(ctx, c.String()); err != nil {
+			return nil, newError(red, "open", display, ErrConfig, err)
+		}
 	}
 	if prefix != "" {
 		b = blob.PrefixedBucket(b, prefix)
@@ -174,14 +175,10 @@ func (s *Store) openS3(ctx context.Context, u *url.URL) (*blob.Bucket, error) {
 			return nil, newError(s.red, "open", s.url, ErrBadURL, fmt.Errorf("unknown query parameter %q", name))
 		}
 		v := vals[0]
-		var boolean bool
-		switch name {
-		case "use_path_style", "s3ForcePathStyle", "disable_https", "accelerate":
-			var err error
-			if boolean, err = strconv.ParseBool(v); err != nil {
-				return nil, newError(s.red, "open", s.url, ErrBadURL, fmt.Errorf("query parameter %s=%q is not a boolean", name, v))
-			}
+		if err := checkS3Param(name, v); err != nil {
+			return nil, newError(s.red, "open", s.url, ErrBadURL, err)
 		}
+		boolean, _ := strconv.ParseBool(v)
 		switch name {
 		case "use_path_style", "s3ForcePathStyle":
 			s3opts = append(s3opts, func(o *s3.Options) { o.UsePathStyle = boolean })
@@ -211,12 +208,8 @@ func (s *Store) openS3(ctx context.Context, u *url.URL) (*blob.Bucket, error) {
 		}
 	}
 	cfg, err := gcaws.V2ConfigFromURLParams(ctx, rest)
-	if err != nil {
-		kind := ErrConfig
-		if strings.HasPrefix(err.Error(), "invalid value") {
-			kind = ErrBadURL
-		}
-		return nil, newError(s.red, "open", s.url, kind, err)
+	if err != nil { // the values were checked: the configuration itself failed
+		return nil, newError(s.red, "open", s.url, ErrConfig, err)
 	}
 	cfg.Retryer = func() aws.Retryer { return aws.NopRetryer{} }
 	if cfg.Credentials != nil {
@@ -241,6 +234,35 @@ func (s *Store) openS3(ctx context.Context, u *url.URL) (*blob.Bucket, error) {
 		return nil, newError(s.red, "open", s.url, ErrConfig, err)
 	}
 	return b, nil
+}
+
+// checkS3Param checks the value of a query parameter, so that a bad one is
+// ErrBadURL before gocloud.dev reads the AWS configuration.
+func checkS3Param(name, v string) error {
+	switch name {
+	case "use_path_style", "s3ForcePathStyle", "disable_https", "accelerate",
+		"hostname_immutable", "anonymous", "dualstack", "fips":
+		if _, err := strconv.ParseBool(v); err != nil {
+			return fmt.Errorf("query parameter %s=%q is not a boolean", name, v)
+		}
+	case "rate_limiter_capacity":
+		if _, err := strconv.ParseInt(v, 10, 32); err != nil {
+			return fmt.Errorf("query parameter %s=%q is not an integer", name, v)
+		}
+	case "role":
+		if !strings.HasPrefix(v, "arn:") {
+			return fmt.Errorf("query parameter role=%q is not an ARN", v)
+		}
+	case "request_checksum_calculation", "response_checksum_validation":
+		if l := strings.ToLower(v); l != "when_supported" && l != "when_required" {
+			return fmt.Errorf("query parameter %s=%q is not when_supported or when_required", name, v)
+		}
+	case "region", "profile":
+		if v == "" {
+			return fmt.Errorf("query parameter %s is empty", name)
+		}
+	}
+	return nil
 }
 
 // probe lists at most one key under the prefix: the bucket exists and the

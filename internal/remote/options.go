@@ -36,10 +36,10 @@ type Options struct {
 	RateLimit int64
 
 	// Progress, if set, is called with the number of bytes Copy has
-	// passed to its writer, or Put has read from its reader, as they go
-	// (a retried part is not counted twice). Copy calls it from its
-	// caller's goroutine; Put from the uploader's. It must be safe for
-	// concurrent use if the Store is used concurrently.
+	// passed to its writer (a retried part is not counted twice), or Put
+	// has taken from its reader (again on a retried upload), as they go.
+	// Copy calls it from its caller's goroutine, Put from the uploader's;
+	// it must be safe for concurrent use if the Store is.
 	Progress func(key string, n int64)
 }
 

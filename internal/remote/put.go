@@ -22,7 +22,8 @@ import (
 // is an io.ReaderAt (an *os.File), a transient error retries the whole
 // upload from byte 0, within the retry options; any other reader is
 // tried once. r giving more or fewer than size bytes is ErrChanged, and
-// nothing is written.
+// nothing is written. Options.Progress counts the bytes taken from r, again
+// on a retry.
 func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) (uint32, error) {
 	return s.put(ctx, key, r, size, false)
 }
@@ -77,6 +78,11 @@ func (e errSourceSize) Unwrap() error { return ErrChanged }
 func (s *Store) putOnce(ctx context.Context, key string, body io.Reader, size int64, ifAbsent bool) (uint32, error) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The watchdog runs while the uploader takes bytes from the source:
+	// when the uploads stall, it stops taking them. After the last byte,
+	// each request is bounded by the HTTP client's timeouts only.
+	wd := newWatchdog(s.opts.IdleTimeout, cancel)
+	defer wd.stop()
 	w, err := s.bucket.NewWriter(wctx, key, &blob.WriterOptions{
 		ContentType:    "application/octet-stream",
 		BufferSize:     int(max(s.opts.PartSize, minUploadPartSize)),
@@ -87,8 +93,12 @@ func (s *Store) putOnce(ctx context.Context, key string, body io.Reader, size in
 		return 0, err
 	}
 	crc := crc32.New(castagnoli)
-	src := &meter{ctx: ctx, s: s, key: key, r: io.LimitReader(body, size+1), crc: crc}
+	src := &meter{ctx: ctx, s: s, key: key, r: io.LimitReader(body, size+1), crc: crc, wd: wd}
 	n, err := io.Copy(w, src)
+	wd.stop()
+	if err != nil && wd.fired() {
+		err = fmt.Errorf("upload: %w", errStall)
+	}
 	if err == nil && n != size {
 		err = errSourceSize{got: n, want: size}
 	}
@@ -114,6 +124,7 @@ type meter struct {
 	key string
 	r   io.Reader
 	crc hash.Hash32
+	wd  *watchdog
 	err error
 }
 
@@ -123,11 +134,10 @@ func (m *meter) Read(p []byte) (int, error) {
 	}
 	n, err := m.r.Read(p)
 	if n > 0 {
+		m.wd.kick()
 		m.crc.Write(p[:n])
-		if m.s.limiter != nil {
-			if werr := m.s.limiter.WaitN(m.ctx, n); werr != nil {
-				return n, werr
-			}
+		if werr := m.s.wait(m.ctx, m.wd, n); werr != nil {
+			return n, werr
 		}
 		if m.s.opts.Progress != nil {
 			m.s.opts.Progress(m.key, int64(n))
