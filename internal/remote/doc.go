@@ -77,6 +77,10 @@
 //   - Memory: one Copy holds at most Options.Concurrency+1 buffers of
 //     Options.PartSize (40 MiB with the defaults); one Put about as many of
 //     max(PartSize, 5 MiB) in S3's transfer manager. Concurrent calls add up.
+//   - Put's idle watchdog runs while the uploader takes bytes from the
+//     source; once the last byte is taken, its remaining requests are bounded
+//     by the HTTP client's timeouts (connect, and IdleTimeout for the
+//     response headers) and the caller's context only.
 //   - net/http itself resends an idempotent GET once when a reused
 //     connection dies before any answer; an attempt may thus be two requests.
 //   - The AWS SDK's own response checksum (full GETs of objects stored with

@@ -112,7 +112,7 @@ func (p *faultProxy) pick(r *http.Request) fault {
 		}
 		break
 	}
-	p.log = append(p.log, fmt.Sprintf("%s %s %s -> %d", r.Method, r.URL.Path, rg, f))
+	p.log = append(p.log, fmt.Sprintf("%s %s %s -> %d ?%s if-none-match=%s", r.Method, r.URL.Path, rg, f, r.URL.RawQuery, r.Header.Get("If-None-Match")))
 	return f
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"hash/crc32"
 	"io"
+	"strings"
 	"testing"
 	"time"
 )
@@ -15,7 +16,8 @@ func TestPutIfAbsent_NeverReplacesAnObject(t *testing.T) {
 	awsEnv(t)
 	o := testOptions()
 	o.PartSize = 5 << 20
-	s := openS3(t, gw.endpoint, bucket, "p", o)
+	p := newFaultProxy(t, gw)
+	s := openS3(t, p.URL(), bucket, "p", o)
 	for _, tc := range []struct {
 		name string
 		size int
@@ -24,7 +26,7 @@ func TestPutIfAbsent_NeverReplacesAnObject(t *testing.T) {
 		{"multipart", 17 << 20}, // above the transfer manager's 16 MiB threshold
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			key := "obj-" + tc.name
+			key := "obj-" + strings.ReplaceAll(tc.name, " ", "-")
 			first := pattern(tc.size, 1)
 			crc, err := s.PutIfAbsent(ctxT(t, 60*time.Second), key, bytes.NewReader(first), int64(len(first)))
 			if err != nil || crc != crc32.Checksum(first, castagnoli) {
@@ -36,6 +38,19 @@ func TestPutIfAbsent_NeverReplacesAnObject(t *testing.T) {
 				t.Fatalf("PutIfAbsent of an existing key = %v, want ErrExists", err)
 			}
 			checkMessage(t, err, "s3://"+bucket+"/p/"+key, gwSecret)
+			// The condition went with the request that commits the object.
+			commits := p.requests("PUT", "/"+key)
+			if tc.size > 16<<20 {
+				commits = nil
+				for _, r := range p.requests("POST", "/"+key) {
+					if strings.Contains(r, "uploadId=") {
+						commits = append(commits, r)
+					}
+				}
+			}
+			if len(commits) != 2 || !strings.Contains(commits[1], "if-none-match=*") {
+				t.Errorf("the committing requests %v: want two, with If-None-Match: *", commits)
+			}
 			var buf bytes.Buffer
 			if _, _, err := s.Copy(ctxT(t, 60*time.Second), key, &buf, Want{Size: -1}); err != nil || !bytes.Equal(buf.Bytes(), first) {
 				t.Fatalf("after the refused PutIfAbsent the object is not the first one (%v)", err)
