@@ -240,7 +240,7 @@ func (s *Store) fetchOnce(ctx context.Context, key string, want Want, off, n int
 	}
 	defer r.Close()
 	wd.kick()
-	if err := s.check(r, want); err != nil {
+	if err := s.check(r, want, off, n, last); err != nil {
 		return err
 	}
 	got := int64(0)
@@ -279,17 +279,33 @@ func (s *Store) fetchOnce(ctx context.Context, key string, want Want, off, n int
 	return nil
 }
 
-// check compares a response with what the caller expects.
-func (s *Store) check(r *blob.Reader, want Want) error {
+// check compares a response with what the caller expects: the object's
+// size, ETag or time and, on S3, that the server sent the range asked for
+// (a server that ignores Range answers 200 with the whole object, whose
+// bytes would land at the wrong offset).
+func (s *Store) check(r *blob.Reader, want Want, off, n int64, last bool) error {
 	if size := r.Size(); size != want.Size {
 		return fmt.Errorf("size is %d, expected %d: %w", size, want.Size, ErrChanged)
 	}
-	if s.s3 && want.ETag != "" {
+	if s.s3 {
 		var out s3.GetObjectOutput
-		if r.As(&out) && out.ETag != nil && *out.ETag != want.ETag {
+		if !r.As(&out) {
+			return fmt.Errorf("no S3 response to check")
+		}
+		if ranged := off > 0 || !last; ranged {
+			cr := aws.ToString(out.ContentRange)
+			var start, end, total int64
+			if _, err := fmt.Sscanf(cr, "bytes %d-%d/%d", &start, &end, &total); err != nil ||
+				start != off || (!last && end != off+n-1) {
+				return fmt.Errorf("asked for bytes %d-%d, the server sent Content-Range %q", off, off+n-1, cr)
+			}
+		}
+		if want.ETag != "" && out.ETag != nil && *out.ETag != want.ETag {
 			return fmt.Errorf("ETag is %s, expected %s: %w", *out.ETag, want.ETag, ErrChanged)
 		}
-		return nil
+		if want.ETag != "" {
+			return nil
+		}
 	}
 	if mt := r.ModTime(); !want.ModTime.IsZero() && !mt.IsZero() &&
 		!mt.Truncate(time.Second).Equal(want.ModTime.Truncate(time.Second)) {

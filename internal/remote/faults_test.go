@@ -115,15 +115,22 @@ func TestCopy_PermanentFaultsAreNotRetried(t *testing.T) {
 		{"403", fault403, ErrAccessDenied},
 		{"404", fault404, ErrNotFound},
 		{"a flipped byte", faultFlip, ErrChecksum},
+		{"Range ignored", faultNoRange, nil}, // without the crc: the check of Content-Range alone must refuse it
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, s, _, want := faultSetup(t, testOptions())
-			p.add(rule{method: "GET", ranged: true, fault: tc.fault, times: -1})
+			want.CheckCRC = tc.kind == ErrChecksum
+			r := rule{method: "GET", ranged: true, fault: tc.fault, times: -1}
+			if tc.fault == faultNoRange {
+				r = rule{method: "GET", from: "bytes=65536-", fault: tc.fault, times: -1} // a middle part only
+			}
+			p.add(r)
 			start := time.Now()
 			_, _, err := s.Copy(ctxT(t, 20*time.Second), "obj", io.Discard, want)
-			if !errors.Is(err, tc.kind) || errors.Is(err, ErrRetriesExhausted) {
-				t.Fatalf("Copy = %v, want %v, not retried", err, tc.kind)
+			if err == nil || (tc.kind != nil && !errors.Is(err, tc.kind)) || errors.Is(err, ErrRetriesExhausted) {
+				t.Fatalf("Copy = %v, want an error (kind %v), not retried", err, tc.kind)
 			}
+			t.Logf("the message: %v", err)
 			checkMessage(t, err, "/p/obj", gwSecret)
 			if r := repeated(p); len(r) > 0 {
 				t.Errorf("ranges asked for again: %v", r)

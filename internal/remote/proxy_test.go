@@ -12,6 +12,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 )
 
 // fault is what the proxy does to a request instead of forwarding it.
@@ -27,6 +31,7 @@ const (
 	faultShort                     // half the body, with a Content-Length that says half: a lying server
 	faultStall                     // the headers and half the body, then nothing until the client gives up
 	faultFlip                      // the whole body with one byte changed
+	faultNoRange                   // the Range header dropped: 200 and the whole object
 )
 
 // rule fires its fault on the requests it matches, times times (< 0:
@@ -120,6 +125,8 @@ func (p *faultProxy) serve(w http.ResponseWriter, r *http.Request) {
 	switch f := p.pick(r); f {
 	case 0:
 		p.rp.ServeHTTP(w, r)
+	case faultNoRange:
+		p.wholeObject(w, r)
 	case fault500:
 		s3Error(w, 500, "InternalError")
 	case faultSlowDown:
@@ -208,4 +215,33 @@ func (p *faultProxy) damage(w http.ResponseWriter, r *http.Request, f fault) {
 		conn.Read(make([]byte, 1)) // returns when the client gives up and closes, or at cleanup
 		close(done)
 	}
+}
+
+// wholeObject answers a ranged GET as a server that ignores Range would:
+// 200 and the whole object, fetched with a request of its own, signed with
+// the gateway's credentials (the client's signature covers its Range).
+func (p *faultProxy) wholeObject(w http.ResponseWriter, r *http.Request) {
+	req, err := http.NewRequestWithContext(r.Context(), "GET", p.target.String()+r.URL.EscapedPath(), nil)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	const emptySHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+	req.Header.Set("X-Amz-Content-Sha256", emptySHA256)
+	creds := aws.Credentials{AccessKeyID: gwAccess, SecretAccessKey: gwSecret}
+	if err := v4.NewSigner().SignHTTP(r.Context(), creds, req, emptySHA256, "s3", gwRegion, time.Now()); err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	for k, v := range resp.Header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(resp.StatusCode)
+	io.Copy(w, resp.Body)
 }
