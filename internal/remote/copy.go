@@ -52,8 +52,9 @@ type Want struct {
 // truncated or failed attempt never writes anything. Never retried:
 // ErrAccessDenied, ErrNotFound, ErrChanged, ErrChecksum.
 //
-// On error, w may hold a prefix of the object (whole parts) and the caller
-// must discard it; a retry of Copy is safe. The crc32c is checked against
+// On error, w may hold a prefix of the object, never a byte of a failed
+// attempt, and the caller must discard it; a retry of Copy is safe. A part
+// that fails for good ends the Copy at once, whatever the parts before it. The crc32c is checked against
 // want.CRC32C after the last byte (ErrChecksum): w then holds all the bad
 // bytes. Copy returns within a chunk's read or write of ctx being done.
 func (s *Store) Copy(ctx context.Context, key string, w io.Writer, want Want) (int64, uint32, error) {
@@ -144,14 +145,14 @@ func (s *Store) copyParts(ctx context.Context, key string, w io.Writer, want Wan
 	for next := 0; next < nparts; {
 		select {
 		case p := <-done:
+			if p.err != nil { // fail now, not once the parts before it are in
+				return written, crc.Sum32(), p.err
+			}
 			pending[p.idx] = p
 		case <-ctx.Done():
 			return written, crc.Sum32(), context.Cause(ctx)
 		}
 		for p := pending[next]; p != nil; p = pending[next] {
-			if p.err != nil {
-				return written, crc.Sum32(), p.err
-			}
 			for data := p.buf[:p.n]; len(data) > 0; {
 				if err := ctx.Err(); err != nil {
 					return written, crc.Sum32(), err
