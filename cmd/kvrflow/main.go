@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"slices"
@@ -14,7 +13,6 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 )
 
 func main() {
@@ -253,6 +251,3 @@ Environment:
 
 Run '{{.CommandPath}} COMMAND --help' for a command's flags and an example.{{end}}
 `
-
-// printFlags prints fs's flags GNU-style, for help texts outside cobra.
-func printFlags(w io.Writer, fs *pflag.FlagSet) { fmt.Fprint(w, fs.FlagUsages()) }
