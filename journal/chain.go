@@ -135,10 +135,12 @@ type Problem struct {
 }
 
 func (p Problem) String() string {
-	if p.Seq == 0 {
-		return fmt.Sprintf("run %d: %s", p.Run, p.What)
+	prefix := fmt.Sprintf("run %d: ", p.Run)
+	if p.Seq != 0 {
+		prefix = fmt.Sprintf("run %d event %d: ", p.Run, p.Seq)
 	}
-	return fmt.Sprintf("run %d event %d: %s", p.Run, p.Seq, p.What)
+	// Each fact once: What may already name the record.
+	return prefix + strings.TrimPrefix(p.What, prefix)
 }
 
 // Check verifies the journal's hash chains: every record's hash, every

@@ -253,3 +253,11 @@ func absPath(p string) (string, error) {
 	}
 	return a, nil
 }
+
+// plural says n things: "1 problem", "3 problems".
+func plural(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
+}

@@ -90,7 +90,7 @@ func (c *journalFlags) open(o *stdio) (*journal.Journal, error) {
 // bad input (exit code 2); it returns any other error, or nil, as is.
 func noJournal(path string, err error) error {
 	if errors.Is(err, fs.ErrNotExist) {
-		return asUsage(fmt.Errorf("no journal at %s: kvrflow has not restored this database (%w)", path, err))
+		return asUsage(fmt.Errorf("no journal at %s: kvrflow has not restored this database", path))
 	}
 	return err
 }

@@ -110,7 +110,7 @@ func (c *journalExportCmd) run(_ context.Context, o *stdio, args []string) (docu
 // input.
 func (c *journalExportCmd) failed(path string, err error) error {
 	if errors.Is(err, journal.ErrNotFound) {
-		return asUsage(fmt.Errorf("%s: --run %d: %w", path, c.runID, err))
+		return asUsage(fmt.Errorf("%s: %w", path, err))
 	}
 	return noJournal(path, err)
 }

@@ -109,7 +109,7 @@ func (c *journalReportCmd) run(_ context.Context, o *stdio, args []string) (docu
 	var page bytes.Buffer
 	st, err := audit.Report(&page, path, opts)
 	if errors.Is(err, journal.ErrNotFound) {
-		return nil, asUsage(fmt.Errorf("%s: --run %d: %w", path, c.runID, err))
+		return nil, asUsage(fmt.Errorf("%s: %w", path, err))
 	}
 	if err != nil {
 		return nil, noJournal(path, err)

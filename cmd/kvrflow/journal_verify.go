@@ -60,8 +60,7 @@ func (d *journalVerifyDoc) text(w io.Writer) {
 		fmt.Fprintln(w, "ok: every hash, link and transition checks")
 		return
 	}
-	fmt.Fprintf(w, "first bad record: %s\n", d.FirstProblem)
-	fmt.Fprintf(w, "%d problems:\n", len(d.Problems))
+	fmt.Fprintf(w, "%s, the first listed first:\n", plural(len(d.Problems), "problem"))
 	for _, p := range d.Problems {
 		fmt.Fprintf(w, "  %s\n", p)
 	}
@@ -87,5 +86,5 @@ func (c *journalVerifyCmd) run(_ context.Context, o *stdio, args []string) (docu
 		return doc, nil
 	}
 	doc.FirstProblem = &rep.Problems[0]
-	return doc, fmt.Errorf("%w: %s: %d problems, the first: %s", errVerifyFailed, path, len(rep.Problems), rep.Problems[0])
+	return doc, fmt.Errorf("%w: %s: %s, the first: %s", errVerifyFailed, path, plural(len(rep.Problems), "problem"), rep.Problems[0])
 }

@@ -85,8 +85,8 @@ func TestJournalVerify_TamperedEventExits4NamingIt(t *testing.T) {
 	path := copyJournal(t, jpath)
 	editEvent(t, path, 2, 3, func(v []byte) []byte { return []byte(strings.Replace(string(v), `"cleaned"`, `"cleanes"`, 1)) })
 	r := mustRun(t, exitJournal, nil, "journal", "verify", "--journal", path)
-	if !strings.Contains(r.stdout, "first bad record: run 2 event 3: ") || !strings.Contains(r.stderr, "Error: journal verification failed: ") ||
-		!strings.Contains(r.stderr, "1 problems, the first: run 2 event 3") {
+	if !strings.Contains(r.stdout, "1 problem, the first listed first:\n  run 2 event 3: ") || !strings.Contains(r.stderr, "Error: journal verification failed: ") ||
+		!strings.Contains(r.stderr, "1 problem, the first: run 2 event 3") || strings.Count(r.stdout, "run 2 event 3:") != 1 {
 		t.Errorf("journal verify of a tampered journal:\n%s", r)
 	}
 	var doc verifyJSON
