@@ -2,6 +2,7 @@ package kvrflow
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -80,6 +81,54 @@ type Result struct {
 	Run       journal.Run `json:"run"`
 	Recovered []Recovered `json:"recovered,omitempty"`
 	Syncs     Syncs       `json:"syncs"`
+	// Summary says what the run did, as it journaled it (empty for an
+	// undo, and for a run that stopped before Precheck).
+	Summary Summary `json:"summary"`
+}
+
+// Summary is what a restore did, from its journal: the mode Precheck
+// chose (auto resolves to copy or link), the engine, the verification
+// level, the files and bytes of the backup, what DB held before
+// (absent: the restore created it), and why tables were copied in link
+// mode if they were.
+type Summary struct {
+	Mode         string `json:"mode,omitempty"`
+	Engine       string `json:"engine,omitempty"`
+	Verify       string `json:"verify,omitempty"`
+	Files        int    `json:"files,omitempty"`
+	Bytes        int64  `json:"bytes,omitempty"`
+	Replaced     string `json:"replaced,omitempty"`
+	LinkFallback string `json:"link_fallback,omitempty"`
+	Kept         string `json:"kept,omitempty"`
+}
+
+// summarize reads what run id journaled into a Summary.
+func summarize(j *journal.Journal, id uint64) Summary {
+	var sum Summary
+	evs, err := j.Events(id)
+	if err != nil {
+		return sum
+	}
+	for _, ev := range evs {
+		switch ev.Event {
+		case "checked":
+			var d steps.PrecheckDetails
+			if json.Unmarshal(ev.Details, &d) == nil {
+				sum.Mode, sum.Engine, sum.Verify, sum.Files, sum.Bytes, sum.Replaced = string(d.Mode), d.Engine, d.Verify, d.Files, d.Bytes, d.Target
+			}
+		case "written":
+			var d steps.WriteDetails
+			if json.Unmarshal(ev.Details, &d) == nil {
+				sum.LinkFallback = d.LinkFallback
+			}
+		case "finished":
+			var d steps.FinishDetails
+			if json.Unmarshal(ev.Details, &d) == nil && d.Kept != nil {
+				sum.Kept = d.Kept.Path
+			}
+		}
+	}
+	return sum
 }
 
 // Syncs counts the durable writes of a Restore: files and directories
@@ -306,8 +355,26 @@ func Restore(ctx context.Context, opts Options) (*Result, error) {
 	if res.Run, err = s.j.Run(r.ID); err != nil {
 		return res, errors.Join(runErr, err)
 	}
+	res.Summary = summarize(s.j, r.ID)
+	if runErr != nil && ctx.Err() != nil && IsRolledBack(runErr) {
+		runErr = &interrupted{err: runErr, db: s.layout.DB}
+	}
 	return res, runErr
 }
+
+// interrupted is the error of a restore stopped by its context (SIGINT,
+// SIGTERM) and rolled back: it says so, rather than the step's "context
+// canceled", and matches what err matches.
+type interrupted struct {
+	err error
+	db  string
+}
+
+func (e *interrupted) Error() string {
+	return "interrupted, rolled back: " + e.db + " holds the database it held before"
+}
+
+func (e *interrupted) Unwrap() error { return e.err }
 
 // Undo recovers any run left in flight for opts.DB, then brings back the
 // newest database the journal keeps for it (see Options.KeepOld): it takes
@@ -396,6 +463,9 @@ func checkInput(opts Options) error {
 	if err != nil {
 		return err
 	}
+	if opts.BackupID != 0 && source.Kind != steps.KindRocksdb {
+		return fmt.Errorf("%w: --backup-id %d: %s is a %s, not a RocksDB BackupEngine directory", steps.ErrBadOption, opts.BackupID, src, source.Kind)
+	}
 	if err := steps.CheckSSTDump(source.Engine, opts.Verify); err != nil {
 		return err
 	}
@@ -404,6 +474,10 @@ func checkInput(opts Options) error {
 	mode, err := steps.ResolveMode(seam, opts.Mode, src, layout.Parent)
 	if err != nil {
 		return err
+	}
+	if v, _ := steps.ParseVerify(opts.Verify); v == steps.VerifySize && mode == steps.ModeCopy {
+		l := opts.logger()
+		l.Warn().Msg("--verify size in copy mode reads every byte anyway: each copy is checked against the backup's crc32c, as at --verify checksum")
 	}
 	need := steps.SpaceNeeded(source, mode)
 	jpath := opts.Journal

@@ -209,7 +209,7 @@ func TestRestore_SIGINTRollsBack(t *testing.T) {
 	if rep, err := f.target().Recovered(); err != nil || rep.DB != check.Old || rep.Outcome != steps.OutcomeRolledBack {
 		t.Errorf("after the rollback: %+v, %v; want the old database, rolled back", rep, err)
 	}
-	if !strings.Contains(r.stderr, "interrupted") || !strings.Contains(r.stderr, "Error: rolled back") {
+	if !strings.Contains(r.stderr, "interrupted") || !strings.Contains(r.stderr, "Error: interrupted, rolled back: "+f.db+" holds the database it held before") {
 		t.Errorf("stderr:\n%s", r.stderr)
 	}
 	checkJournal(t, f.db)

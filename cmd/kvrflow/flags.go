@@ -23,7 +23,12 @@ import (
 type stdio struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	logJSON        bool // --log-format json: the final error is a JSON line too
 }
+
+// logTimeFormat is the time of a JSON log line: RFC 3339 with
+// milliseconds.
+const logTimeFormat = "2006-01-02T15:04:05.000Z07:00"
 
 // stderrIsTerminal reports whether stderr is a terminal: only then does a
 // command draw a progress bar or colour its logs.
@@ -63,15 +68,24 @@ func (c *common) loggerTo(w io.Writer, colour bool) (*zerolog.Logger, error) {
 	if err != nil || c.logLevel == "" {
 		return nil, usagef("bad --log-level %q: want debug, info, warn or error", c.logLevel)
 	}
+	zerolog.TimeFieldFormat = logTimeFormat
 	switch c.logFormat {
 	case "console":
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly, NoColor: !colour}
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000", NoColor: !colour}
 	case "json":
 	default:
 		return nil, usagef("bad --log-format %q: want console or json", c.logFormat)
 	}
 	l := zerolog.New(w).Level(level).With().Timestamp().Logger()
 	return &l, nil
+}
+
+// reportUnfired logs, at the end of a command, the rules of its fault
+// spec that never fired.
+func reportUnfired(spec string, set *fault.Set, log *zerolog.Logger) {
+	for _, r := range set.Unfired() {
+		log.Warn().Str("spec", spec).Str("rule", r).Msg("fault spec: this rule never fired")
+	}
 }
 
 // faultSpec returns the fault spec of --fault, else of $KVRFLOW_FAULT,
@@ -135,7 +149,13 @@ func finish(o *stdio, jsonOut bool, doc document, err error, usageHint string) i
 		if errors.Is(err, errUsage) && usageHint != "" {
 			msg += " (see " + usageHint + ")"
 		}
-		fmt.Fprintf(o.stderr, "Error: %s\n", msg)
+		if o.logJSON {
+			// --log-format json: every line on stderr is JSON, this one too.
+			l := zerolog.New(o.stderr).With().Timestamp().Logger()
+			l.Error().Int("exit_code", code).Msg(msg)
+		} else {
+			fmt.Fprintf(o.stderr, "Error: %s\n", msg)
+		}
 	}
 	if doc == nil {
 		if !jsonOut {
@@ -150,6 +170,7 @@ func finish(o *stdio, jsonOut bool, doc document, err error, usageHint string) i
 	}
 	enc := json.NewEncoder(o.stdout)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // a graph's --> stays readable
 	if werr := enc.Encode(doc); werr != nil {
 		fmt.Fprintf(o.stderr, "Error: write JSON: %s\n", werr)
 		if code == exitOK {
@@ -260,4 +281,13 @@ func plural(n int, thing string) string {
 		return "1 " + thing
 	}
 	return fmt.Sprintf("%d %ss", n, thing)
+}
+
+// absOr returns p made absolute (as documents name paths), or p itself if
+// that fails.
+func absOr(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
 }

@@ -61,7 +61,7 @@ func TestRestore_SIGINTStopsTheCopyOfALargeFile(t *testing.T) {
 	if total != size || copied >= size {
 		t.Errorf("the copy stopped after %d of %d bytes: want it stopped before the end of the %d-byte file", copied, total, size)
 	}
-	if !strings.Contains(r.stderr, "Error: rolled back") {
+	if !strings.Contains(r.stderr, "Error: interrupted, rolled back: "+f.db+" holds the database it held before") {
 		t.Errorf("stderr:\n%s", r.stderr)
 	}
 	if got := f.which(t); got != "old" {

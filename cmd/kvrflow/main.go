@@ -68,6 +68,7 @@ func run(ctx context.Context, args []string, o *stdio) int {
 	if err == nil {
 		return exitOK // help, completion
 	}
+	o.logJSON = logFormatJSON(args)
 	hint := "kvrflow --help"
 	if cmd != nil && cmd != root {
 		hint = cmd.CommandPath() + " --help"
@@ -177,6 +178,7 @@ func (c *command) cobra(ctx context.Context, o *stdio, g *common, leaf string, c
 		RunE: func(cmd *cobra.Command, args []string) error {
 			b := r.base()
 			b.json, b.logFormat, b.logLevel = g.json, g.logFormat, g.logLevel
+			o.logJSON = g.logFormat == "json"
 			b.journal = g.journal
 			if g.journal != "" && !b.takesJournal {
 				*code = finish(o, g.json, nil, usagef("--journal does not apply to kvrflow %s", c.name), cmd.CommandPath()+" --help")
@@ -210,6 +212,16 @@ func jsonRequested(args []string) bool {
 		if strings.HasPrefix(a, "-") && name == "json" {
 			on, err := strconv.ParseBool(value)
 			return !hasValue || (err == nil && on)
+		}
+	}
+	return false
+}
+
+// logFormatJSON reports whether args ask for --log-format json.
+func logFormatJSON(args []string) bool {
+	for i, a := range args {
+		if a == "--log-format=json" || a == "--log-format" && i+1 < len(args) && args[i+1] == "json" {
+			return true
 		}
 	}
 	return false

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kvrflow/kvrflow"
+	"github.com/kvrflow/kvrflow/internal/fault"
 	"github.com/kvrflow/kvrflow/steps"
 )
 
@@ -149,10 +150,12 @@ func (c *quarantinePurgeCmd) run(ctx context.Context, o *stdio, args []string) (
 	if err != nil {
 		return nil, err
 	}
+	faults, _ := fault.Parse(spec) // checked by faultSpec
+	defer reportUnfired(spec, faults, log)
 	db, err := absPath(c.db)
 	if err != nil {
 		return nil, err
 	}
-	res, err := kvrflow.PurgeQuarantine(ctx, kvrflow.Options{DB: db, Journal: c.journal, Log: log, FaultSpec: spec}, c.olderThan)
+	res, err := kvrflow.PurgeQuarantine(ctx, kvrflow.Options{DB: db, Journal: c.journal, Log: log, Faults: faults}, c.olderThan)
 	return &quarantinePurgeDoc{DB: db, PurgeResult: res}, err
 }

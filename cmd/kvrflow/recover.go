@@ -5,8 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/kvrflow/kvrflow"
+	"github.com/kvrflow/kvrflow/internal/fault"
 )
 
 var recoverCommand = &command{
@@ -45,6 +47,10 @@ type recoverDoc struct {
 
 func (d *recoverDoc) text(w io.Writer) {
 	if len(d.Recovered) == 0 && d.Error == "" {
+		if _, err := os.Stat(d.DB + ".kvrflow"); err != nil {
+			fmt.Fprintf(w, "no kvrflow journal for %s (%s.kvrflow does not exist): nothing to recover\n", d.DB, d.DB)
+			return
+		}
 		fmt.Fprintf(w, "nothing to recover for %s\n", d.DB)
 		return
 	}
@@ -75,12 +81,14 @@ func (c *recoverCmd) run(ctx context.Context, o *stdio, args []string) (document
 	if err != nil {
 		return nil, err
 	}
-	done, err := kvrflow.Recover(ctx, kvrflow.Options{DB: c.db, Journal: c.journal, FaultSpec: spec, Log: log})
+	faults, _ := fault.Parse(spec) // checked by faultSpec
+	defer reportUnfired(spec, faults, log)
+	done, err := kvrflow.Recover(ctx, kvrflow.Options{DB: c.db, Journal: c.journal, Faults: faults, Log: log})
 	if err != nil && exitCode(err) == exitInFlight {
 		err = fmt.Errorf("%w; the run is still in flight: 'kvrflow recover --db %s' tries again", err, c.db)
 	}
 	if done == nil {
 		done = []kvrflow.Recovered{}
 	}
-	return &recoverDoc{DB: c.db, Recovered: done}, err
+	return &recoverDoc{DB: absOr(c.db), Recovered: done}, err
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 
 	"github.com/kvrflow/kvrflow"
+	"github.com/kvrflow/kvrflow/internal/fault"
 	"github.com/kvrflow/kvrflow/steps"
 )
 
@@ -81,7 +82,25 @@ func (d *restoreDoc) text(w io.Writer) {
 	}
 	switch r.Outcome {
 	case steps.OutcomeCommitted:
-		fmt.Fprintf(w, "restored %s into %s (run %d, %s)\n", r.Source, r.Target, r.ID, r.End.Sub(r.Start).Round(time.Millisecond))
+		sum := d.Summary
+		what := "replaced the " + sum.Replaced + " database it held"
+		switch sum.Replaced {
+		case steps.TargetAbsent:
+			what = "created it"
+		case steps.TargetEmpty:
+			what = "replaced an empty directory"
+		case steps.TargetOther, steps.TargetMixed:
+			what = "replaced what it held (kept in quarantine, --force)"
+		}
+		if sum.Kept != "" {
+			what += ", kept as " + sum.Kept
+		}
+		mode := sum.Mode
+		if sum.LinkFallback != "" {
+			mode += ", tables copied (" + sum.LinkFallback + ")"
+		}
+		fmt.Fprintf(w, "restored %s into %s: %s; run %d, %s mode, %s, verify %s, %d files, %s, %s\n",
+			r.Source, r.Target, what, r.ID, mode, sum.Engine, sum.Verify, sum.Files, humanBytes(sum.Bytes), r.End.Sub(r.Start).Round(time.Millisecond))
 	case steps.OutcomeRolledBack:
 		if _, err := os.Stat(r.Target); err != nil {
 			fmt.Fprintf(w, "run %d rolled back: %s did not exist before and does not now\n", r.ID, r.Target)
@@ -112,6 +131,8 @@ func (c *restoreCmd) run(ctx context.Context, o *stdio, args []string) (document
 	if err != nil {
 		return nil, err
 	}
+	faults, _ := fault.Parse(spec) // checked by faultSpec
+	defer reportUnfired(spec, faults, log)
 	// The journal records the source as given; an absolute path still
 	// means something when the run is read back from another directory.
 	src, err := filepath.Abs(c.from)
@@ -121,7 +142,7 @@ func (c *restoreCmd) run(ctx context.Context, o *stdio, args []string) (document
 	defer sayWhenInterrupted(ctx, log)()
 	res, err := kvrflow.Restore(ctx, kvrflow.Options{DB: c.db, Source: src, Mode: mode, Engine: c.engine, Verify: c.verify, BackupID: c.backupID, Journal: c.journal,
 		Force: c.force, NoExchange: c.noExchange, KeepOld: c.keepOld,
-		FaultSpec: spec, Log: log, Progress: bar.update})
+		Faults: faults, Log: log, Progress: bar.update})
 	bar.close()
 	if err != nil && exitCode(err) == exitInFlight {
 		err = inFlightHint(err, res, c.db)
@@ -129,7 +150,7 @@ func (c *restoreCmd) run(ctx context.Context, o *stdio, args []string) (document
 	if res == nil {
 		return nil, err
 	}
-	return &restoreDoc{DB: c.db, Source: c.from, Outcome: res.Run.Outcome, Result: res}, err
+	return &restoreDoc{DB: absOr(c.db), Source: src, Outcome: res.Run.Outcome, Result: res}, err
 }
 
 // sayWhenInterrupted logs, if ctx is cancelled by SIGINT or SIGTERM, what

@@ -23,6 +23,7 @@ type restoreJSON struct {
 	Run       journal.Run         `json:"run"`
 	Recovered []kvrflow.Recovered `json:"recovered"`
 	Syncs     kvrflow.Syncs       `json:"syncs"`
+	Summary   kvrflow.Summary     `json:"summary"`
 	Error     string              `json:"error"`
 	ExitCode  int                 `json:"exit_code"`
 }
@@ -55,7 +56,15 @@ func TestRestore_JSONReportsCommitted(t *testing.T) {
 func TestRestore_TextReportsTheRun(t *testing.T) {
 	f := newFixture(t, 0, 50)
 	r := mustRun(t, exitOK, nil, f.restoreArgs("--mode", "copy")...)
-	if !strings.HasPrefix(r.stdout, "restored ") || !strings.Contains(r.stdout, "(run 1, ") {
+	// The success line names what was done: created or replaced, the run,
+	// the mode chosen, the engine, the level, files, bytes in binary units.
+	for _, want := range []string{"restored ", ": created it; run 1, copy mode, pebble, verify checksum, ", " files, ", "KiB"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	r = mustRun(t, exitOK, nil, f.restoreArgs()...)
+	if !strings.Contains(r.stdout, ": replaced the pebble database it held; run 2, link mode, ") {
 		t.Errorf("stdout:\n%s", r.stdout)
 	}
 	if got := f.which(t); got != "new" {

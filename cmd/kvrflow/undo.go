@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/kvrflow/kvrflow"
+	"github.com/kvrflow/kvrflow/internal/fault"
 	"github.com/kvrflow/kvrflow/steps"
 )
 
@@ -77,11 +78,13 @@ func (c *undoCmd) run(ctx context.Context, o *stdio, args []string) (document, e
 	if err != nil {
 		return nil, err
 	}
-	res, err := kvrflow.Undo(ctx, kvrflow.Options{DB: c.db, Journal: c.journal, FaultSpec: spec, Log: log, NoExchange: c.noExchange})
+	faults, _ := fault.Parse(spec) // checked by faultSpec
+	defer reportUnfired(spec, faults, log)
+	res, err := kvrflow.Undo(ctx, kvrflow.Options{DB: c.db, Journal: c.journal, Faults: faults, Log: log, NoExchange: c.noExchange})
 	if err != nil && exitCode(err) == exitInFlight {
 		err = fmt.Errorf("%w; the run is still in flight: 'kvrflow recover --db %s' finishes it", err, c.db)
 	}
-	doc := &undoDoc{DB: c.db, Result: res}
+	doc := &undoDoc{DB: absOr(c.db), Result: res}
 	if res != nil {
 		doc.Outcome = res.Run.Outcome
 	}

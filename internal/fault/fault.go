@@ -208,6 +208,30 @@ func (s *Set) Hit(point string) error {
 	return nil
 }
 
+// Unfired lists, sorted, the rules of the spec (POINT:ACTION[@N]) that
+// never fired: their point was not hit, or not N times. A spec that
+// promised a fault and delivered none is worth saying aloud.
+func (s *Set) Unfired() []string {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for name, r := range s.rules {
+		n := s.hits[name]
+		if n == 0 || (r.nth != 0 && n < r.nth) {
+			rule := name
+			if r.nth != 0 {
+				rule += "@" + strconv.Itoa(r.nth)
+			}
+			out = append(out, fmt.Sprintf("%s (hit %d times)", rule, n))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // Hits returns how often each point was hit.
 func (s *Set) Hits() map[string]int {
 	if s == nil {
