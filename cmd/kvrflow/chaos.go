@@ -16,7 +16,7 @@ import (
 
 var chaosCommand = &command{
 	name:    "chaos",
-	args:    "[--from BACKUP] [--dir SCRATCH] [--iterations N] [--seed S] [flags]",
+	args:    "[--from BACKUP] [--dir SCRATCH] [--iterations N] [--seed S] [--keep] [flags]",
 	summary: "self-test: kill restores at random points on a scratch copy, recover, check",
 	about: `An operator's self-test of kvrflow on this machine's storage. In a scratch
 directory it makes an old database and (without --from) a sample backup, then
