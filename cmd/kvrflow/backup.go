@@ -22,7 +22,7 @@ is never mistaken for one, and a restore that checks those checksums
 restores tables that were valid when the backup was made.
 
 The database must not be open in another process: backup opens it with
-Pebble, which locks it (exit 2 if it is in use). Stop the application first.
+Pebble, which locks it (exit 3 if it is in use). Stop the application first.
 
 OUT's parent directory must exist (exit 2 otherwise). On the same file system
 as DIR the backup hard-links the tables (Pebble's checkpoint does): they are
