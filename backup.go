@@ -25,7 +25,34 @@ type BackupResult struct {
 	Dir   string `json:"dir"`
 	Files int    `json:"files"`
 	Bytes int64  `json:"bytes"`
+	// Mode is how the tables got into the backup: BackupLinked or
+	// BackupCopied. Why says what chose it.
+	Mode BackupMode `json:"mode"`
+	Why  string     `json:"mode_reason"`
 }
+
+// BackupMode says whether a backup's tables are hard links to the
+// database's files or copies of them.
+type BackupMode string
+
+const (
+	// BackupLinked: the tables (and blob files) are hard links to the
+	// database's files, shared with it until it compacts them away.
+	BackupLinked BackupMode = "linked"
+	// BackupCopied: every file was copied and fsynced; the backup shares
+	// nothing with the database.
+	BackupCopied BackupMode = "copied"
+)
+
+// BackupOption changes what Backup does.
+type BackupOption func(*backupOptions)
+
+type backupOptions struct{ copy bool }
+
+// WithCopy makes Backup copy every file (fsynced) instead of hard-linking
+// the tables: an independent backup that shares nothing with the
+// database. Backup copies without it when out is on another file system.
+func WithCopy() BackupOption { return func(o *backupOptions) { o.copy = true } }
 
 // Backup makes a backup of the Pebble database db in out, which must not
 // exist: a Pebble checkpoint with its WAL flushed, checked with
@@ -33,13 +60,30 @@ type BackupResult struct {
 // manifest KVRFLOW-BACKUP listing every file's size and crc32c, written
 // durably last. A directory without that manifest is not a backup kvrflow will
 // restore, so an interrupted Backup leaves nothing restorable by mistake.
-// fs nil means the real disk.
-func Backup(ctx context.Context, db, out string, fs vfs.FS) (*BackupResult, error) {
+// fs nil means the real disk. out's parent directory must exist
+// (steps.ErrBadPath otherwise): Backup does not make directories above
+// the backup.
+//
+// The database must not be open in another process (steps.ErrInUse: Pebble
+// locks it). On the same file system the tables are hard links to the
+// database's files (Pebble's checkpoint), shared until the database
+// compacts them away; with WithCopy, or when out is on another file
+// system than db, every file is copied and fsynced with fsx.CopyFile
+// instead (Pebble would fall back to its own copy on any failed link; the
+// choice is made here and reported in BackupResult.Mode).
+func Backup(ctx context.Context, db, out string, fs vfs.FS, opts ...BackupOption) (*BackupResult, error) {
 	if fs == nil {
 		fs = vfs.Default
 	}
+	var o backupOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	seam := fsx.New(fs, nil)
 	if err := checkBackupTarget(seam, db, out); err != nil {
+		return nil, err
+	}
+	if err := checkBackupParent(seam, out); err != nil {
 		return nil, err
 	}
 	if ok, err := seam.Exists(out); err != nil {
@@ -66,7 +110,11 @@ func Backup(ctx context.Context, db, out string, fs vfs.FS) (*BackupResult, erro
 	case kind != steps.TargetPebble && kind != steps.TargetMixed:
 		return nil, fmt.Errorf("%w: %s holds no Pebble database (%s)", steps.ErrBadPath, db, kind)
 	}
-	d, err := pebble.Open(db, &pebble.Options{FS: fs, ErrorIfNotExists: true, Logger: steps.PebbleLogger(zerolog.Nop())})
+	cfs, err := newCheckpointFS(ctx, seam, db, out, o.copy)
+	if err != nil {
+		return nil, err
+	}
+	d, err := pebble.Open(db, &pebble.Options{FS: cfs, ErrorIfNotExists: true, Logger: steps.PebbleLogger(zerolog.Nop())})
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", db, classifyOpen(err))
 	}
@@ -77,6 +125,7 @@ func Backup(ctx context.Context, db, out string, fs vfs.FS) (*BackupResult, erro
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint %s to %s: %w", db, out, err)
 	}
+	mode, why := cfs.mode()
 	// Check every block before the manifest records its checksums, so that
 	// a restore checking those checksums restores valid tables, not a
 	// corruption the live database already had. A checkpoint that fails is
@@ -118,7 +167,28 @@ func Backup(ctx context.Context, db, out string, fs vfs.FS) (*BackupResult, erro
 	if err := seam.WriteFileDurable(filepath.Join(out, manifest.Name), m.Encode()); err != nil {
 		return nil, err
 	}
-	return &BackupResult{Dir: out, Files: len(m.Files), Bytes: m.Bytes()}, nil
+	return &BackupResult{Dir: out, Files: len(m.Files), Bytes: m.Bytes(), Mode: mode, Why: why}, nil
+}
+
+// checkBackupParent refuses an out whose parent directory is missing or
+// not a directory: Pebble's checkpoint would make every missing directory
+// above it, and a typo would go unnoticed.
+func checkBackupParent(seam *fsx.FS, out string) error {
+	abs, err := filepath.Abs(out)
+	if err != nil {
+		return fmt.Errorf("%w: %w", steps.ErrBadPath, err)
+	}
+	parent := filepath.Dir(abs)
+	fi, err := seam.Stat(parent)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("%w: --to %s: its parent directory %s does not exist", steps.ErrBadPath, out, parent)
+	case err != nil:
+		return fmt.Errorf("%w: --to %s: %w", steps.ErrBadPath, out, err)
+	case !fi.IsDir():
+		return fmt.Errorf("%w: --to %s: its parent %s is not a directory", steps.ErrBadPath, out, parent)
+	}
+	return nil
 }
 
 // checkCheckpoint runs Pebble's CheckLevels over the checkpoint in dir

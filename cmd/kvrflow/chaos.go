@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"text/tabwriter"
 	"time"
 
@@ -15,7 +16,7 @@ import (
 
 var chaosCommand = &command{
 	name:    "chaos",
-	args:    "[--from BACKUP] [--dir SCRATCH] [--iterations N] [--seed S] [flags]",
+	args:    "[--from BACKUP] [--dir SCRATCH] [--iterations N] [--seed S] [--keep] [flags]",
 	summary: "self-test: kill restores at random points on a scratch copy, recover, check",
 	about: `An operator's self-test of kvrflow on this machine's storage. In a scratch
 directory it makes an old database and (without --from) a sample backup, then
@@ -24,13 +25,22 @@ kills it at a random named fault point or at a random moment (SIGKILL), runs
 recovery, and checks the invariants: the database is byte for byte the old one
 or the restored one, the one the journal the kill left decides (the new one
 exactly when the commit point record was durable), the journal agrees,
-nothing in flight, no staging left. It prints how many iterations ran, how many
-distinct fault points fired, how many recoveries rolled forward and back, and
-the invariant failures, which must be 0 (exit code 1 otherwise).
+nothing in flight, no staging left. It prints every iteration's kill and
+outcome, how many distinct fault points fired, how many recoveries rolled
+forward and back, and the invariant failures, which must be 0 (exit code 1
+otherwise).
+
+The same --seed (with the same binary and backup) kills at the same fault
+points in the same order, so a failure can be repeated. Kills at a random
+moment (a timer, one iteration in four) cannot repeat: the output marks them
+"not repeatable".
+
+The restores' and recoveries' logs go to chaos.log in the scratch directory,
+not to stderr; --keep keeps it, and the output says where.
 
 It never touches a database it did not create: --dir must be a new or empty
-directory (default: a new temporary directory, removed afterwards); --from is
-only read.`,
+directory (default: a new temporary directory, removed afterwards, unless
+--keep); --from is only read.`,
 	example: "kvrflow chaos --iterations 50 --seed 7 --dir /var/lib/app/chaos",
 	new:     func() runner { return &chaosCmd{} },
 }
@@ -49,29 +59,52 @@ func (c *chaosCmd) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.dir, "dir", "", "a new or empty scratch `DIR` on the storage to test (default: a temporary directory)")
 	fs.IntVar(&c.iterations, "iterations", 20, "how many restores to kill (`N`)")
 	fs.Uint64Var(&c.seed, "seed", 0, "random `SEED` (default: from the clock; printed, so a run can be repeated)")
-	fs.BoolVar(&c.keep, "keep", false, "keep the scratch directory afterwards")
+	fs.BoolVar(&c.keep, "keep", false, "keep the scratch directory (and its chaos.log) afterwards; the output says where")
 }
 
 // chaosDoc is chaos's --json document: the seed, the scratch directory,
-// and the harness's summary (see chaos.Summary).
+// where it was kept (with --keep; "" when it was removed), the log file
+// of the restores and recoveries, and the harness's summary (see
+// chaos.Summary; each iteration says whether its kill is repeatable).
 type chaosDoc struct {
 	Seed    uint64 `json:"seed"`
 	Scratch string `json:"scratch"`
+	Kept    string `json:"kept,omitempty"`
+	LogFile string `json:"log"`
 	chaos.Summary
 	exitReport
 }
 
 func (d *chaosDoc) text(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, it := range d.Log {
+		kill := it.Kill
+		if !it.Repeatable {
+			kill += " (not repeatable)"
+		}
+		outcome := it.Outcome
+		if !it.Killed {
+			outcome = "finished before the kill"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", it.N, kill, outcome, it.Result)
+	}
+	tw.Flush()
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "seed\t%d\n", d.Seed)
 	fmt.Fprintf(tw, "iterations\t%d\n", d.Iterations)
 	fmt.Fprintf(tw, "distinct fault points fired\t%d\n", d.PointsFired)
-	fmt.Fprintf(tw, "killed by timer\t%d\n", d.KilledByTimer)
+	fmt.Fprintf(tw, "killed by timer (not repeatable)\t%d\n", d.KilledByTimer)
 	fmt.Fprintf(tw, "finished before the kill\t%d\n", d.Completed)
 	fmt.Fprintf(tw, "recoveries rolled forward\t%d\n", d.RolledForward)
 	fmt.Fprintf(tw, "recoveries rolled back\t%d\n", d.RolledBack)
 	fmt.Fprintf(tw, "nothing in flight\t%d\n", d.NothingToDo)
 	fmt.Fprintf(tw, "invariant failures\t%d\n", d.Failures)
+	if d.Kept != "" {
+		fmt.Fprintf(tw, "scratch directory kept\t%s\n", d.Kept)
+		fmt.Fprintf(tw, "log\t%s\n", d.LogFile)
+	} else {
+		fmt.Fprintf(tw, "log\t%s (removed with the scratch directory; --keep keeps it)\n", d.LogFile)
+	}
 	tw.Flush()
 	for _, f := range d.FailureDetails {
 		fmt.Fprintf(w, "FAIL: %s\n", f)
@@ -112,11 +145,26 @@ func (c *chaosCmd) run(ctx context.Context, o *stdio, args []string) (document, 
 		return nil, asUsage(err) // --dir not usable, or not empty (chaos.ErrNotEmpty)
 	}
 	defer cleanup()
-	h, err := chaos.New(ctx, chaos.Config{Self: self, Scratch: scratch, From: c.from, Seed: c.seed, RolledBackCode: exitRolledBack, Log: log})
+	doc := &chaosDoc{Seed: c.seed, Scratch: scratch, LogFile: filepath.Join(scratch, chaos.LogName)}
+	if c.keep {
+		doc.Kept = scratch
+	}
+	// The restores' and recoveries' logs go to a file, at the level and
+	// in the format asked for; stderr keeps chaos's own.
+	lf, err := os.OpenFile(doc.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("chaos: %w", err)
+	}
+	defer lf.Close()
+	flog, err := c.loggerTo(lf, false)
 	if err != nil {
 		return nil, err
 	}
-	doc := &chaosDoc{Seed: c.seed, Scratch: scratch}
+	log.Debug().Str("scratch", scratch).Str("log", doc.LogFile).Msg("chaos started")
+	h, err := chaos.New(ctx, chaos.Config{Self: self, Scratch: scratch, From: c.from, Seed: c.seed, RolledBackCode: exitRolledBack, Log: flog, Output: lf})
+	if err != nil {
+		return doc, err
+	}
 	for i := 1; i <= c.iterations; i++ {
 		if err := ctx.Err(); err != nil {
 			return doc, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -46,9 +47,18 @@ type Config struct {
 	Seed uint64
 	// RolledBackCode is the exit code of a restore that rolled back.
 	RolledBackCode int
-	// Log receives the in-process restores' logs (nil: none).
-	Log *zerolog.Logger
+	// Log receives the logs of the restores and recoveries the harness
+	// runs in-process (nil: none), and Output the output of the kvrflow
+	// restore child processes (nil: discarded). kvrflow chaos points both
+	// at LogName in the scratch directory, so that they are not
+	// interleaved with its own output on stderr.
+	Log    *zerolog.Logger
+	Output io.Writer
 }
+
+// LogName is the file in the scratch directory kvrflow chaos writes the
+// restores' and recoveries' logs to; Scratch's cleanup removes it.
+const LogName = "chaos.log"
 
 // Harness is what the iterations share.
 type Harness struct {
@@ -66,9 +76,13 @@ type Harness struct {
 
 // Iteration is how one iteration went.
 type Iteration struct {
-	N      int    `json:"n"`
-	Kill   string `json:"kill"`   // the fault spec, or "timer Xms"
-	Killed bool   `json:"killed"` // the child died by SIGKILL
+	N    int    `json:"n"`
+	Kill string `json:"kill"` // the fault spec, or "timer Xms"
+	// Repeatable is false for a timer kill: the same seed picks the same
+	// delay, but what a restore has done by then differs from run to run.
+	// A fault spec kills at the same point on every run with the seed.
+	Repeatable bool `json:"repeatable"`
+	Killed     bool `json:"killed"` // the child died by SIGKILL
 	// Outcome is what recovery did: "rolled forward", "rolled back" or
 	// "nothing".
 	Outcome string `json:"outcome"`
@@ -126,7 +140,7 @@ func Scratch(dir string, keep bool) (_ string, cleanup func(), _ error) {
 		if keep {
 			return
 		}
-		for _, n := range []string{"work", "pristine", "sample-src", "sample-backup"} {
+		for _, n := range []string{"work", "pristine", "sample-src", "sample-backup", LogName} {
 			os.RemoveAll(filepath.Join(abs, n))
 		}
 	}, nil
@@ -256,14 +270,22 @@ func (h *Harness) reset() error {
 // command returns kvrflow restore of the backup in a child process with
 // the fault spec.
 func (h *Harness) command(ctx context.Context, spec string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, h.cfg.Self, "restore", "--from", h.backup, "--db", h.target.DB, "--log-level", "error")
+	cmd := exec.CommandContext(ctx, h.cfg.Self, "restore", "--from", h.backup, "--db", h.target.DB, "--log-format", "console")
 	cmd.Env = append(os.Environ(), fault.EnvVar+"="+spec)
+	cmd.Stdout, cmd.Stderr = h.cfg.Output, h.cfg.Output
 	return cmd
 }
 
-// child runs kvrflow restore in a child process with the fault spec.
+// child runs kvrflow restore in a child process with the fault spec and
+// returns its output, which also goes to Config.Output.
 func (h *Harness) child(ctx context.Context, spec string) ([]byte, error) {
-	return h.command(ctx, spec).CombinedOutput()
+	cmd := h.command(ctx, spec)
+	cmd.Stdout, cmd.Stderr = nil, nil
+	out, err := cmd.CombinedOutput()
+	if h.cfg.Output != nil {
+		_, _ = h.cfg.Output.Write(out) // a log: its failure changes no result
+	}
+	return out, err
 }
 
 // Iteration kills one restore and checks the recovery. An invariant
@@ -276,8 +298,12 @@ func (h *Harness) Iteration(ctx context.Context, n int) (it Iteration, err error
 	}
 	var cmd *exec.Cmd
 	if h.rng.IntN(4) == 0 { // a random moment
-		delay := time.Duration(h.rng.Int64N(int64(h.timerMax)))
+		// Float64 draws one number whatever timerMax (measured, so it
+		// differs from run to run) is: the choices after this one stay
+		// the seed's.
+		delay := time.Duration(h.rng.Float64() * float64(h.timerMax))
 		it.Kill = fmt.Sprintf("timer %s", delay.Round(time.Millisecond))
+		h.log.Info().Int("iteration", n).Str("kill", it.Kill).Msg("chaos iteration")
 		cmd = h.command(ctx, "")
 		if err := cmd.Start(); err != nil {
 			return it, fmt.Errorf("chaos: start restore: %w", err)
@@ -294,6 +320,8 @@ func (h *Harness) Iteration(ctx context.Context, n int) (it Iteration, err error
 		}
 		p, nth := h.pick(hits)
 		it.Kill = fmt.Sprintf("%s%s:crash@%d", prefix, p, nth)
+		it.Repeatable = true
+		h.log.Info().Int("iteration", n).Str("kill", it.Kill).Msg("chaos iteration")
 		cmd = h.command(ctx, it.Kill)
 		_ = cmd.Run()
 	}

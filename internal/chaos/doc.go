@@ -23,7 +23,11 @@
 //
 // The timer kills sleep a random time below the duration of a clean
 // restore measured by New: on a loaded machine more restores finish
-// before the kill (they still are checked). Fault points are picked from
+// before the kill (they still are checked). They are not repeatable: the
+// same seed picks the same delay, but not the same moment of the restore;
+// Iteration.Repeatable says so. Every other choice (which iterations are
+// timer kills, which point at which hit) is the seed's, so a run with the
+// same seed, binary and backup kills at the same points in the same order. Fault points are picked from
 // the hits of an in-process restore of the same backup, so a point only
 // the child's path passes is never picked.
 package chaos
