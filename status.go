@@ -10,6 +10,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/kvrflow/kvrflow/audit"
 	"github.com/kvrflow/kvrflow/internal/fsx"
 	"github.com/kvrflow/kvrflow/journal"
 	"github.com/kvrflow/kvrflow/steps"
@@ -30,7 +31,15 @@ type StatusReport struct {
 	JournalNote   string        `json:"journal_note,omitempty"`
 	Runs          []journal.Run `json:"runs"`
 	InFlight      []journal.Run `json:"in_flight"`
-	Quarantine    []string      `json:"quarantine"`
+	// DBKind is what DB holds: absent, empty, pebble, rocksdb, mixed (a
+	// database and entries not its own) or other.
+	DBKind     string                  `json:"db_kind"`
+	Quarantine []steps.QuarantineEntry `json:"quarantine"`
+	// JournalVerified says whether the journal's hash chains and every
+	// run's transitions check (kvrflow journal verify); JournalProblems
+	// counts what does not.
+	JournalVerified bool `json:"journal_verified"`
+	JournalProblems int  `json:"journal_problems,omitempty"`
 	Leftovers     []string      `json:"leftovers"`
 	// Kept lists the databases kept in the kvrflow directory that the
 	// journal proves (restore --keep-old, undo), oldest first: undo brings
@@ -73,7 +82,7 @@ func Status(opts Options) (*StatusReport, error) {
 	seam := fsx.New(v, nil)
 	layout = layout.Resolved(seam.Resolve)
 	rep := &StatusReport{DB: layout.DB, Work: layout.Work, Journal: opts.Journal, Runs: []journal.Run{}, InFlight: []journal.Run{},
-		Quarantine: []string{}, Leftovers: []string{}, Kept: []KeptStatus{}}
+		Quarantine: []steps.QuarantineEntry{}, Leftovers: []string{}, Kept: []KeptStatus{}}
 	if rep.Journal == "" {
 		rep.Journal = layout.Journal()
 	}
@@ -92,10 +101,13 @@ func Status(opts Options) (*StatusReport, error) {
 			}
 		}
 	}
-	if names, err := seam.List(layout.Quarantine); err == nil {
-		for _, n := range names {
-			rep.Quarantine = append(rep.Quarantine, filepath.Join(layout.Quarantine, n))
-		}
+	if rep.DBKind, _, err = steps.ClassifyTarget(seam, layout.DB); err != nil {
+		return nil, err
+	}
+	if q, err := steps.ListQuarantine(seam, layout); err != nil {
+		return nil, err
+	} else if q != nil {
+		rep.Quarantine = q
 	}
 	if names, err := seam.List(layout.Work); err == nil {
 		for _, n := range names {
@@ -188,7 +200,12 @@ func Status(opts Options) (*StatusReport, error) {
 		left = append(left, p)
 	}
 	rep.Leftovers = left
+	// The last committed restore's verification: a rolled-back run's
+	// check verified nothing that is in DB now.
 	for i := len(rep.Runs) - 1; i >= 0 && rep.LastVerification == ""; i-- {
+		if r := rep.Runs[i]; r.Kind != steps.KindRestore || r.Outcome != steps.OutcomeCommitted {
+			continue
+		}
 		evs, err := j.Events(rep.Runs[i].ID)
 		if err != nil {
 			return rep, err
@@ -201,6 +218,10 @@ func Status(opts Options) (*StatusReport, error) {
 				rep.LastVerification = fmt.Sprintf("run %d: %s", rep.Runs[i].ID, d.Check)
 			}
 		}
+	}
+	j.Close()
+	if v, err := audit.Verify(rep.Journal, nil); err == nil {
+		rep.JournalVerified, rep.JournalProblems = v.OK(), len(v.Problems)
 	}
 	return rep, nil
 }

@@ -51,7 +51,7 @@ func (d *statusDoc) text(w io.Writer) {
 		return
 	}
 	if r.DBExists {
-		fmt.Fprintf(w, "database:   %s (%d files, %s)\n", r.DB, r.DBFiles, humanBytes(r.DBBytes))
+		fmt.Fprintf(w, "database:   %s (%s, %d files, %s)\n", r.DB, kindText(r.DBKind), r.DBFiles, humanBytes(r.DBBytes))
 	} else {
 		fmt.Fprintf(w, "database:   %s (does not exist)\n", r.DB)
 	}
@@ -80,6 +80,13 @@ func (d *statusDoc) text(w io.Writer) {
 				run.ID, run.State, timeText(run.Start), r.DB)
 		}
 	}
+	if r.JournalID != "" {
+		if r.JournalVerified {
+			fmt.Fprintln(w, "journal verify: ok (every hash, link and transition checks)")
+		} else {
+			fmt.Fprintf(w, "journal verify: %s (kvrflow journal verify says which)\n", plural(r.JournalProblems, "problem"))
+		}
+	}
 	if r.LastVerification != "" {
 		fmt.Fprintf(w, "verified:   %s\n", r.LastVerification)
 	}
@@ -96,7 +103,11 @@ func (d *statusDoc) text(w io.Writer) {
 	if len(r.OtherJournals) > 0 {
 		printList(w, "other journals:", r.OtherJournals)
 	}
-	printList(w, "quarantine:", r.Quarantine)
+	var q []string
+	for _, e := range r.Quarantine {
+		q = append(q, fmt.Sprintf("%s (%s, moved %s ago)", e.Path, humanBytes(e.Bytes), time.Since(e.Moved).Round(time.Second)))
+	}
+	printList(w, "quarantine:", q)
 	printList(w, "leftovers:", r.Leftovers)
 }
 
@@ -145,4 +156,17 @@ func (c *statusCmd) run(_ context.Context, o *stdio, args []string) (document, e
 		return nil, err
 	}
 	return &statusDoc{StatusReport: rep}, err
+}
+
+// kindText says what a database directory holds, for status.
+func kindText(kind string) string {
+	switch kind {
+	case "pebble", "rocksdb":
+		return "a " + kind + " database"
+	case "empty":
+		return "an empty directory"
+	case "mixed":
+		return "a database and entries not its own"
+	}
+	return "no database kvrflow recognises"
 }

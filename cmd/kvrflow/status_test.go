@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -63,6 +64,35 @@ func TestStatus_AfterOneRestore(t *testing.T) {
 	for _, want := range []string{"last runs:", "committed", f.backup, "in flight:  none"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("status text lacks %q:\n%s", want, r.stdout)
+		}
+	}
+}
+
+// TestStatus_SaysWhatAnOperatorNeeds: what DIR holds, whether journal
+// verify passes, the verification of the last committed restore (never a
+// rolled-back run's), and quarantine entries with their size and age.
+func TestStatus_SaysWhatAnOperatorNeeds(t *testing.T) {
+	f := newFixture(t, 20, 20)
+	must(t, os.MkdirAll(f.db+".tmp", 0o755))
+	must(t, os.WriteFile(filepath.Join(f.db+".tmp", "x"), []byte("12345"), 0o644))
+	mustRun(t, exitOK, nil, f.restoreArgs("--verify", "full")...)
+	// A run that verified, then failed at its commit: its check is not
+	// what DB holds.
+	cli(t, []string{"KVRFLOW_FAULT=restore.commit.begin:eio"}, f.restoreArgs()...)
+	st := status(t, f.db)
+	if st.DBKind != "pebble" || !st.JournalVerified {
+		t.Errorf("db_kind %q, journal_verified %v", st.DBKind, st.JournalVerified)
+	}
+	if !strings.HasPrefix(st.LastVerification, "run 1: ") || !strings.Contains(st.LastVerification, "CheckLevels") {
+		t.Errorf("last verification %q, want run 1's (the last committed), with CheckLevels", st.LastVerification)
+	}
+	if len(st.Quarantine) != 1 || st.Quarantine[0].Bytes != 5 || st.Quarantine[0].Moved.IsZero() {
+		t.Errorf("quarantine %+v, want db.tmp with its 5 bytes and when it moved", st.Quarantine)
+	}
+	r := mustRun(t, exitOK, nil, "status", "--db", f.db)
+	for _, want := range []string{"(a pebble database, ", "journal verify: ok", "run1-db.tmp (5 B, moved "} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("status lacks %q:\n%s", want, r.stdout)
 		}
 	}
 }
