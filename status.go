@@ -38,9 +38,9 @@ type StatusReport struct {
 	// JournalVerified says whether the journal's hash chains and every
 	// run's transitions check (kvrflow journal verify); JournalProblems
 	// counts what does not.
-	JournalVerified bool `json:"journal_verified"`
-	JournalProblems int  `json:"journal_problems,omitempty"`
-	Leftovers     []string      `json:"leftovers"`
+	JournalVerified bool     `json:"journal_verified"`
+	JournalProblems int      `json:"journal_problems,omitempty"`
+	Leftovers       []string `json:"leftovers"`
 	// Kept lists the databases kept in the kvrflow directory that the
 	// journal proves (restore --keep-old, undo), oldest first: undo brings
 	// back the newest.
