@@ -65,8 +65,10 @@ type Options struct {
 	LockTimeout time.Duration
 	// Log receives progress and warnings; default discards.
 	Log *zerolog.Logger
-	// Progress, if set, is called as bytes are written.
-	Progress func(done, total int64)
+	// Progress, if set, is called as the restore writes: bytes copied
+	// (unit "bytes", copy mode) or files put in place ("files", link
+	// mode).
+	Progress func(done, total int64, unit string)
 }
 
 // Recovered is what recovery did with one run found in flight.

@@ -81,6 +81,12 @@ func stepAliases(workflow string, states ...string) map[string]string {
 	return m
 }
 
+// Units of Env.Progress.
+const (
+	ProgressBytes = "bytes"
+	ProgressFiles = "files"
+)
+
 // Mode says how Write puts files into staging.
 type Mode string
 
@@ -121,8 +127,10 @@ type Env struct {
 	// Work/previous-JID-N instead of removing it, and then keeps at most
 	// KeepOld such generations of this journal (the oldest go).
 	KeepOld int
-	// Progress, if set, is called as Write copies bytes.
-	Progress func(done, total int64)
+	// Progress, if set, is called as Write puts files in staging: done
+	// and total are bytes (unit ProgressBytes, copy mode) or files
+	// (ProgressFiles, link mode).
+	Progress func(done, total int64, unit string)
 
 	src    *Source   // loaded by Precheck
 	mode   Mode      // resolved by Precheck

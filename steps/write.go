@@ -61,15 +61,25 @@ func (e *Env) write(ctx context.Context, r *fsm.Run) (any, error) {
 		return nil, err
 	}
 	d := WriteDetails{Staging: staging, Mode: e.mode, Files: make([]WrittenFile, len(e.src.Files))}
-	total := e.src.Bytes()
+	// Progress: bytes copied in copy mode; files put in staging in link
+	// mode, where most are hard-linked in no time (bytes would claim
+	// terabytes a second).
+	total, unit := e.src.Bytes(), ProgressBytes
+	if e.mode == ModeLink {
+		total, unit = int64(len(e.src.Files)), ProgressFiles
+	}
 	var mu sync.Mutex // Progress calls
-	var done atomic.Int64
-	onBytes := func(n int) {
-		v := done.Add(int64(n))
+	var done, files atomic.Int64
+	report := func(v int64) {
 		if e.Progress != nil {
 			mu.Lock()
-			e.Progress(v, total)
+			e.Progress(v, total, unit)
 			mu.Unlock()
+		}
+	}
+	onBytes := func(n int) {
+		if v := done.Add(int64(n)); unit == ProgressBytes {
+			report(v)
 		}
 	}
 	err = eachFile(ctx, len(e.src.Files), func(ctx context.Context, i int, buf []byte) error {
@@ -78,6 +88,9 @@ func (e *Env) write(ctx context.Context, r *fsm.Run) (any, error) {
 		}
 		wf, err := e.writeFile(ctx, e.src.Files[i], staging, buf, onBytes)
 		d.Files[i] = wf
+		if v := files.Add(1); err == nil && unit == ProgressFiles {
+			report(v)
+		}
 		return err
 	})
 	if err != nil {

@@ -206,24 +206,31 @@ func (p *progress) Write(b []byte) (int, error) {
 
 // update is the Options.Progress callback; the library calls it from the
 // goroutine that writes.
-func (p *progress) update(done, total int64) {
+func (p *progress) update(done, total int64, unit string) {
 	if !p.on {
 		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.bar == nil {
-		p.bar = progressbar.NewOptions64(total,
+		opts := []progressbar.Option{
 			progressbar.OptionSetWriter(p.w),
-			progressbar.OptionSetDescription("writing"),
-			progressbar.OptionShowBytes(true),
-			progressbar.OptionShowTotalBytes(true),
 			progressbar.OptionShowCount(),
-			progressbar.OptionSetPredictTime(true),
+			progressbar.OptionSetPredictTime(true), // the ETA
 			progressbar.OptionSetWidth(30),
-			progressbar.OptionThrottle(100*time.Millisecond),
+			// Rates and the ETA appear only after the first second: the
+			// first buffers come from the page cache, and a rate over them
+			// would be absurd.
+			progressbar.OptionThrottle(time.Second),
 			progressbar.OptionOnCompletion(func() { fmt.Fprintln(p.w) }),
-		)
+		}
+		if unit == "files" {
+			opts = append(opts, progressbar.OptionSetDescription("linking and copying files"), progressbar.OptionSetItsString("files"), progressbar.OptionShowIts())
+		} else {
+			opts = append(opts, progressbar.OptionSetDescription("writing"), progressbar.OptionShowBytes(true),
+				progressbar.OptionShowTotalBytes(true), progressbar.OptionUseIECUnits(true))
+		}
+		p.bar = progressbar.NewOptions64(total, opts...)
 	}
 	_ = p.bar.Set64(done) // a failed write to the terminal is no reason to stop
 }
