@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -276,7 +277,23 @@ func loadRocksBackup(fs *fsx.FS, dir string, id uint64) (*Source, error) {
 	mpath := filepath.Join(metaDir, strconv.FormatUint(id, 10))
 	_, err := fs.CheckRegular(metaDir, strconv.FormatUint(id, 10))
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %s: no backup %d", ErrBadSource, dir, id)
+		var ids []uint64
+		if names, err := fs.List(metaDir); err == nil {
+			for _, n := range names {
+				if v, err := strconv.ParseUint(n, 10, 64); err == nil && strconv.FormatUint(v, 10) == n {
+					ids = append(ids, v)
+				}
+			}
+		}
+		slices.Sort(ids)
+		var have []string
+		for _, v := range ids {
+			have = append(have, strconv.FormatUint(v, 10))
+		}
+		if len(have) == 0 {
+			return nil, fmt.Errorf("%w: %s: no backup %d (meta/ lists none)", ErrBadSource, dir, id)
+		}
+		return nil, fmt.Errorf("%w: %s: no backup %d; the backups there are %s", ErrBadSource, dir, id, strings.Join(have, ", "))
 	}
 	if err != nil {
 		return nil, sourceErr(err)
