@@ -167,7 +167,11 @@ func Backup(ctx context.Context, db, out string, fs vfs.FS, opts ...BackupOption
 	if err := seam.WriteFileDurable(filepath.Join(out, manifest.Name), m.Encode()); err != nil {
 		return nil, err
 	}
-	return &BackupResult{Dir: out, Files: len(m.Files), Bytes: m.Bytes(), Mode: mode, Why: why}, nil
+	dir := out
+	if abs, err := filepath.Abs(out); err == nil {
+		dir = abs // the result names the backup wherever it is read
+	}
+	return &BackupResult{Dir: dir, Files: len(m.Files), Bytes: m.Bytes(), Mode: mode, Why: why}, nil
 }
 
 // checkBackupParent refuses an out whose parent directory is missing or
