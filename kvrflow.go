@@ -373,7 +373,7 @@ type interrupted struct {
 }
 
 func (e *interrupted) Error() string {
-	return "interrupted, rolled back: " + e.db + " holds the database it held before"
+	return "interrupted, rolled back: " + e.db + " holds the database it held before (a partial copy set aside is removed by the next kvrflow restore, or kvrflow recover)"
 }
 
 func (e *interrupted) Unwrap() error { return e.err }
@@ -507,6 +507,18 @@ func Recover(ctx context.Context, opts Options) ([]Recovered, error) {
 	done, err := s.recoverAll(ctx)
 	if err != nil {
 		return done, err
+	}
+	if s.j != nil {
+		// The partial staging an interrupted restore set aside.
+		env := s.env(0)
+		removed, err := env.RemoveTrash()
+		env.Close()
+		if err != nil {
+			return done, err
+		}
+		for _, p := range removed {
+			s.log.Info().Str("path", p).Msg("removed the partial staging of an interrupted restore")
+		}
 	}
 	// Runs of another journal in flight on DB: only that journal can
 	// finish them, and "nothing to recover" would be a lie.

@@ -289,6 +289,10 @@ func (d *Definition) Load(store Store, id uint64, state string, faults *fault.Se
 // State returns the run's current (journaled) state.
 func (r *Run) State() string { return r.m.Current() }
 
+// Cause returns the error of the step whose failure is being rolled back
+// in this process, or nil (a rollback recovery started).
+func (r *Run) Cause() error { return r.cause }
+
 // Definition returns the run's workflow.
 func (r *Run) Definition() *Definition { return r.def }
 

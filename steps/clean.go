@@ -115,6 +115,8 @@ func (e *Env) cleanRunDir(path string, rd RunDir, d *disposal) error {
 		var want *fsx.FileID
 		recorded := false
 		switch {
+		case rd.Kind == "trash" && n.trash != nil:
+			want, recorded = n.trash.ID, true // an interrupted run's partial staging
 		case rd.Kind == "staging" && n.plan != nil && n.plan.Plan == PlanExchange && r.Outcome == OutcomeCommitted:
 			want, recorded = n.plan.DBID, true // the old database, after the exchange
 		case rd.Kind == "staging" && n.staging != nil:
@@ -209,4 +211,30 @@ func isBoltFile(fsys *fsx.FS, path string) bool {
 		return false
 	}
 	return binary.LittleEndian.Uint32(head[16:]) == boltMagic
+}
+
+// RemoveTrash removes the trash of ended runs of this journal (the
+// partial staging an interrupted run set aside), by the proof its
+// rollback journaled; anything else named like it is quarantined. It
+// returns what it removed. Recover calls it; a restore's Clean does the
+// same.
+func (e *Env) RemoveTrash() ([]string, error) {
+	names, err := e.FS.List(e.Layout.Work)
+	if err != nil {
+		if isNotExist(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var d disposal
+	for _, name := range names {
+		rd, ok := ParseRunDir(name)
+		if !ok || rd.Kind != "trash" || rd.Journal != e.jid() {
+			continue
+		}
+		if err := e.cleanRunDir(filepath.Join(e.Layout.Work, name), rd, &d); err != nil {
+			return d.removed, err
+		}
+	}
+	return d.removed, nil
 }

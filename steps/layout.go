@@ -27,6 +27,7 @@ const (
 	stagingPrefix  = "staging-"
 	oldPrefix      = "old-"
 	previousPrefix = "previous-"
+	trashPrefix    = "trash-"
 )
 
 // NewLayout returns the layout for db, made absolute and clean.
@@ -72,7 +73,7 @@ type RunDir struct {
 // journal id (staging-N, made by kvrflow before journals had ids) does
 // not parse: nothing proves which journal made it.
 func ParseRunDir(name string) (RunDir, bool) {
-	for _, p := range []string{stagingPrefix, oldPrefix, previousPrefix} {
+	for _, p := range []string{stagingPrefix, oldPrefix, previousPrefix, trashPrefix} {
 		rest, found := strings.CutPrefix(name, p)
 		if !found {
 			continue
@@ -125,6 +126,12 @@ func (l Layout) Old(jid string, id uint64) string {
 // (restore --keep-old, undo).
 func (l Layout) Previous(jid string, id uint64) string {
 	return filepath.Join(l.Work, previousPrefix+jid+"-"+strconv.FormatUint(id, 10))
+}
+
+// Trash is where an interrupted run N puts its partial staging, to be
+// removed by the next kvrflow restore or recover (see Rollback).
+func (l Layout) Trash(jid string, id uint64) string {
+	return filepath.Join(l.Work, trashPrefix+jid+"-"+strconv.FormatUint(id, 10))
 }
 
 // KvrocksTmp is the temporary name Apache Kvrocks gives the old database

@@ -48,6 +48,7 @@ type runNotes struct {
 	written  []WrittenFile // what Write put in staging, if Write completed
 	keepOld  int           // the generations Precheck journaled to keep
 	undoMove *UndoMove     // an undo's move of the kept database to its staging name
+	trash    *Kept         // the partial staging an interrupted rollback set aside
 }
 
 // notes reads run id's notes from the journal.
@@ -79,6 +80,11 @@ func (e *Env) notes(id uint64) (runNotes, error) {
 			} else {
 				plan := p.CommitPlan
 				n.plan = &plan
+			}
+		case ev.From == StateRollback && ev.Event == "rolled_back":
+			var d RollbackDetails
+			if json.Unmarshal(ev.Details, &d) == nil {
+				n.trash = d.Trash
 			}
 		case ev.From == StateWrite && ev.Event == "written":
 			var d WriteDetails

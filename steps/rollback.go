@@ -2,6 +2,7 @@ package steps
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/kvrflow/kvrflow/fsm"
@@ -13,6 +14,9 @@ type RollbackDetails struct {
 	Undone      string       `json:"undone,omitempty"` // the commit plan undone, if any
 	Removed     []string     `json:"removed,omitempty"`
 	Quarantined []Quarantine `json:"quarantined,omitempty"`
+	// Trash is the staging an interrupted run moved aside instead of
+	// removing it (see rollback); the next restore or recover removes it.
+	Trash *Kept `json:"trash,omitempty"`
 }
 
 // rollback puts DB back as it was before the run and removes staging. If
@@ -21,7 +25,7 @@ type RollbackDetails struct {
 // the journal proves it is the directory Write made (see removeProven).
 // Safe to run again at any point: every action is chosen from what is on
 // disk now.
-func (e *Env) rollback(_ context.Context, _ *fsm.Run) (any, error) {
+func (e *Env) rollback(_ context.Context, r *fsm.Run) (any, error) {
 	var d RollbackDetails
 	n, err := e.notes(e.RunID)
 	if err != nil {
@@ -55,7 +59,49 @@ func (e *Env) rollback(_ context.Context, _ *fsm.Run) (any, error) {
 			return d, err
 		}
 	}
+	if n.staging != nil && n.plan == nil && r != nil && errors.Is(r.Cause(), context.Canceled) {
+		// Interrupted (SIGINT, SIGTERM) while writing: removing gigabytes
+		// can take the file system seconds (a TRIM per extent on a disk
+		// mounted with discard). The run's own staging, proven by its
+		// identity, is moved to its trash name in one rename instead, so
+		// the process stops at once; the next restore (Clean) or recover
+		// removes it by the same proof.
+		if t, err := e.trash(staging, n.staging.ID); err != nil || t != nil {
+			d.Trash = t
+			d.Removed, d.Quarantined = disp.removed, disp.quarantined
+			return d, err
+		}
+	}
 	err = e.removeProven(staging, want, n.staging != nil, fmt.Sprintf("run %d's staging directory", e.RunID), &disp)
 	d.Removed, d.Quarantined = disp.removed, disp.quarantined
 	return d, err
+}
+
+// trash moves staging, if it is the directory the journal recorded
+// (identity want), to the run's trash name, durably, and returns what it
+// moved; nil if there was nothing to move (or it is not the run's: then
+// the caller's removal by proof decides).
+func (e *Env) trash(staging string, want *fsx.FileID) (*Kept, error) {
+	dst := e.Layout.Trash(e.jid(), e.RunID)
+	if ok, err := e.FS.Exists(dst); err != nil || ok {
+		if ok {
+			return &Kept{Path: dst, ID: want}, nil // moved before a crash
+		}
+		return nil, err
+	}
+	id, err := e.FS.DirID(staging)
+	if err != nil {
+		if isNotExist(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	if same, known := fsx.SameID(id, want); known && !same {
+		return nil, nil
+	}
+	if err := e.FS.RenameDurable(staging, dst); err != nil {
+		return nil, err
+	}
+	e.Log.Info().Str("trash", dst).Msg("interrupted: the partial staging is set aside; the next kvrflow restore or recover removes it")
+	return &Kept{Path: dst, ID: want}, nil
 }

@@ -70,7 +70,20 @@ func TestRestore_SIGINTStopsTheCopyOfALargeFile(t *testing.T) {
 	if left, _ := filepath.Glob(filepath.Join(f.db+".kvrflow", "staging-*")); len(left) != 0 {
 		t.Errorf("staging left: %v", left)
 	}
+	// The partial copy was set aside in one rename (so the process
+	// stopped at once), and kvrflow recover removes it by proof.
+	trash, _ := filepath.Glob(filepath.Join(f.db+".kvrflow", "trash-*"))
+	if len(trash) != 1 {
+		t.Fatalf("the partial staging was not set aside: %v", trash)
+	}
+	if st := status(t, f.db); len(st.InFlight) != 0 {
+		t.Errorf("status: in flight %+v", st.InFlight)
+	}
+	rec := mustRun(t, exitOK, nil, "recover", "--db", f.db)
+	if !strings.Contains(rec.stderr, "removed the partial staging of an interrupted restore") {
+		t.Errorf("recover:\n%s", rec)
+	}
 	if st := status(t, f.db); len(st.InFlight) != 0 || len(st.Leftovers) != 0 {
-		t.Errorf("status: in flight %+v, leftovers %v", st.InFlight, st.Leftovers)
+		t.Errorf("after recover: in flight %+v, leftovers %v", st.InFlight, st.Leftovers)
 	}
 }
