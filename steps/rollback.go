@@ -72,6 +72,15 @@ func (e *Env) rollback(_ context.Context, r *fsm.Run) (any, error) {
 			return d, err
 		}
 	}
+	if n.staging != nil {
+		// Set aside before a crash by an interrupted rollback: keep the
+		// proof in this record, for recover or Clean to remove it.
+		if id, err := e.FS.DirID(e.Layout.Trash(e.jid(), e.RunID)); err == nil {
+			if same, known := fsx.SameID(id, n.staging.ID); same || !known {
+				d.Trash = &Kept{Path: e.Layout.Trash(e.jid(), e.RunID), ID: n.staging.ID}
+			}
+		}
+	}
 	err = e.removeProven(staging, want, n.staging != nil, fmt.Sprintf("run %d's staging directory", e.RunID), &disp)
 	d.Removed, d.Quarantined = disp.removed, disp.quarantined
 	return d, err
