@@ -80,6 +80,21 @@ func (c *common) loggerTo(w io.Writer, colour bool) (*zerolog.Logger, error) {
 	return &l, nil
 }
 
+// faultsAndLogger returns the fault set of --fault (else $KVRFLOW_FAULT),
+// checked, and the logger the flags ask for; done, deferred by the
+// command, reports the rules of the spec that never fired.
+func (c *common) faultsAndLogger(o *stdio, flagValue string) (faults *fault.Set, log *zerolog.Logger, done func(), err error) {
+	spec, err := faultSpec(flagValue, o)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if log, err = c.logger(o); err != nil {
+		return nil, nil, nil, err
+	}
+	faults, _ = fault.Parse(spec) // checked by faultSpec
+	return faults, log, func() { reportUnfired(spec, faults, log) }, nil
+}
+
 // reportUnfired logs, at the end of a command, the rules of its fault
 // spec that never fired.
 func reportUnfired(spec string, set *fault.Set, log *zerolog.Logger) {

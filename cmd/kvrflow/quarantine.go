@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/kvrflow/kvrflow"
-	"github.com/kvrflow/kvrflow/internal/fault"
 	"github.com/kvrflow/kvrflow/steps"
 )
 
@@ -142,16 +141,11 @@ func (c *quarantinePurgeCmd) run(ctx context.Context, o *stdio, args []string) (
 	if !c.yes {
 		return nil, usagef("--yes is required: purge deletes what kvrflow moved aside because it could not prove it its own")
 	}
-	spec, err := faultSpec(c.fault, o)
+	faults, log, report, err := c.faultsAndLogger(o, c.fault)
 	if err != nil {
 		return nil, err
 	}
-	log, err := c.logger(o)
-	if err != nil {
-		return nil, err
-	}
-	faults, _ := fault.Parse(spec) // checked by faultSpec
-	defer reportUnfired(spec, faults, log)
+	defer report()
 	db, err := absPath(c.db)
 	if err != nil {
 		return nil, err

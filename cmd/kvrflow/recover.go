@@ -8,7 +8,6 @@ import (
 	"os"
 
 	"github.com/kvrflow/kvrflow"
-	"github.com/kvrflow/kvrflow/internal/fault"
 )
 
 var recoverCommand = &command{
@@ -73,16 +72,11 @@ func (c *recoverCmd) run(ctx context.Context, o *stdio, args []string) (document
 	if err := need("--db", c.db); err != nil {
 		return nil, err
 	}
-	spec, err := faultSpec(c.fault, o)
+	faults, log, report, err := c.faultsAndLogger(o, c.fault)
 	if err != nil {
 		return nil, err
 	}
-	log, err := c.logger(o)
-	if err != nil {
-		return nil, err
-	}
-	faults, _ := fault.Parse(spec) // checked by faultSpec
-	defer reportUnfired(spec, faults, log)
+	defer report()
 	done, err := kvrflow.Recover(ctx, kvrflow.Options{DB: c.db, Journal: c.journal, Faults: faults, Log: log})
 	if err != nil && exitCode(err) == exitInFlight {
 		err = fmt.Errorf("%w; the run is still in flight: 'kvrflow recover --db %s' tries again", err, c.db)

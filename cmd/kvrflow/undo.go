@@ -8,7 +8,6 @@ import (
 	"strconv"
 
 	"github.com/kvrflow/kvrflow"
-	"github.com/kvrflow/kvrflow/internal/fault"
 	"github.com/kvrflow/kvrflow/steps"
 )
 
@@ -70,16 +69,11 @@ func (c *undoCmd) run(ctx context.Context, o *stdio, args []string) (document, e
 	if err := need("--db", c.db); err != nil {
 		return nil, err
 	}
-	spec, err := faultSpec(c.fault, o)
+	faults, log, report, err := c.faultsAndLogger(o, c.fault)
 	if err != nil {
 		return nil, err
 	}
-	log, err := c.logger(o)
-	if err != nil {
-		return nil, err
-	}
-	faults, _ := fault.Parse(spec) // checked by faultSpec
-	defer reportUnfired(spec, faults, log)
+	defer report()
 	res, err := kvrflow.Undo(ctx, kvrflow.Options{DB: c.db, Journal: c.journal, Faults: faults, Log: log, NoExchange: c.noExchange})
 	if err != nil && exitCode(err) == exitInFlight {
 		err = fmt.Errorf("%w; the run is still in flight: 'kvrflow recover --db %s' finishes it", err, c.db)

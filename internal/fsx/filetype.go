@@ -215,22 +215,7 @@ func openRegularDisk(path string, want Want) (readFile, int64, error) {
 		unix.Close(fd)
 		return nil, 0, pathErr("stat", path, err)
 	}
-	mode := os.FileMode(st.Mode & 0o777)
-	switch st.Mode & unix.S_IFMT {
-	case unix.S_IFREG:
-	case unix.S_IFDIR:
-		mode |= os.ModeDir
-	case unix.S_IFIFO:
-		mode |= os.ModeNamedPipe
-	case unix.S_IFSOCK:
-		mode |= os.ModeSocket
-	case unix.S_IFCHR:
-		mode |= os.ModeDevice | os.ModeCharDevice
-	case unix.S_IFBLK:
-		mode |= os.ModeDevice
-	default:
-		mode |= os.ModeIrregular
-	}
+	mode := statMode(st.Mode)
 	if err := checkOpened(path, mode, FileID{Dev: st.Dev, Ino: st.Ino}, want); err != nil {
 		unix.Close(fd)
 		return nil, 0, err
@@ -276,4 +261,26 @@ func (fs *FS) ResolveRoot(path string) (string, error) {
 		return "", pathErr("resolve", path, err)
 	}
 	return r, nil
+}
+
+// statMode turns a stat(2) mode into an os.FileMode's type and
+// permission bits.
+func statMode(m uint32) os.FileMode {
+	mode := os.FileMode(m & 0o777)
+	switch m & unix.S_IFMT {
+	case unix.S_IFREG:
+	case unix.S_IFDIR:
+		mode |= os.ModeDir
+	case unix.S_IFIFO:
+		mode |= os.ModeNamedPipe
+	case unix.S_IFSOCK:
+		mode |= os.ModeSocket
+	case unix.S_IFCHR:
+		mode |= os.ModeDevice | os.ModeCharDevice
+	case unix.S_IFBLK:
+		mode |= os.ModeDevice
+	default:
+		mode |= os.ModeIrregular
+	}
+	return mode
 }

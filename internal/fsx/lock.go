@@ -33,20 +33,7 @@ func lockFile(path string) (io.Closer, error) {
 		f.Close()
 		return nil, pathErr("lock", path, err)
 	}
-	mode := os.FileMode(st.Mode & 0o777)
-	switch st.Mode & unix.S_IFMT {
-	case unix.S_IFREG:
-	case unix.S_IFDIR:
-		mode |= os.ModeDir
-	case unix.S_IFIFO:
-		mode |= os.ModeNamedPipe
-	case unix.S_IFSOCK:
-		mode |= os.ModeSocket
-	case unix.S_IFCHR:
-		mode |= os.ModeDevice | os.ModeCharDevice
-	default:
-		mode |= os.ModeDevice
-	}
+	mode := statMode(st.Mode)
 	if !mode.IsRegular() {
 		f.Close()
 		return nil, pathErr("lock", path, fmt.Errorf("%w: it is %s", ErrNotRegular, KindOf(mode)))
