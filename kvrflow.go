@@ -102,6 +102,8 @@ type Summary struct {
 	Replaced     string `json:"replaced,omitempty"`
 	LinkFallback string `json:"link_fallback,omitempty"`
 	Kept         string `json:"kept,omitempty"`
+	// BroughtBack is the kept database an undo brought back.
+	BroughtBack string `json:"brought_back,omitempty"`
 }
 
 // summarize reads what run id journaled into a Summary.
@@ -117,6 +119,10 @@ func summarize(j *journal.Journal, id uint64) Summary {
 			var d steps.PrecheckDetails
 			if json.Unmarshal(ev.Details, &d) == nil {
 				sum.Mode, sum.Engine, sum.Verify, sum.Files, sum.Bytes, sum.Replaced = string(d.Mode), d.Engine, d.Verify, d.Files, d.Bytes, d.Target
+			}
+			var u steps.UndoDetails
+			if json.Unmarshal(ev.Details, &u) == nil && u.Previous != nil {
+				sum.BroughtBack = u.Previous.Path
 			}
 		case "written":
 			var d steps.WriteDetails
@@ -213,7 +219,7 @@ func open(opts Options, create bool) (*session, error) {
 			return nil, fmt.Errorf("%w: %w", steps.ErrBadPath, err)
 		}
 		if errors.Is(err, fsx.ErrLockHeld) {
-			return nil, fmt.Errorf("%w: another kvrflow works on %s: %w", steps.ErrInUse, layout.DB, err)
+			return nil, fmt.Errorf("%w: another kvrflow works on %s (it holds %s)", steps.ErrInUse, layout.DB, layout.Lock())
 		}
 		return nil, err
 	}
@@ -394,7 +400,7 @@ func Undo(ctx context.Context, opts Options) (*Result, error) {
 	}
 	defer s.close()
 	if s.j == nil {
-		return nil, fmt.Errorf("%w: no kvrflow journal for %s (%s does not exist): nothing kept to bring back", steps.ErrNothingKept, s.layout.DB, s.layout.Work)
+		return nil, fmt.Errorf("%w: %s has no kvrflow journal (%s does not exist)", steps.ErrNothingKept, s.layout.DB, s.layout.Work)
 	}
 	res := &Result{}
 	if res.Recovered, err = s.recoverAll(ctx); err != nil {
@@ -427,6 +433,7 @@ func Undo(ctx context.Context, opts Options) (*Result, error) {
 	if res.Run, err = s.j.Run(r.ID); err != nil {
 		return res, errors.Join(runErr, err)
 	}
+	res.Summary = summarize(s.j, r.ID)
 	return res, runErr
 }
 
@@ -448,11 +455,13 @@ func checkInput(opts Options) error {
 	}
 	seam := fsx.New(v, nil)
 	layout = layout.Resolved(seam.Resolve)
-	src, err := steps.CheckPaths(seam, layout, opts.Source)
-	if err != nil {
+	// kvrflow's directory first: a symbolic link there would otherwise be
+	// reported as whatever it points at.
+	if err := steps.CheckWork(seam, layout); err != nil {
 		return err
 	}
-	if err := steps.CheckWork(seam, layout); err != nil {
+	src, err := steps.CheckPaths(seam, layout, opts.Source)
+	if err != nil {
 		return err
 	}
 	if err := steps.CheckJournalPath(seam, layout, opts.Journal); err != nil {
@@ -517,7 +526,12 @@ func Recover(ctx context.Context, opts Options) ([]Recovered, error) {
 			return done, err
 		}
 		for _, p := range removed {
-			s.log.Info().Str("path", p).Msg("removed the partial staging of an interrupted restore")
+			rd, _ := steps.ParseRunDir(filepath.Base(p))
+			r, err := s.j.Run(rd.Run)
+			if err != nil {
+				return done, err
+			}
+			done = append(done, Recovered{Run: r, FromState: r.State, Decision: "removed the partial copy it set aside when interrupted, " + p})
 		}
 	}
 	// Runs of another journal in flight on DB: only that journal can

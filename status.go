@@ -81,8 +81,16 @@ func Status(opts Options) (*StatusReport, error) {
 	}
 	seam := fsx.New(v, nil)
 	layout = layout.Resolved(seam.Resolve)
+	if err := steps.CheckWork(seam, layout); err != nil {
+		return nil, err // a symbolic link, or not a directory: said as such
+	}
 	rep := &StatusReport{DB: layout.DB, Work: layout.Work, Journal: opts.Journal, Runs: []journal.Run{}, InFlight: []journal.Run{},
 		Quarantine: []steps.QuarantineEntry{}, Leftovers: []string{}, Kept: []KeptStatus{}}
+	if rep.Journal != "" {
+		if abs, err := filepath.Abs(rep.Journal); err == nil {
+			rep.Journal = abs
+		}
+	}
 	if rep.Journal == "" {
 		rep.Journal = layout.Journal()
 	}
@@ -128,7 +136,7 @@ func Status(opts Options) (*StatusReport, error) {
 	j, err := journal.Open(rep.Journal, journal.Options{ReadOnly: true, Timeout: timeout})
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		rep.JournalNote = "no journal: kvrflow has not restored this database"
+		rep.JournalNote = "no journal at " + rep.Journal + ": kvrflow has not restored this database with it (a journal kept elsewhere: give --journal)"
 		left := rep.Leftovers[:0]
 		for _, p := range rep.Leftovers {
 			if rd, ok := steps.ParseRunDir(filepath.Base(p)); ok && rd.Kind != "previous" {

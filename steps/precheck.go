@@ -60,10 +60,10 @@ func (e *Env) precheck(ctx context.Context, _ *fsm.Run) (any, error) {
 	if err := CheckOptions(e.Mode, e.Engine, e.Verify, e.KeepOld); err != nil {
 		return nil, err
 	}
-	if err := e.checkPaths(); err != nil {
+	if err := CheckWork(e.FS, e.Layout); err != nil {
 		return nil, err
 	}
-	if err := CheckWork(e.FS, e.Layout); err != nil {
+	if err := e.checkPaths(); err != nil {
 		return nil, err
 	}
 	if err := CheckForeign(e.FS, e.Layout, e.jid()); err != nil {

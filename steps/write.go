@@ -82,6 +82,7 @@ func (e *Env) write(ctx context.Context, r *fsm.Run) (any, error) {
 			report(v)
 		}
 	}
+	report(0) // the clock of a rate starts with the write
 	err = eachFile(ctx, len(e.src.Files), func(ctx context.Context, i int, buf []byte) error {
 		if err := ctx.Err(); err != nil {
 			return err

@@ -13,12 +13,13 @@ import (
 // scripts and service managers act on them, so a code never changes
 // meaning.
 const (
-	exitOK         = 0 // success, or nothing to do
-	exitRolledBack = 1 // the command failed; a restore was rolled back: DIR is as before
-	exitUsage      = 2 // usage error or bad input; nothing changed
-	exitInUse      = 3 // DIR or the journal is in use by another process
-	exitJournal    = 4 // the journal is unreadable or inconsistent; nothing done
-	exitInFlight   = 5 // a run is left in flight; kvrflow recover finishes it
+	exitOK         = 0   // success, or nothing to do
+	exitRolledBack = 1   // the command failed; a restore was rolled back: DIR is as before
+	exitUsage      = 2   // usage error or bad input; nothing changed
+	exitInUse      = 3   // DIR or the journal is in use by another process
+	exitJournal    = 4   // the journal is unreadable or inconsistent; nothing done
+	exitInFlight   = 5   // a run is left in flight; kvrflow recover finishes it
+	exitSignal     = 130 // a second SIGINT or SIGTERM stopped the process at once
 )
 
 // exitCodeHelp is the table printed by kvrflow --help.
@@ -33,7 +34,9 @@ const exitCodeHelp = `Exit codes:
      journal has a run in flight on DIR: kvrflow stops and changes nothing more
      (a run it was finishing stays in flight until an operator resolves it)
   5  a step and its rollback (or a step after the commit point) kept failing: the
-     run is left in flight in the journal; 'kvrflow recover --db DIR' finishes it`
+     run is left in flight in the journal; 'kvrflow recover --db DIR' finishes it
+  130  a second SIGINT or SIGTERM stopped the process at once (the first rolls
+     back): a run may be left in flight; 'kvrflow recover --db DIR' finishes it`
 
 // errUsage marks a command-line error. Commands make one with usagef or
 // asUsage; exitCode maps it to 2.

@@ -22,7 +22,8 @@ var faultsCommand = &command{
 	args:    "[flags]",
 	summary: "list the named fault points a fault spec can trigger",
 	about: `List every named fault point and what it interrupts. A fault spec, given to
-restore or recover with --fault or in $KVRFLOW_FAULT, triggers them:
+restore, undo, recover or quarantine purge with --fault or in $KVRFLOW_FAULT,
+triggers them:
 
   POINT:ACTION[@N][,POINT:ACTION[@N]...]
 

@@ -242,7 +242,8 @@ func (f durationFlag) Set(s string) error {
 
 // parseDuration parses Go's durations and the units d (24h) and w (7d).
 func parseDuration(s string) (time.Duration, error) {
-	bad := fmt.Errorf("bad duration %q: want a number and a unit, w (weeks), d (days), h, m or s, e.g. 30d, 2w, 12h, 1h30m", s)
+	// (pflag names the flag and the value: the error says what is wanted.)
+	bad := errors.New("want a number and a unit, w (weeks), d (days), h, m or s, e.g. 30d, 2w, 12h, 1h30m")
 	if s == "" {
 		return 0, bad
 	}
@@ -305,4 +306,23 @@ func absOr(p string) string {
 		return a
 	}
 	return p
+}
+
+// optInt is an int flag with no default shown: -1 until it is given.
+type optInt struct{ n *int }
+
+func (f optInt) String() string {
+	if f.n == nil || *f.n < 0 {
+		return ""
+	}
+	return strconv.Itoa(*f.n)
+}
+
+func (f optInt) Set(s string) error {
+	v, err := strconv.Atoi(s)
+	if err != nil {
+		return errors.New("want a whole number")
+	}
+	*f.n = v
+	return nil
 }

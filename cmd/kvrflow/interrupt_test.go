@@ -80,7 +80,7 @@ func TestRestore_SIGINTStopsTheCopyOfALargeFile(t *testing.T) {
 		t.Errorf("status: in flight %+v", st.InFlight)
 	}
 	rec := mustRun(t, exitOK, nil, "recover", "--db", f.db)
-	if !strings.Contains(rec.stderr, "removed the partial staging of an interrupted restore") {
+	if !strings.Contains(rec.stdout, "removed the partial copy it set aside when interrupted") {
 		t.Errorf("recover:\n%s", rec)
 	}
 	if st := status(t, f.db); len(st.InFlight) != 0 || len(st.Leftovers) != 0 {

@@ -63,7 +63,7 @@ func (c *journalFlags) path(o *stdio) (string, error) {
 		return "", err
 	}
 	if c.journal != "" {
-		return c.journal, nil
+		return absOr(c.journal), nil // documents name it absolutely
 	}
 	if c.db == "" {
 		return "", usagef("--db or --journal is required")

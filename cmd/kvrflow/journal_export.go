@@ -66,9 +66,9 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339, s); err == nil {
 		return t, nil
 	}
-	d, err := time.ParseDuration(s)
+	d, err := parseDuration(s)
 	if err != nil || d <= 0 {
-		return time.Time{}, usagef("bad --since %q: want an RFC 3339 time (2026-01-02T15:04:05Z) or a positive duration ago (24h)", s)
+		return time.Time{}, usagef("bad --since %q: want an RFC 3339 time (2026-01-02T15:04:05Z) or a positive age (24h, 2d, 1w)", s)
 	}
 	return now.Add(-d), nil
 }

@@ -40,8 +40,8 @@ type journalPruneCmd struct {
 
 func (c *journalPruneCmd) flags(fs *flag.FlagSet) {
 	c.journalFlags.flags(fs)
-	c.keep = -1 // not given
-	fs.IntVar(&c.keep, "keep", -1, "keep the `N` newest runs (1 or more), remove the older ended ones")
+	c.keep = -1 // not given (the flag shows no default)
+	fs.Var(optInt{&c.keep}, "keep", "keep the `N` newest runs (1 or more), remove the older ended ones")
 	fs.Var(durationFlag{&c.olderThan}, "older-than", "remove the runs that ended more than `AGE` ago: 30d, 2w, 720h")
 }
 

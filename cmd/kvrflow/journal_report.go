@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -82,6 +84,10 @@ func (c *journalReportCmd) run(_ context.Context, o *stdio, args []string) (docu
 	}
 	if err := need("--html", c.html); err != nil {
 		return nil, err
+	}
+	c.html = absOr(c.html)
+	if fi, err := os.Stat(filepath.Dir(c.html)); err != nil || !fi.IsDir() {
+		return nil, usagef("--html %s: the directory %s does not exist", c.html, filepath.Dir(c.html))
 	}
 	now := time.Now()
 	since, err := parseSince(c.since, now)

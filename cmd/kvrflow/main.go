@@ -17,10 +17,18 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	// After the first signal, restore the default handling: a second
-	// Ctrl-C ends the process at once, and kvrflow recover finishes what
-	// it left in flight.
-	go func() { <-ctx.Done(); stop() }()
+	// After the first signal the command rolls back; a second one ends the
+	// process at once (exit 130, as a shell reports a Ctrl-C), and kvrflow
+	// recover finishes what it left in flight.
+	go func() {
+		<-ctx.Done()
+		again := make(chan os.Signal, 1)
+		signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+		stop()
+		<-again
+		fmt.Fprintln(os.Stderr, "Error: interrupted again: stopped at once; a run may be left in flight: 'kvrflow recover --db DIR' finishes it")
+		os.Exit(exitSignal)
+	}()
 	os.Exit(run(ctx, os.Args[1:], &stdio{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}))
 }
 
@@ -113,7 +121,15 @@ func newRoot(ctx context.Context, o *stdio, code *int) *cobra.Command {
 	pf.StringVar(&g.journal, "journal", "", "journal file `PATH` (default DIR.kvrflow/journal.db)")
 	root.SetHelpTemplate(helpTemplate)
 	root.SetUsageTemplate(usageTemplate)
-	root.CompletionOptions.HiddenDefaultCmd = false
+	root.CompletionOptions.DisableDefaultCmd = true // ours checks its argument
+	// --journal is global, so it parses everywhere; a command that has no
+	// journal refuses it rather than ignore it.
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if g.journal != "" && cmd.Annotations["journal"] != "yes" && cmd.HasParent() {
+			return fmt.Errorf("--journal does not apply to %s", cmd.CommandPath())
+		}
+		return nil
+	}
 
 	groups := map[string]*cobra.Command{}
 	for _, gname := range []string{"journal", "quarantine"} {
@@ -143,8 +159,31 @@ func newRoot(ctx context.Context, o *stdio, code *int) *cobra.Command {
 		}
 		parent.AddCommand(c.cobra(ctx, o, &g, leaf, code))
 	}
-	root.AddCommand(versionCommand(o, &g, code))
+	root.AddCommand(versionCommand(o, &g, code), completionCommand(o, root))
 	return root
+}
+
+// completionCommand is kvrflow completion SHELL: the completion script for
+// bash, zsh or fish on stdout; any other shell is a usage error.
+func completionCommand(o *stdio, root *cobra.Command) *cobra.Command {
+	return &cobra.Command{
+		Use:       "completion bash|zsh|fish",
+		Short:     "print the shell completion script for bash, zsh or fish",
+		Long:      "Print the completion script for SHELL on stdout. Load it in the current shell with: source <(kvrflow completion bash); or install it where your shell reads completions.",
+		Example:   "  source <(kvrflow completion bash)",
+		ValidArgs: []string{"bash", "zsh", "fish"},
+		Args:      cobra.MatchAll(cobra.ExactArgs(1), cobra.OnlyValidArgs),
+		RunE: func(_ *cobra.Command, args []string) error {
+			switch args[0] {
+			case "bash":
+				return root.GenBashCompletionV2(o.stdout, true)
+			case "zsh":
+				return root.GenZshCompletion(o.stdout)
+			default:
+				return root.GenFishCompletion(o.stdout, true)
+			}
+		},
+	}
 }
 
 // groupSummary says what each command group is for.
@@ -180,14 +219,13 @@ func (c *command) cobra(ctx context.Context, o *stdio, g *common, leaf string, c
 			b.json, b.logFormat, b.logLevel = g.json, g.logFormat, g.logLevel
 			o.logJSON = g.logFormat == "json"
 			b.journal = g.journal
-			if g.journal != "" && !b.takesJournal {
-				*code = finish(o, g.json, nil, usagef("--journal does not apply to kvrflow %s", c.name), cmd.CommandPath()+" --help")
-				return nil
-			}
 			doc, err := r.run(ctx, o, args)
 			*code = finish(o, g.json, doc, err, cmd.CommandPath()+" --help")
 			return nil
 		},
+	}
+	if r.base().takesJournal {
+		cmd.Annotations = map[string]string{"journal": "yes"}
 	}
 	fs.VisitAll(func(f *flag.Flag) {
 		if slices.Contains(globalFlags, f.Name) {
@@ -256,8 +294,8 @@ Global flags (before or after the command):
 {{.InheritedFlags.FlagUsages | trimTrailingWhitespaces}}{{end}}{{if not .HasParent}}
 
 Environment:
-  KVRFLOW_FAULT  fault spec for restore, undo and recover when --fault is not
-                 given (testing; see kvrflow faults)
+  KVRFLOW_FAULT  fault spec for restore, undo, recover and quarantine purge
+                 when --fault is not given (testing; see kvrflow faults)
 
 ` + exitCodeHelp + `{{end}}{{if .HasAvailableSubCommands}}
 

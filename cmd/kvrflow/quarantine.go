@@ -136,7 +136,7 @@ func (c *quarantinePurgeCmd) run(ctx context.Context, o *stdio, args []string) (
 		return nil, err
 	}
 	if c.olderThan <= 0 {
-		return nil, usagef("--older-than is required (an age such as 30d)")
+		return nil, usagef("--older-than is required and must be more than 0: an age such as 30d")
 	}
 	if !c.yes {
 		return nil, usagef("--yes is required: purge deletes what kvrflow moved aside because it could not prove it its own")

@@ -17,7 +17,8 @@ var recoverCommand = &command{
 	about: `Finish or roll back every run the journal holds in flight for DIR: a run
 killed before its commit point is rolled back (DIR keeps the old database),
 one killed after it is finished (DIR keeps the new one). With nothing in
-flight, or no journal at all, it does nothing and succeeds. Run it, or start
+flight, or no journal at all, it does nothing and succeeds (a DIR whose
+parent does not exist is a usage error: exit 2). Run it, or start
 a service that calls kvrflow.Recover, before opening DIR after a crash;
 kvrflow restore does it first too.`,
 	example: "kvrflow recover --db /var/lib/app/db",

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -54,7 +53,7 @@ func (c *restoreCmd) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.verify, "verify", steps.VerifyChecksum, "how much is checked before the swap, `LEVEL`: checksum (every byte's crc32c against the backup's, or a checkpoint's measured before the copy; then the engine opens it), full (also every copy read back from the device, and every block of every table: Pebble's CheckLevels, or for RocksDB sst_dump verify, which must be on PATH), or size (link mode: linked tables' sizes and footers only, their data not read)")
 	fs.Uint64Var(&c.backupID, "backup-id", 0, "the backup `N` of a RocksDB BackupEngine directory to restore (default the latest)")
 	fs.BoolVar(&c.force, "force", false, "replace DIR even if it is neither empty nor a database kvrflow knows (pebble, rocksdb); what it held is moved to DIR.kvrflow/quarantine, not deleted")
-	fs.Var(keepOldFlag{&c.keepOld}, "keep-old", "keep the database DIR held as DIR.kvrflow/previous-JID-RUN instead of removing it ('kvrflow undo' brings it back); --keep-old=`N` keeps the N newest such generations, removing older ones")
+	fs.Var(keepOldFlag{&c.keepOld}, "keep-old", "keep the database DIR held as DIR.kvrflow/previous-JID-RUN instead of removing it ('kvrflow undo' brings it back); --keep-old=`N` keeps the N newest such generations, removing older ones; 0 (the default) keeps none and leaves generations kept earlier alone")
 	fs.BoolVar(&c.noExchange, "no-exchange", false, "commit with two renames instead of one renameat2(RENAME_EXCHANGE) (for tests of that plan, or a file system whose exchange you distrust)")
 	fs.StringVar(&c.fault, "fault", "", "fault `SPEC` for testing, POINT:ACTION[@N],... (default $KVRFLOW_FAULT; see kvrflow faults)")
 }
@@ -102,13 +101,7 @@ func (d *restoreDoc) text(w io.Writer) {
 		fmt.Fprintf(w, "restored %s into %s: %s; run %d, %s mode, %s, verify %s, %d files, %s, %s\n",
 			r.Source, r.Target, what, r.ID, mode, sum.Engine, sum.Verify, sum.Files, humanBytes(sum.Bytes), r.End.Sub(r.Start).Round(time.Millisecond))
 	case steps.OutcomeRolledBack:
-		if _, err := os.Stat(r.Target); err != nil {
-			fmt.Fprintf(w, "run %d rolled back: %s did not exist before and does not now\n", r.ID, r.Target)
-		} else {
-			fmt.Fprintf(w, "run %d rolled back: %s holds the database it held before\n", r.ID, r.Target)
-		}
-	default:
-		fmt.Fprintf(w, "run %d is in flight in state %s\n", r.ID, r.State)
+		// The error line says it (each fact once).
 	}
 }
 
@@ -187,8 +180,9 @@ type progress struct {
 	w  io.Writer
 	on bool
 
-	mu  sync.Mutex // the bar and writes to w
-	bar *progressbar.ProgressBar
+	mu   sync.Mutex // the bar and writes to w
+	bar  *progressbar.ProgressBar
+	gate *gatedWriter // holds the bar back in its first second
 }
 
 func newProgress(o *stdio, on bool) *progress { return &progress{w: o.stderr, on: on} }
@@ -230,7 +224,14 @@ func (p *progress) update(done, total int64, unit string) {
 			opts = append(opts, progressbar.OptionSetDescription("writing"), progressbar.OptionShowBytes(true),
 				progressbar.OptionShowTotalBytes(true), progressbar.OptionUseIECUnits(true))
 		}
+		// Nothing is drawn in the first second: a rate over the first
+		// buffers (read from the page cache) would be absurd.
+		p.gate = &gatedWriter{w: p.w, from: time.Now().Add(time.Second)}
+		opts[0] = progressbar.OptionSetWriter(p.gate)
 		p.bar = progressbar.NewOptions64(total, opts...)
+	}
+	if done >= total {
+		p.gate.from = time.Time{} // the last state is drawn, whenever it comes
 	}
 	_ = p.bar.Set64(done) // a failed write to the terminal is no reason to stop
 }
@@ -245,4 +246,17 @@ func (p *progress) close() {
 		_ = p.bar.Clear()
 	}
 	p.on = false
+}
+
+// gatedWriter drops what is written to it before from, then passes it on.
+type gatedWriter struct {
+	w    io.Writer
+	from time.Time
+}
+
+func (g *gatedWriter) Write(b []byte) (int, error) {
+	if time.Now().Before(g.from) {
+		return len(b), nil
+	}
+	return g.w.Write(b)
 }

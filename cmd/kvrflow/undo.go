@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -56,7 +57,8 @@ func (d *undoDoc) text(w io.Writer) {
 	r := d.Run
 	switch r.Outcome {
 	case steps.OutcomeCommitted:
-		fmt.Fprintf(w, "undone by run %d: %s holds the database kept before; the one it held is kept in turn (undo again to redo)\n", r.ID, r.Target)
+		fmt.Fprintf(w, "undone by run %d: %s holds the database kept at %s; the one it held is kept as %s (undo again to redo)\n",
+			r.ID, r.Target, orDash(d.Summary.BroughtBack), orDash(d.Summary.Kept))
 	case steps.OutcomeRolledBack:
 		fmt.Fprintf(w, "undo run %d rolled back: %s holds the database it held before; the kept one is still kept\n", r.ID, r.Target)
 	}
@@ -77,6 +79,9 @@ func (c *undoCmd) run(ctx context.Context, o *stdio, args []string) (document, e
 	res, err := kvrflow.Undo(ctx, kvrflow.Options{DB: c.db, Journal: c.journal, Faults: faults, Log: log, NoExchange: c.noExchange})
 	if err != nil && exitCode(err) == exitInFlight {
 		err = fmt.Errorf("%w; the run is still in flight: 'kvrflow recover --db %s' finishes it", err, c.db)
+	}
+	if res != nil && res.Run.ID == 0 && len(res.Recovered) == 0 {
+		res = nil // no run began: nothing to show but the error
 	}
 	doc := &undoDoc{DB: absOr(c.db), Result: res}
 	if res != nil {
@@ -107,7 +112,7 @@ func (f keepOldFlag) Set(s string) error {
 	}
 	v, err := strconv.Atoi(s)
 	if err != nil || v < 0 {
-		return fmt.Errorf("want a number of generations (0 or more), got %q", s)
+		return errors.New("want a number of generations (0 or more)")
 	}
 	*f.n = v
 	return nil

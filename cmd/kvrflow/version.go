@@ -46,6 +46,9 @@ func readBuildInfo() buildInfo {
 func versionLine() string {
 	b := readBuildInfo()
 	s := "kvrflow " + b.Version
+	if b.Revision == "" {
+		s += " (revision unknown: built without VCS stamping, e.g. -buildvcs=false)"
+	}
 	if b.Revision != "" {
 		s += " (" + b.Revision
 		if b.Modified {
