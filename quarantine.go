@@ -2,6 +2,7 @@ package kvrflow
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -72,7 +73,7 @@ func PurgeQuarantine(ctx context.Context, opts Options, olderThan time.Duration)
 	}
 	for _, ev := range evs {
 		if ev.Event == "purged" {
-			_ = jsonUnmarshal(ev.Details, &res.Details)
+			_ = json.Unmarshal(ev.Details, &res.Details)
 		}
 	}
 	return res, runErr

@@ -280,5 +280,3 @@ func KeptRuns(j *journal.Journal) ([]uint64, error) {
 	}
 	return out, nil
 }
-
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

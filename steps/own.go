@@ -225,5 +225,3 @@ func (e *Env) changedSince(dir string, written []WrittenFile) (string, error) {
 	}
 	return "", nil
 }
-
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

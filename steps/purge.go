@@ -2,6 +2,7 @@ package steps
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/user"
@@ -154,7 +155,7 @@ func (e *Env) purgeNote() (*PurgeNote, error) {
 	for _, ev := range evs {
 		if ev.Event == fsm.NoteEvent && ev.From == StatePurge {
 			var n PurgeNote
-			if err := jsonUnmarshal(ev.Details, &n); err != nil {
+			if err := json.Unmarshal(ev.Details, &n); err != nil {
 				return nil, fmt.Errorf("%w: run %d event %d: bad purge note: %w", ErrInconsistent, e.RunID, ev.Seq, err)
 			}
 			return &n, nil
