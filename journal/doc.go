@@ -58,7 +58,8 @@
 //
 // A crash while a journal is created may leave its temporary file,
 // PATH.new-*, beside it; it is never opened as the journal (kvrflow's
-// Clean quarantines it from DB.kvrflow).
+// Clean leaves it in DB.kvrflow, as it leaves every bbolt file there: it
+// may be a journal; an operator removes it).
 //
 // Full disks: a read-write Open keeps Options.Reserve bytes (DefaultReserve,
 // 8 MiB) allocated with fallocate(2) in the journal file beyond the pages
