@@ -72,7 +72,7 @@ func TestOutput_IsHonest(t *testing.T) {
 			t.Errorf("the path is named %d times:\n%s", n, r.stderr)
 		}
 		r = mustRun(t, exitUsage, nil, "journal", "export", "--db", f.db, "--run", "99")
-		if strings.Count(r.stderr, "99") != 1 {
+		if strings.Count(r.stderr, "run 99") != 1 || strings.Contains(r.stderr, "--run 99") {
 			t.Errorf("run 99 is named more than once:\n%s", r.stderr)
 		}
 	})
