@@ -335,6 +335,16 @@ func Restore(ctx context.Context, opts Options) (*Result, error) {
 	if res.Recovered, err = s.recoverAll(ctx); err != nil {
 		return res, err
 	}
+	// The partial copy an interrupted run set aside goes before the free
+	// space is checked again.
+	{
+		env := s.env(0)
+		_, _, err := env.RemoveTrash()
+		env.Close()
+		if err != nil {
+			return res, err
+		}
+	}
 	// Another journal's run in flight on DB: refused before a run is
 	// journaled (Precheck checks again inside the run).
 	if err := steps.CheckForeign(s.fs, s.layout, s.j.ID()); err != nil {
@@ -499,6 +509,15 @@ func checkInput(opts Options) error {
 		need += journal.DefaultReserve
 	}
 	if _, err := steps.CheckSpace(seam, layout.Parent, need); err != nil && errors.Is(err, steps.ErrNoSpace) {
+		// An interrupted run's partial copy, set aside, is freed before
+		// the run begins (Restore removes it by proof): Precheck decides.
+		if names, lerr := seam.List(layout.Work); lerr == nil {
+			for _, n := range names {
+				if rd, ok := steps.ParseRunDir(n); ok && rd.Kind == "trash" {
+					return nil
+				}
+			}
+		}
 		return err
 	}
 	return nil
@@ -520,10 +539,18 @@ func Recover(ctx context.Context, opts Options) ([]Recovered, error) {
 	if s.j != nil {
 		// The partial staging an interrupted restore set aside.
 		env := s.env(0)
-		removed, err := env.RemoveTrash()
+		removed, quarantined, err := env.RemoveTrash()
 		env.Close()
 		if err != nil {
 			return done, err
+		}
+		for _, q := range quarantined {
+			rd, _ := steps.ParseRunDir(filepath.Base(q.From))
+			r, err := s.j.Run(rd.Run)
+			if err != nil {
+				return done, err
+			}
+			done = append(done, Recovered{Run: r, FromState: r.State, Decision: "moved what stood at its partial copy's name to quarantine, " + q.To + ": " + q.Reason})
 		}
 		for _, p := range removed {
 			rd, _ := steps.ParseRunDir(filepath.Base(p))

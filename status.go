@@ -251,7 +251,8 @@ func dirBytes(seam *fsx.FS, dir string) int64 {
 }
 
 // KeptRuns returns the ids of the runs of journal j that own a kept
-// database (restore --keep-old, undo) of any database the journal served:
+// database (restore --keep-old, undo), or the partial copy an interrupted
+// run set aside, of any database the journal served:
 // their records prove the ownership, so journal prune keeps them.
 func KeptRuns(j *journal.Journal) ([]uint64, error) {
 	runs, err := j.Runs(0)
@@ -276,6 +277,14 @@ func KeptRuns(j *journal.Journal) ([]uint64, error) {
 		}
 		for _, k := range kept {
 			out = append(out, k.Run)
+		}
+		// The run that set a partial copy aside proves it its own too.
+		if names, err := seam.List(layout.Work); err == nil {
+			for _, n := range names {
+				if rd, ok := steps.ParseRunDir(n); ok && rd.Kind == "trash" && rd.Journal == j.ID() {
+					out = append(out, rd.Run)
+				}
+			}
 		}
 	}
 	return out, nil

@@ -124,6 +124,18 @@ func (e *Env) cleanRunDir(path string, rd RunDir, d *disposal) error {
 		case rd.Kind == "old" && n.plan != nil && n.plan.Plan == PlanRename && r.Outcome == OutcomeCommitted:
 			want, recorded = n.plan.DBID, true
 		}
+		if recorded && rd.Kind == "trash" && n.trash.Files != nil {
+			// The trash must hold what the run set aside, nothing more.
+			if why, err := e.changedSince(path, n.trash.Files); err != nil {
+				return err
+			} else if why != "" {
+				q, err := e.quarantine(path, "the partial staging run "+fmt.Sprint(rd.Run)+" set aside changed since ("+why+"); not removed")
+				if err == nil {
+					d.quarantined = append(d.quarantined, q)
+				}
+				return err
+			}
+		}
 		if recorded {
 			return e.removeProven(path, want, true, fmt.Sprintf("a directory of run %d, which ended %s", rd.Run, r.Outcome), d)
 		}
@@ -218,13 +230,13 @@ func isBoltFile(fsys *fsx.FS, path string) bool {
 // rollback journaled; anything else named like it is quarantined. It
 // returns what it removed. Recover calls it; a restore's Clean does the
 // same.
-func (e *Env) RemoveTrash() ([]string, error) {
+func (e *Env) RemoveTrash() ([]string, []Quarantine, error) {
 	names, err := e.FS.List(e.Layout.Work)
 	if err != nil {
 		if isNotExist(err) {
-			return nil, nil
+			return nil, nil, nil
 		}
-		return nil, err
+		return nil, nil, err
 	}
 	var d disposal
 	for _, name := range names {
@@ -233,8 +245,8 @@ func (e *Env) RemoveTrash() ([]string, error) {
 			continue
 		}
 		if err := e.cleanRunDir(filepath.Join(e.Layout.Work, name), rd, &d); err != nil {
-			return d.removed, err
+			return d.removed, d.quarantined, err
 		}
 	}
-	return d.removed, nil
+	return d.removed, d.quarantined, nil
 }

@@ -132,6 +132,19 @@ func (e *Env) precheck(ctx context.Context, _ *fsm.Run) (any, error) {
 		return nil, err
 	}
 	d.DBLock = e.dbLock != nil
+	if target == TargetOther || target == TargetMixed {
+		// --force moves the whole directory away: every database below it
+		// stays locked until the run ends.
+		below, err := LockDatabasesBelow(e.FS, e.Layout.DB)
+		if err != nil {
+			return nil, err
+		}
+		if e.dbLock == nil {
+			e.dbLock = below
+		} else {
+			e.dbLock = multiCloser{e.dbLock, below}
+		}
+	}
 	return d, nil
 }
 

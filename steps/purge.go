@@ -50,9 +50,10 @@ func init() { Workflows[KindPurge] = Purge }
 
 // QuarantineEntry is one entry of the quarantine directory.
 type QuarantineEntry struct {
-	Path  string    `json:"path"`
-	Bytes int64     `json:"bytes"`
-	Moved time.Time `json:"moved"` // when it was moved in (its ctime; else its mtime)
+	Path  string      `json:"path"`
+	Bytes int64       `json:"bytes"`
+	Moved time.Time   `json:"moved"` // when it was moved in (its ctime; else its mtime)
+	ID    *fsx.FileID `json:"id,omitempty"`
 }
 
 // ListQuarantine returns the entries of l's quarantine, oldest first.
@@ -72,10 +73,12 @@ func ListQuarantine(fsys *fsx.FS, l Layout) ([]QuarantineEntry, error) {
 			return nil, err
 		}
 		moved := fi.ModTime()
+		var id *fsx.FileID
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 			moved = time.Unix(st.Ctim.Sec, st.Ctim.Nsec) // a rename into quarantine sets it
+			id = &fsx.FileID{Dev: uint64(st.Dev), Ino: st.Ino}
 		}
-		out = append(out, QuarantineEntry{Path: p, Bytes: treeBytes(p), Moved: moved})
+		out = append(out, QuarantineEntry{Path: p, Bytes: treeBytes(p), Moved: moved, ID: id})
 	}
 	slices.SortFunc(out, func(a, b QuarantineEntry) int { return a.Moved.Compare(b.Moved) })
 	return out, nil
@@ -122,9 +125,17 @@ func (e *Env) PurgeSteps(cutoff time.Time, olderThan string) map[string]fsm.Step
 			}
 			n = &PurgeNote{OlderThan: olderThan, By: whoAmI()}
 			for _, q := range all {
-				if q.Moved.Before(cutoff) {
-					n.Remove = append(n.Remove, q)
+				if !q.Moved.Before(cutoff) {
+					continue
 				}
+				// Never journaled for removal: a mount point, or anything
+				// mounted below (its file system's files are not the
+				// entry's), or a database a server has open.
+				if why := e.purgeBlocked(q.Path); why != "" {
+					e.Log.Warn().Str("path", q.Path).Str("why", why).Msg("quarantine entry left in place")
+					continue
+				}
+				n.Remove = append(n.Remove, q)
 			}
 			if err := r.Note(n); err != nil {
 				return nil, err
@@ -134,6 +145,20 @@ func (e *Env) PurgeSteps(cutoff time.Time, olderThan string) map[string]fsm.Step
 		for _, q := range n.Remove {
 			if filepath.Dir(q.Path) != e.Layout.Quarantine {
 				return d, fmt.Errorf("%w: %s is not in %s", ErrInconsistent, q.Path, e.Layout.Quarantine)
+			}
+			// Resumed after a crash, the entry must still be the one the
+			// note lists (identity, and when it was moved in): a path
+			// reused since is left alone.
+			now, err := e.quarantineEntry(q.Path)
+			if err != nil {
+				return d, err
+			}
+			if now == nil {
+				continue // removed before the crash
+			}
+			if same, known := fsx.SameID(now.ID, q.ID); (known && !same) || !now.Moved.Equal(q.Moved) {
+				e.Log.Warn().Str("path", q.Path).Msg("not the quarantine entry the purge listed; left in place")
+				continue
 			}
 			if err := e.FS.RemoveAllDurable(q.Path); err != nil {
 				return d, err
@@ -171,4 +196,34 @@ func whoAmI() string {
 		return u.Username + " (uid " + uid + ")"
 	}
 	return "uid " + uid
+}
+
+// quarantineEntry describes the entry at path now, nil if it is gone.
+func (e *Env) quarantineEntry(path string) (*QuarantineEntry, error) {
+	all, err := ListQuarantine(e.FS, e.Layout)
+	if err != nil {
+		return nil, err
+	}
+	for i := range all {
+		if all[i].Path == path {
+			return &all[i], nil
+		}
+	}
+	return nil, nil
+}
+
+// purgeBlocked says why the quarantine entry at path must not be
+// removed ("" if nothing stops it): it is, or holds, a mount point, or a
+// LOCK below it is held (a server has a database there open).
+func (e *Env) purgeBlocked(path string) string {
+	if mnt, err := e.FS.IsMountPoint(path); err != nil || mnt {
+		return "it is a mount point"
+	}
+	if m, err := e.FS.MountsBelow(path); err != nil || len(m) > 0 {
+		return "a file system is mounted below it"
+	}
+	if err := noOpenDatabaseBelow(e.FS, path); err != nil {
+		return err.Error()
+	}
+	return ""
 }

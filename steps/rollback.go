@@ -77,7 +77,11 @@ func (e *Env) rollback(_ context.Context, r *fsm.Run) (any, error) {
 		// proof in this record, for recover or Clean to remove it.
 		if id, err := e.FS.DirID(e.Layout.Trash(e.jid(), e.RunID)); err == nil {
 			if same, known := fsx.SameID(id, n.staging.ID); same || !known {
-				d.Trash = &Kept{Path: e.Layout.Trash(e.jid(), e.RunID), ID: n.staging.ID}
+				files, err := e.fileSigs(e.Layout.Trash(e.jid(), e.RunID))
+				if err != nil {
+					return d, err
+				}
+				d.Trash = &Kept{Path: e.Layout.Trash(e.jid(), e.RunID), ID: n.staging.ID, Files: files}
 			}
 		}
 	}
@@ -92,10 +96,17 @@ func (e *Env) rollback(_ context.Context, r *fsm.Run) (any, error) {
 // the caller's removal by proof decides).
 func (e *Env) trash(staging string, want *fsx.FileID) (*Kept, error) {
 	dst := e.Layout.Trash(e.jid(), e.RunID)
-	if ok, err := e.FS.Exists(dst); err != nil || ok {
-		if ok {
-			return &Kept{Path: dst, ID: want}, nil // moved before a crash
+	if id, err := e.FS.DirID(dst); err == nil {
+		if same, known := fsx.SameID(id, want); same || !known {
+			// Moved before a crash: the run's own.
+			files, err := e.fileSigs(dst)
+			return &Kept{Path: dst, ID: want, Files: files}, err
 		}
+		// A stranger at the run's trash name: set it aside first.
+		if _, err := e.quarantine(dst, "found at "+dst+" before run "+fmt.Sprint(e.RunID)+" set its partial staging aside there"); err != nil {
+			return nil, err
+		}
+	} else if !isNotExist(err) {
 		return nil, err
 	}
 	id, err := e.FS.DirID(staging)
@@ -108,9 +119,16 @@ func (e *Env) trash(staging string, want *fsx.FileID) (*Kept, error) {
 	if same, known := fsx.SameID(id, want); known && !same {
 		return nil, nil
 	}
+	// What it holds is journaled with it: the removal later checks that
+	// nothing was added or changed since (an operator's file, a stranger
+	// at a reused inode).
+	files, err := e.fileSigs(staging)
+	if err != nil {
+		return nil, err
+	}
 	if err := e.FS.RenameDurable(staging, dst); err != nil {
 		return nil, err
 	}
 	e.Log.Info().Str("trash", dst).Msg("interrupted: the partial staging is set aside; the next kvrflow restore or recover removes it")
-	return &Kept{Path: dst, ID: want}, nil
+	return &Kept{Path: dst, ID: want, Files: files}, nil
 }

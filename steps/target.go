@@ -3,6 +3,7 @@ package steps
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -167,6 +168,34 @@ func noOpenDatabaseBelow(fsys *fsx.FS, dir string) error {
 	return err
 }
 
+// LockDatabasesBelow takes the LOCK of every database below dir (not
+// following symbolic links; dir's own LOCK is the caller's to take) and
+// returns them held, for a run that will
+// move dir away (--force): a server cannot open one of them meanwhile. A
+// LOCK another process holds is ErrInUse, with nothing held.
+func LockDatabasesBelow(fsys *fsx.FS, dir string) (io.Closer, error) {
+	var held multiCloser
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.Name() != "LOCK" || !d.Type().IsRegular() || p == filepath.Join(dir, "LOCK") {
+			return nil // unreadable parts are left as they are; dir's own LOCK is the caller's
+		}
+		l, err := fsys.Lock(p)
+		if errors.Is(err, fsx.ErrLockHeld) {
+			return fmt.Errorf("%w: %s is held: a database below %s is open; --force would move it away under its server", ErrInUse, p, dir)
+		}
+		if err != nil {
+			return err
+		}
+		held = append(held, l)
+		return nil
+	})
+	if err != nil {
+		held.Close()
+		return nil, err
+	}
+	return held, nil
+}
+
 // notInsideWork refuses a DB that is, or is inside, a kvrflow directory
 // (NAME.kvrflow): those hold kvrflow's own work (staging, kept and
 // quarantined databases), never a database to restore into.
@@ -304,7 +333,9 @@ func CheckForeign(fsys *fsx.FS, l Layout, jid string) error {
 		return err
 	}
 	for _, n := range names {
-		if rd, ok := ParseRunDir(n); ok && rd.Journal != jid && rd.Kind != "previous" {
+		// (A kept database, or the trash of an ended run, is not work in
+		// flight.)
+		if rd, ok := ParseRunDir(n); ok && rd.Journal != jid && (rd.Kind == "staging" || rd.Kind == "old") {
 			this := "this journal's id is " + jid
 			if jid == "" {
 				this = "the default journal " + l.Journal() + " does not exist"

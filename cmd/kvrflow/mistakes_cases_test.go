@@ -460,6 +460,7 @@ func operatorMistakes() []mistake {
 	add(journalPlaceMistakes()...)
 	add(targetMistakes()...)
 	add(keepMistakes()...)
+	add(trashMistakes()...)
 	return cases
 }
 
@@ -897,6 +898,76 @@ func keepMistakes() []mistake {
 			mustRun(t, exitOK, nil, "undo", "--db", m.db) // the redo
 			if got := m.which(t); got != "new" {
 				t.Fatalf("redo: DB holds the %s database", got)
+			}
+		},
+	}}
+}
+
+// interrupted makes run 2 of the fixture an interrupted copy restore
+// that set its partial staging aside, and returns the trash's path.
+func (m *mistakeEnv) interrupted(t *testing.T) string {
+	t.Helper()
+	m.jid(t) // run 1
+	big := filepath.Join(m.root, "big-backup")
+	if _, err := os.Stat(big); err != nil {
+		src := filepath.Join(m.root, "big")
+		makeBigDB(t, src, 640, 16<<10)
+		mustRun(t, exitOK, nil, "backup", "--db", src, "--to", big)
+	}
+	w := watch(t, []string{fault.EnvVar + "=fs.write:delay=1s@2"}, firedLine("fs.write", 2),
+		"restore", "--from", big, "--db", m.db, "--mode", "copy")
+	if !w.await(t) {
+		t.FailNow()
+	}
+	must(t, w.cmd.Process.Signal(os.Interrupt))
+	if r := w.end(t); r.code != exitRolledBack {
+		t.Fatalf("the interrupted restore: %s", r)
+	}
+	trash, _ := filepath.Glob(m.db + ".kvrflow/trash-*")
+	if len(trash) != 1 {
+		t.Fatalf("trash: %v", trash)
+	}
+	return trash[0]
+}
+
+// trashMistakes: the partial copy an interrupted restore sets aside is
+// removed only while it is what the run set aside.
+func trashMistakes() []mistake {
+	return []mistake{{
+		name: "the operator wrote into an interrupted restore's partial copy before recover",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			m.keep(t, filepath.Join(m.interrupted(t), "OPERATOR-NOTES"), "mine")
+			return []string{"recover", "--db", m.db}
+		},
+		code: exitOK, mention: []string{"quarantine"},
+	}, {
+		name: "journal prune keeps the run that set a partial copy aside",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			m.interrupted(t)
+			return []string{"journal", "prune", "--db", m.db, "--keep", "1"}
+		},
+		code: exitOK,
+		check: func(t *testing.T, m *mistakeEnv, _ result) {
+			rec := mustRun(t, exitOK, nil, "recover", "--db", m.db)
+			if !strings.Contains(rec.stdout, "removed the partial copy") {
+				t.Errorf("after the prune, recover did not remove the partial copy by proof:\n%s", rec)
+			}
+		},
+	}, {
+		name: "a purge never removes a quarantine entry that is a mount point",
+		setup: func(t *testing.T, m *mistakeEnv) []string {
+			m.jid(t)
+			vol := m.db + ".kvrflow/quarantine/run7-vol"
+			must(t, os.MkdirAll(vol, 0o755))
+			mountTmpfs(t, vol, "4m")
+			m.cleanup = append(m.cleanup, func() { syscall.Unmount(vol, syscall.MNT_DETACH) })
+			m.keep(t, filepath.Join(vol, "d", "data"), "on its own file system")
+			return []string{"quarantine", "purge", "--db", m.db, "--older-than", "1ns", "--yes"}
+		},
+		code: exitOK,
+		check: func(t *testing.T, m *mistakeEnv, r result) {
+			if !strings.Contains(r.stderr, "mount point") {
+				t.Errorf("the purge does not say why it left the entry:\n%s", r.stderr)
 			}
 		},
 	}}

@@ -333,6 +333,11 @@ func (fs *FS) Exchange(a, b string) error {
 // parent. Removing a path that does not exist succeeds. On error part of
 // the tree may remain; a retry is safe.
 func (fs *FS) RemoveAllDurable(path string) error {
+	if mnt, err := fs.IsMountPoint(path); err != nil {
+		return err
+	} else if mnt {
+		return pathErr("remove", path, fmt.Errorf("%w: %s is a mount point: unmount it first (nothing was removed)", ErrMountBelow, path))
+	}
 	if m, err := fs.MountsBelow(path); err != nil {
 		return err
 	} else if len(m) > 0 {
