@@ -49,7 +49,7 @@ func TestCopy_Big256MiBThroughputAndMemory(t *testing.T) {
 	gw := startGateway(t)
 	bucket := newBucket(t, gw)
 	awsEnv(t)
-	s := openS3(t, gw.endpoint, bucket, "big", Options{})
+	s := openS3(t, gw.Endpoint, bucket, "big", Options{})
 	start := time.Now()
 	crc, err := s.Put(ctxT(t, 5*time.Minute), "obj", io.NewSectionReader(genReaderAt{size}, 0, size), size)
 	if err != nil {
@@ -58,7 +58,7 @@ func TestCopy_Big256MiBThroughputAndMemory(t *testing.T) {
 	t.Logf("Put 256 MiB (multipart): %.0f MiB/s", float64(size>>20)/time.Since(start).Seconds())
 
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperCopyBig$", "-test.v")
-	cmd.Env = append(os.Environ(), "KVRFLOW_REMOTE_CHILD="+s3URL(gw.endpoint, bucket, "big"),
+	cmd.Env = append(os.Environ(), "KVRFLOW_REMOTE_CHILD="+s3URL(gw.Endpoint, bucket, "big"),
 		"KVRFLOW_REMOTE_CHILD_CRC="+strconv.FormatUint(uint64(crc), 10))
 	out, err := cmd.CombinedOutput()
 	if err != nil {

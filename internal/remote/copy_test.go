@@ -48,7 +48,7 @@ func TestCopy_RoundTripsEverySizeInParallelParts(t *testing.T) {
 	o := testOptions()
 	var progress atomic.Int64
 	o.Progress = func(key string, n int64) { progress.Add(n) }
-	s := openS3(t, gw.endpoint, bucket, "backup/1", o)
+	s := openS3(t, gw.Endpoint, bucket, "backup/1", o)
 	ps := int(o.PartSize)
 	sizes := []int{0, 1, ps - 1, ps, ps + 1, 7*ps + 3}
 	for i, n := range sizes {
@@ -93,8 +93,8 @@ func TestList_PaginatesAndIsRelativeToThePrefix(t *testing.T) {
 	awsEnv(t)
 	defer func(n int) { listPageSize = n }(listPageSize)
 	listPageSize = 3
-	s := openS3(t, gw.endpoint, bucket, "a/b", testOptions())
-	other := openS3(t, gw.endpoint, bucket, "a/bc", testOptions())
+	s := openS3(t, gw.Endpoint, bucket, "a/b", testOptions())
+	other := openS3(t, gw.Endpoint, bucket, "a/bc", testOptions())
 	putObject(t, other, "not-mine", []byte("x"))
 	if _, err := s.List(ctxT(t, 10*time.Second)); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("List of an empty prefix = %v, want ErrNotFound", err)
@@ -137,7 +137,7 @@ func TestCopy_ObjectChangedSinceTheListingIsErrChanged(t *testing.T) {
 			putObject(t, s, "obj", data)
 			obj := listed(t, s, "obj")
 			putObject(t, s, "obj", tc.replace)
-			before := len(p.requests("GET", "/obj"))
+			before := len(p.Requests("GET", "/obj"))
 			var buf bytes.Buffer
 			start := time.Now()
 			_, _, err := s.Copy(ctxT(t, 20*time.Second), "obj", &buf, obj.Want())
@@ -149,7 +149,7 @@ func TestCopy_ObjectChangedSinceTheListingIsErrChanged(t *testing.T) {
 			}
 			t.Logf("the message: %v", err)
 			checkMessage(t, err, "s3://"+bucket+"/p/obj")
-			if gets := len(p.requests("GET", "/obj")) - before; gets > 5 { // 5 parts, none retried
+			if gets := len(p.Requests("GET", "/obj")) - before; gets > 5 { // 5 parts, none retried
 				t.Errorf("%d GETs: ErrChanged was retried", gets)
 			}
 			// Without the ETag (file://-like), size and the extra byte still tell.
@@ -176,7 +176,7 @@ func TestCopy_MissingObjectIsErrNotFoundNotRetried(t *testing.T) {
 		t.Fatalf("Copy of a missing object = %v, want ErrNotFound", err)
 	}
 	checkMessage(t, err, "s3://"+bucket+"/p/nothing-here")
-	if gets := p.requests("GET", "/nothing-here"); len(gets) != 1 {
+	if gets := p.Requests("GET", "/nothing-here"); len(gets) != 1 {
 		t.Errorf("GETs %v: want exactly one (404 is not retried)", gets)
 	}
 	if _, err := s.Stat(ctxT(t, 10*time.Second), "nothing-here"); !errors.Is(err, ErrNotFound) {
@@ -189,11 +189,11 @@ func TestCopy_RateLimitCapsTheTransfer(t *testing.T) {
 	bucket := newBucket(t, gw)
 	awsEnv(t)
 	o := testOptions()
-	s := openS3(t, gw.endpoint, bucket, "p", o)
+	s := openS3(t, gw.Endpoint, bucket, "p", o)
 	data := pattern(1<<20, 3)
 	putObject(t, s, "obj", data)
 	o.RateLimit = 2 << 20 // 2 MiB/s: 1 MiB less the 256 KiB burst takes 0.375 s
-	slow := openS3(t, gw.endpoint, bucket, "p", o)
+	slow := openS3(t, gw.Endpoint, bucket, "p", o)
 	start := time.Now()
 	if _, _, err := slow.Copy(ctxT(t, 20*time.Second), "obj", io.Discard, Want{Size: int64(len(data))}); err != nil {
 		t.Fatal(err)
@@ -208,11 +208,11 @@ func TestCopy_CancelReturnsPromptly(t *testing.T) {
 	bucket := newBucket(t, gw)
 	awsEnv(t)
 	o := testOptions()
-	s := openS3(t, gw.endpoint, bucket, "p", o)
+	s := openS3(t, gw.Endpoint, bucket, "p", o)
 	data := pattern(4<<20, 4)
 	putObject(t, s, "obj", data)
 	o.RateLimit = 512 << 10 // 8 s for the whole object
-	slow := openS3(t, gw.endpoint, bucket, "p", o)
+	slow := openS3(t, gw.Endpoint, bucket, "p", o)
 	ctx, cancel := context.WithCancel(context.Background())
 	var canceled time.Time
 	time.AfterFunc(400*time.Millisecond, func() { canceled = time.Now(); cancel() })
@@ -233,13 +233,13 @@ func TestCopy_SlowRateIsNotAStall(t *testing.T) {
 	bucket := newBucket(t, gw)
 	awsEnv(t)
 	o := testOptions()
-	s := openS3(t, gw.endpoint, bucket, "p", o)
+	s := openS3(t, gw.Endpoint, bucket, "p", o)
 	data := pattern(320<<10, 5)
 	putObject(t, s, "obj", data)
 	o.RateLimit = 32 << 10 // past the 256 KiB burst, a read of more than 3.2 KiB waits longer than the idle timeout
 	o.IdleTimeout = 100 * time.Millisecond
 	o.Concurrency = 1
-	slow := openS3(t, gw.endpoint, bucket, "p", o)
+	slow := openS3(t, gw.Endpoint, bucket, "p", o)
 	var buf bytes.Buffer
 	if _, _, err := slow.Copy(ctxT(t, 20*time.Second), "obj", &buf, Want{Size: int64(len(data))}); err != nil || !bytes.Equal(buf.Bytes(), data) {
 		t.Fatalf("a rate-limited Copy failed: %v", err)

@@ -18,7 +18,7 @@ func faultSetup(t *testing.T, o Options) (*faultProxy, *Store, []byte, Want) {
 	gw := startGateway(t)
 	bucket := newBucket(t, gw)
 	awsEnv(t)
-	direct := openS3(t, gw.endpoint, bucket, "p", testOptions())
+	direct := openS3(t, gw.Endpoint, bucket, "p", testOptions())
 	data := pattern(5*64<<10, 7)
 	putObject(t, direct, "obj", data)
 	want := listed(t, direct, "obj").Want()
@@ -31,7 +31,7 @@ func faultSetup(t *testing.T, o Options) (*faultProxy, *Store, []byte, Want) {
 func repeated(p *faultProxy) []string {
 	seen := map[string]int{}
 	var out []string
-	for _, r := range p.requests("GET", "/obj") {
+	for _, r := range p.Requests("GET", "/obj") {
 		if seen[r]++; seen[r] == 2 {
 			out = append(out, r)
 		}
@@ -55,7 +55,7 @@ func TestCopy_TransientFaultsAreRetriedAndTheCopyIsExact(t *testing.T) {
 			o := testOptions()
 			o.IdleTimeout = 300 * time.Millisecond
 			p, s, data, want := faultSetup(t, o)
-			p.add(rule{method: "GET", ranged: true, fault: tc.fault, times: 2})
+			p.Add(rule{Method: "GET", Ranged: true, Fault: tc.fault, Times: 2})
 			var buf bytes.Buffer
 			n, crc, err := s.Copy(ctxT(t, 20*time.Second), "obj", &buf, want)
 			if err != nil {
@@ -64,7 +64,7 @@ func TestCopy_TransientFaultsAreRetriedAndTheCopyIsExact(t *testing.T) {
 			if n != int64(len(data)) || crc != want.CRC32C || !bytes.Equal(buf.Bytes(), data) {
 				t.Fatalf("Copy: %d bytes, crc %08x, want %d, %08x", n, crc, len(data), want.CRC32C)
 			}
-			if gets := p.requests("GET", "/obj"); len(gets) != 5+2 {
+			if gets := p.Requests("GET", "/obj"); len(gets) != 5+2 {
 				t.Errorf("%d GETs, want 5 parts + 2 retries: %v", len(gets), gets)
 			}
 		})
@@ -77,7 +77,7 @@ func TestCopy_PersistentlyDamagedBodyIsNeverReturnedAsData(t *testing.T) {
 			o := testOptions()
 			p, s, data, want := faultSetup(t, o)
 			from := fmt.Sprintf("bytes=%d-", 2*o.PartSize)
-			p.add(rule{method: "GET", from: from, fault: f, times: -1})
+			p.Add(rule{Method: "GET", From: from, Fault: f, Times: -1})
 			var buf bytes.Buffer
 			n, _, err := s.Copy(ctxT(t, 20*time.Second), "obj", &buf, want)
 			if !errors.Is(err, ErrRetriesExhausted) {
@@ -92,7 +92,7 @@ func TestCopy_PersistentlyDamagedBodyIsNeverReturnedAsData(t *testing.T) {
 				t.Errorf("the writer got %d bytes (equal to the object's prefix: %v), want whole parts before the third", n, bytes.Equal(buf.Bytes(), data[:n]))
 			}
 			third := 0
-			for _, r := range p.requests("GET", "/obj") {
+			for _, r := range p.Requests("GET", "/obj") {
 				if strings.Contains(r, from) {
 					third++
 				}
@@ -100,7 +100,7 @@ func TestCopy_PersistentlyDamagedBodyIsNeverReturnedAsData(t *testing.T) {
 			// net/http itself sends a GET again once when a reused
 			// connection is reset before any answer: up to twice per attempt.
 			if third != o.RetryAttempts && (f != faultReset || third < o.RetryAttempts || third > 2*o.RetryAttempts) {
-				t.Errorf("the third part was asked for %d times, want %d (RetryAttempts): %v", third, o.RetryAttempts, p.requests("GET", "/obj"))
+				t.Errorf("the third part was asked for %d times, want %d (RetryAttempts): %v", third, o.RetryAttempts, p.Requests("GET", "/obj"))
 			}
 		})
 	}
@@ -120,11 +120,11 @@ func TestCopy_PermanentFaultsAreNotRetried(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p, s, _, want := faultSetup(t, testOptions())
 			want.CheckCRC = tc.kind == ErrChecksum
-			r := rule{method: "GET", ranged: true, fault: tc.fault, times: -1}
+			r := rule{Method: "GET", Ranged: true, Fault: tc.fault, Times: -1}
 			if tc.fault == faultNoRange {
-				r = rule{method: "GET", from: "bytes=65536-", fault: tc.fault, times: -1} // a middle part only
+				r = rule{Method: "GET", From: "bytes=65536-", Fault: tc.fault, Times: -1} // a middle part only
 			}
-			p.add(r)
+			p.Add(r)
 			start := time.Now()
 			_, _, err := s.Copy(ctxT(t, 20*time.Second), "obj", io.Discard, want)
 			if err == nil || (tc.kind != nil && !errors.Is(err, tc.kind)) || errors.Is(err, ErrRetriesExhausted) {
@@ -148,12 +148,12 @@ func TestCopy_FlippedByteInASinglePartObjectIsErrChecksum(t *testing.T) {
 	o := testOptions()
 	o.PartSize = 1 << 20
 	p, s, _, want := faultSetup(t, o)
-	p.add(rule{method: "GET", fault: faultFlip, times: -1})
+	p.Add(rule{Method: "GET", Fault: faultFlip, Times: -1})
 	_, _, err := s.Copy(ctxT(t, 20*time.Second), "obj", io.Discard, want)
 	if !errors.Is(err, ErrChecksum) {
 		t.Fatalf("Copy = %v, want ErrChecksum", err)
 	}
-	if gets := p.requests("GET", "/obj"); len(gets) != 1 {
+	if gets := p.Requests("GET", "/obj"); len(gets) != 1 {
 		t.Errorf("GETs %v, want one", gets)
 	}
 	t.Logf("the message: %v", err)
@@ -164,7 +164,7 @@ func TestCopy_StalledServerIsBoundedByTheIdleTimeout(t *testing.T) {
 	o.IdleTimeout = 300 * time.Millisecond
 	o.RetryAttempts = 3
 	p, s, _, want := faultSetup(t, o)
-	p.add(rule{method: "GET", fault: faultStall, times: -1})
+	p.Add(rule{Method: "GET", Fault: faultStall, Times: -1})
 	start := time.Now()
 	_, _, err := s.Copy(ctxT(t, 30*time.Second), "obj", io.Discard, want)
 	el := time.Since(start)
@@ -183,12 +183,12 @@ func TestCopy_RetryBudgetIsSharedByAllParts(t *testing.T) {
 	o.RetryAttempts = 100
 	o.RetryBudget = 3
 	p, s, _, want := faultSetup(t, o)
-	p.add(rule{method: "GET", fault: fault500, times: -1})
+	p.Add(rule{Method: "GET", Fault: fault500, Times: -1})
 	_, _, err := s.Copy(ctxT(t, 20*time.Second), "obj", io.Discard, want)
 	if !errors.Is(err, ErrRetriesExhausted) || !strings.Contains(err.Error(), "budget") {
 		t.Fatalf("Copy = %v, want the budget spent", err)
 	}
-	if gets := p.requests("GET", "/obj"); len(gets) > 5+o.RetryBudget {
+	if gets := p.Requests("GET", "/obj"); len(gets) > 5+o.RetryBudget {
 		t.Errorf("%d GETs, want at most 5 first attempts + %d retries", len(gets), o.RetryBudget)
 	}
 }

@@ -1,6 +1,8 @@
 package remote
 
 import (
+	"github.com/kvrflow/kvrflow/internal/s3test"
+
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -63,7 +65,7 @@ func TestOpen_BadURLIsErrBadURLNamingTheURL(t *testing.T) {
 func TestOpen_MissingBucketIsErrNotFound(t *testing.T) {
 	gw := startGateway(t)
 	awsEnv(t)
-	url := s3URL(gw.endpoint, "no-such-bucket-kvrflow", "x/")
+	url := s3URL(gw.Endpoint, "no-such-bucket-kvrflow", "x/")
 	_, err := Open(ctxT(t, 10*time.Second), url, testOptions())
 	if !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Open of a missing bucket = %v, want ErrNotFound", err)
@@ -89,7 +91,7 @@ func TestOpen_WrongCredentialsIsErrAccessDeniedWithoutTheSecret(t *testing.T) {
 			if tc.token != "" {
 				t.Setenv("AWS_SESSION_TOKEN", tc.token)
 			}
-			_, err := Open(ctxT(t, 10*time.Second), s3URL(gw.endpoint, bucket, "p/"), testOptions())
+			_, err := Open(ctxT(t, 10*time.Second), s3URL(gw.Endpoint, bucket, "p/"), testOptions())
 			if !errors.Is(err, ErrAccessDenied) {
 				t.Fatalf("Open = %v, want ErrAccessDenied", err)
 			}
@@ -110,7 +112,7 @@ func TestOpen_NoCredentialsIsErrAccessDenied(t *testing.T) {
 	awsEnv(t)
 	t.Setenv("AWS_ACCESS_KEY_ID", "")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
-	_, err := Open(ctxT(t, 10*time.Second), s3URL(gw.endpoint, bucket, "p/"), testOptions())
+	_, err := Open(ctxT(t, 10*time.Second), s3URL(gw.Endpoint, bucket, "p/"), testOptions())
 	if !errors.Is(err, ErrAccessDenied) {
 		t.Fatalf("Open without credentials = %v, want ErrAccessDenied", err)
 	}
@@ -121,14 +123,14 @@ func TestOpen_EndpointAndRegionFromTheEnvironment(t *testing.T) {
 	gw := startGateway(t)
 	bucket := newBucket(t, gw)
 	awsEnv(t)
-	t.Setenv("AWS_ENDPOINT_URL_S3", gw.endpoint)
+	t.Setenv("AWS_ENDPOINT_URL_S3", gw.Endpoint)
 	s, err := Open(ctxT(t, 10*time.Second), "s3://"+bucket+"/p?use_path_style=true", testOptions())
 	if err != nil {
 		t.Fatalf("Open with AWS_ENDPOINT_URL_S3: %v", err)
 	}
 	s.Close()
 	t.Setenv("AWS_ENDPOINT_URL_S3", "")
-	t.Setenv("AWS_ENDPOINT_URL", gw.endpoint)
+	t.Setenv("AWS_ENDPOINT_URL", gw.Endpoint)
 	s, err = Open(ctxT(t, 10*time.Second), "s3://"+bucket+"/p?use_path_style=true", testOptions())
 	if err != nil {
 		t.Fatalf("Open with AWS_ENDPOINT_URL: %v", err)
@@ -143,7 +145,7 @@ func TestOpen_ProfileFromTheSharedFiles(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "config")
 	creds := filepath.Join(dir, "credentials")
-	os.WriteFile(cfg, []byte("[profile kvr]\nregion = "+gwRegion+"\nendpoint_url = "+gw.endpoint+"\n"), 0o600)
+	os.WriteFile(cfg, []byte("[profile kvr]\nregion = "+gwRegion+"\nendpoint_url = "+gw.Endpoint+"\n"), 0o600)
 	os.WriteFile(creds, []byte("[kvr]\naws_access_key_id = "+gwAccess+"\naws_secret_access_key = "+gwSecret+"\n"), 0o600)
 	t.Setenv("AWS_CONFIG_FILE", cfg)
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", creds)
@@ -168,7 +170,7 @@ func TestStore_StringHasNoSecret(t *testing.T) {
 	gw := startGateway(t)
 	bucket := newBucket(t, gw)
 	awsEnv(t)
-	s := openS3(t, gw.endpoint, bucket, "p/", testOptions())
+	s := openS3(t, gw.Endpoint, bucket, "p/", testOptions())
 	if got := s.String(); strings.Contains(got, gwSecret) || !strings.HasPrefix(got, "s3://"+bucket+"/p/") {
 		t.Errorf("String() = %q", got)
 	}
@@ -185,7 +187,7 @@ func TestOpen_SecretEchoedByTheServerIsRedacted(t *testing.T) {
 	t.Setenv("AWS_SECRET_ACCESS_KEY", secret)
 	t.Setenv("AWS_SESSION_TOKEN", token)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s3ErrorMessage(w, 403, "AccessDenied", "your secret is "+secret+" and your token "+token+" and key "+gwAccess)
+		s3test.ErrorMessage(w, 403, "AccessDenied", "your secret is "+secret+" and your token "+token+" and key "+gwAccess)
 	}))
 	defer srv.Close()
 	_, err := Open(ctxT(t, 10*time.Second), s3URL(srv.URL, "bucket", "p/"), testOptions())

@@ -39,10 +39,10 @@ func TestPutIfAbsent_NeverReplacesAnObject(t *testing.T) {
 			}
 			checkMessage(t, err, "s3://"+bucket+"/p/"+key, gwSecret)
 			// The condition went with the request that commits the object.
-			commits := p.requests("PUT", "/"+key)
+			commits := p.Requests("PUT", "/"+key)
 			if tc.size > 16<<20 {
 				commits = nil
-				for _, r := range p.requests("POST", "/"+key) {
+				for _, r := range p.Requests("POST", "/"+key) {
 					if strings.Contains(r, "uploadId=") {
 						commits = append(commits, r)
 					}
@@ -69,7 +69,7 @@ func TestPut_SourceOfTheWrongSizeWritesNothing(t *testing.T) {
 	gw := startGateway(t)
 	bucket := newBucket(t, gw)
 	awsEnv(t)
-	s := openS3(t, gw.endpoint, bucket, "p", testOptions())
+	s := openS3(t, gw.Endpoint, bucket, "p", testOptions())
 	data := pattern(1000, 3)
 	for _, tc := range []struct {
 		name string
@@ -99,11 +99,11 @@ func TestPut_TransientErrorIsRetriedOnlyWhenTheSourceCanBeReread(t *testing.T) {
 	s := openS3(t, p.URL(), bucket, "p", testOptions())
 	data := pattern(200<<10, 4)
 
-	p.add(rule{method: "PUT", fault: fault500, times: 1})
+	p.Add(rule{Method: "PUT", Fault: fault500, Times: 1})
 	if _, err := s.Put(ctxT(t, 10*time.Second), "a", bytes.NewReader(data), int64(len(data))); err != nil {
 		t.Fatalf("Put from a ReaderAt through one 500: %v", err)
 	}
-	if puts := p.requests("PUT", "/a"); len(puts) != 2 {
+	if puts := p.Requests("PUT", "/a"); len(puts) != 2 {
 		t.Errorf("PUTs %v, want 2", puts)
 	}
 	var buf bytes.Buffer
@@ -111,22 +111,22 @@ func TestPut_TransientErrorIsRetriedOnlyWhenTheSourceCanBeReread(t *testing.T) {
 		t.Fatalf("the retried Put stored other bytes (%v)", err)
 	}
 
-	p.add(rule{method: "PUT", fault: faultSlowDown, times: 1})
+	p.Add(rule{Method: "PUT", Fault: faultSlowDown, Times: 1})
 	_, err := s.Put(ctxT(t, 10*time.Second), "b", io.MultiReader(bytes.NewReader(data)), int64(len(data)))
 	if err == nil {
 		t.Fatal("Put from a plain reader through a 503 succeeded; it cannot be retried")
 	}
-	if puts := p.requests("PUT", "/b"); len(puts) != 1 {
+	if puts := p.Requests("PUT", "/b"); len(puts) != 1 {
 		t.Errorf("PUTs %v, want 1", puts)
 	}
 	checkMessage(t, err, "SlowDown")
 
-	p.add(rule{method: "PUT", fault: fault403, times: -1})
+	p.Add(rule{Method: "PUT", Fault: fault403, Times: -1})
 	_, err = s.Put(ctxT(t, 10*time.Second), "c", bytes.NewReader(data), int64(len(data)))
 	if !errors.Is(err, ErrAccessDenied) {
 		t.Fatalf("Put through a 403 = %v, want ErrAccessDenied", err)
 	}
-	if puts := p.requests("PUT", "/c"); len(puts) != 1 {
+	if puts := p.Requests("PUT", "/c"); len(puts) != 1 {
 		t.Errorf("PUTs %v, want 1 (403 is not retried)", puts)
 	}
 }
