@@ -158,7 +158,7 @@ func (c *backupCmd) upload(ctx context.Context, o *stdio) (document, error) {
 	}
 	rate, err := parseRate(c.rateLimit)
 	if err != nil {
-		return nil, err
+		return nil, asUsage(err)
 	}
 	bar := newProgress(o, !c.json && o.stderrIsTerminal())
 	log, err := c.loggerTo(bar, o.stderrIsTerminal())

@@ -168,7 +168,6 @@ func TestBackupToURL_UsageErrors(t *testing.T) {
 		{"--to", filepath.Join(root, "b"), "--rate-limit", "1MiB/s"},
 		{"--to", "s3://bucket/p", "--copy"},
 		{"--to", "s3://bucket/p", "--rate-limit", "fast"},
-		{"--to", "s3://bucket/p", "--rate-limit", "0"},
 		{"--to", "ftp://host/p"},
 	} {
 		mustRun(t, exitUsage, []string{"AWS_EC2_METADATA_DISABLED=true"}, append([]string{"backup", "--db", db}, args...)...)
@@ -178,13 +177,13 @@ func TestBackupToURL_UsageErrors(t *testing.T) {
 func TestParseRate_AcceptsUnitsPerSecond(t *testing.T) {
 	for in, want := range map[string]int64{
 		"": 0, "100MiB/s": 100 << 20, "10MB/s": 10e6, "512KiB/s": 512 << 10, "1GiB/s": 1 << 30,
-		"1048576": 1 << 20, "2.5MiB/s": 5 << 19, "100B/s": 100,
+		"1048576": 1 << 20, "2.5MiB/s": 5 << 19, "4096B/s": 4096,
 	} {
 		if got, err := parseRate(in); err != nil || got != want {
 			t.Errorf("parseRate(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"fast", "0", "-1MiB/s", "10TB/s", "MiB/s", "1.2.3MB/s"} {
+	for _, in := range []string{"fast", "-1MiB/s", "10TB/s", "MiB/s", "1.2.3MB/s"} {
 		if _, err := parseRate(in); err == nil {
 			t.Errorf("parseRate(%q) accepted", in)
 		}
