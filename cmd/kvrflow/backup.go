@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -151,6 +152,10 @@ func (d *remoteBackupDoc) text(w io.Writer) {
 	}
 }
 
+// uploadMemoryLimit is the Go heap's soft limit during backup --to URL,
+// unless GOMEMLIMIT is set.
+const uploadMemoryLimit = 100 << 20
+
 // upload is backup --to URL.
 func (c *backupCmd) upload(ctx context.Context, o *stdio) (document, error) {
 	if c.copy {
@@ -160,13 +165,19 @@ func (c *backupCmd) upload(ctx context.Context, o *stdio) (document, error) {
 	if err != nil {
 		return nil, asUsage(err)
 	}
+	if o.getenv("GOMEMLIMIT") == "" {
+		// The uploads' buffers are about 50 MiB (2 files at once, each
+		// Concurrency+1 parts of 8 MiB); the soft limit makes the garbage
+		// collector run before the heap doubles past them.
+		debug.SetMemoryLimit(uploadMemoryLimit)
+	}
 	bar := newProgress(o, !c.json && o.stderrIsTerminal())
 	log, err := c.loggerTo(bar, o.stderrIsTerminal())
 	if err != nil {
 		return nil, err
 	}
 	res, err := kvrflow.BackupTo(ctx, c.db, c.to, kvrflow.RemoteBackupOptions{
-		Remote:   remote.Options{RateLimit: rate},
+		Remote:   remote.Options{RateLimit: rate, Concurrency: 2},
 		Progress: func(done, total int64) { bar.update(done, total, "bytes") },
 		Log:      log,
 	})
