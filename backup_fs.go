@@ -213,7 +213,8 @@ func (w *uploadWork) create(url string) (*uploadDir, error) {
 // sweep goes through the upload directories a crashed or failed earlier
 // backup left: the newest proven one for url whose checkpoint is complete
 // is returned, to resume from; every other proven one is removed, and
-// anything unproven is left in place and reported (res.Unproven).
+// anything unproven is left in place and reported (res.Unproven), unless
+// it is an empty directory (a crash before the marker was written).
 func (w *uploadWork) sweep(url string, log *zerolog.Logger, res *RemoteBackupResult) (*uploadDir, error) {
 	names, err := w.seam.List(w.layout.Work)
 	if err != nil {
@@ -231,6 +232,14 @@ func (w *uploadWork) sweep(url string, log *zerolog.Logger, res *RemoteBackupRes
 			return nil, err
 		}
 		if d == nil {
+			// A crash between the directory and its marker leaves it
+			// empty: removing an empty directory loses nothing.
+			if removed, err := w.seam.RemoveEmptyDir(path); err != nil {
+				return nil, err
+			} else if removed {
+				res.Removed = append(res.Removed, path)
+				continue
+			}
 			log.Warn().Str("path", path).Str("reason", why).Msg("left in place: not provably a checkpoint kvrflow made")
 			res.Unproven = append(res.Unproven, path)
 			continue

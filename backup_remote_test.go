@@ -383,12 +383,19 @@ func TestBackupTo_LeftoversRemovedOnlyWhenProven(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(copied, uploadMarkerName), data, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	empty := filepath.Join(work, uploadPrefix+"fedcba9876543210") // a crash before its marker
+	if err := os.Mkdir(empty, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	res, err := BackupTo(context.Background(), f.db, f.url, RemoteBackupOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Removed) != 0 || len(res.Unproven) != 3 {
-		t.Errorf("removed %v, unproven %v; want nothing removed, three reported (the real one renamed too)", res.Removed, res.Unproven)
+	if _, err := os.Stat(empty); err == nil || len(res.Removed) != 1 || res.Removed[0] != empty {
+		t.Errorf("an empty upload directory was not removed: %v", res.Removed)
+	}
+	if len(res.Unproven) != 3 {
+		t.Errorf("unproven %v; want three reported (the real one renamed too)", res.Unproven)
 	}
 	for _, p := range []string{noMarker, copied, moved} {
 		if _, err := os.Stat(p); err != nil {
