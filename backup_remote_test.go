@@ -417,3 +417,25 @@ func TestBackupTo_LeftoversRemovedOnlyWhenProven(t *testing.T) {
 }
 
 func equalStrings(a, b []string) bool { return strings.Join(a, "\n") == strings.Join(b, "\n") }
+
+func TestBackupTo_FileURL(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "db")
+	want := testutil.MakeDB(t, vfs.Default, db, 4, 500)
+	root := t.TempDir()
+	url := "file://" + root
+	res, err := BackupTo(context.Background(), db, url, RemoteBackupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := BackupTo(context.Background(), db, url, RemoteBackupOptions{}); !errors.Is(err, ErrBackupExists) {
+		t.Errorf("second backup to %s: %v, want ErrBackupExists", url, err)
+	}
+	dir := download(t, url)
+	target := filepath.Join(t.TempDir(), "restored")
+	if _, err := Restore(context.Background(), Options{DB: target, Source: dir}); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ReadDB(t, vfs.Default, target); !testutil.Equal(got, want) {
+		t.Fatalf("restored %d keys, the database had %d (%+v)", len(got), len(want), res)
+	}
+}
