@@ -148,6 +148,7 @@ func TestBackupToURL_RefusedRequestsAndMissingBucketExit2(t *testing.T) {
 	} {
 		r := mustRun(t, exitUsage, nil, "backup", "--db", db, "--to", url)
 		noSecret(t, r)
+		t.Logf("%s", strings.TrimSpace(r.stderr))
 		base, _, _ := strings.Cut(url, "?")
 		if lines := strings.Split(strings.TrimSpace(r.stderr), "\n"); len(lines) != 1 || !strings.Contains(lines[0], base) {
 			t.Errorf("want one error line naming %s:\n%s", base, r)
