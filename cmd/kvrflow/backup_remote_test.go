@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -188,5 +189,37 @@ func TestParseRate_AcceptsUnitsPerSecond(t *testing.T) {
 		if _, err := parseRate(in); err == nil {
 			t.Errorf("parseRate(%q) accepted", in)
 		}
+	}
+}
+
+func TestBackupToURL_InterruptedUploadSaysHowToResume(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a rate-limited upload interrupted half way: not in -short")
+	}
+	gw, bucket, db := s3Fixture(t, sampledb.Spec{Seed: 4, Keys: 4000, ValueSize: 1000, Flushes: 8})
+	url := s3test.URL(gw.Endpoint, bucket, "app/1")
+	cmd, stdout, stderr := newCmd(nil, "backup", "--db", db, "--to", url, "--rate-limit", "1MiB/s")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); len(objects(t, url)) < 1; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("no object uploaded in a minute")
+		}
+	}
+	cmd.Process.Signal(os.Interrupt)
+	r := ended(t, cmd, stdout, stderr, cmd.Wait())
+	if r.code == exitOK {
+		t.Skipf("the upload ended before the signal: %s", r)
+	}
+	if r.code != exitRolledBack || !strings.Contains(r.stderr, "run the same backup again to resume") {
+		t.Fatalf("want exit 1 saying how to resume: %s", r)
+	}
+	r = mustRun(t, exitOK, nil, "backup", "--db", db, "--to", url, "--json")
+	var doc remoteBackupJSON
+	decode(t, r, &doc)
+	if !doc.Resumed || doc.KeptFiles < 1 {
+		t.Errorf("re-run after SIGINT: %+v; want a resumed upload", doc)
 	}
 }
