@@ -91,39 +91,67 @@ func Backup(ctx context.Context, db, out string, fs vfs.FS, opts ...BackupOption
 	} else if ok {
 		return nil, fmt.Errorf("%w: %s: already exists", steps.ErrBadPath, out)
 	}
-	if ok, err := seam.Exists(filepath.Join(db, manifest.Name)); err != nil {
+	if err := checkBackupDB(seam, db); err != nil {
 		return nil, err
+	}
+	m, mode, why, err := checkpointDB(ctx, seam, db, out, o.copy)
+	if err != nil {
+		return nil, err
+	}
+	dir := out
+	if abs, err := filepath.Abs(out); err == nil {
+		dir = abs // the result names the backup wherever it is read
+	}
+	return &BackupResult{Dir: dir, Files: len(m.Files), Bytes: m.Bytes(), Mode: mode, Why: why}, nil
+}
+
+// checkBackupDB refuses a db that is not a Pebble database: a kvrflow
+// backup, a RocksDB database, a missing or foreign directory
+// (steps.ErrBadPath).
+func checkBackupDB(seam *fsx.FS, db string) error {
+	if ok, err := seam.Exists(filepath.Join(db, manifest.Name)); err != nil {
+		return err
 	} else if ok {
 		// Opening a backup as a database would write into it and break
 		// its manifest.
-		return nil, fmt.Errorf("%w: %s is a kvrflow backup, not a database: restore it first", steps.ErrBadPath, db)
+		return fmt.Errorf("%w: %s is a kvrflow backup, not a database: restore it first", steps.ErrBadPath, db)
 	}
 	// Only a Pebble database is opened: Pebble would make a LOCK (and
 	// more) in any other directory, and refuses RocksDB's format.
 	switch kind, _, err := steps.ClassifyTarget(seam, db); {
 	case err != nil:
-		return nil, fmt.Errorf("%w: %w", steps.ErrBadPath, err)
+		return fmt.Errorf("%w: %w", steps.ErrBadPath, err)
 	case kind == steps.TargetAbsent:
-		return nil, fmt.Errorf("%w: database %s does not exist", steps.ErrBadPath, db)
+		return fmt.Errorf("%w: database %s does not exist", steps.ErrBadPath, db)
 	case kind == steps.TargetRocksDB:
-		return nil, fmt.Errorf("%w: %s is a RocksDB (Kvrocks) database: kvrflow backup makes Pebble backups; make a RocksDB checkpoint or BackupEngine backup (ldb checkpoint, Kvrocks BGSAVE/backup) and restore from that", steps.ErrBadPath, db)
+		return fmt.Errorf("%w: %s is a RocksDB (Kvrocks) database: kvrflow backup makes Pebble backups; make a RocksDB checkpoint or BackupEngine backup (ldb checkpoint, Kvrocks BGSAVE/backup) and restore from that", steps.ErrBadPath, db)
 	case kind != steps.TargetPebble && kind != steps.TargetMixed:
-		return nil, fmt.Errorf("%w: %s holds no Pebble database (%s)", steps.ErrBadPath, db, kind)
+		return fmt.Errorf("%w: %s holds no Pebble database (%s)", steps.ErrBadPath, db, kind)
 	}
-	cfs, err := newCheckpointFS(ctx, seam, db, out, o.copy)
+	return nil
+}
+
+// checkpointDB makes the checkpoint of db in out (which must not exist:
+// Pebble creates it), checks it with CheckLevels and writes its manifest
+// durably last; it returns the manifest and how the tables got there. A
+// checkpoint that fails CheckLevels is removed (this call made it); on
+// any other error out may hold a partial checkpoint without a manifest,
+// which the caller owns.
+func checkpointDB(ctx context.Context, seam *fsx.FS, db, out string, copy bool) (*manifest.Manifest, BackupMode, string, error) {
+	cfs, err := newCheckpointFS(ctx, seam, db, out, copy)
 	if err != nil {
-		return nil, err
+		return nil, "", "", err
 	}
 	d, err := pebble.Open(db, &pebble.Options{FS: cfs, ErrorIfNotExists: true, Logger: steps.PebbleLogger(zerolog.Nop())})
 	if err != nil {
-		return nil, fmt.Errorf("open database %s: %w", db, classifyOpen(err))
+		return nil, "", "", fmt.Errorf("open database %s: %w", db, classifyOpen(err))
 	}
 	err = d.Checkpoint(out, pebble.WithFlushedWAL())
 	if cerr := d.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return nil, fmt.Errorf("checkpoint %s to %s: %w", db, out, err)
+		return nil, "", "", fmt.Errorf("checkpoint %s to %s: %w", db, out, err)
 	}
 	mode, why := cfs.mode()
 	// Check every block before the manifest records its checksums, so that
@@ -131,7 +159,7 @@ func Backup(ctx context.Context, db, out string, fs vfs.FS, opts ...BackupOption
 	// corruption the live database already had. A checkpoint that fails is
 	// removed: this call made it, and it could never be restored.
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, "", "", err
 	}
 	if err := checkCheckpoint(seam, out); err != nil {
 		what := "could not be checked"
@@ -140,38 +168,34 @@ func Backup(ctx context.Context, db, out string, fs vfs.FS, opts ...BackupOption
 			what = "is corrupt"
 		}
 		if rerr := seam.RemoveAllDurable(out); rerr != nil {
-			return nil, fmt.Errorf("the checkpoint %s of database %s %s (%w), and removing it failed: %w", out, db, what, err, rerr)
+			return nil, "", "", fmt.Errorf("the checkpoint %s of database %s %s (%w), and removing it failed: %w", out, db, what, err, rerr)
 		}
-		return nil, fmt.Errorf("database %s %s: its checkpoint failed CheckLevels and was removed, no backup made: %w", db, what, err)
+		return nil, "", "", fmt.Errorf("database %s %s: its checkpoint failed CheckLevels and was removed, no backup made: %w", db, what, err)
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, "", "", err
 	}
 	names, err := seam.List(out)
 	if err != nil {
-		return nil, err
+		return nil, "", "", err
 	}
 	slices.Sort(names)
 	m := &manifest.Manifest{Engine: "pebble", Created: time.Now().UTC()}
 	buf := make([]byte, fsx.BufferSize)
 	for _, n := range names {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return nil, "", "", err
 		}
 		size, crc, err := seam.Checksum(ctx, filepath.Join(out, n), fsx.Want{}, buf)
 		if err != nil {
-			return nil, err
+			return nil, "", "", err
 		}
 		m.Files = append(m.Files, manifest.File{Name: n, Size: size, CRC32C: crc})
 	}
 	if err := seam.WriteFileDurable(filepath.Join(out, manifest.Name), m.Encode()); err != nil {
-		return nil, err
+		return nil, "", "", err
 	}
-	dir := out
-	if abs, err := filepath.Abs(out); err == nil {
-		dir = abs // the result names the backup wherever it is read
-	}
-	return &BackupResult{Dir: dir, Files: len(m.Files), Bytes: m.Bytes(), Mode: mode, Why: why}, nil
+	return m, mode, why, nil
 }
 
 // checkBackupParent refuses an out whose parent directory is missing or

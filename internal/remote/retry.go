@@ -111,6 +111,13 @@ func transient(err error) bool {
 		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 		return true
 	}
+	// A reset while the request body is being written reaches the writer
+	// as "use of closed network connection": the transport closed the
+	// connection the server had reset. (A cancelled context is caught
+	// above, and by retry before each attempt.)
+	if errors.Is(err, net.ErrClosed) {
+		return true
+	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		return true

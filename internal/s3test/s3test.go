@@ -66,6 +66,15 @@ func Main(m *testing.M) {
 	os.Exit(code)
 }
 
+// Stop stops the gateway if one was started: for a TestMain that has more
+// to do after m.Run than Main allows. Safe to call more than once.
+func Stop() {
+	if shared.gw != nil {
+		shared.gw.stop()
+		shared.gw = nil
+	}
+}
+
 // versitygwPath finds versitygw on PATH or in GOPATH/bin.
 func versitygwPath() string {
 	if p, err := exec.LookPath("versitygw"); err == nil {
