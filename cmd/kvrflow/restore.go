@@ -44,7 +44,7 @@ is killed, DIR still holds the old or the new database, and the next kvrflow
 restore or recover finishes the run.`,
 	example: `kvrflow restore --from /backups/app-2024-06-01 --db /var/lib/app/db
   kvrflow restore --from 's3://backups/app/2024-06-01?region=eu-west-1' --db /var/lib/app/db --rate-limit 100MiB/s`,
-	new:     func() runner { return &restoreCmd{} },
+	new: func() runner { return &restoreCmd{} },
 }
 
 type restoreCmd struct {
