@@ -1,0 +1,195 @@
+package remoterestore
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/kvrflow/kvrflow"
+	"github.com/kvrflow/kvrflow/internal/remote"
+	"github.com/kvrflow/kvrflow/internal/s3test"
+	"github.com/kvrflow/kvrflow/internal/testutil"
+)
+
+// kvrflowBin is the kvrflow binary TestMain builds.
+var kvrflowBin string
+
+func TestMain(m *testing.M) {
+	// One binary per user, replaced atomically by each run (s3test.Main
+	// exits the process, so nothing could remove a directory per run).
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("kvrflow-remoterestore-bin-%d", os.Getuid()))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	tmp := filepath.Join(dir, fmt.Sprintf("kvrflow.%d", os.Getpid()))
+	build := exec.Command("go", "build", "-o", tmp, "github.com/kvrflow/kvrflow/cmd/kvrflow")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintf(os.Stderr, "build kvrflow: %v\n", err)
+		os.Exit(1)
+	}
+	kvrflowBin = filepath.Join(dir, "kvrflow")
+	if err := os.Rename(tmp, kvrflowBin); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	s3test.Main(m)
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// server is a bucket on the tests' gateway with the AWS environment set.
+type server struct {
+	gw     *s3test.Gateway
+	bucket string
+}
+
+func newServer(t testing.TB) *server {
+	t.Helper()
+	gw := s3test.Start(t)
+	s3test.AWSEnv(t)
+	return &server{gw: gw, bucket: s3test.NewBucket(t, gw)}
+}
+
+// url is the URL of prefix in the bucket, on the gateway itself.
+func (s *server) url(prefix string) string { return s3test.URL(s.gw.Endpoint, s.bucket, prefix) }
+
+// upload puts every file below dir under prefix, keys relative to dir.
+func (s *server) upload(t testing.TB, dir, prefix string) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := remote.Open(ctx, s.url(prefix), remote.Options{})
+	must(t, err)
+	defer st.Close()
+	must(t, filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		fi, _ := f.Stat()
+		_, err = st.Put(ctx, filepath.ToSlash(rel), f, fi.Size())
+		return err
+	}))
+}
+
+// put stores data at key under prefix (replacing what is there).
+func (s *server) put(t testing.TB, prefix, key string, data []byte) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := remote.Open(ctx, s.url(prefix), remote.Options{})
+	must(t, err)
+	defer st.Close()
+	_, err = st.Put(ctx, key, bytes.NewReader(data), int64(len(data)))
+	must(t, err)
+}
+
+// get reads the object at key under prefix.
+func (s *server) get(t testing.TB, prefix, key string) []byte {
+	t.Helper()
+	ctx := context.Background()
+	st, err := remote.Open(ctx, s.url(prefix), remote.Options{})
+	must(t, err)
+	defer st.Close()
+	var b bytes.Buffer
+	_, _, err = st.Copy(ctx, key, &b, remote.Want{Size: -1})
+	must(t, err)
+	return b.Bytes()
+}
+
+// pebbleFixture is an old Pebble database at db and a kvrflow backup of
+// another, uploaded under prefix "pebble".
+type pebbleFixture struct {
+	root, db, backup string
+	old, new         map[string]string
+}
+
+func newPebbleFixture(t testing.TB, s *server, n int) *pebbleFixture {
+	t.Helper()
+	root := t.TempDir()
+	f := &pebbleFixture{root: root, db: filepath.Join(root, "node", "db"), backup: filepath.Join(root, "backup")}
+	must(t, os.MkdirAll(filepath.Dir(f.db), 0o755))
+	src := filepath.Join(root, "src")
+	f.new = testutil.MakeDB(t, vfs.Default, src, 2, n)
+	if _, err := kvrflow.Backup(context.Background(), src, f.backup, nil); err != nil {
+		t.Fatal(err)
+	}
+	f.old = testutil.MakeDB(t, vfs.Default, f.db, 1, n/2)
+	if s != nil {
+		s.upload(t, f.backup, "pebble")
+	}
+	return f
+}
+
+// snapshot is every file of the database directory, with its contents.
+func (f *pebbleFixture) snapshot(t testing.TB) map[string]string {
+	t.Helper()
+	return testutil.Snapshot(t, vfs.Default, f.db)
+}
+
+func (f *pebbleFixture) keys(t testing.TB) map[string]string {
+	t.Helper()
+	return testutil.ReadDB(t, vfs.Default, f.db)
+}
+
+// result is how one run of the binary ended.
+type result struct {
+	args           []string
+	stdout, stderr string
+	code           int
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("kvrflow %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(r.args, " "), r.code, r.stdout, r.stderr)
+}
+
+// run runs the binary with the test's environment (AWSEnv's) and env.
+func run(t testing.TB, env []string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(kvrflowBin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := result{args: args, stdout: stdout.String(), stderr: stderr.String()}
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			t.Fatalf("run kvrflow: %v", err)
+		}
+		r.code = ee.ExitCode()
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			r.code = -1
+		}
+	}
+	return r
+}
+
+// randomBytes returns n bytes derived from seed.
+func randomBytes(seed uint64, n int) []byte {
+	rng := rand.New(rand.NewPCG(seed, 7))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	return b
+}
