@@ -18,6 +18,7 @@ import (
 	"github.com/kvrflow/kvrflow/internal/remote"
 	"github.com/kvrflow/kvrflow/internal/s3test"
 	"github.com/kvrflow/kvrflow/internal/testutil"
+	"github.com/kvrflow/kvrflow/journal"
 )
 
 // kvrflowBin is the kvrflow binary TestMain builds.
@@ -192,4 +193,96 @@ func randomBytes(seed uint64, n int) []byte {
 		b[i] = byte(rng.Uint32())
 	}
 	return b
+}
+
+func needLdb(t testing.TB) string {
+	t.Helper()
+	p, err := exec.LookPath("ldb")
+	if err == nil {
+		return p
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("ldb not on PATH under CI: .ci/run must install rocksdb-tools")
+	}
+	t.Skip("ldb (Debian rocksdb-tools) not on PATH; apt-get install rocksdb-tools to run the RocksDB tests")
+	return ""
+}
+
+func ldb(t testing.TB, stdin string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(needLdb(t), args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("ldb %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// makeRocksDB creates a RocksDB database in dir with n keys derived from
+// seed, in three batches (several tables), and returns its `ldb scan`.
+func makeRocksDB(t testing.TB, dir string, seed uint64, n int) string {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(seed, 3))
+	for batch := 0; batch < 3; batch++ {
+		var b strings.Builder
+		for i := batch; i < n; i += 3 {
+			fmt.Fprintf(&b, "key-%07d ==> %x\n", i, rng.Uint64())
+		}
+		ldb(t, b.String(), "--db="+dir, "--create_if_missing", "load")
+	}
+	return ldb(t, "", "--db="+dir, "scan")
+}
+
+// rocksFixture is an old RocksDB database at db, and a BackupEngine
+// directory and a checkpoint of another uploaded under "rocks" and
+// "checkpoint".
+type rocksFixture struct {
+	root, db, backup, checkpoint, src string
+	old, new                          string // ldb scan
+}
+
+func newRocksFixture(t testing.TB, s *server) *rocksFixture {
+	t.Helper()
+	needLdb(t)
+	root := t.TempDir()
+	f := &rocksFixture{root: root, db: filepath.Join(root, "node", "db"), src: filepath.Join(root, "src"),
+		backup: filepath.Join(root, "backup"), checkpoint: filepath.Join(root, "checkpoint")}
+	must(t, os.MkdirAll(filepath.Dir(f.db), 0o755))
+	f.new = makeRocksDB(t, f.src, 2, 300)
+	ldb(t, "", "--db="+f.src, "backup", "--backup_dir="+f.backup)
+	ldb(t, "", "--db="+f.src, "checkpoint", "--checkpoint_dir="+f.checkpoint)
+	f.old = makeRocksDB(t, f.db, 1, 150)
+	s.upload(t, f.backup, "rocks")
+	s.upload(t, f.checkpoint, "checkpoint")
+	return f
+}
+
+func (f *rocksFixture) scan(t testing.TB) string {
+	t.Helper()
+	return ldb(t, "", "--db="+f.db, "scan")
+}
+
+// journalDetail returns the details of the newest run's event of db's
+// journal named event.
+func journalDetail(t testing.TB, db, event string) string {
+	t.Helper()
+	j, err := journal.Open(db+".kvrflow/journal.db", journal.Options{ReadOnly: true})
+	must(t, err)
+	defer j.Close()
+	runs, err := j.Runs(0)
+	must(t, err)
+	var id uint64
+	for _, r := range runs {
+		id = max(id, r.ID)
+	}
+	evs, err := j.Events(id)
+	must(t, err)
+	for _, ev := range evs {
+		if ev.Event == event {
+			return string(ev.Details)
+		}
+	}
+	t.Fatalf("run %d has no %s event", id, event)
+	return ""
 }
