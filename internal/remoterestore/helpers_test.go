@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -70,8 +71,9 @@ func newServer(t testing.TB) *server {
 // url is the URL of prefix in the bucket, on the gateway itself.
 func (s *server) url(prefix string) string { return s3test.URL(s.gw.Endpoint, s.bucket, prefix) }
 
-// upload puts every file below dir under prefix, keys relative to dir.
-func (s *server) upload(t testing.TB, dir, prefix string) {
+// upload puts every file below dir under prefix, keys relative to dir,
+// but those named in skip.
+func (s *server) upload(t testing.TB, dir, prefix string, skip ...string) {
 	t.Helper()
 	ctx := context.Background()
 	st, err := remote.Open(ctx, s.url(prefix), remote.Options{})
@@ -82,6 +84,9 @@ func (s *server) upload(t testing.TB, dir, prefix string) {
 			return err
 		}
 		rel, _ := filepath.Rel(dir, p)
+		if slices.Contains(skip, filepath.ToSlash(rel)) {
+			return nil
+		}
 		f, err := os.Open(p)
 		if err != nil {
 			return err
