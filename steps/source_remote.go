@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/kvrflow/kvrflow/internal/fsx"
 	"github.com/kvrflow/kvrflow/internal/manifest"
@@ -26,6 +27,9 @@ var (
 	RemoteFiles       = 2
 	RemotePartSize    = int64(8 << 20)
 	RemoteConcurrency = 4
+	// RemoteIdleTimeout is how long a transfer waits for a byte before it
+	// retries (0: internal/remote's default, 30 s); tests shorten it.
+	RemoteIdleTimeout time.Duration
 )
 
 // maxRemoteMeta bounds the size of a manifest or meta file read into
@@ -51,7 +55,7 @@ type remoteState struct {
 // RemoteOptions returns the options Write's transfers use, with the rate
 // limit given (bytes per second, 0: none).
 func RemoteOptions(rateLimit int64) remote.Options {
-	return remote.Options{PartSize: RemotePartSize, Concurrency: RemoteConcurrency, RateLimit: rateLimit}
+	return remote.Options{PartSize: RemotePartSize, Concurrency: RemoteConcurrency, RateLimit: rateLimit, IdleTimeout: RemoteIdleTimeout}
 }
 
 // OpenRemoteSource reads the source stored under the URL rawURL, as
