@@ -26,9 +26,12 @@ import (
 var kvrflowBin string
 
 func TestMain(m *testing.M) {
+	if os.Getenv(rssHelperEnv) == "1" {
+		os.Exit(rssHelper())
+	}
 	// One binary per user, replaced atomically by each run (s3test.Main
 	// exits the process, so nothing could remove a directory per run).
-	dir := filepath.Join(os.TempDir(), fmt.Sprintf("kvrflow-remoterestore-bin-%d", os.Getuid()))
+	dir := filepath.Dir(kvrflowPath())
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -40,12 +43,17 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "build kvrflow: %v\n", err)
 		os.Exit(1)
 	}
-	kvrflowBin = filepath.Join(dir, "kvrflow")
+	kvrflowBin = kvrflowPath()
 	if err := os.Rename(tmp, kvrflowBin); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	s3test.Main(m)
+}
+
+// kvrflowPath is where TestMain puts the binary.
+func kvrflowPath() string {
+	return filepath.Join(os.TempDir(), fmt.Sprintf("kvrflow-remoterestore-bin-%d", os.Getuid()), "kvrflow")
 }
 
 func must(t testing.TB, err error) {
