@@ -1,6 +1,7 @@
 package remoterestore
 
 import (
+	"fmt"
 	"bytes"
 	"context"
 	"math/rand/v2"
@@ -18,8 +19,10 @@ import (
 )
 
 // newBigPebbleFixture is a pebbleFixture whose backup holds keys random
-// values of valueSize bytes in several tables, uploaded under prefix.
-func newBigPebbleFixture(t testing.TB, s *server, prefix string, keys, valueSize int) *pebbleFixture {
+// values of valueSize bytes in several tables, and a file of random bytes
+// of each size in blobs (which the database does not use), uploaded under
+// prefix.
+func newBigPebbleFixture(t testing.TB, s *server, prefix string, keys, valueSize int, blobs ...int64) *pebbleFixture {
 	t.Helper()
 	root := t.TempDir()
 	f := &pebbleFixture{root: root, db: filepath.Join(root, "node", "db"), backup: filepath.Join(root, "backup")}
@@ -31,6 +34,9 @@ func newBigPebbleFixture(t testing.TB, s *server, prefix string, keys, valueSize
 		t.Fatal(err)
 	}
 	must(t, os.RemoveAll(src))
+	for i, size := range blobs {
+		must(t, sampledb.AddFile(f.backup, fmt.Sprintf("blob-%d", i), size, uint64(i)))
+	}
 	f.old = testutil.MakeDB(t, vfs.Default, f.db, 1, 200)
 	s.upload(t, f.backup, prefix)
 	return f

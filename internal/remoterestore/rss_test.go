@@ -22,16 +22,17 @@ const maxRSS = 128 << 20
 // and reads the process's peak RSS (see peakRSS): it must stay under
 // 128 MiB. The transfers hold at most
 // steps.RemoteFiles × (RemoteConcurrency+1) × RemotePartSize bytes of
-// buffers; the CLI sets a 100 MiB soft heap limit for remote sources. A
-// 48 MiB backup in -short, 320 MiB otherwise (tables of tens of MiB, so
-// every file is many ranged parts).
+// buffers; the CLI sets a 100 MiB soft heap limit for remote sources. An
+// 80 MiB backup in -short, 368 MiB otherwise: 2 MiB tables, and files of
+// 64 or 160 MiB, each many ranged parts.
 func TestRemote_PeakRSS(t *testing.T) {
 	s := newServer(t)
-	keys := 3 << 10 // 48 MiB of 16 KiB values
+	// Tables of 2 MiB, and files of many 8 MiB parts.
+	keys, blobs := 1<<10, []int64{64 << 20}
 	if !testing.Short() {
-		keys = 20 << 10 // 320 MiB
+		keys, blobs = 3<<10, []int64{160 << 20, 160 << 20}
 	}
-	f := newBigPebbleFixture(t, s, "big", keys, 16<<10)
+	f := newBigPebbleFixture(t, s, "big", keys, 16<<10, blobs...)
 	var total int64
 	for _, e := range mustReadDir(t, f.backup) {
 		total += e
