@@ -52,12 +52,13 @@ func parseRate(s string) (int64, error) {
 	return int64(n), nil
 }
 
-// remoteMemoryLimit is the Go heap's soft limit while restoring from an
-// object store, unless GOMEMLIMIT is set: the transfers' buffers are
-// about 80 MiB at most (steps.RemoteFiles × (RemoteConcurrency+1) ×
+// remoteMemoryLimit is the Go runtime's soft memory limit while restoring
+// from an object store, unless GOMEMLIMIT is set: the transfers' buffers
+// are 32 MiB at most (steps.RemoteFiles × (RemoteConcurrency+1) ×
 // RemotePartSize), and the limit makes the garbage collector run before
-// the heap doubles past them, so the process stays under 128 MiB.
-const remoteMemoryLimit = 100 << 20
+// the heap doubles past them, so that with the binary's own pages the
+// process stays under 128 MiB (TestRemote_PeakRSS).
+const remoteMemoryLimit = 80 << 20
 
 // limitMemoryForRemote sets remoteMemoryLimit unless the environment set
 // GOMEMLIMIT.

@@ -84,6 +84,9 @@ func peakRSS(t testing.TB, args ...string) int64 {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("kvrflow %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
 	}
+	if os.Getenv("KVRFLOW_TEST_RSS_TRACE") != "" {
+		t.Logf("%s", stderr.String())
+	}
 	kib, err := strconv.ParseInt(strings.TrimSpace(stdout.String()), 10, 64)
 	if err != nil {
 		t.Fatalf("helper said %q: %v", stdout.String(), err)
