@@ -1,9 +1,9 @@
 package remoterestore
 
 import (
-	"fmt"
 	"bytes"
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"

@@ -3,10 +3,10 @@ package remoterestore
 import (
 	"bytes"
 	"fmt"
-	"strconv"
-	"strings"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 
