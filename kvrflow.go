@@ -44,7 +44,8 @@ type Options struct {
 	// (default), steps.VerifyFull or steps.VerifySize (see their docs).
 	Verify string
 	// BackupID picks a backup of a RocksDB BackupEngine directory; 0 means
-	// the latest.
+	// its only backup (several are refused, steps.ErrBadSource, naming
+	// them).
 	BackupID uint64
 	// Journal is the journal file; default DB.kvrflow/journal.db.
 	Journal string

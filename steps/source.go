@@ -79,9 +79,10 @@ func (s *Source) Bytes() int64 {
 // rocksdb, or auto: detected): a kvrflow backup (it has KVRFLOW-BACKUP), a
 // RocksDB BackupEngine directory (it has meta/), or a plain RocksDB
 // checkpoint (it has CURRENT). A Pebble directory without the manifest is
-// refused. backupID picks a
-// RocksDB backup; 0 means the latest. It does not read the files' data
-// (Precheck checksums them).
+// refused. backupID picks a RocksDB backup; 0 means the only one
+// (several are refused, naming them). It does not read the files' data
+// (Precheck checksums them). A source in an object store is opened by
+// OpenRemoteSource (OpenAnySource picks).
 //
 // Only regular files are read, and only through directories: dir itself
 // may be a symbolic link (it is resolved once, and the Source's paths are

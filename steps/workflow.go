@@ -120,7 +120,7 @@ type Env struct {
 	// remote.SafeURL). Empty in recovery.
 	Source   string
 	Engine   string // pebble, rocksdb or auto (default)
-	BackupID uint64 // RocksDB backup to restore; 0: the latest
+	BackupID uint64 // RocksDB backup to restore; 0: the only one there
 	Mode     Mode
 	Verify   string // VerifyChecksum (default, also ""), VerifyFull or VerifySize
 	// Force replaces a DB that is neither empty nor a known database; its

@@ -154,6 +154,9 @@ func (c *restoreCmd) run(ctx context.Context, o *stdio, args []string) (document
 			return nil, asUsage(fmt.Errorf("--from %s: %w", c.from, err))
 		}
 		shown = src
+		if rate > 0 {
+			log.Warn().Msg("--rate-limit applies to a remote source (a URL) only; this local restore is not limited")
+		}
 	}
 	defer sayWhenInterrupted(ctx, log)()
 	res, err := kvrflow.Restore(ctx, kvrflow.Options{DB: c.db, Source: src, RateLimit: rate, Mode: mode, Engine: c.engine, Verify: c.verify, BackupID: c.backupID, Journal: c.journal,
