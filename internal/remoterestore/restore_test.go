@@ -11,15 +11,30 @@ import (
 	"github.com/kvrflow/kvrflow/steps"
 )
 
+// TestRestore_FromS3KvrflowBackup restores a kvrflow backup from the
+// server in copy mode (auto resolves to it), reporting its progress in
+// bytes.
 func TestRestore_FromS3KvrflowBackup(t *testing.T) {
 	s := newServer(t)
 	f := newPebbleFixture(t, s, 300)
-	res, err := kvrflow.Restore(context.Background(), kvrflow.Options{DB: f.db, Source: s.url("pebble")})
+	var last, total int64
+	var units []string
+	progress := func(done, tot int64, unit string) {
+		last, total = done, tot
+		if len(units) == 0 || units[len(units)-1] != unit {
+			units = append(units, unit)
+		}
+	}
+	res, err := kvrflow.Restore(context.Background(), kvrflow.Options{DB: f.db, Source: s.url("pebble"), Progress: progress})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.Run.Outcome != steps.OutcomeCommitted || res.Summary.Mode != string(steps.ModeCopy) {
 		t.Fatalf("run %+v summary %+v", res.Run, res.Summary)
+	}
+	// Progress in bytes, up to the backup's total.
+	if last != total || total != res.Summary.Bytes || len(units) != 1 || units[0] != steps.ProgressBytes {
+		t.Errorf("progress ended at %d of %d %v; the backup holds %d bytes", last, total, units, res.Summary.Bytes)
 	}
 	if got := f.keys(t); !testutil.Equal(got, f.new) {
 		t.Fatal("restored database differs from the backup")
