@@ -117,19 +117,6 @@ func (s *server) put(t testing.TB, prefix, key string, data []byte) {
 	must(t, err)
 }
 
-// get reads the object at key under prefix.
-func (s *server) get(t testing.TB, prefix, key string) []byte {
-	t.Helper()
-	ctx := context.Background()
-	st, err := remote.Open(ctx, s.url(prefix), remote.Options{})
-	must(t, err)
-	defer st.Close()
-	var b bytes.Buffer
-	_, _, err = st.Copy(ctx, key, &b, remote.Want{Size: -1})
-	must(t, err)
-	return b.Bytes()
-}
-
 // pebbleFixture is an old Pebble database at db and a kvrflow backup of
 // another, uploaded under prefix "pebble".
 type pebbleFixture struct {
@@ -196,16 +183,6 @@ func run(t testing.TB, env []string, args ...string) result {
 		}
 	}
 	return r
-}
-
-// randomBytes returns n bytes derived from seed.
-func randomBytes(seed uint64, n int) []byte {
-	rng := rand.New(rand.NewPCG(seed, 7))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(rng.Uint32())
-	}
-	return b
 }
 
 func needLdb(t testing.TB) string {
