@@ -104,3 +104,35 @@ func TestRestore_RemoteKilledThenRecovered(t *testing.T) {
 		t.Fatal("restore after the kills: DB differs from the backup")
 	}
 }
+
+// TestCLI_RemoteSIGINTRollsBack interrupts a rate-limited remote restore
+// with SIGINT while it transfers: it rolls back (exit 1) and DB holds the
+// old database, or, had it already finished, the backup's (exit 0).
+func TestCLI_RemoteSIGINTRollsBack(t *testing.T) {
+	s := newServer(t)
+	f := newBigPebbleFixture(t, s, "big", 640, 16<<10)
+	cmd := exec.Command(kvrflowBin, "restore", "--from", s.url("big"), "--db", f.db, "--rate-limit", "2MiB/s")
+	cmd.Env = os.Environ()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	must(t, cmd.Start())
+	time.Sleep(time.Second) // a moment into the transfer (not a timing assertion)
+	must(t, cmd.Process.Signal(os.Interrupt))
+	err := cmd.Wait()
+	code := cmd.ProcessState.ExitCode()
+	got := f.keys(t)
+	switch {
+	case code == 1 && testutil.Equal(got, f.old):
+		t.Logf("interrupted: %s", bytes.TrimSpace(stderr.Bytes()))
+	case code == 0 && testutil.Equal(got, f.new):
+		t.Log("finished before the signal")
+	default:
+		t.Fatalf("exit %d (%v), DB old %v, new %v:\n%s", code, err, testutil.Equal(got, f.old), testutil.Equal(got, f.new), stderr.String())
+	}
+	if r := run(t, nil, "recover", "--db", f.db); r.code != 0 {
+		t.Fatalf("recover: %s", r)
+	}
+	if !testutil.Equal(f.keys(t), got) {
+		t.Fatal("recover changed the database")
+	}
+}
