@@ -103,3 +103,20 @@ func TestRestore_RemoteNetworkFaults(t *testing.T) {
 		})
 	}
 }
+
+// TestCLI_RemoteRetriesExhaustedExit1: through the binary, a server that
+// answers every ranged GET past the first part with 500 makes the run
+// roll back after its retries: exit 1, DB unchanged, the error naming the
+// object and the retries.
+func TestCLI_RemoteRetriesExhaustedExit1(t *testing.T) {
+	s := newServer(t)
+	f := newBigPebbleFixture(t, s, "big", 64, 1<<10, 10<<20) // a 10 MiB file: parts past the first
+	p := s3test.NewProxy(t, s.gw)
+	p.Add(s3test.Rule{Method: "GET", Ranged: true, Fault: s3test.Fault500, Times: -1})
+	before := f.snapshot(t)
+	r := run(t, nil, "restore", "--from", s3test.URL(p.URL(), s.bucket, "big"), "--db", f.db)
+	if r.code != 1 || !strings.Contains(r.stderr, "retries exhausted") || !strings.Contains(r.stderr, "s3://"+s.bucket+"/big/blob-0") {
+		t.Fatalf("want exit 1 naming the object and the retries: %s", r)
+	}
+	assertUnchanged(t, before, f.snapshot(t))
+}
