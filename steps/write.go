@@ -162,8 +162,9 @@ func (e *Env) copyFile(ctx context.Context, f SourceFile, dst string, buf []byte
 	}
 	if f.NoCRC && size == f.Size {
 		// A table meant to be hard-linked at --verify size, of a source
-		// that records no checksum, copied after a link was refused: there
-		// is nothing to compare with; its crc32c is now measured.
+		// that records no checksum, copied after a link was refused, or a
+		// remote checkpoint's file: there is nothing to compare with; its
+		// crc32c is now measured.
 		f.CRC32C = crc
 	}
 	if size != f.Size || crc != f.CRC32C {
