@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -29,8 +30,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(rssHelperEnv) == "1" {
 		os.Exit(rssHelper())
 	}
-	// One binary per user, replaced atomically by each run (s3test.Main
-	// exits the process, so nothing could remove a directory per run).
+	// One binary per user and source tree, replaced atomically by each run
+	// (s3test.Main exits the process, so nothing could remove a directory
+	// per run).
 	dir := filepath.Dir(kvrflowPath())
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -51,9 +53,14 @@ func TestMain(m *testing.M) {
 	s3test.Main(m)
 }
 
-// kvrflowPath is where TestMain puts the binary.
+// kvrflowPath is where TestMain puts the binary: one per user and source
+// tree (the package's directory), so that runs from two checkouts never
+// share one.
 func kvrflowPath() string {
-	return filepath.Join(os.TempDir(), fmt.Sprintf("kvrflow-remoterestore-bin-%d", os.Getuid()), "kvrflow")
+	wd, _ := os.Getwd()
+	h := fnv.New64a()
+	h.Write([]byte(wd))
+	return filepath.Join(os.TempDir(), fmt.Sprintf("kvrflow-remoterestore-bin-%d-%x", os.Getuid(), h.Sum64()), "kvrflow")
 }
 
 func must(t testing.TB, err error) {
