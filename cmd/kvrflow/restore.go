@@ -61,7 +61,7 @@ func (c *restoreCmd) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.from, "from", "", "the backup `SRC` to restore: a directory, or a URL s3://BUCKET/PREFIX, gs://, azblob://, file:/// (required)")
 	fs.StringVar(&c.rateLimit, "rate-limit", "", "cap the transfer from a remote SRC at `RATE` bytes a second: 100MiB/s, 10MB/s, 512KiB/s (KiB, MiB, GiB: powers of 1024; KB, MB, GB: of 1000); default no limit")
 	fs.StringVar(&c.db, "db", "", "the database directory `DIR` to restore into; its parent must exist (required)")
-	fs.StringVar(&c.mode, "mode", "auto", "`MODE` in which files reach DIR: copy, link (hard-link tables; same file system only) or auto (link when possible)")
+	fs.StringVar(&c.mode, "mode", "auto", "`MODE` in which files reach DIR: copy, link (hard-link tables; same file system only) or auto (link when possible; a remote SRC is always copied)")
 	fs.StringVar(&c.engine, "engine", steps.EngineAuto, "the source's `ENGINE`: pebble, rocksdb or auto (detected from the source)")
 	fs.StringVar(&c.verify, "verify", steps.VerifyChecksum, "how much is checked before the swap, `LEVEL`: checksum (every byte's crc32c against the backup's, or a checkpoint's measured before the copy; then the engine opens it), full (also every copy read back from the device, and every block of every table: Pebble's CheckLevels, or for RocksDB sst_dump verify, which must be on PATH), or size (link mode: linked tables' sizes and footers only, their data not read)")
 	fs.Uint64Var(&c.backupID, "backup-id", 0, "the backup `N` of a RocksDB BackupEngine directory to restore (default its only backup; required where there are several)")
