@@ -121,10 +121,6 @@ func SafeURL(rawURL string) string {
 	return safeURL(u)
 }
 
-// Redact replaces in s every credential the Store has used (and the
-// secrets of the environment it was opened in) by REDACTED.
-func (s *Store) Redact(msg string) string { return s.red.redact(msg) }
-
 // URLOf returns the URL of the object at key, for messages: the store's
 // scheme, bucket and prefix, without the query or any secret.
 func (s *Store) URLOf(key string) string { return s.base + key }
