@@ -18,6 +18,7 @@ import (
 	"github.com/kvrflow/kvrflow/fsm"
 	"github.com/kvrflow/kvrflow/internal/fault"
 	"github.com/kvrflow/kvrflow/internal/fsx"
+	"github.com/kvrflow/kvrflow/internal/remote"
 	"github.com/kvrflow/kvrflow/journal"
 	"github.com/kvrflow/kvrflow/steps"
 )
@@ -26,8 +27,14 @@ import (
 type Options struct {
 	// DB is the database directory to restore into. Required.
 	DB string
-	// Source is the backup directory (Restore only).
+	// Source is the backup directory, or its URL in an object store
+	// (s3://BUCKET/PREFIX?endpoint=...&use_path_style=true, gs://,
+	// azblob://, file:///DIR; see steps.IsURL), Restore only. A URL is
+	// journaled and logged with its secrets removed.
 	Source string
+	// RateLimit caps the transfer from a remote source, in bytes per
+	// second; 0: no limit.
+	RateLimit int64
 	// Mode is how files reach staging: copy, link or auto (default).
 	Mode steps.Mode
 	// Engine is the source's engine: pebble, rocksdb or auto (default,
@@ -37,7 +44,8 @@ type Options struct {
 	// (default), steps.VerifyFull or steps.VerifySize (see their docs).
 	Verify string
 	// BackupID picks a backup of a RocksDB BackupEngine directory; 0 means
-	// the latest.
+	// its only backup (several are refused, steps.ErrBadSource, naming
+	// them).
 	BackupID uint64
 	// Journal is the journal file; default DB.kvrflow/journal.db.
 	Journal string
@@ -265,7 +273,7 @@ func (s *session) close() error {
 func (s *session) env(id uint64) *steps.Env {
 	return &steps.Env{FS: s.fs, Layout: s.layout, Journal: s.j, Log: s.log, RunID: id,
 		Source: s.opts.Source, Engine: s.opts.Engine, BackupID: s.opts.BackupID, Mode: s.opts.Mode, Verify: s.opts.Verify,
-		Force: s.opts.Force, KeepOld: s.opts.KeepOld, Progress: s.opts.Progress}
+		Force: s.opts.Force, KeepOld: s.opts.KeepOld, Progress: s.opts.Progress, RateLimit: s.opts.RateLimit}
 }
 
 // recoverAll finishes or rolls back every run in flight for the database.
@@ -316,16 +324,19 @@ func (s *session) recoverAll(ctx context.Context) ([]Recovered, error) {
 // An error matching none of these after the run began leaves the run in
 // flight in the journal; Recover finishes it.
 func Restore(ctx context.Context, opts Options) (*Result, error) {
-	if opts.Source != "" {
+	if opts.Source != "" && !steps.IsURL(opts.Source) {
 		abs, err := filepath.Abs(opts.Source)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: %w", steps.ErrBadPath, opts.Source, err)
 		}
 		opts.Source = abs
 	}
-	if err := checkInput(opts); err != nil {
+	if err := checkInput(ctx, opts); err != nil {
 		return nil, err
 	}
+	// What the journal and the log say of the source: a URL without its
+	// secrets.
+	shown := remote.SafeURL(opts.Source)
 	s, err := open(opts, true)
 	if err != nil {
 		return nil, err
@@ -358,7 +369,7 @@ func Restore(ctx context.Context, opts Options) (*Result, error) {
 	if engine == "" {
 		engine = steps.EngineAuto
 	}
-	r, err := s.j.Begin(journal.Run{Kind: steps.KindRestore, Source: opts.Source, Target: s.layout.DB, Mode: string(mode),
+	r, err := s.j.Begin(journal.Run{Kind: steps.KindRestore, Source: shown, Target: s.layout.DB, Mode: string(mode),
 		Engine: engine, State: steps.Restore.Start})
 	if err != nil {
 		return res, err
@@ -366,7 +377,7 @@ func Restore(ctx context.Context, opts Options) (*Result, error) {
 	env := s.env(r.ID)
 	defer env.Close()
 	run := steps.Restore.Load(s.j, r.ID, r.State, s.fs.Faults(), s.log)
-	s.log.Info().Uint64("run", r.ID).Str("source", opts.Source).Str("db", s.layout.DB).Msg("restore started")
+	s.log.Info().Uint64("run", r.ID).Str("source", shown).Str("db", s.layout.DB).Msg("restore started")
 	runErr := run.Execute(ctx, env.Steps())
 	res.Syncs.Files, res.Syncs.Dirs = s.fs.Syncs()
 	res.Syncs.JournalCommits = s.j.Commits()
@@ -451,7 +462,7 @@ func Undo(ctx context.Context, opts Options) (*Result, error) {
 // source and a verification level whose tool is missing (sst_dump) before
 // anything is created (not even DB.kvrflow): the checks Precheck repeats
 // inside the run that need no checksums.
-func checkInput(opts Options) error {
+func checkInput(ctx context.Context, opts Options) error {
 	if err := steps.CheckOptions(opts.Mode, opts.Engine, opts.Verify, opts.KeepOld); err != nil {
 		return err
 	}
@@ -480,12 +491,13 @@ func checkInput(opts Options) error {
 	if _, err := steps.CheckTarget(seam, layout, opts.Force); err != nil {
 		return err
 	}
-	source, err := steps.OpenSource(seam, src, opts.Engine, opts.BackupID)
+	source, err := steps.OpenAnySource(ctx, seam, src, opts.Engine, opts.BackupID, opts.RateLimit)
 	if err != nil {
 		return err
 	}
+	defer source.Close()
 	if opts.BackupID != 0 && source.Kind != steps.KindRocksdb {
-		return fmt.Errorf("%w: --backup-id %d: %s is a %s, not a RocksDB BackupEngine directory", steps.ErrBadOption, opts.BackupID, src, source.Kind)
+		return fmt.Errorf("%w: --backup-id %d: %s is a %s, not a RocksDB BackupEngine directory", steps.ErrBadOption, opts.BackupID, remote.SafeURL(src), source.Kind)
 	}
 	if err := steps.CheckSSTDump(source.Engine, opts.Verify); err != nil {
 		return err

@@ -42,6 +42,14 @@
 // anything, and the copy checks the file it opened (type, inode, at most
 // its size + 1 byte). See DESIGN.md, "File types in a source".
 //
+// A source in an object store (a URL: IsURL) is listed once by Precheck,
+// which reads only the manifest or meta file; Write streams each object
+// into its staging file (fetch), with If-Match on the listed ETag, and
+// compares the crc32c computed as the bytes arrive before the fsync. A
+// remote checkpoint is read once: its crc32c is measured as it arrives
+// and journaled. Staging is local, so the crash safety above holds as it
+// is; nothing is written to the bucket. See DESIGN.md, "Remote sources".
+//
 // Link mode hard-links only .sst files, which Pebble never changes in
 // place; the MANIFEST, WAL, OPTIONS and marker files are always copied, or
 // the restored database would write into the backup.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kvrflow/kvrflow/fsm"
 	"github.com/kvrflow/kvrflow/internal/fsx"
+	"github.com/kvrflow/kvrflow/internal/remote"
 )
 
 // SpaceMargin is added to the bytes a restore writes, and 5 % of them,
@@ -73,7 +74,7 @@ func (e *Env) precheck(ctx context.Context, _ *fsm.Run) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	src, err := OpenSource(e.FS, e.Source, e.Engine, e.BackupID)
+	src, err := OpenAnySource(ctx, e.FS, e.Source, e.Engine, e.BackupID, e.RateLimit)
 	if err != nil {
 		return nil, err
 	}
@@ -87,9 +88,16 @@ func (e *Env) precheck(ctx context.Context, _ *fsm.Run) (any, error) {
 	level := e.verifyLevel()
 	// Check the files several at once; judge them in order, so the error
 	// names the first bad file of the list.
+	// A remote source's files were checked against the listing (present,
+	// of the recorded size) when it was opened; their bytes are checked as
+	// Write transfers them.
 	checks := make([]fileCheck, len(src.Files))
 	errs := make([]error, len(src.Files))
-	if err := eachFile(ctx, len(src.Files), func(ctx context.Context, i int, buf []byte) error {
+	nlocal := len(src.Files)
+	if src.Remote() {
+		nlocal = 0
+	}
+	if err := eachFile(ctx, nlocal, func(ctx context.Context, i int, buf []byte) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -265,20 +273,32 @@ func (e *Env) checkPaths() error {
 // kvrflow's directory), a database parent that is missing, not a
 // directory or not writable, and a database path that is a symbolic link
 // or not a directory. It returns source made absolute. It changes nothing.
+//
+// A URL (IsURL) is returned as it is; only a file:// URL's directory is
+// checked for overlap.
 func CheckPaths(fs *fsx.FS, l Layout, source string) (string, error) {
 	if source == "" {
 		return "", fmt.Errorf("%w: no source given", ErrBadPath)
 	}
-	srcAbs, err := filepath.Abs(source)
-	if err != nil {
-		return "", fmt.Errorf("%w: %s: %w", ErrBadPath, source, err)
+	srcAbs, local := source, source
+	if IsURL(source) {
+		local = fileURLDir(source)
+	} else {
+		abs, err := filepath.Abs(source)
+		if err != nil {
+			return "", fmt.Errorf("%w: %s: %w", ErrBadPath, source, err)
+		}
+		srcAbs, local = abs, abs
 	}
-	src, db, work := fs.Resolve(srcAbs), fs.Resolve(l.DB), fs.Resolve(l.Work)
-	switch {
-	case within(src, db) || within(db, src):
-		return srcAbs, fmt.Errorf("%w: source %s and database %s overlap", ErrBadPath, srcAbs, l.DB)
-	case within(src, work) || within(work, src):
-		return srcAbs, fmt.Errorf("%w: source %s and kvrflow's directory %s overlap", ErrBadPath, srcAbs, l.Work)
+	if local != "" {
+		shown := remote.SafeURL(srcAbs)
+		src, db, work := fs.Resolve(local), fs.Resolve(l.DB), fs.Resolve(l.Work)
+		switch {
+		case within(src, db) || within(db, src):
+			return srcAbs, fmt.Errorf("%w: source %s and database %s overlap", ErrBadPath, shown, l.DB)
+		case within(src, work) || within(work, src):
+			return srcAbs, fmt.Errorf("%w: source %s and kvrflow's directory %s overlap", ErrBadPath, shown, l.Work)
+		}
 	}
 	fi, err := fs.Stat(l.Parent)
 	if err != nil {
@@ -326,6 +346,13 @@ func ResolveMode(fsys *fsx.FS, mode Mode, source, parent string) (Mode, error) {
 	}
 	if mode == ModeCopy {
 		return mode, nil
+	}
+	if IsURL(source) {
+		// An object store's files can only be copied.
+		if mode == ModeLink {
+			return "", fmt.Errorf("%w: --mode link: the source %s is in an object store; its files are copied (use --mode copy or auto)", ErrBadOption, remote.SafeURL(source))
+		}
+		return ModeCopy, nil
 	}
 	same := true
 	a, errA := fsys.FileID(source)

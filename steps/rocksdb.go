@@ -253,8 +253,8 @@ func RocksDBName(rel string) (string, error) {
 	return number + ext, nil
 }
 
-// loadRocksBackup reads backup id (0: the latest) of the BackupEngine
-// directory dir.
+// loadRocksBackup reads backup id of the BackupEngine directory dir; id
+// 0 means the only backup there (several are refused: pickRocksBackup).
 func loadRocksBackup(fs *fsx.FS, dir string, id uint64) (*Source, error) {
 	metaDir := filepath.Join(dir, "meta")
 	if err := fs.CheckDir(metaDir); err != nil {
@@ -265,13 +265,14 @@ func loadRocksBackup(fs *fsx.FS, dir string, id uint64) (*Source, error) {
 		if err != nil {
 			return nil, err
 		}
+		var ids []uint64
 		for _, n := range names {
-			if v, err := strconv.ParseUint(n, 10, 64); err == nil && strconv.FormatUint(v, 10) == n && v > id {
-				id = v
+			if v, err := strconv.ParseUint(n, 10, 64); err == nil && strconv.FormatUint(v, 10) == n {
+				ids = append(ids, v)
 			}
 		}
-		if id == 0 {
-			return nil, fmt.Errorf("%w: %s: no backup in meta/", ErrBadSource, dir)
+		if id, err = pickRocksBackup(dir, ids, 0); err != nil {
+			return nil, err
 		}
 	}
 	mpath := filepath.Join(metaDir, strconv.FormatUint(id, 10))

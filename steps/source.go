@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/kvrflow/kvrflow/internal/fsx"
 	"github.com/kvrflow/kvrflow/internal/manifest"
@@ -27,9 +28,17 @@ type SourceFile struct {
 	// recorded by the source: a copy that differs means the source
 	// changed while it was copied.
 	Measured bool `json:"-"`
+	// Key and ETag name a remote source's object (Path is then its URL,
+	// without secrets): Write reads it with If-Match on the ETag, so an
+	// object changed since it was listed is refused.
+	Key  string `json:"key,omitempty"`
+	ETag string `json:"etag,omitempty"`
 	// ident is the file as Precheck checked it, for a file Write
 	// hard-links: the link must be to that same, unchanged file.
 	ident fsx.Ident
+	// modTime is a remote object's listed modification time (checked
+	// where there is no ETag).
+	modTime time.Time
 }
 
 // Kinds of source.
@@ -53,6 +62,8 @@ type Source struct {
 	Engine   string
 	BackupID uint64 // the RocksDB backup restored
 	Files    []SourceFile
+
+	remote *remoteState // set for a source in an object store
 }
 
 // Bytes returns the sum of the files' sizes.
@@ -68,9 +79,10 @@ func (s *Source) Bytes() int64 {
 // rocksdb, or auto: detected): a kvrflow backup (it has KVRFLOW-BACKUP), a
 // RocksDB BackupEngine directory (it has meta/), or a plain RocksDB
 // checkpoint (it has CURRENT). A Pebble directory without the manifest is
-// refused. backupID picks a
-// RocksDB backup; 0 means the latest. It does not read the files' data
-// (Precheck checksums them).
+// refused. backupID picks a RocksDB backup; 0 means the only one
+// (several are refused, naming them). It does not read the files' data
+// (Precheck checksums them). A source in an object store is opened by
+// OpenRemoteSource (OpenAnySource picks).
 //
 // Only regular files are read, and only through directories: dir itself
 // may be a symbolic link (it is resolved once, and the Source's paths are

@@ -115,9 +115,12 @@ type Env struct {
 	Log     zerolog.Logger
 	RunID   uint64
 
-	Source   string // the backup directory (empty in recovery)
+	// Source is the backup directory, or its URL (IsURL; it may hold
+	// secrets: it is never journaled or logged as it is, see
+	// remote.SafeURL). Empty in recovery.
+	Source   string
 	Engine   string // pebble, rocksdb or auto (default)
-	BackupID uint64 // RocksDB backup to restore; 0: the latest
+	BackupID uint64 // RocksDB backup to restore; 0: the only one there
 	Mode     Mode
 	Verify   string // VerifyChecksum (default, also ""), VerifyFull or VerifySize
 	// Force replaces a DB that is neither empty nor a known database; its
@@ -131,6 +134,9 @@ type Env struct {
 	// and total are bytes (unit ProgressBytes, copy mode) or files
 	// (ProgressFiles, link mode).
 	Progress func(done, total int64, unit string)
+	// RateLimit caps a remote source's transfer, in bytes per second (0:
+	// no limit).
+	RateLimit int64
 
 	src    *Source   // loaded by Precheck
 	mode   Mode      // resolved by Precheck
@@ -156,6 +162,9 @@ func (e *Env) Steps() map[string]fsm.Step {
 // Close releases what the run holds (the database lock). Safe to call
 // twice.
 func (e *Env) Close() error {
+	if e.src != nil {
+		e.src.Close()
+	}
 	if e.dbLock == nil {
 		return nil
 	}

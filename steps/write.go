@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/kvrflow/kvrflow/fsm"
-	"github.com/kvrflow/kvrflow/internal/fsx"
 )
 
 // WrittenFile is journaled for each file Write put in staging.
@@ -27,6 +26,9 @@ type WrittenFile struct {
 	// Copied: a table to be hard-linked that was copied because links were
 	// refused (see WriteDetails.LinkFallback).
 	Copied bool `json:"copied_not_linked,omitempty"`
+	// Key and ETag: the object a remote source's file was read from.
+	Key  string `json:"key,omitempty"`
+	ETag string `json:"etag,omitempty"`
 }
 
 // WriteDetails is journaled when Write is done.
@@ -152,16 +154,17 @@ func (e *Env) writeFile(ctx context.Context, f SourceFile, staging string, buf [
 
 // copyFile copies one file into staging and checks it (see writeFile).
 func (e *Env) copyFile(ctx context.Context, f SourceFile, dst string, buf []byte, onBytes func(int)) (WrittenFile, error) {
-	// The file opened must be the regular file Precheck checked; no more
-	// than its size and one byte are read.
-	size, crc, err := e.FS.CopyFile(ctx, f.Path, dst, fsx.Want{ID: f.ident.ID, Size: f.Size, Sized: true}, buf, onBytes)
+	// A local file opened must be the regular file Precheck checked; no
+	// more than its size and one byte are read (see fetch).
+	size, crc, err := e.fetch(ctx, f, dst, buf, onBytes)
 	if err != nil {
-		return WrittenFile{}, sourceErr(err)
+		return WrittenFile{}, err
 	}
 	if f.NoCRC && size == f.Size {
 		// A table meant to be hard-linked at --verify size, of a source
-		// that records no checksum, copied after a link was refused: there
-		// is nothing to compare with; its crc32c is now measured.
+		// that records no checksum, copied after a link was refused, or a
+		// remote checkpoint's file: there is nothing to compare with; its
+		// crc32c is now measured.
 		f.CRC32C = crc
 	}
 	if size != f.Size || crc != f.CRC32C {
@@ -181,7 +184,7 @@ func (e *Env) copyFile(ctx context.Context, f SourceFile, dst string, buf []byte
 			return WrittenFile{}, fmt.Errorf("%w: %s: read back %d bytes with crc32c %08x, wrote %d bytes %08x", ErrChecksum, dst, rsize, rcrc, size, crc)
 		}
 	}
-	return WrittenFile{Name: f.Name, Size: size, CRC32C: crc, Copied: f.Linkable && e.mode == ModeLink}, nil
+	return WrittenFile{Name: f.Name, Size: size, CRC32C: crc, Copied: f.Linkable && e.mode == ModeLink, Key: f.Key, ETag: f.ETag}, nil
 }
 
 // linkRefused names why a hard link failed if the file system refused it

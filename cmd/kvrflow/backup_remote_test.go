@@ -176,22 +176,6 @@ func TestBackupToURL_UsageErrors(t *testing.T) {
 	}
 }
 
-func TestParseRate_AcceptsUnitsPerSecond(t *testing.T) {
-	for in, want := range map[string]int64{
-		"": 0, "100MiB/s": 100 << 20, "10MB/s": 10e6, "512KiB/s": 512 << 10, "1GiB/s": 1 << 30,
-		"1048576": 1 << 20, "2.5MiB/s": 5 << 19, "4096B/s": 4096,
-	} {
-		if got, err := parseRate(in); err != nil || got != want {
-			t.Errorf("parseRate(%q) = %d, %v; want %d", in, got, err, want)
-		}
-	}
-	for _, in := range []string{"fast", "-1MiB/s", "10TB/s", "MiB/s", "1.2.3MB/s"} {
-		if _, err := parseRate(in); err == nil {
-			t.Errorf("parseRate(%q) accepted", in)
-		}
-	}
-}
-
 func TestBackupToURL_InterruptedUploadSaysHowToResume(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a rate-limited upload interrupted half way: not in -short")

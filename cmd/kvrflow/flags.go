@@ -326,34 +326,3 @@ func (f optInt) Set(s string) error {
 	*f.n = v
 	return nil
 }
-
-// parseRate parses a transfer rate: a byte count with an optional unit
-// (B, KB, MB, GB: powers of 1000; KiB, MiB, GiB: of 1024) and an optional
-// "/s": "100MiB/s", "10MB/s", "512KiB/s", "1GiB/s", "1048576". Zero and
-// negative rates are refused; "" is no limit (0).
-func parseRate(s string) (int64, error) {
-	if s == "" {
-		return 0, nil
-	}
-	num := strings.TrimSuffix(strings.TrimSpace(s), "/s")
-	i := strings.IndexFunc(num, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
-	unit := ""
-	if i >= 0 {
-		num, unit = num[:i], strings.TrimSpace(num[i:])
-	}
-	mult, ok := map[string]float64{
-		"": 1, "B": 1,
-		"K": 1 << 10, "KiB": 1 << 10, "KB": 1e3,
-		"M": 1 << 20, "MiB": 1 << 20, "MB": 1e6,
-		"G": 1 << 30, "GiB": 1 << 30, "GB": 1e9,
-	}[unit]
-	v, err := strconv.ParseFloat(num, 64)
-	if !ok || err != nil || num == "" {
-		return 0, usagef("bad rate %q: want a number of bytes per second with a unit, such as 100MiB/s, 10MB/s or 512KiB/s", s)
-	}
-	rate := int64(v * mult)
-	if rate <= 0 {
-		return 0, usagef("bad rate %q: must be more than 0 bytes per second", s)
-	}
-	return rate, nil
-}

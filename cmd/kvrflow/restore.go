@@ -14,6 +14,7 @@ import (
 
 	"github.com/kvrflow/kvrflow"
 	"github.com/kvrflow/kvrflow/internal/fault"
+	"github.com/kvrflow/kvrflow/internal/remote"
 	"github.com/kvrflow/kvrflow/steps"
 )
 
@@ -23,8 +24,17 @@ var restoreCommand = &command{
 	summary: "restore a backup into a database directory, atomically",
 	about: `Restore the backup SRC into the database directory DIR, whose parent must
 exist. SRC is a directory made by kvrflow backup (Pebble), a RocksDB/Kvrocks
-BackupEngine directory (the latest backup, or --backup-id N), or a plain
-RocksDB checkpoint. First any run left in flight for DIR
+BackupEngine directory (its one backup, or --backup-id N where there are
+several), or a plain RocksDB checkpoint; in a local directory or under a
+prefix of an object store: s3://BUCKET/PREFIX (an S3-compatible server:
+?endpoint=http://HOST:PORT&use_path_style=true; also region=R, profile=P),
+gs://BUCKET/PREFIX, azblob://CONTAINER/PREFIX or file:///DIR. Credentials come
+from the environment as the AWS tools read it (AWS_ACCESS_KEY_ID,
+AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION, AWS_ENDPOINT_URL_S3,
+AWS_PROFILE, the shared files), never from the URL, and are never journaled,
+logged or printed. A remote backup's files are copied, several at once in
+ranged parts, each checked against the backup's crc32c before it is synced;
+--rate-limit caps the transfer. First any run left in flight for DIR
 is finished or rolled back. Then the backup is checked file by file, written
 to a staging directory beside DIR, verified, and swapped into place in one
 atomic step. On failure, or on SIGINT/SIGTERM before the swap, the run is
@@ -32,13 +42,15 @@ rolled back and DIR holds what it held before (exit code 1; 2 if the backup
 turned out corrupt while being copied or checked). If the process
 is killed, DIR still holds the old or the new database, and the next kvrflow
 restore or recover finishes the run.`,
-	example: "kvrflow restore --from /backups/app-2024-06-01 --db /var/lib/app/db",
-	new:     func() runner { return &restoreCmd{} },
+	example: `kvrflow restore --from /backups/app-2024-06-01 --db /var/lib/app/db
+  kvrflow restore --from 's3://backups/app/2024-06-01?region=eu-west-1' --db /var/lib/app/db --rate-limit 100MiB/s`,
+	new: func() runner { return &restoreCmd{} },
 }
 
 type restoreCmd struct {
 	common
 	from, db, mode, engine, fault, verify string
+	rateLimit                             string
 	backupID                              uint64
 	force, noExchange                     bool
 	keepOld                               int
@@ -46,12 +58,13 @@ type restoreCmd struct {
 
 func (c *restoreCmd) flags(fs *flag.FlagSet) {
 	c.define(fs, true)
-	fs.StringVar(&c.from, "from", "", "the backup directory `SRC` to restore (required)")
+	fs.StringVar(&c.from, "from", "", "the backup `SRC` to restore: a directory, or a URL s3://BUCKET/PREFIX, gs://, azblob://, file:/// (required)")
+	fs.StringVar(&c.rateLimit, "rate-limit", "", "cap the transfer from a remote SRC at `RATE` bytes a second: 100MiB/s, 10MB/s, 512KiB/s (KiB, MiB, GiB: powers of 1024; KB, MB, GB: of 1000); default no limit")
 	fs.StringVar(&c.db, "db", "", "the database directory `DIR` to restore into; its parent must exist (required)")
-	fs.StringVar(&c.mode, "mode", "auto", "`MODE` in which files reach DIR: copy, link (hard-link tables; same file system only) or auto (link when possible)")
+	fs.StringVar(&c.mode, "mode", "auto", "`MODE` in which files reach DIR: copy, link (hard-link tables; same file system only) or auto (link when possible; a remote SRC is always copied)")
 	fs.StringVar(&c.engine, "engine", steps.EngineAuto, "the source's `ENGINE`: pebble, rocksdb or auto (detected from the source)")
 	fs.StringVar(&c.verify, "verify", steps.VerifyChecksum, "how much is checked before the swap, `LEVEL`: checksum (every byte's crc32c against the backup's, or a checkpoint's measured before the copy; then the engine opens it), full (also every copy read back from the device, and every block of every table: Pebble's CheckLevels, or for RocksDB sst_dump verify, which must be on PATH), or size (link mode: linked tables' sizes and footers only, their data not read)")
-	fs.Uint64Var(&c.backupID, "backup-id", 0, "the backup `N` of a RocksDB BackupEngine directory to restore (default the latest)")
+	fs.Uint64Var(&c.backupID, "backup-id", 0, "the backup `N` of a RocksDB BackupEngine directory to restore (default its only backup; required where there are several)")
 	fs.BoolVar(&c.force, "force", false, "replace DIR even if it is neither empty nor a database kvrflow knows (pebble, rocksdb); what it held is moved to DIR.kvrflow/quarantine, not deleted")
 	fs.Var(keepOldFlag{&c.keepOld}, "keep-old", "keep the database DIR held as DIR.kvrflow/previous-JID-RUN instead of removing it ('kvrflow undo' brings it back); --keep-old=`N` keeps the N newest such generations, removing older ones; 0 (the default) keeps none and leaves generations kept earlier alone")
 	fs.BoolVar(&c.noExchange, "no-exchange", false, "commit with two renames instead of one renameat2(RENAME_EXCHANGE) (for tests of that plan, or a file system whose exchange you distrust)")
@@ -126,14 +139,27 @@ func (c *restoreCmd) run(ctx context.Context, o *stdio, args []string) (document
 	}
 	faults, _ := fault.Parse(spec) // checked by faultSpec
 	defer reportUnfired(spec, faults, log)
+	rate, err := parseRate(c.rateLimit)
+	if err != nil {
+		return nil, asUsage(err)
+	}
 	// The journal records the source as given; an absolute path still
 	// means something when the run is read back from another directory.
-	src, err := filepath.Abs(c.from)
-	if err != nil {
-		return nil, asUsage(fmt.Errorf("--from %s: %w", c.from, err))
+	// A URL is passed on as it is, and shown without its secrets.
+	src, shown := c.from, remote.SafeURL(c.from)
+	if steps.IsURL(c.from) {
+		limitMemoryForRemote(o.getenv)
+	} else {
+		if src, err = filepath.Abs(c.from); err != nil {
+			return nil, asUsage(fmt.Errorf("--from %s: %w", c.from, err))
+		}
+		shown = src
+		if rate > 0 {
+			log.Warn().Msg("--rate-limit applies to a remote source (a URL) only; this local restore is not limited")
+		}
 	}
 	defer sayWhenInterrupted(ctx, log)()
-	res, err := kvrflow.Restore(ctx, kvrflow.Options{DB: c.db, Source: src, Mode: mode, Engine: c.engine, Verify: c.verify, BackupID: c.backupID, Journal: c.journal,
+	res, err := kvrflow.Restore(ctx, kvrflow.Options{DB: c.db, Source: src, RateLimit: rate, Mode: mode, Engine: c.engine, Verify: c.verify, BackupID: c.backupID, Journal: c.journal,
 		Force: c.force, NoExchange: c.noExchange, KeepOld: c.keepOld,
 		Faults: faults, Log: log, Progress: bar.update})
 	bar.close()
@@ -143,7 +169,7 @@ func (c *restoreCmd) run(ctx context.Context, o *stdio, args []string) (document
 	if res == nil {
 		return nil, err
 	}
-	return &restoreDoc{DB: absOr(c.db), Source: src, Outcome: res.Run.Outcome, Result: res}, err
+	return &restoreDoc{DB: absOr(c.db), Source: shown, Outcome: res.Run.Outcome, Result: res}, err
 }
 
 // sayWhenInterrupted logs, if ctx is cancelled by SIGINT or SIGTERM, what

@@ -94,8 +94,22 @@ func (s *Store) copyParts(ctx context.Context, key string, w io.Writer, want Wan
 
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	defer func() { cancel(); wg.Wait() }() // no goroutine outlives Copy
 	free := make(chan []byte, nbuf)
+	defer func() {
+		cancel()
+		wg.Wait() // no goroutine outlives Copy
+		// The buffers no part holds go back to the Store's pool: the next
+		// Copy reuses them rather than leave them to the collector (a
+		// restore's heap stays near its live buffers).
+		for {
+			select {
+			case buf := <-free:
+				s.putPart(buf)
+			default:
+				return
+			}
+		}
+	}()
 	for range nbuf {
 		free <- nil // allocated on first use
 	}
@@ -124,7 +138,7 @@ func (s *Store) copyParts(ctx context.Context, key string, w io.Writer, want Wan
 		wg.Go(func() {
 			for p := range jobs {
 				if p.buf == nil {
-					p.buf = make([]byte, bufSize)
+					p.buf = s.getPart(bufSize)
 				}
 				last := p.idx == nparts-1
 				_, p.err = retry(ctx, s, b, func(ctx context.Context) (struct{}, error) {
@@ -332,3 +346,22 @@ type kindError struct{ kind, err error }
 
 func (e *kindError) Error() string   { return e.err.Error() }
 func (e *kindError) Unwrap() []error { return []error{e.kind, e.err} }
+
+// getPart returns a buffer of n bytes: one of PartSize from the Store's
+// pool if n is PartSize, else a new one.
+func (s *Store) getPart(n int64) []byte {
+	if n == s.opts.PartSize {
+		if b, ok := s.parts.Get().(*[]byte); ok {
+			return *b
+		}
+	}
+	return make([]byte, n)
+}
+
+// putPart gives a buffer of PartSize back to the pool (others are left to
+// the collector).
+func (s *Store) putPart(b []byte) {
+	if int64(len(b)) == s.opts.PartSize {
+		s.parts.Put(&b)
+	}
+}

@@ -107,3 +107,20 @@ func safeURL(u *url.URL) string {
 	}
 	return c.String()
 }
+
+// SafeURL returns rawURL as every message of this package shows it: no
+// user information, sensitive query values REDACTED. A URL that does not
+// parse loses its user information and its query. It is the form a
+// caller may journal or log.
+func SafeURL(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		s, _, _ := strings.Cut(stripUserinfo(rawURL), "?")
+		return s
+	}
+	return safeURL(u)
+}
+
+// URLOf returns the URL of the object at key, for messages: the store's
+// scheme, bucket and prefix, without the query or any secret.
+func (s *Store) URLOf(key string) string { return s.base + key }

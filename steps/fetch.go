@@ -1,0 +1,42 @@
+package steps
+
+import (
+	"context"
+	"io"
+
+	"github.com/kvrflow/kvrflow/internal/fsx"
+)
+
+// fetch puts the bytes of source file f into the new file dst, fsynced,
+// and returns their size and crc32c, computed as they were written. It is
+// the one place Write reads a source: a local file is copied
+// (fsx.CopyFile; it must be the regular file Precheck checked, read to
+// at most its size and one byte); a remote object is streamed into dst
+// (remote.Store.Copy: ranged parts, retried, bounded buffers), at most
+// RemoteFiles at once, and checked against its listed size and ETag and
+// the crc32c the source records before dst is fsynced: a mismatch leaves
+// dst unsynced and is ErrBadSource (and ErrChecksum for the crc32c).
+//
+// On error dst may exist, partly written; Rollback removes the staging
+// directory it is in. A retry is safe.
+func (e *Env) fetch(ctx context.Context, f SourceFile, dst string, buf []byte, onBytes func(int)) (int64, uint32, error) {
+	if !e.src.Remote() {
+		size, crc, err := e.FS.CopyFile(ctx, f.Path, dst, fsx.Want{ID: f.ident.ID, Size: f.Size, Sized: true}, buf, onBytes)
+		return size, crc, sourceErr(err)
+	}
+	r := e.src.remote
+	select {
+	case r.slots <- struct{}{}:
+		defer func() { <-r.slots }()
+	case <-ctx.Done():
+		return 0, 0, context.Cause(ctx)
+	}
+	var size int64
+	var crc uint32
+	err := e.FS.FillFile(ctx, dst, onBytes, func(w io.Writer) error {
+		var err error
+		size, crc, err = r.store.Copy(ctx, f.Key, w, remoteWant(f))
+		return remoteErr(err)
+	})
+	return size, crc, err
+}
