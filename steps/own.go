@@ -49,6 +49,9 @@ type runNotes struct {
 	keepOld  int           // the generations Precheck journaled to keep
 	undoMove *UndoMove     // an undo's move of the kept database to its staging name
 	trash    *Kept         // the partial staging an interrupted rollback set aside
+	// completed are the files Write journaled complete, durable in
+	// staging: its WrittenBatch notes, then its written record.
+	completed []WrittenFile
 }
 
 // notes reads run id's notes from the journal.
@@ -61,11 +64,19 @@ func (e *Env) notes(id uint64) (runNotes, error) {
 	for _, ev := range evs {
 		switch {
 		case ev.Event == fsm.NoteEvent && ev.From == StateWrite:
-			var s StagingNote
-			if err := json.Unmarshal(ev.Details, &s); err != nil {
-				return n, fmt.Errorf("%w: run %d event %d: bad staging note: %w", ErrInconsistent, id, ev.Seq, err)
+			// Write's notes: the staging note, then batches of files.
+			var s struct {
+				StagingNote
+				WrittenBatch
 			}
-			n.staging = &s
+			if err := json.Unmarshal(ev.Details, &s); err != nil {
+				return n, fmt.Errorf("%w: run %d event %d: bad write note: %w", ErrInconsistent, id, ev.Seq, err)
+			}
+			if s.Staging != "" {
+				sn := s.StagingNote
+				n.staging = &sn
+			}
+			n.completed = append(n.completed, s.Written...)
 		case ev.Event == fsm.NoteEvent && ev.From == StateCommit:
 			var p struct {
 				CommitPlan
@@ -92,6 +103,7 @@ func (e *Env) notes(id uint64) (runNotes, error) {
 				return n, fmt.Errorf("%w: run %d event %d: bad write details: %w", ErrInconsistent, id, ev.Seq, err)
 			}
 			n.written = d.Files
+			n.completed = append(n.completed, d.Files...)
 		case ev.From == StatePrecheck && ev.Event == "checked":
 			var d struct {
 				Target   string `json:"target"`
@@ -135,6 +147,7 @@ func (e *Env) stagingPath(n runNotes) string {
 type disposal struct {
 	removed     []string
 	quarantined []Quarantine
+	kept        []string // trash kept for a resume (see cleanRunDir)
 }
 
 // removeProven removes path, a directory, when the journal proves it is

@@ -27,6 +27,11 @@ type SourceFile struct {
 	// recorded by the source: a copy that differs means the source
 	// changed while it was copied.
 	Measured bool `json:"-"`
+	// Version names this version of the file at its origin where the
+	// source records no checksum (a remote object's ETag); empty for a
+	// local file, whose inode and modification time are used (see
+	// origin).
+	Version string `json:"-"`
 	// ident is the file as Precheck checked it, for a file Write
 	// hard-links: the link must be to that same, unchanged file.
 	ident fsx.Ident

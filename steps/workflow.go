@@ -131,8 +131,12 @@ type Env struct {
 	// and total are bytes (unit ProgressBytes, copy mode) or files
 	// (ProgressFiles, link mode).
 	Progress func(done, total int64, unit string)
+	// NoDelta turns delta off: tables of the database being replaced that
+	// are identical to the backup's are transferred anyway (see Reuse).
+	NoDelta bool
 
 	src    *Source   // loaded by Precheck
+	target string    // what Precheck found at DB (TargetPebble, ...)
 	mode   Mode      // resolved by Precheck
 	dbLock io.Closer // held from Precheck to the end of the run
 	// linkFallback is set when a hard link failed with EPERM or EXDEV in

@@ -27,6 +27,16 @@ type WrittenFile struct {
 	// Copied: a table to be hard-linked that was copied because links were
 	// refused (see WriteDetails.LinkFallback).
 	Copied bool `json:"copied_not_linked,omitempty"`
+	// Reused says the file was not transferred but hard-linked from a
+	// proven copy (ReusedResume, ReusedDelta: see Reuse); empty if not.
+	Reused string `json:"reused,omitempty"`
+	// Ident is the file's identity in staging once complete, durable:
+	// a resume reuses the file only if it still has it.
+	Ident *FileIdent `json:"ident,omitempty"`
+	// Origin names the source's version of the file (see
+	// SourceFile.origin): a resume matches it when the source records no
+	// checksum.
+	Origin string `json:"origin,omitempty"`
 }
 
 // WriteDetails is journaled when Write is done.
@@ -38,6 +48,12 @@ type WriteDetails struct {
 	// LinkFallback says why tables were copied in link mode (--mode auto,
 	// a link refused with EPERM or EXDEV); empty if none was.
 	LinkFallback string `json:"link_fallback,omitempty"`
+	// Transferred is the bytes read from the source and written (not
+	// linked, not reused); Resumed and Delta the bytes reused from an
+	// interrupted run's trash and from the replaced database.
+	Transferred int64 `json:"transferred_bytes"`
+	Resumed     int64 `json:"resumed_bytes,omitempty"`
+	Delta       int64 `json:"delta_bytes,omitempty"`
 }
 
 // write builds the new database in the run's staging directory: every
@@ -82,12 +98,29 @@ func (e *Env) write(ctx context.Context, r *fsm.Run) (any, error) {
 			report(v)
 		}
 	}
+	// Files proven identical on this file system are linked, not
+	// transferred (see Reuse); completed files are journaled in batches
+	// (see Resume).
+	ru, err := e.newReuser()
+	if err != nil {
+		return nil, err
+	}
+	notes := newBatcher(e.FS, r, staging)
 	report(0) // the clock of a rate starts with the write
 	err = eachFile(ctx, len(e.src.Files), func(ctx context.Context, i int, buf []byte) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		wf, err := e.writeFile(ctx, e.src.Files[i], staging, buf, onBytes)
+		f, dst := e.src.Files[i], filepath.Join(staging, e.src.Files[i].Name)
+		wf, reused, err := e.reuse(ctx, ru, f, dst, buf)
+		if reused {
+			onBytes(int(f.Size))
+		} else if err == nil {
+			wf, err = e.writeFile(ctx, f, staging, buf, onBytes)
+		}
+		if err == nil {
+			err = e.completed(&wf, dst, f, notes)
+		}
 		d.Files[i] = wf
 		if v := files.Add(1); err == nil && unit == ProgressFiles {
 			report(v)
@@ -95,10 +128,22 @@ func (e *Env) write(ctx context.Context, r *fsm.Run) (any, error) {
 		return err
 	})
 	if err != nil {
+		// What completed is journaled: the rollback keeps it for a resume.
+		if nerr := notes.flush(); nerr != nil {
+			e.Log.Warn().Err(nerr).Msg("journaling the files completed before the failure")
+		}
 		return d, err
 	}
 	for _, f := range d.Files {
-		if !f.Linked {
+		switch {
+		case f.Reused == ReusedResume:
+			d.Resumed += f.Size
+		case f.Reused == ReusedDelta:
+			d.Delta += f.Size
+		case !f.Linked:
+			d.Transferred += f.Size
+		}
+		if !f.Linked && f.Reused == "" {
 			d.Bytes += f.Size
 		}
 	}
@@ -108,6 +153,7 @@ func (e *Env) write(ctx context.Context, r *fsm.Run) (any, error) {
 	if err := e.FS.SyncDir(staging); err != nil {
 		return d, err
 	}
+	e.removeUsedTrash()
 	return d, nil
 }
 

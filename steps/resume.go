@@ -1,0 +1,242 @@
+package steps
+
+import (
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/kvrflow/kvrflow/fsm"
+	"github.com/kvrflow/kvrflow/internal/fault"
+	"github.com/kvrflow/kvrflow/internal/fsx"
+	"github.com/kvrflow/kvrflow/journal"
+)
+
+// Resume. As Write completes files it journals them in batches
+// (WrittenBatch): each file was fsynced when it was written; before a
+// batch is journaled the staging directory is fsynced, so every file a
+// note names is durable, whole, at its name, with the identity the note
+// records. A run interrupted in Write (killed, crashed, or failed) is
+// rolled back by moving its staging to its trash name in one rename
+// (identity-proven, its files' signatures journaled, see trash) rather
+// than removing it; the next restore of the same source reuses from it
+// every file it journaled complete (see Reuse), and removes it after its
+// own Write. A restore of another source, or one that does not resume,
+// removes it first (Clean).
+
+// PointBatchNoted fires after Write journaled a WrittenBatch: a kill
+// there leaves a run that a restore of the same source resumes.
+var PointBatchNoted = fault.Register("write.batch-noted", "after Write journaled a batch of completed files (a WrittenBatch note)")
+
+// WrittenBatch is journaled by Write, as a note, for files it completed:
+// each durable in staging, with its identity.
+type WrittenBatch struct {
+	Written []WrittenFile `json:"written,omitempty"`
+}
+
+// Batching of WrittenBatch notes: one journal commit at most every
+// NoteEvery, or as soon as NoteBytes of completed files wait; the last
+// batch of a completed Write is its written record. Tests set them to 0
+// to note every file.
+var (
+	NoteEvery       = 200 * time.Millisecond
+	NoteBytes int64 = 64 << 20
+)
+
+// batcher journals completed files in batches. add is called by Write's
+// workers; a note is journaled under its lock, so one goroutine at a time
+// journals, in the order files completed (and deterministically with one
+// worker, as the power-loss matrix runs).
+type batcher struct {
+	fs      *fsx.FS
+	r       *fsm.Run
+	staging string
+
+	mu      sync.Mutex
+	pending []WrittenFile
+	bytes   int64
+	last    time.Time
+	err     error
+}
+
+func newBatcher(fs *fsx.FS, r *fsm.Run, staging string) *batcher {
+	return &batcher{fs: fs, r: r, staging: staging, last: time.Now()}
+}
+
+// add records wf, complete and fsynced, and journals the batch if it is
+// due. An error means a note could not be made durable: Write fails.
+func (b *batcher) add(wf WrittenFile) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.err != nil {
+		return b.err
+	}
+	b.pending = append(b.pending, wf)
+	if !wf.Linked && wf.Reused == "" {
+		b.bytes += wf.Size
+	}
+	if b.bytes >= NoteBytes || time.Since(b.last) >= NoteEvery {
+		return b.flushLocked()
+	}
+	return nil
+}
+
+// flush journals what waits: after a failed Write, so its rollback keeps
+// the completed files for a resume.
+func (b *batcher) flush() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.err != nil {
+		return b.err
+	}
+	return b.flushLocked()
+}
+
+// flushLocked fsyncs the staging directory, then journals the pending
+// files. On error nothing more is journaled by this batcher.
+func (b *batcher) flushLocked() error {
+	if len(b.pending) == 0 || b.r == nil {
+		return nil
+	}
+	if err := b.fs.SyncDir(b.staging); err != nil {
+		b.err = err
+		return err
+	}
+	if err := b.r.Note(WrittenBatch{Written: b.pending}); err != nil {
+		b.err = err
+		return err
+	}
+	b.pending, b.bytes, b.last = nil, 0, time.Now()
+	// fault point: write.batch-noted
+	if err := b.fs.Faults().Hit(PointBatchNoted); err != nil {
+		b.err = err
+		return err
+	}
+	return nil
+}
+
+// trashDir is a trash directory of this journal found in Work.
+type trashDir struct {
+	path   string
+	rd     RunDir
+	run    journal.Run
+	notes  runNotes
+	source string // the run's source
+	// proven: the run ended, restored this database, and its rollback
+	// journaled this directory, by identity.
+	proven bool
+	// resumable: proven, and its Write journaled complete files.
+	resumable bool
+}
+
+// listTrash returns the trash directories of this journal in Work.
+func (e *Env) listTrash() ([]trashDir, error) {
+	names, err := e.FS.List(e.Layout.Work)
+	if err != nil {
+		if isNotExist(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var out []trashDir
+	for _, name := range names {
+		rd, ok := ParseRunDir(name)
+		if !ok || rd.Kind != "trash" || rd.Journal != e.jid() {
+			continue
+		}
+		t := trashDir{path: filepath.Join(e.Layout.Work, name), rd: rd}
+		r, err := e.Journal.Run(rd.Run)
+		if err != nil || !SameDB(e.FS, r.Target, e.Layout.DB) || r.InFlight() {
+			out = append(out, t)
+			continue
+		}
+		t.run, t.source = r, r.Source
+		if t.notes, err = e.notes(rd.Run); err != nil {
+			return nil, err
+		}
+		if t.notes.trash != nil {
+			id, err := e.FS.DirID(t.path)
+			if err != nil {
+				return nil, err
+			}
+			same, known := fsx.SameID(id, t.notes.trash.ID)
+			t.proven = same || !known
+		}
+		t.resumable = t.proven && len(t.notes.completed) > 0
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// sameSource reports whether source, a run's, is this run's source. In
+// recovery (no source) every source is: a later restore may resume.
+func (e *Env) sameSource(source string) bool {
+	return e.Source == "" || filepath.Clean(source) == filepath.Clean(e.Source)
+}
+
+// keepForResume reports whether the trash t is kept rather than removed
+// now: it is resumable by a restore of this run's source (in recovery:
+// of any source).
+func (e *Env) keepForResume(t trashDir) bool {
+	return t.resumable && e.sameSource(t.source)
+}
+
+// reclaimable is the bytes the trash of this journal holds, as its
+// rollback journaled them: Precheck counts them as free, since Clean or
+// Write removes them (a resumed file is linked, not copied, so it needs
+// no new space either).
+func (e *Env) reclaimable() int64 {
+	if e.Journal == nil {
+		return 0
+	}
+	trash, err := e.listTrash()
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, t := range trash {
+		if t.proven && t.notes.trash != nil {
+			for _, f := range t.notes.trash.Files {
+				n += f.Size
+			}
+		}
+	}
+	return n
+}
+
+// removeUsedTrash removes, after Write, the trash of this journal that it
+// may have resumed from, by the proof its rollback journaled (the hard
+// links Write made do not change what it holds, by name and size). It
+// does not fail Write: a trash it could not remove is left for the next
+// Clean, with a warning.
+func (e *Env) removeUsedTrash() {
+	trash, err := e.listTrash()
+	if err != nil {
+		e.Log.Warn().Err(err).Msg("listing the trash after write; the next restore removes it")
+		return
+	}
+	var d disposal
+	for _, t := range trash {
+		if !t.resumable {
+			continue
+		}
+		if err := e.cleanRunDir(t.path, t.rd, &d, false); err != nil {
+			e.Log.Warn().Err(err).Str("trash", t.path).Msg("could not remove an interrupted run's partial copy after resuming; the next restore removes it")
+		}
+	}
+}
+
+// completed records wf, a file now complete and fsynced at dst in
+// staging: its identity, its origin, and it joins the next batch note.
+func (e *Env) completed(wf *WrittenFile, dst string, f SourceFile, b *batcher) error {
+	if wf.Ident == nil {
+		id, err := e.FS.Ident(dst)
+		if err != nil {
+			return err
+		}
+		wf.Ident = identOf(id)
+	}
+	if wf.Origin == "" {
+		wf.Origin = f.origin()
+	}
+	return b.add(*wf)
+}
