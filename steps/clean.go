@@ -127,16 +127,6 @@ func (e *Env) cleanRunDir(path string, rd RunDir, d *disposal, keepResumable boo
 		case rd.Kind == "old" && n.plan != nil && n.plan.Plan == PlanRename && r.Outcome == OutcomeCommitted:
 			want, recorded = n.plan.DBID, true
 		}
-		if recorded && rd.Kind == "trash" && keepResumable && len(n.completed) > 0 && e.sameSource(r.Source) {
-			id, err := e.FS.DirID(path)
-			if err != nil {
-				return err
-			}
-			if same, known := fsx.SameID(id, want); same || !known {
-				d.kept = append(d.kept, path)
-				return nil
-			}
-		}
 		if recorded && rd.Kind == "trash" && n.trash.Files != nil {
 			// The trash must hold what the run set aside, nothing more.
 			if why, err := e.changedSince(path, n.trash.Files); err != nil {
@@ -147,6 +137,17 @@ func (e *Env) cleanRunDir(path string, rd RunDir, d *disposal, keepResumable boo
 					d.quarantined = append(d.quarantined, q)
 				}
 				return err
+			}
+		}
+		if recorded && rd.Kind == "trash" && keepResumable && len(n.completed) > 0 && e.sameSource(r.Source) {
+			// Unchanged and the run's own: kept for a resume (see Resume).
+			id, err := e.FS.DirID(path)
+			if err != nil {
+				return err
+			}
+			if same, known := fsx.SameID(id, want); same || !known {
+				d.kept = append(d.kept, path)
+				return nil
 			}
 		}
 		if recorded {

@@ -1,6 +1,7 @@
 package steps
 
 import (
+	"github.com/rs/zerolog"
 	"path/filepath"
 	"sync"
 	"time"
@@ -239,4 +240,23 @@ func (e *Env) completed(wf *WrittenFile, dst string, f SourceFile, b *batcher) e
 		wf.Origin = f.origin()
 	}
 	return b.add(*wf)
+}
+
+// ListResumable returns the trash directories of journal j for the
+// database of layout l that a restore may resume from (see Resume): an
+// ended run's, proven by its identity, holding files its Write journaled
+// complete. It changes nothing.
+func ListResumable(fsys *fsx.FS, l Layout, j *journal.Journal) ([]string, error) {
+	e := &Env{FS: fsys, Layout: l, Journal: j, Log: zerolog.Nop()}
+	trash, err := e.listTrash()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, t := range trash {
+		if t.resumable {
+			out = append(out, t.path)
+		}
+	}
+	return out, nil
 }
