@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"syscall"
 
 	"github.com/kvrflow/kvrflow/fsm"
 	"github.com/kvrflow/kvrflow/internal/fsx"
@@ -60,7 +61,9 @@ func (e *Env) rollback(_ context.Context, r *fsm.Run) (any, error) {
 		}
 	}
 	interrupted := r != nil && errors.Is(r.Cause(), context.Canceled)
-	if n.staging != nil && n.plan == nil && (interrupted || len(n.completed) > 0) {
+	// A full disk wants its space back more than a resume.
+	full := r != nil && (errors.Is(r.Cause(), syscall.ENOSPC) || errors.Is(r.Cause(), ErrNoSpace))
+	if n.staging != nil && n.plan == nil && (interrupted || len(n.completed) > 0 && !full) {
 		// Interrupted (SIGINT, SIGTERM) while writing: removing gigabytes
 		// can take the file system seconds (a TRIM per extent on a disk
 		// mounted with discard). The run's own staging, proven by its
@@ -68,8 +71,8 @@ func (e *Env) rollback(_ context.Context, r *fsm.Run) (any, error) {
 		// the process stops at once; the next restore (Clean) or recover
 		// removes it by the same proof. So is a staging that holds files
 		// Write journaled complete, whatever stopped the run (a crash, a
-		// kill, an error): a restore of the same source resumes from it
-		// (see Resume).
+		// kill, an error other than a full disk): a restore of the same
+		// source resumes from it (see Resume).
 		if t, err := e.trash(staging, n.staging.ID); err != nil || t != nil {
 			d.Trash = t
 			d.Removed, d.Quarantined = disp.removed, disp.quarantined
