@@ -143,6 +143,9 @@ func (e *Env) reuseResumed(ctx context.Context, c resumeCand, f SourceFile, dst 
 	switch {
 	case w.Size != f.Size, w.Unchecked:
 		return WrittenFile{}, false, nil
+	case w.Linked && !(e.mode == ModeLink && f.Linkable):
+		// A link to the backup's own file: a copy is wanted here.
+		return WrittenFile{}, false, nil
 	case f.NoCRC:
 		if w.Origin == "" || w.Origin != f.origin() {
 			return WrittenFile{}, false, nil

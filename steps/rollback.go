@@ -75,6 +75,12 @@ func (e *Env) rollback(_ context.Context, r *fsm.Run) (any, error) {
 		// source resumes from it (see Resume).
 		if t, err := e.trash(staging, n.staging.ID); err != nil || t != nil {
 			d.Trash = t
+			if err == nil {
+				// A power loss on the in-memory file systems may leave the
+				// moved directory under both names: the run's own at
+				// staging goes by proof (on a disk, nothing is there).
+				err = e.removeProven(staging, want, true, fmt.Sprintf("run %d's staging directory, also at %s", e.RunID, t.Path), &disp)
+			}
 			d.Removed, d.Quarantined = disp.removed, disp.quarantined
 			return d, err
 		}
