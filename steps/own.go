@@ -64,19 +64,14 @@ func (e *Env) notes(id uint64) (runNotes, error) {
 	for _, ev := range evs {
 		switch {
 		case ev.Event == fsm.NoteEvent && ev.From == StateWrite:
-			// Write's notes: the staging note, then batches of files.
-			var s struct {
-				StagingNote
-				WrittenBatch
-			}
-			if err := json.Unmarshal(ev.Details, &s); err != nil {
+			staging, written, err := parseWriteNote(ev.Details)
+			if err != nil {
 				return n, fmt.Errorf("%w: run %d event %d: bad write note: %w", ErrInconsistent, id, ev.Seq, err)
 			}
-			if s.Staging != "" {
-				sn := s.StagingNote
-				n.staging = &sn
+			if staging != nil {
+				n.staging = staging
 			}
-			n.completed = append(n.completed, s.Written...)
+			n.completed = append(n.completed, written...)
 		case ev.Event == fsm.NoteEvent && ev.From == StateCommit:
 			var p struct {
 				CommitPlan
@@ -116,6 +111,24 @@ func (e *Env) notes(id uint64) (runNotes, error) {
 		}
 	}
 	return n, nil
+}
+
+// parseWriteNote reads one of Write's notes: the staging note (staging
+// set), or a batch of completed files (written); a journal written before
+// batches existed holds only staging notes.
+func parseWriteNote(details []byte) (staging *StagingNote, written []WrittenFile, err error) {
+	var s struct {
+		StagingNote
+		WrittenBatch
+	}
+	if err := json.Unmarshal(details, &s); err != nil {
+		return nil, nil, err
+	}
+	if s.Staging != "" {
+		sn := s.StagingNote
+		staging = &sn
+	}
+	return staging, s.Written, nil
 }
 
 // jid is the id of the run's journal ("" without one: a step run on its
