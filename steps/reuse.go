@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kvrflow/kvrflow/internal/fsx"
@@ -20,8 +21,8 @@ import (
 //     the source records no checksum of, the same origin: path and
 //     version), whose identity (inode, size, mtime) is still the one the
 //     note recorded;
-//   - delta: a table (SourceFile.Linkable: never a MANIFEST, OPTIONS, WAL
-//     or CURRENT) of the database being replaced, when it is a database
+//   - delta: a table (.sst or .blob, see isTable: never a MANIFEST,
+//     OPTIONS, WAL or CURRENT) of the database being replaced, when it is a database
 //     of the source's engine, of the same name, size and crc32c as the
 //     backup records, read here while the run holds the database's LOCK.
 //
@@ -130,7 +131,8 @@ func (e *Env) reuse(ctx context.Context, ru *reuser, f SourceFile, dst string, b
 			return wf, ok, err
 		}
 	}
-	if ru.delta && f.Linkable && !f.NoCRC && !(e.mode == ModeLink && e.linkFallback.Load() == nil) {
+	linked := e.mode == ModeLink && f.Linkable && e.linkFallback.Load() == nil
+	if ru.delta && isTable(f.Name) && !f.NoCRC && !linked {
 		return e.reuseDelta(ctx, f, dst, buf)
 	}
 	return WrittenFile{}, false, nil
@@ -218,4 +220,14 @@ func (e *Env) linkReused(ctx context.Context, src string, id fsx.Ident, f Source
 		}
 	}
 	return WrittenFile{Name: f.Name, Size: f.Size, CRC32C: crc, Reused: how, Ident: identOf(got), Origin: f.origin()}, true, nil
+}
+
+// isTable reports whether name is an immutable table file of either
+// engine: an sstable (.sst) or a blob file (.blob). Neither engine writes
+// one in place once it is complete (a compaction writes new files), which
+// is what makes sharing its inode safe. By name, not by
+// SourceFile.Linkable: a remote source's tables are not linkable from
+// the source, yet the database's own copy may be.
+func isTable(name string) bool {
+	return strings.HasSuffix(name, ".sst") || strings.HasSuffix(name, ".blob")
 }
