@@ -46,8 +46,17 @@ func trashIn(fs vfs.FS, db string) []string {
 // removes the trash.
 func TestRestore_ResumesWhatAFailedWriteJournaled(t *testing.T) {
 	noteEveryFile(t)
-	fs := vfs.NewCrashableMem()
-	f := newFixture(t, fs, "/r")
+	for _, onDisk := range []bool{false, true} {
+		fs, root := vfs.FS(vfs.NewCrashableMem()), "/r"
+		if onDisk {
+			fs, root = vfs.Default, t.TempDir()
+		}
+		testResumesWhatAFailedWriteJournaled(t, fs, root)
+	}
+}
+
+func testResumesWhatAFailedWriteJournaled(t *testing.T, fs vfs.FS, root string) {
+	f := newFixture(t, fs, root)
 	f.journal = filepath.Join(t.TempDir(), "journal.db")
 	opts := f.opts()
 	opts.Mode = steps.ModeCopy
@@ -265,9 +274,16 @@ func (quietLog) Fatalf(f string, args ...any) { panic(fmt.Sprintf(f, args...)) }
 // identical are hard-linked from it, and the bytes transferred are at
 // most 15 % of the backup's. With NoDelta every byte is transferred.
 func TestRestore_DeltaLinksTheTablesTheDatabaseHas(t *testing.T) {
-	for _, noDelta := range []bool{false, true} {
-		fs := vfs.NewCrashableMem()
-		f, backup2 := deltaFixture(t, fs, "/d")
+	for _, tc := range []struct {
+		fs      string
+		noDelta bool
+	}{{"mem", false}, {"mem", true}, {"disk", false}} {
+		noDelta := tc.noDelta
+		fs, root := vfs.FS(vfs.NewCrashableMem()), "/d"
+		if tc.fs == "disk" {
+			fs, root = vfs.Default, t.TempDir()
+		}
+		f, backup2 := deltaFixture(t, fs, root)
 		o := f.opts()
 		o.Source, o.Mode, o.NoDelta = backup2, steps.ModeCopy, noDelta
 		res, err := Restore(context.Background(), o)
@@ -278,7 +294,7 @@ func TestRestore_DeltaLinksTheTablesTheDatabaseHas(t *testing.T) {
 			t.Fatal("the delta restore did not give the backup's database")
 		}
 		sum := res.Summary
-		t.Logf("no-delta=%v: %d of %d bytes transferred (%.1f %%), %d delta", noDelta, sum.Transferred, sum.Bytes, 100*float64(sum.Transferred)/float64(sum.Bytes), sum.Delta)
+		t.Logf("%s, no-delta=%v: %d of %d bytes transferred (%.1f %%), %d delta", tc.fs, noDelta, sum.Transferred, sum.Bytes, 100*float64(sum.Transferred)/float64(sum.Bytes), sum.Delta)
 		switch {
 		case noDelta && (sum.Delta != 0 || sum.Transferred != sum.Bytes):
 			t.Fatalf("--no-delta: %+v, want every byte transferred", sum)
@@ -328,12 +344,25 @@ func TestRestore_DeltaRollbackLeavesTheDatabaseAsItWas(t *testing.T) {
 // inodes with the new one (tables are immutable), and undo brings it
 // back intact, then redoes.
 func TestRestore_DeltaKeepOldSharesTablesAndUndoes(t *testing.T) {
-	fs := vfs.NewCrashableMem()
-	f, backup2 := deltaFixture(t, fs, "/k")
+	fs := vfs.Default
+	f, backup2 := deltaFixture(t, fs, t.TempDir())
 	o := f.opts()
 	o.Source, o.Mode, o.KeepOld = backup2, steps.ModeCopy, 1
-	if _, err := Restore(context.Background(), o); err != nil {
+	res, err := Restore(context.Background(), o)
+	if err != nil {
 		t.Fatal(err)
+	}
+	shared := 0
+	names, _ := os.ReadDir(f.db)
+	for _, n := range names {
+		a, err1 := os.Stat(filepath.Join(f.db, n.Name()))
+		b, err2 := os.Stat(filepath.Join(res.Summary.Kept, n.Name()))
+		if err1 == nil && err2 == nil && os.SameFile(a, b) {
+			shared++
+		}
+	}
+	if res.Summary.Delta == 0 || shared == 0 {
+		t.Fatalf("delta %d bytes, %d files shared by the new database and the kept one; want tables shared", res.Summary.Delta, shared)
 	}
 	if _, err := Undo(context.Background(), Options{DB: f.db, FS: fs, Journal: f.journal}); err != nil {
 		t.Fatal(err)
