@@ -174,13 +174,6 @@ func (e *Env) sameSource(source string) bool {
 	return e.Source == "" || filepath.Clean(source) == filepath.Clean(e.Source)
 }
 
-// keepForResume reports whether the trash t is kept rather than removed
-// now: it is resumable by a restore of this run's source (in recovery:
-// of any source).
-func (e *Env) keepForResume(t trashDir) bool {
-	return t.resumable && e.sameSource(t.source)
-}
-
 // reclaimable is the bytes the trash of this journal holds, as its
 // rollback journaled them: Precheck counts them as free, since Clean or
 // Write removes them (a resumed file is linked, not copied, so it needs
