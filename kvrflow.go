@@ -558,14 +558,11 @@ func Recover(ctx context.Context, opts Options) ([]Recovered, error) {
 		if err != nil {
 			return done, err
 		}
+		// A partial copy kept for a resume is no action of this recover
+		// (its rollback set it aside and said so; status lists it): one
+		// line, in the log.
 		for _, p := range kept {
-			rd, _ := steps.ParseRunDir(filepath.Base(p))
-			r, err := s.j.Run(rd.Run)
-			if err != nil {
-				return done, err
-			}
-			s.log.Info().Str("trash", p).Msg("kept the partial copy of an interrupted restore: a restore of the same source resumes from it, another restore removes it")
-			done = append(done, Recovered{Run: r, FromState: r.State, Decision: "kept the partial copy it set aside, " + p + ", for a restore of the same source to resume from (another restore removes it)"})
+			s.log.Info().Str("trash", p).Msg("kept an interrupted restore's partial copy: a restore of the same source resumes from it, another restore removes it")
 		}
 		for _, q := range quarantined {
 			rd, _ := steps.ParseRunDir(filepath.Base(q.From))

@@ -166,8 +166,7 @@ func TestRestore_SymlinkedParentIsOneDatabase(t *testing.T) {
 		t.Fatalf("status through the link: in flight %v, leftovers %v; want the run in flight and no leftover", st.InFlight, st.Leftovers)
 	}
 	rec, err := Recover(context.Background(), Options{DB: viaLink})
-	// (A second entry says the complete staging was kept for a resume.)
-	if err != nil || len(rec) == 0 || rec[0].Run.Outcome != steps.OutcomeRolledBack {
+	if err != nil || len(rec) != 1 || rec[0].Run.Outcome != steps.OutcomeRolledBack {
 		t.Fatalf("recover through the link: %+v, %v", rec, err)
 	}
 	if _, err := Restore(context.Background(), Options{DB: viaLink, Source: f.backup}); err != nil {

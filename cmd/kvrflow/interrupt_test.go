@@ -83,7 +83,7 @@ func TestRestore_SIGINTStopsTheCopyOfALargeFile(t *testing.T) {
 	// interrupt: recover keeps the partial copy for a restore of the
 	// same source to resume from, and status says so.
 	rec := mustRun(t, exitOK, nil, "recover", "--db", f.db)
-	if !strings.Contains(rec.stdout, "kept the partial copy it set aside") {
+	if !strings.Contains(rec.stderr, "kept an interrupted restore's partial copy") {
 		t.Errorf("recover:\n%s", rec)
 	}
 	if st := status(t, f.db); len(st.InFlight) != 0 || len(st.Leftovers) != 0 || len(st.Resumable) != 1 {
