@@ -180,7 +180,13 @@ func (e *Env) reuseDelta(ctx context.Context, f SourceFile, dst string, buf []by
 	}
 	size, crc, err := e.FS.Checksum(ctx, src, fsx.Want{ID: id.ID, Size: id.Size, Sized: true}, buf)
 	if err != nil {
-		return WrittenFile{}, false, fmt.Errorf("delta: %w", err)
+		if ctx.Err() != nil {
+			return WrittenFile{}, false, err
+		}
+		// The database being replaced cannot lend this table (unreadable,
+		// replaced): the backup's is transferred.
+		e.Log.Warn().Err(err).Str("file", src).Msg("delta: the database's table could not be read; transferring the backup's")
+		return WrittenFile{}, false, nil
 	}
 	if size != f.Size || crc != f.CRC32C {
 		return WrittenFile{}, false, nil
