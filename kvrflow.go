@@ -403,7 +403,7 @@ type interrupted struct {
 }
 
 func (e *interrupted) Error() string {
-	return "interrupted, rolled back: " + e.db + " holds the database it held before (a partial copy set aside is removed by the next kvrflow restore, or kvrflow recover)"
+	return "interrupted, rolled back: " + e.db + " holds the database it held before (a restore of the same source resumes from the partial copy set aside; another restore removes it)"
 }
 
 func (e *interrupted) Unwrap() error { return e.err }
