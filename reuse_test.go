@@ -2,17 +2,21 @@ package kvrflow
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
+	"github.com/kvrflow/kvrflow/fsm"
 	"github.com/kvrflow/kvrflow/internal/check"
 	"github.com/kvrflow/kvrflow/internal/testutil"
 	"github.com/kvrflow/kvrflow/steps"
@@ -375,5 +379,69 @@ func TestRestore_DeltaKeepOldSharesTablesAndUndoes(t *testing.T) {
 	}
 	if got := testutil.ReadDB(t, fs, f.db); !testutil.Equal(got, f.new) {
 		t.Fatal("redo after a delta restore did not bring the new database back")
+	}
+}
+
+// TestRestore_ErrorSweepOfAResumedRestore fails operation N of a restore
+// that resumes from an earlier failed run's partial copy, for N = 0, 1,
+// ... until the injection no longer fires: a restore that fails is rolled
+// back with the old database intact, one that succeeds holds the new one,
+// and a plain restore afterwards gives the backup's database. Under
+// -short every third N is tried.
+func TestRestore_ErrorSweepOfAResumedRestore(t *testing.T) {
+	noteEveryFile(t)
+	base := vfs.NewCrashableMem()
+	f := newFixture(t, base, "/s")
+	jbase := filepath.Join(t.TempDir(), "journal.db")
+	o := Options{DB: f.db, Source: f.backup, FS: base, Journal: jbase, Mode: steps.ModeCopy, FaultSpec: "write.batch-noted:eio@3"}
+	if _, err := Restore(context.Background(), o); !IsRolledBack(err) {
+		t.Fatalf("the first restore: %v, want rolled back", err)
+	}
+	journal, err := os.ReadFile(jbase)
+	must(t, err)
+	stride := int64(1)
+	if testing.Short() {
+		stride = 3
+	}
+	var failed, resumed int
+	for n := int64(0); ; n += stride {
+		fs := base.CrashClone(vfs.CrashCloneCfg{})
+		jpath := filepath.Join(t.TempDir(), "journal.db")
+		must(t, os.WriteFile(jpath, journal, 0o600))
+		inj := &failNth{n: n, errno: syscall.EIO}
+		opts := Options{DB: f.db, Source: f.backup, FS: errorfs.Wrap(fs, inj), Journal: jpath, Mode: steps.ModeCopy}
+		res, err := Restore(context.Background(), opts)
+		if !inj.fired.Load() {
+			if err != nil {
+				t.Fatalf("op %d: restore without injection failed: %v", n, err)
+			}
+			t.Logf("error sweep of a resumed restore: %d operations; %d failed and rolled back; %d resumed despite an error", n, failed, resumed)
+			if failed == 0 {
+				t.Fatal("no injected error made a resumed restore fail")
+			}
+			return
+		}
+		want := check.New
+		switch {
+		case err == nil:
+			if res.Summary.Resumed > 0 {
+				resumed++
+			}
+		case errors.Is(err, fsm.ErrInFlight):
+			t.Fatalf("op %d: run left in flight: %v", n, err)
+		default:
+			failed++
+			want = check.Old
+		}
+		if rep, cerr := f.target(fs, jpath).Recovered(); cerr != nil || rep.DB != want {
+			t.Fatalf("op %d: after %v: want the %s database: %+v, %v", n, err, want, rep, cerr)
+		}
+		opts.FS = fs
+		if _, err := Restore(context.Background(), opts); err != nil {
+			t.Fatalf("op %d: plain restore after the failure: %v", n, err)
+		}
+		if got := testutil.ReadDB(t, fs, f.db); !testutil.Equal(got, f.new) {
+			t.Fatalf("op %d: plain restore after the failure did not give the backup's database", n)
+		}
 	}
 }
