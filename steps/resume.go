@@ -229,7 +229,9 @@ func (e *Env) completed(wf *WrittenFile, dst string, f SourceFile, b *batcher) e
 		}
 		wf.Ident = identOf(id)
 	}
-	if wf.Origin == "" {
+	if wf.Origin == "" && f.NoCRC {
+		// Only where the source records no checksum is the origin what a
+		// resume matches (the journal stays small otherwise).
 		wf.Origin = f.origin()
 	}
 	return b.add(*wf)

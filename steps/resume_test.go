@@ -1,9 +1,13 @@
 package steps
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/rs/zerolog"
 
 	"github.com/kvrflow/kvrflow/internal/fsx"
 )
@@ -74,5 +78,73 @@ func TestFileIdent_MatchesOnlyTheSameUnchangedFile(t *testing.T) {
 	var none *FileIdent
 	if none.matches(id) {
 		t.Error("no identity matches a file")
+	}
+}
+
+// TestReuseResumed_MatchesByOriginWhenTheSourceRecordsNoChecksum: a file
+// of a source that records no checksum (a remote checkpoint) is resumed
+// only if its origin (path and version) is the one journaled and the
+// copy in the trash is unchanged; a file of a source that records one,
+// only if the crc32c matches.
+func TestReuseResumed_MatchesByOriginWhenTheSourceRecordsNoChecksum(t *testing.T) {
+	mem := vfs.NewMem()
+	fs := fsx.New(mem, nil)
+	e := &Env{FS: fs, Log: zerolog.Nop(), mode: ModeCopy}
+	for _, d := range []string{"/trash", "/staging"} {
+		if err := mem.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(path, data string) {
+		t.Helper()
+		f, err := mem.Create(path, vfs.WriteCategoryUnspecified)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Write([]byte(data)); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("/trash/a", "hello")
+	id, err := fs.Ident("/trash/a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := SourceFile{Name: "a", Path: "s3://b/p/a", Size: 5, NoCRC: true, Version: "etag1"}
+	journaled := WrittenFile{Name: "a", Size: 5, CRC32C: 99, Ident: identOf(id), Origin: src.origin()}
+	buf := make([]byte, 64)
+	try := func(f SourceFile, w WrittenFile) bool {
+		t.Helper()
+		dst := "/staging/a"
+		_ = mem.Remove(dst)
+		_, ok, err := e.reuseResumed(context.Background(), resumeCand{path: "/trash/a", wf: w}, f, dst, buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if !try(src, journaled) {
+		t.Error("the same origin, unchanged: not resumed")
+	}
+	other := src
+	other.Version = "etag2"
+	if try(other, journaled) {
+		t.Error("another version of the object was resumed")
+	}
+	withCRC := SourceFile{Name: "a", Path: "/backup/a", Size: 5, CRC32C: 99}
+	if !try(withCRC, journaled) {
+		t.Error("a recorded crc32c equal to the journaled one: not resumed")
+	}
+	withCRC.CRC32C = 98
+	if try(withCRC, journaled) {
+		t.Error("another crc32c was resumed")
+	}
+	time.Sleep(2 * time.Millisecond)
+	write("/trash/a", "HELLO") // rewritten in place: another mtime
+	if try(src, journaled) {
+		t.Error("a copy changed since it was journaled was resumed")
 	}
 }

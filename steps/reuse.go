@@ -225,7 +225,7 @@ func (e *Env) linkReused(ctx context.Context, src string, id fsx.Ident, f Source
 			return WrittenFile{}, false, fmt.Errorf("%w: %s: read back %d bytes with crc32c %08x, want %d bytes %08x", ErrChecksum, dst, rsize, rcrc, f.Size, crc)
 		}
 	}
-	return WrittenFile{Name: f.Name, Size: f.Size, CRC32C: crc, Reused: how, Ident: identOf(got), Origin: f.origin()}, true, nil
+	return WrittenFile{Name: f.Name, Size: f.Size, CRC32C: crc, Reused: how, Ident: identOf(got)}, true, nil
 }
 
 // isTable reports whether name is an immutable table file of either

@@ -34,8 +34,8 @@ type WrittenFile struct {
 	// a resume reuses the file only if it still has it.
 	Ident *FileIdent `json:"ident,omitempty"`
 	// Origin names the source's version of the file (see
-	// SourceFile.origin): a resume matches it when the source records no
-	// checksum.
+	// SourceFile.origin), journaled for a file whose checksum the source
+	// does not record: a resume matches it then.
 	Origin string `json:"origin,omitempty"`
 }
 
