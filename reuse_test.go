@@ -18,6 +18,7 @@ import (
 
 	"github.com/kvrflow/kvrflow/fsm"
 	"github.com/kvrflow/kvrflow/internal/check"
+	"github.com/kvrflow/kvrflow/internal/sampledb"
 	"github.com/kvrflow/kvrflow/internal/testutil"
 	"github.com/kvrflow/kvrflow/steps"
 )
@@ -472,5 +473,44 @@ func TestRocksDB_DeltaRestoreOfTheSameBackup(t *testing.T) {
 		if sum.Delta == 0 || sum.Transferred+sum.Delta != sum.Bytes {
 			t.Fatalf("%s: %+v; want the tables linked from the database, the rest transferred", src, sum)
 		}
+	}
+}
+
+// TestRestore_ResumesALargeFileMidWay fails a restore while it copies a
+// 24 MiB file, after its progress was journaled every 4 MiB: the restore
+// run again continues that file from the last offset journaled (its
+// prefix checked by crc32c), and the whole file's crc32c is still
+// compared with the backup's.
+func TestRestore_ResumesALargeFileMidWay(t *testing.T) {
+	every := steps.PartialEvery
+	steps.PartialEvery = 4 << 20
+	t.Cleanup(func() { steps.PartialEvery = every })
+	defer func(w int) { steps.Workers = w }(steps.Workers)
+	steps.Workers = 1
+	f := newFixture(t, vfs.Default, t.TempDir())
+	f.journal = filepath.Join(t.TempDir(), "journal.db")
+	const size = 24 << 20
+	must(t, sampledb.AddFile(f.backup, "000999.blob", size, 7))
+	opts := f.opts()
+	opts.Mode = steps.ModeCopy
+	failing := opts
+	failing.FaultSpec = "write.batch-noted:eio@3" // the big file's third progress note
+	if _, err := Restore(context.Background(), failing); !IsRolledBack(err) {
+		t.Fatalf("restore failing in the big file: %v, want rolled back", err)
+	}
+	if tr := trashIn(vfs.Default, f.db); len(tr) != 1 {
+		t.Fatalf("trash after the failure: %v, want the partial staging", tr)
+	}
+	res, err := Restore(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := res.Summary
+	t.Logf("resumed mid-file: %d of %d bytes transferred, %d resumed", sum.Transferred, sum.Bytes, sum.Resumed)
+	if sum.Resumed < 8<<20 || sum.Transferred+sum.Resumed != sum.Bytes {
+		t.Fatalf("%+v: want at least the 8 MiB journaled before the failure resumed", sum)
+	}
+	if got := testutil.ReadDB(t, vfs.Default, f.db); !testutil.Equal(got, f.new) {
+		t.Fatal("the resumed restore did not give the backup's database")
 	}
 }

@@ -139,7 +139,7 @@ func (e *Env) cleanRunDir(path string, rd RunDir, d *disposal, keepResumable boo
 				return err
 			}
 		}
-		if recorded && rd.Kind == "trash" && keepResumable && len(n.completed) > 0 && e.sameSource(r.Source) {
+		if recorded && rd.Kind == "trash" && keepResumable && n.resumable() && e.sameSource(r.Source) {
 			// Unchanged and the run's own: kept for a resume (see Resume).
 			id, err := e.FS.DirID(path)
 			if err != nil {

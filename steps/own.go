@@ -52,6 +52,14 @@ type runNotes struct {
 	// completed are the files Write journaled complete, durable in
 	// staging: its WrittenBatch notes, then its written record.
 	completed []WrittenFile
+	// partial is the last progress Write journaled of each file it had
+	// not completed.
+	partial map[string]PartialFile
+}
+
+// resumable reports whether Write journaled anything a resume can use.
+func (n runNotes) resumable() bool {
+	return len(n.completed) > 0 || len(n.partial) > 0
 }
 
 // notes reads run id's notes from the journal.
@@ -64,14 +72,23 @@ func (e *Env) notes(id uint64) (runNotes, error) {
 	for _, ev := range evs {
 		switch {
 		case ev.Event == fsm.NoteEvent && ev.From == StateWrite:
-			staging, written, err := parseWriteNote(ev.Details)
+			staging, batch, err := parseWriteNote(ev.Details)
 			if err != nil {
 				return n, fmt.Errorf("%w: run %d event %d: bad write note: %w", ErrInconsistent, id, ev.Seq, err)
 			}
 			if staging != nil {
 				n.staging = staging
 			}
-			n.completed = append(n.completed, written...)
+			n.completed = append(n.completed, batch.Written...)
+			for _, f := range batch.Written {
+				delete(n.partial, f.Name)
+			}
+			if p := batch.Partial; p != nil {
+				if n.partial == nil {
+					n.partial = map[string]PartialFile{}
+				}
+				n.partial[p.Name] = *p
+			}
 		case ev.Event == fsm.NoteEvent && ev.From == StateCommit:
 			var p struct {
 				CommitPlan
@@ -116,19 +133,19 @@ func (e *Env) notes(id uint64) (runNotes, error) {
 // parseWriteNote reads one of Write's notes: the staging note (staging
 // set), or a batch of completed files (written); a journal written before
 // batches existed holds only staging notes.
-func parseWriteNote(details []byte) (staging *StagingNote, written []WrittenFile, err error) {
+func parseWriteNote(details []byte) (staging *StagingNote, batch WrittenBatch, err error) {
 	var s struct {
 		StagingNote
 		WrittenBatch
 	}
 	if err := json.Unmarshal(details, &s); err != nil {
-		return nil, nil, err
+		return nil, WrittenBatch{}, err
 	}
 	if s.Staging != "" {
 		sn := s.StagingNote
 		staging = &sn
 	}
-	return staging, s.Written, nil
+	return staging, s.WrittenBatch, nil
 }
 
 // jid is the id of the run's journal ("" without one: a step run on its

@@ -1,6 +1,8 @@
 package steps
 
 import (
+	"context"
+	"fmt"
 	"github.com/rs/zerolog"
 	"path/filepath"
 	"sync"
@@ -32,7 +34,29 @@ var PointBatchNoted = fault.Register("write.batch-noted", "after Write journaled
 // each durable in staging, with its identity.
 type WrittenBatch struct {
 	Written []WrittenFile `json:"written,omitempty"`
+	// Partial is a large file's progress: its first Offset bytes are
+	// durable in staging (fdatasynced, the directory fsynced).
+	Partial *PartialFile `json:"partial,omitempty"`
 }
+
+// PartialFile is how far the copy of one file got, durably: a resume
+// continues it from Offset if the source lists the same file (Size and
+// SourceCRC, or Origin where the source records no checksum) and the
+// prefix in the trash still has crc32c CRC32C.
+type PartialFile struct {
+	Name      string `json:"name"`
+	Offset    int64  `json:"offset"`
+	CRC32C    uint32 `json:"crc32c"` // of the first Offset bytes
+	Size      int64  `json:"size"`   // the whole file's, as the source lists it
+	SourceCRC uint32 `json:"source_crc32c"`
+	Origin    string `json:"origin,omitempty"`
+	Dev       uint64 `json:"dev,omitempty"`
+	Ino       uint64 `json:"ino,omitempty"`
+}
+
+// PartialEvery is how many bytes of one file Write copies between two
+// notes of its progress (PartialFile); 0 turns them off.
+var PartialEvery int64 = 64 << 20
 
 // Batching of WrittenBatch notes: one journal commit at most every
 // NoteEvery, or as soon as NoteBytes of completed files wait; the last
@@ -95,14 +119,30 @@ func (b *batcher) flush() error {
 // flushLocked fsyncs the staging directory, then journals the pending
 // files. On error nothing more is journaled by this batcher.
 func (b *batcher) flushLocked() error {
-	if len(b.pending) == 0 || b.r == nil {
+	return b.noteLocked(nil)
+}
+
+// partial journals p, with the pending files: a copy's durable progress.
+func (b *batcher) partial(p PartialFile) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.err != nil {
+		return b.err
+	}
+	return b.noteLocked(&p)
+}
+
+// noteLocked fsyncs the staging directory, then journals the pending
+// files and p. On error nothing more is journaled by this batcher.
+func (b *batcher) noteLocked(p *PartialFile) error {
+	if len(b.pending) == 0 && p == nil || b.r == nil {
 		return nil
 	}
 	if err := b.fs.SyncDir(b.staging); err != nil {
 		b.err = err
 		return err
 	}
-	if err := b.r.Note(WrittenBatch{Written: b.pending}); err != nil {
+	if err := b.r.Note(WrittenBatch{Written: b.pending, Partial: p}); err != nil {
 		b.err = err
 		return err
 	}
@@ -162,7 +202,7 @@ func (e *Env) listTrash() ([]trashDir, error) {
 			same, known := fsx.SameID(id, t.notes.trash.ID)
 			t.proven = same || !known
 		}
-		t.resumable = t.proven && len(t.notes.completed) > 0
+		t.resumable = t.proven && t.notes.resumable()
 		out = append(out, t)
 	}
 	return out, nil
@@ -254,4 +294,78 @@ func ListResumable(fsys *fsx.FS, l Layout, j *journal.Journal) ([]string, error)
 		}
 	}
 	return out, nil
+}
+
+// transferFrom is where the copy of f into dst starts, and how its
+// progress is journaled: from the start, unless an interrupted run
+// journaled part of the same file (see PartialFile) whose prefix in its
+// trash is still what it journaled; then that file is hard-linked as dst,
+// its name in the trash removed (the copy writes on, and the trash must
+// keep what its rollback journaled), and the copy continues at the
+// journaled offset. Every PartialEvery bytes the copy's progress is
+// journaled (after an fdatasync of dst and the staging directory's fsync).
+func (e *Env) transferFrom(ctx context.Context, f SourceFile, dst string, buf []byte) (fsx.Resume, error) {
+	var r fsx.Resume
+	if e.batch != nil && PartialEvery > 0 && f.Size > PartialEvery {
+		r.Every = PartialEvery
+		r.Chunk = func(off int64, crc uint32) error {
+			p := PartialFile{Name: f.Name, Offset: off, CRC32C: crc, Size: f.Size, SourceCRC: f.CRC32C}
+			if f.NoCRC {
+				p.Origin = f.origin()
+			}
+			if id, err := e.FS.Ident(dst); err == nil {
+				p.Dev, p.Ino = id.ID.Dev, id.ID.Ino
+			}
+			return e.batch.partial(p)
+		}
+	}
+	if e.reuser == nil {
+		return r, nil
+	}
+	c, ok := e.reuser.partial[f.Name]
+	if !ok {
+		return r, nil
+	}
+	p := c.p
+	switch {
+	case p.Size != f.Size, p.Offset <= 0, p.Offset > f.Size:
+		return r, nil
+	case f.NoCRC && (p.Origin == "" || p.Origin != f.origin()):
+		return r, nil
+	case !f.NoCRC && p.SourceCRC != f.CRC32C:
+		return r, nil
+	}
+	id, err := e.FS.Ident(c.path)
+	if err != nil || id.Size < p.Offset || id.Size > f.Size || (p.Ino != 0 && (id.ID.Ino != p.Ino || id.ID.Dev != p.Dev)) {
+		if err != nil && !isNotExist(err) {
+			return r, err
+		}
+		return r, nil
+	}
+	crc, err := e.FS.ChecksumPrefix(ctx, c.path, p.Offset, buf)
+	if err != nil || crc != p.CRC32C {
+		if ctx.Err() != nil {
+			return r, err
+		}
+		e.Log.Debug().Str("file", c.path).Msg("an interrupted run's partial copy does not hold what it journaled; transferred again")
+		return r, nil
+	}
+	if err := e.FS.Link(c.path, dst); err != nil {
+		if linkRefused(err) != "" {
+			return r, nil
+		}
+		return r, err
+	}
+	if got, err := e.FS.Ident(dst); err != nil || !got.Equal(id) {
+		if err == nil {
+			err = fmt.Errorf("%w: %s: changed while it was hard-linked into staging as %s (resume)", ErrChecksum, c.path, dst)
+		}
+		return r, err
+	}
+	if err := e.FS.RemoveFileDurable(c.path); err != nil {
+		return r, err
+	}
+	r.Offset, r.CRC = p.Offset, p.CRC32C
+	e.Log.Debug().Str("file", f.Name).Int64("offset", p.Offset).Msg("continuing an interrupted run's copy")
+	return r, nil
 }

@@ -39,8 +39,8 @@ func TestParseWriteNote_OldAndNewNotes(t *testing.T) {
 			} else if tc.staging != "" {
 				t.Errorf("no staging, want %q", tc.staging)
 			}
-			if len(w) != tc.written {
-				t.Errorf("%d files, want %d", len(w), tc.written)
+			if len(w.Written) != tc.written {
+				t.Errorf("%d files, want %d", len(w.Written), tc.written)
 			}
 		})
 	}

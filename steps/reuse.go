@@ -77,15 +77,23 @@ type resumeCand struct {
 
 // reuser holds what Write may reuse, found once before it starts.
 type reuser struct {
-	resume map[string]resumeCand
-	delta  bool // the database being replaced is of the source's engine
+	resume  map[string]resumeCand
+	partial map[string]partialCand
+	delta   bool // the database being replaced is of the source's engine
+}
+
+// partialCand is a file an interrupted run journaled part of, in its
+// trash.
+type partialCand struct {
+	path string
+	p    PartialFile
 }
 
 // newReuser finds the trash of ended runs of this journal on this
 // database that journaled complete files (see resumableTrash), and
 // whether delta applies.
 func (e *Env) newReuser() (*reuser, error) {
-	ru := &reuser{resume: map[string]resumeCand{}, delta: e.deltaApplies()}
+	ru := &reuser{resume: map[string]resumeCand{}, partial: map[string]partialCand{}, delta: e.deltaApplies()}
 	if e.Journal == nil {
 		return ru, nil
 	}
@@ -102,6 +110,9 @@ func (e *Env) newReuser() (*reuser, error) {
 				continue
 			}
 			ru.resume[wf.Name] = resumeCand{path: filepath.Join(t.path, wf.Name), wf: wf}
+		}
+		for name, p := range t.notes.partial {
+			ru.partial[name] = partialCand{path: filepath.Join(t.path, name), p: p}
 		}
 	}
 	return ru, nil

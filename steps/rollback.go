@@ -63,7 +63,7 @@ func (e *Env) rollback(_ context.Context, r *fsm.Run) (any, error) {
 	interrupted := r != nil && errors.Is(r.Cause(), context.Canceled)
 	// A full disk wants its space back more than a resume.
 	full := r != nil && (errors.Is(r.Cause(), syscall.ENOSPC) || errors.Is(r.Cause(), ErrNoSpace))
-	if n.staging != nil && n.plan == nil && (interrupted || len(n.completed) > 0 && !full) {
+	if n.staging != nil && n.plan == nil && (interrupted || n.resumable() && !full) {
 		// Interrupted (SIGINT, SIGTERM) while writing: removing gigabytes
 		// can take the file system seconds (a TRIM per extent on a disk
 		// mounted with discard). The run's own staging, proven by its

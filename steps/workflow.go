@@ -137,6 +137,8 @@ type Env struct {
 
 	src    *Source   // loaded by Precheck
 	target string    // what Precheck found at DB (TargetPebble, ...)
+	reuser *reuser   // what Write may reuse (see Reuse)
+	batch  *batcher  // Write's notes of completed files (see Resume)
 	mode   Mode      // resolved by Precheck
 	dbLock io.Closer // held from Precheck to the end of the run
 	// linkFallback is set when a hard link failed with EPERM or EXDEV in

@@ -37,6 +37,9 @@ type WrittenFile struct {
 	// SourceFile.origin), journaled for a file whose checksum the source
 	// does not record: a resume matches it then.
 	Origin string `json:"origin,omitempty"`
+	// ResumedFrom is where its copy started: an interrupted run's
+	// journaled prefix of it was continued (see PartialFile); 0 if none.
+	ResumedFrom int64 `json:"resumed_from,omitempty"`
 }
 
 // WriteDetails is journaled when Write is done.
@@ -106,6 +109,8 @@ func (e *Env) write(ctx context.Context, r *fsm.Run) (any, error) {
 		return nil, err
 	}
 	notes := newBatcher(e.FS, r, staging)
+	e.reuser, e.batch = ru, notes
+	defer func() { e.reuser, e.batch = nil, nil }()
 	report(0) // the clock of a rate starts with the write
 	err = eachFile(ctx, len(e.src.Files), func(ctx context.Context, i int, buf []byte) error {
 		if err := ctx.Err(); err != nil {
@@ -141,7 +146,8 @@ func (e *Env) write(ctx context.Context, r *fsm.Run) (any, error) {
 		case f.Reused == ReusedDelta:
 			d.Delta += f.Size
 		case !f.Linked:
-			d.Transferred += f.Size
+			d.Transferred += f.Size - f.ResumedFrom
+			d.Resumed += f.ResumedFrom
 		}
 		if !f.Linked && f.Reused == "" {
 			d.Bytes += f.Size
@@ -200,7 +206,14 @@ func (e *Env) writeFile(ctx context.Context, f SourceFile, staging string, buf [
 func (e *Env) copyFile(ctx context.Context, f SourceFile, dst string, buf []byte, onBytes func(int)) (WrittenFile, error) {
 	// The file opened must be the regular file Precheck checked; no more
 	// than its size and one byte are read.
-	size, crc, err := e.FS.CopyFile(ctx, f.Path, dst, fsx.Want{ID: f.ident.ID, Size: f.Size, Sized: true}, buf, onBytes)
+	from, err := e.transferFrom(ctx, f, dst, buf) // a resume's start; progress notes
+	if err != nil {
+		return WrittenFile{}, err
+	}
+	if from.Offset > 0 {
+		onBytes(int(from.Offset))
+	}
+	size, crc, err := e.FS.CopyFileFrom(ctx, f.Path, dst, fsx.Want{ID: f.ident.ID, Size: f.Size, Sized: true}, from, buf, onBytes)
 	if err != nil {
 		return WrittenFile{}, sourceErr(err)
 	}
@@ -227,7 +240,7 @@ func (e *Env) copyFile(ctx context.Context, f SourceFile, dst string, buf []byte
 			return WrittenFile{}, fmt.Errorf("%w: %s: read back %d bytes with crc32c %08x, wrote %d bytes %08x", ErrChecksum, dst, rsize, rcrc, size, crc)
 		}
 	}
-	return WrittenFile{Name: f.Name, Size: size, CRC32C: crc, Copied: f.Linkable && e.mode == ModeLink}, nil
+	return WrittenFile{Name: f.Name, Size: size, CRC32C: crc, Copied: f.Linkable && e.mode == ModeLink, ResumedFrom: from.Offset}, nil
 }
 
 // linkRefused names why a hard link failed if the file system refused it

@@ -286,3 +286,39 @@ func (fs *FS) WriteFileDurable(path string, data []byte) (err error) {
 	renamed = true
 	return fs.SyncDir(filepath.Dir(path))
 }
+
+// ChecksumPrefix returns the crc32c of the first n bytes of path, a
+// regular file of at least n bytes (ErrNotRegular, as for Checksum; a
+// shorter file is an error naming its size). It changes nothing.
+func (fs *FS) ChecksumPrefix(ctx context.Context, path string, n int64, buf []byte) (uint32, error) {
+	f, size, err := fs.openRegular(path, Want{})
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	if size < n {
+		return 0, pathErr("checksum", path, fmt.Errorf("%d bytes, fewer than the %d wanted", size, n))
+	}
+	var crc uint32
+	for off := int64(0); off < n; {
+		if err := ctx.Err(); err != nil {
+			return crc, pathErr("checksum", path, context.Cause(ctx))
+		}
+		m, err := f.ReadAt(buf[:min(int64(len(buf)), n-off)], off)
+		crc = crc32.Update(crc, Castagnoli, buf[:m])
+		off += int64(m)
+		if err != nil && !(err == io.EOF && off == n) {
+			return crc, pathErr("read", path, err)
+		}
+	}
+	return crc, nil
+}
+
+// RemoveFileDurable removes the file path, then fsyncs its directory.
+// On error the file may remain; a retry is safe.
+func (fs *FS) RemoveFileDurable(path string) error {
+	if err := fs.v.Remove(path); err != nil {
+		return pathErr("remove", path, err)
+	}
+	return fs.SyncDir(filepath.Dir(path))
+}
