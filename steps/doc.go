@@ -52,8 +52,10 @@
 // Delta shares inodes between the database being replaced and the new
 // one (and the kept one, with KeepOld): safe because neither engine
 // changes a table in place. The checks of kept and trash directories
-// compare names and sizes, which links do not change. A partly written
-// file is not resumed mid-way: it is transferred again from its start.
+// compare names and sizes, which links do not change. A large file
+// resumed mid-way is continued from its last journaled offset once its
+// prefix in the trash checks by crc32c; its name in the trash is removed
+// first, so the trash keeps only what its rollback journaled.
 //
 // Link mode hard-links only .sst files, which Pebble never changes in
 // place; the MANIFEST, WAL, OPTIONS and marker files are always copied, or

@@ -52,3 +52,32 @@ func TestRestore_KilledHalfWayResumes(t *testing.T) {
 		t.Errorf("trash left after the resumed restore: %v", trash)
 	}
 }
+
+// TestRestore_KilledMidFileResumes kills a real copy-mode restore of a
+// backup holding one 256 MiB file with SIGKILL after its copy's progress
+// was journaled at least twice (every 64 MiB, after an fdatasync), then
+// runs the same restore again: it continues that file from the last
+// offset journaled and transfers at most 55 % of the bytes.
+func TestRestore_KilledMidFileResumes(t *testing.T) {
+	f := newFixture(t, 200, 300)
+	if err := sampledb.AddFile(f.backup, "000999.blob", 256<<20, 5); err != nil {
+		t.Fatal(err)
+	}
+	// Note 3: the third of the big file's progress notes, or the second
+	// if the database's small files were journaled on their own first.
+	r := cli(t, []string{fault.EnvVar + "=" + spec("write.batch-noted@3", "crash")}, f.restoreArgs("--mode", "copy")...)
+	if r.signal != syscall.SIGKILL {
+		t.Fatalf("want the restore killed by SIGKILL after note 3, got %s", r)
+	}
+	var doc restoreDoc
+	decode(t, mustRun(t, exitOK, nil, f.restoreArgs("--mode", "copy", "--json")...), &doc)
+	sum := doc.Summary
+	share := float64(sum.Transferred) / float64(sum.Bytes)
+	t.Logf("the re-run after a kill in the middle of a 256 MiB file: %d of %d bytes transferred (%.1f %%), %d resumed", sum.Transferred, sum.Bytes, 100*share, sum.Resumed)
+	if doc.Outcome != steps.OutcomeCommitted || share > 0.55 {
+		t.Fatalf("the re-run: %+v; want it committed having transferred at most 55 %% of the bytes", doc)
+	}
+	if got := f.which(t); got != "new" {
+		t.Fatalf("after the resumed restore the database holds the %s contents", got)
+	}
+}
