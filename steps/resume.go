@@ -328,7 +328,7 @@ func (e *Env) transferFrom(ctx context.Context, f SourceFile, dst string, buf []
 	}
 	p := c.p
 	switch {
-	case p.Size != f.Size, p.Offset <= 0, p.Offset > f.Size:
+	case p.Size != f.Size, p.Offset <= 0, p.Offset >= f.Size:
 		return r, nil
 	case f.NoCRC && (p.Origin == "" || p.Origin != f.origin()):
 		return r, nil
