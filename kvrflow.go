@@ -60,6 +60,10 @@ type Options struct {
 	// engine; its contents are moved to quarantine at the end, not
 	// removed. Without it such a DB is refused (steps.ErrBadPath).
 	Force bool
+	// NoDelta turns delta restore off: tables of the database being
+	// replaced that are identical to the backup's (same name, size and
+	// crc32c) are then transferred rather than hard-linked.
+	NoDelta bool
 	// KeepOld, if above 0, keeps the database a restore replaces as
 	// DB.kvrflow/previous-JID-N (Undo brings it back), and keeps at most
 	// KeepOld such generations: the oldest are removed. 0 removes the
@@ -110,6 +114,14 @@ type Summary struct {
 	Replaced     string `json:"replaced,omitempty"`
 	LinkFallback string `json:"link_fallback,omitempty"`
 	Kept         string `json:"kept,omitempty"`
+	// Transferred is the bytes read from the source and written;
+	// Reused the bytes hard-linked instead, proven identical: Resumed
+	// from an interrupted run's partial copy, Delta from the replaced
+	// database.
+	Transferred int64 `json:"transferred_bytes,omitempty"`
+	Reused      int64 `json:"reused_bytes,omitempty"`
+	Resumed     int64 `json:"resumed_bytes,omitempty"`
+	Delta       int64 `json:"delta_bytes,omitempty"`
 	// BroughtBack is the kept database an undo brought back.
 	BroughtBack string `json:"brought_back,omitempty"`
 }
@@ -136,6 +148,8 @@ func summarize(j *journal.Journal, id uint64) Summary {
 			var d steps.WriteDetails
 			if json.Unmarshal(ev.Details, &d) == nil {
 				sum.LinkFallback = d.LinkFallback
+				sum.Transferred, sum.Resumed, sum.Delta = d.Transferred, d.Resumed, d.Delta
+				sum.Reused = d.Resumed + d.Delta
 			}
 		case "finished":
 			var d steps.FinishDetails
@@ -273,7 +287,7 @@ func (s *session) close() error {
 func (s *session) env(id uint64) *steps.Env {
 	return &steps.Env{FS: s.fs, Layout: s.layout, Journal: s.j, Log: s.log, RunID: id,
 		Source: s.opts.Source, Engine: s.opts.Engine, BackupID: s.opts.BackupID, Mode: s.opts.Mode, Verify: s.opts.Verify,
-		Force: s.opts.Force, KeepOld: s.opts.KeepOld, Progress: s.opts.Progress, RateLimit: s.opts.RateLimit}
+		Force: s.opts.Force, KeepOld: s.opts.KeepOld, Progress: s.opts.Progress, RateLimit: s.opts.RateLimit, NoDelta: s.opts.NoDelta}
 }
 
 // recoverAll finishes or rolls back every run in flight for the database.
@@ -350,7 +364,7 @@ func Restore(ctx context.Context, opts Options) (*Result, error) {
 	// space is checked again.
 	{
 		env := s.env(0)
-		_, _, err := env.RemoveTrash()
+		_, _, _, err := env.RemoveTrash()
 		env.Close()
 		if err != nil {
 			return res, err
@@ -400,7 +414,7 @@ type interrupted struct {
 }
 
 func (e *interrupted) Error() string {
-	return "interrupted, rolled back: " + e.db + " holds the database it held before (a partial copy set aside is removed by the next kvrflow restore, or kvrflow recover)"
+	return "interrupted, rolled back: " + e.db + " holds the database it held before (a restore of the same source resumes from the partial copy set aside; another restore removes it)"
 }
 
 func (e *interrupted) Unwrap() error { return e.err }
@@ -551,10 +565,16 @@ func Recover(ctx context.Context, opts Options) ([]Recovered, error) {
 	if s.j != nil {
 		// The partial staging an interrupted restore set aside.
 		env := s.env(0)
-		removed, quarantined, err := env.RemoveTrash()
+		removed, kept, quarantined, err := env.RemoveTrash()
 		env.Close()
 		if err != nil {
 			return done, err
+		}
+		// A partial copy kept for a resume is no action of this recover
+		// (its rollback set it aside and said so; status lists it): one
+		// line, in the log.
+		for _, p := range kept {
+			s.log.Info().Str("trash", p).Msg("kept an interrupted restore's partial copy: a restore of the same source resumes from it, another restore removes it")
 		}
 		for _, q := range quarantined {
 			rd, _ := steps.ParseRunDir(filepath.Base(q.From))

@@ -41,6 +41,10 @@ type StatusReport struct {
 	JournalVerified bool     `json:"journal_verified"`
 	JournalProblems int      `json:"journal_problems,omitempty"`
 	Leftovers       []string `json:"leftovers"`
+	// Resumable lists the partial copies of interrupted restores kept
+	// for a resume: a restore of the same source reuses what they hold,
+	// another restore removes them.
+	Resumable []string `json:"resumable,omitempty"`
 	// Kept lists the databases kept in the kvrflow directory that the
 	// journal proves (restore --keep-old, undo), oldest first: undo brings
 	// back the newest.
@@ -189,6 +193,14 @@ func Status(opts Options) (*StatusReport, error) {
 	for _, k := range kept {
 		rep.Kept = append(rep.Kept, KeptStatus{KeptDB: k, Bytes: dirBytes(seam, k.Path)})
 		isKept[k.Path] = true
+	}
+	resumable, err := steps.ListResumable(seam, layout, j)
+	if err != nil {
+		return rep, err
+	}
+	for _, p := range resumable {
+		rep.Resumable = append(rep.Resumable, p)
+		isKept[p] = true
 	}
 	for _, p := range rep.Leftovers {
 		if rd, ok := steps.ParseRunDir(filepath.Base(p)); ok && filepath.Dir(p) == layout.Work && rd.Journal == jid && inflight[rd.Run] {

@@ -268,7 +268,12 @@ func truncate(b *bolt.Bucket, n, cut uint64) error {
 
 // lastTo returns the state the last event of b leads to ("new" if none).
 func lastTo(b *bolt.Bucket) string {
-	_, v := b.Cursor().Last()
+	// Not Cursor.Last: on a bucket of more than one page whose every key
+	// was deleted in this transaction, bbolt 1.4.3's Last loops forever
+	// (its prev never leaves the empty pages). Runs whose written record
+	// lists each file's identity span more than one page.
+	var v []byte
+	_ = b.ForEach(func(_, val []byte) error { v = val; return nil })
 	if v == nil {
 		return "new"
 	}

@@ -58,7 +58,7 @@ func (e *Env) clean(ctx context.Context, _ *fsm.Run) (any, error) {
 			continue // another journal's: Precheck refused to run beside it
 		}
 		if ok && rd.Run != e.RunID {
-			if err := e.cleanRunDir(path, rd, &disp); err != nil {
+			if err := e.cleanRunDir(path, rd, &disp, true); err != nil {
 				return CleanDetails{Removed: disp.removed, Quarantined: disp.quarantined}, err
 			}
 			continue
@@ -88,8 +88,11 @@ func (e *Env) clean(ctx context.Context, _ *fsm.Run) (any, error) {
 // journal proves it by identity: the staging directory Write recorded
 // (the run rolled back, or committed with a plan that left no old database
 // there), or the old database the commit plan recorded (the run
-// committed). Anything else is quarantined.
-func (e *Env) cleanRunDir(path string, rd RunDir, d *disposal) error {
+// committed). Anything else is quarantined. With keepResumable, the
+// proven trash of a run whose Write journaled complete files, of this
+// run's source (in recovery: of any), is kept for Write to resume from
+// (see Resume).
+func (e *Env) cleanRunDir(path string, rd RunDir, d *disposal, keepResumable bool) error {
 	r, err := e.Journal.Run(rd.Run)
 	var why string
 	switch {
@@ -134,6 +137,17 @@ func (e *Env) cleanRunDir(path string, rd RunDir, d *disposal) error {
 					d.quarantined = append(d.quarantined, q)
 				}
 				return err
+			}
+		}
+		if recorded && rd.Kind == "trash" && keepResumable && n.resumable() && e.sameSource(r.Source) {
+			// Unchanged and the run's own: kept for a resume (see Resume).
+			id, err := e.FS.DirID(path)
+			if err != nil {
+				return err
+			}
+			if same, known := fsx.SameID(id, want); same || !known {
+				d.kept = append(d.kept, path)
+				return nil
 			}
 		}
 		if recorded {
@@ -227,16 +241,18 @@ func isBoltFile(fsys *fsx.FS, path string) bool {
 
 // RemoveTrash removes the trash of ended runs of this journal (the
 // partial staging an interrupted run set aside), by the proof its
-// rollback journaled; anything else named like it is quarantined. It
-// returns what it removed. Recover calls it; a restore's Clean does the
-// same.
-func (e *Env) RemoveTrash() ([]string, []Quarantine, error) {
+// rollback journaled; anything else named like it is quarantined. The
+// trash of a run whose Write journaled complete files is kept for a
+// restore of the same source to resume from (in recovery, with no
+// source: whatever the next source): kept lists it. It returns what it
+// removed. Recover calls it; a restore's Clean does the same.
+func (e *Env) RemoveTrash() (removed, kept []string, quarantined []Quarantine, err error) {
 	names, err := e.FS.List(e.Layout.Work)
 	if err != nil {
 		if isNotExist(err) {
-			return nil, nil, nil
+			return nil, nil, nil, nil
 		}
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	var d disposal
 	for _, name := range names {
@@ -244,9 +260,9 @@ func (e *Env) RemoveTrash() ([]string, []Quarantine, error) {
 		if !ok || rd.Kind != "trash" || rd.Journal != e.jid() {
 			continue
 		}
-		if err := e.cleanRunDir(filepath.Join(e.Layout.Work, name), rd, &d); err != nil {
-			return d.removed, d.quarantined, err
+		if err := e.cleanRunDir(filepath.Join(e.Layout.Work, name), rd, &d, true); err != nil {
+			return d.removed, d.kept, d.quarantined, err
 		}
 	}
-	return d.removed, d.quarantined, nil
+	return d.removed, d.kept, d.quarantined, nil
 }

@@ -19,9 +19,15 @@ import (
 //
 // On error dst may exist, partly written; Rollback removes the staging
 // directory it is in. A retry is safe.
-func (e *Env) fetch(ctx context.Context, f SourceFile, dst string, buf []byte, onBytes func(int)) (int64, uint32, error) {
+//
+// from continues a resumed file (see transferFrom): its first from.Offset
+// bytes are in dst already, durable, with crc32c from.CRC; only the rest
+// is read, and the size and crc32c returned are the whole file's. Every
+// from.Every bytes dst is fdatasynced and from.Chunk journals the
+// progress.
+func (e *Env) fetch(ctx context.Context, f SourceFile, dst string, from fsx.Resume, buf []byte, onBytes func(int)) (int64, uint32, error) {
 	if !e.src.Remote() {
-		size, crc, err := e.FS.CopyFile(ctx, f.Path, dst, fsx.Want{ID: f.ident.ID, Size: f.Size, Sized: true}, buf, onBytes)
+		size, crc, err := e.FS.CopyFileFrom(ctx, f.Path, dst, fsx.Want{ID: f.ident.ID, Size: f.Size, Sized: true}, from, buf, onBytes)
 		return size, crc, sourceErr(err)
 	}
 	r := e.src.remote
@@ -33,10 +39,12 @@ func (e *Env) fetch(ctx context.Context, f SourceFile, dst string, buf []byte, o
 	}
 	var size int64
 	var crc uint32
-	err := e.FS.FillFile(ctx, dst, onBytes, func(w io.Writer) error {
+	want := remoteWant(f)
+	want.Offset, want.PrefixCRC = from.Offset, from.CRC
+	err := e.FS.FillFile(ctx, dst, from, onBytes, func(w io.Writer) error {
 		var err error
-		size, crc, err = r.store.Copy(ctx, f.Key, w, remoteWant(f))
+		size, crc, err = r.store.Copy(ctx, f.Key, w, want)
 		return remoteErr(err)
 	})
-	return size, crc, err
+	return from.Offset + size, crc, err
 }

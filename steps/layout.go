@@ -128,8 +128,10 @@ func (l Layout) Previous(jid string, id uint64) string {
 	return filepath.Join(l.Work, previousPrefix+jid+"-"+strconv.FormatUint(id, 10))
 }
 
-// Trash is where an interrupted run N puts its partial staging, to be
-// removed by the next kvrflow restore or recover (see Rollback).
+// Trash is where an interrupted run N puts its partial staging: a
+// restore of the same source resumes from it, another restore (or
+// recover, if nothing in it was journaled complete) removes it (see
+// Rollback and Resume).
 func (l Layout) Trash(jid string, id uint64) string {
 	return filepath.Join(l.Work, trashPrefix+jid+"-"+strconv.FormatUint(id, 10))
 }

@@ -49,6 +49,17 @@ type runNotes struct {
 	keepOld  int           // the generations Precheck journaled to keep
 	undoMove *UndoMove     // an undo's move of the kept database to its staging name
 	trash    *Kept         // the partial staging an interrupted rollback set aside
+	// completed are the files Write journaled complete, durable in
+	// staging: its WrittenBatch notes, then its written record.
+	completed []WrittenFile
+	// partial is the last progress Write journaled of each file it had
+	// not completed.
+	partial map[string]PartialFile
+}
+
+// resumable reports whether Write journaled anything a resume can use.
+func (n runNotes) resumable() bool {
+	return len(n.completed) > 0 || len(n.partial) > 0
 }
 
 // notes reads run id's notes from the journal.
@@ -61,11 +72,23 @@ func (e *Env) notes(id uint64) (runNotes, error) {
 	for _, ev := range evs {
 		switch {
 		case ev.Event == fsm.NoteEvent && ev.From == StateWrite:
-			var s StagingNote
-			if err := json.Unmarshal(ev.Details, &s); err != nil {
-				return n, fmt.Errorf("%w: run %d event %d: bad staging note: %w", ErrInconsistent, id, ev.Seq, err)
+			staging, batch, err := parseWriteNote(ev.Details)
+			if err != nil {
+				return n, fmt.Errorf("%w: run %d event %d: bad write note: %w", ErrInconsistent, id, ev.Seq, err)
 			}
-			n.staging = &s
+			if staging != nil {
+				n.staging = staging
+			}
+			n.completed = append(n.completed, batch.Written...)
+			for _, f := range batch.Written {
+				delete(n.partial, f.Name)
+			}
+			if p := batch.Partial; p != nil {
+				if n.partial == nil {
+					n.partial = map[string]PartialFile{}
+				}
+				n.partial[p.Name] = *p
+			}
 		case ev.Event == fsm.NoteEvent && ev.From == StateCommit:
 			var p struct {
 				CommitPlan
@@ -92,6 +115,7 @@ func (e *Env) notes(id uint64) (runNotes, error) {
 				return n, fmt.Errorf("%w: run %d event %d: bad write details: %w", ErrInconsistent, id, ev.Seq, err)
 			}
 			n.written = d.Files
+			n.completed = append(n.completed, d.Files...)
 		case ev.From == StatePrecheck && ev.Event == "checked":
 			var d struct {
 				Target   string `json:"target"`
@@ -104,6 +128,24 @@ func (e *Env) notes(id uint64) (runNotes, error) {
 		}
 	}
 	return n, nil
+}
+
+// parseWriteNote reads one of Write's notes: the staging note (staging
+// set), or a batch of completed files (written); a journal written before
+// batches existed holds only staging notes.
+func parseWriteNote(details []byte) (staging *StagingNote, batch WrittenBatch, err error) {
+	var s struct {
+		StagingNote
+		WrittenBatch
+	}
+	if err := json.Unmarshal(details, &s); err != nil {
+		return nil, WrittenBatch{}, err
+	}
+	if s.Staging != "" {
+		sn := s.StagingNote
+		staging = &sn
+	}
+	return staging, s.WrittenBatch, nil
 }
 
 // jid is the id of the run's journal ("" without one: a step run on its
@@ -135,6 +177,7 @@ func (e *Env) stagingPath(n runNotes) string {
 type disposal struct {
 	removed     []string
 	quarantined []Quarantine
+	kept        []string // trash kept for a resume (see cleanRunDir)
 }
 
 // removeProven removes path, a directory, when the journal proves it is

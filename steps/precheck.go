@@ -31,7 +31,10 @@ type PrecheckDetails struct {
 	Bytes    int64  `json:"bytes"`
 	Need     int64  `json:"need_bytes"`
 	Avail    int64  `json:"avail_bytes,omitempty"`
-	DBLock   bool   `json:"db_lock"`
+	// Reclaimable is the bytes the trash of interrupted runs holds,
+	// counted as free (see Env.reclaimable).
+	Reclaimable int64 `json:"reclaimable_bytes,omitempty"`
+	DBLock      bool  `json:"db_lock"`
 	// Target is what DB held (TargetAbsent, TargetEmpty, TargetPebble,
 	// TargetRocksDB, or TargetOther with Force); Finish quarantines a
 	// replaced TargetOther instead of removing it.
@@ -78,7 +81,7 @@ func (e *Env) precheck(ctx context.Context, _ *fsm.Run) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	e.src = src
+	e.src, e.target = src, target
 	if err := CheckSSTDump(src.Engine, e.Verify); err != nil {
 		return nil, err
 	}
@@ -128,7 +131,10 @@ func (e *Env) precheck(ctx context.Context, _ *fsm.Run) (any, error) {
 		}
 	}
 	d.Need = SpaceNeeded(src, e.mode)
-	if avail, err := CheckSpace(e.FS, e.Layout.Parent, d.Need); err == nil || errors.Is(err, ErrNoSpace) {
+	// The trash of interrupted runs is freed by Clean, or reused by Write
+	// (a resumed file needs no new space): counted as free.
+	d.Reclaimable = e.reclaimable()
+	if avail, err := CheckSpace(e.FS, e.Layout.Parent, max(d.Need-d.Reclaimable, 0)); err == nil || errors.Is(err, ErrNoSpace) {
 		d.Avail = avail
 		if err != nil {
 			return nil, err

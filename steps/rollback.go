@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"syscall"
 
 	"github.com/kvrflow/kvrflow/fsm"
 	"github.com/kvrflow/kvrflow/internal/fsx"
@@ -59,15 +60,27 @@ func (e *Env) rollback(_ context.Context, r *fsm.Run) (any, error) {
 			return d, err
 		}
 	}
-	if n.staging != nil && n.plan == nil && r != nil && errors.Is(r.Cause(), context.Canceled) {
+	interrupted := r != nil && errors.Is(r.Cause(), context.Canceled)
+	// A full disk wants its space back more than a resume.
+	full := r != nil && (errors.Is(r.Cause(), syscall.ENOSPC) || errors.Is(r.Cause(), ErrNoSpace))
+	if n.staging != nil && n.plan == nil && (interrupted || n.resumable() && !full) {
 		// Interrupted (SIGINT, SIGTERM) while writing: removing gigabytes
 		// can take the file system seconds (a TRIM per extent on a disk
 		// mounted with discard). The run's own staging, proven by its
 		// identity, is moved to its trash name in one rename instead, so
 		// the process stops at once; the next restore (Clean) or recover
-		// removes it by the same proof.
+		// removes it by the same proof. So is a staging that holds files
+		// Write journaled complete, whatever stopped the run (a crash, a
+		// kill, an error other than a full disk): a restore of the same
+		// source resumes from it (see Resume).
 		if t, err := e.trash(staging, n.staging.ID); err != nil || t != nil {
 			d.Trash = t
+			if err == nil {
+				// A power loss on the in-memory file systems may leave the
+				// moved directory under both names: the run's own at
+				// staging goes by proof (on a disk, nothing is there).
+				err = e.removeProven(staging, want, true, fmt.Sprintf("run %d's staging directory, also at %s", e.RunID, t.Path), &disp)
+			}
 			d.Removed, d.Quarantined = disp.removed, disp.quarantined
 			return d, err
 		}
@@ -129,6 +142,6 @@ func (e *Env) trash(staging string, want *fsx.FileID) (*Kept, error) {
 	if err := e.FS.RenameDurable(staging, dst); err != nil {
 		return nil, err
 	}
-	e.Log.Info().Str("trash", dst).Msg("interrupted: the partial staging is set aside; the next kvrflow restore or recover removes it")
+	e.Log.Info().Str("trash", dst).Msg("interrupted: the partial staging is set aside; a restore of the same source resumes from it, another restore removes it")
 	return &Kept{Path: dst, ID: want, Files: files}, nil
 }

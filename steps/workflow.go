@@ -137,8 +137,14 @@ type Env struct {
 	// RateLimit caps a remote source's transfer, in bytes per second (0:
 	// no limit).
 	RateLimit int64
+	// NoDelta turns delta off: tables of the database being replaced that
+	// are identical to the backup's are transferred anyway (see Reuse).
+	NoDelta bool
 
 	src    *Source   // loaded by Precheck
+	target string    // what Precheck found at DB (TargetPebble, ...)
+	reuser *reuser   // what Write may reuse (see Reuse)
+	batch  *batcher  // Write's notes of completed files (see Resume)
 	mode   Mode      // resolved by Precheck
 	dbLock io.Closer // held from Precheck to the end of the run
 	// linkFallback is set when a hard link failed with EPERM or EXDEV in

@@ -29,6 +29,19 @@ type WrittenFile struct {
 	// Key and ETag: the object a remote source's file was read from.
 	Key  string `json:"key,omitempty"`
 	ETag string `json:"etag,omitempty"`
+	// Reused says the file was not transferred but hard-linked from a
+	// proven copy (ReusedResume, ReusedDelta: see Reuse); empty if not.
+	Reused string `json:"reused,omitempty"`
+	// Ident is the file's identity in staging once complete, durable:
+	// a resume reuses the file only if it still has it.
+	Ident *FileIdent `json:"ident,omitempty"`
+	// Origin names the source's version of the file (see
+	// SourceFile.origin), journaled for a file whose checksum the source
+	// does not record: a resume matches it then.
+	Origin string `json:"origin,omitempty"`
+	// ResumedFrom is where its copy started: an interrupted run's
+	// journaled prefix of it was continued (see PartialFile); 0 if none.
+	ResumedFrom int64 `json:"resumed_from,omitempty"`
 }
 
 // WriteDetails is journaled when Write is done.
@@ -40,6 +53,12 @@ type WriteDetails struct {
 	// LinkFallback says why tables were copied in link mode (--mode auto,
 	// a link refused with EPERM or EXDEV); empty if none was.
 	LinkFallback string `json:"link_fallback,omitempty"`
+	// Transferred is the bytes read from the source and written (not
+	// linked, not reused); Resumed and Delta the bytes reused from an
+	// interrupted run's trash and from the replaced database.
+	Transferred int64 `json:"transferred_bytes"`
+	Resumed     int64 `json:"resumed_bytes,omitempty"`
+	Delta       int64 `json:"delta_bytes,omitempty"`
 }
 
 // write builds the new database in the run's staging directory: every
@@ -84,12 +103,31 @@ func (e *Env) write(ctx context.Context, r *fsm.Run) (any, error) {
 			report(v)
 		}
 	}
+	// Files proven identical on this file system are linked, not
+	// transferred (see Reuse); completed files are journaled in batches
+	// (see Resume).
+	ru, err := e.newReuser()
+	if err != nil {
+		return nil, err
+	}
+	notes := newBatcher(e.FS, r, staging)
+	e.reuser, e.batch = ru, notes
+	defer func() { e.reuser, e.batch = nil, nil }()
 	report(0) // the clock of a rate starts with the write
 	err = eachFile(ctx, len(e.src.Files), func(ctx context.Context, i int, buf []byte) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		wf, err := e.writeFile(ctx, e.src.Files[i], staging, buf, onBytes)
+		f, dst := e.src.Files[i], filepath.Join(staging, e.src.Files[i].Name)
+		wf, reused, err := e.reuse(ctx, ru, f, dst, buf)
+		if reused {
+			onBytes(int(f.Size))
+		} else if err == nil {
+			wf, err = e.writeFile(ctx, f, staging, buf, onBytes)
+		}
+		if err == nil {
+			err = e.completed(&wf, dst, f, notes)
+		}
 		d.Files[i] = wf
 		if v := files.Add(1); err == nil && unit == ProgressFiles {
 			report(v)
@@ -97,10 +135,23 @@ func (e *Env) write(ctx context.Context, r *fsm.Run) (any, error) {
 		return err
 	})
 	if err != nil {
+		// What completed is journaled: the rollback keeps it for a resume.
+		if nerr := notes.flush(); nerr != nil {
+			e.Log.Warn().Err(nerr).Msg("journaling the files completed before the failure")
+		}
 		return d, err
 	}
 	for _, f := range d.Files {
-		if !f.Linked {
+		switch {
+		case f.Reused == ReusedResume:
+			d.Resumed += f.Size
+		case f.Reused == ReusedDelta:
+			d.Delta += f.Size
+		case !f.Linked:
+			d.Transferred += f.Size - f.ResumedFrom
+			d.Resumed += f.ResumedFrom
+		}
+		if !f.Linked && f.Reused == "" {
 			d.Bytes += f.Size
 		}
 	}
@@ -110,6 +161,7 @@ func (e *Env) write(ctx context.Context, r *fsm.Run) (any, error) {
 	if err := e.FS.SyncDir(staging); err != nil {
 		return d, err
 	}
+	e.removeUsedTrash()
 	return d, nil
 }
 
@@ -156,7 +208,14 @@ func (e *Env) writeFile(ctx context.Context, f SourceFile, staging string, buf [
 func (e *Env) copyFile(ctx context.Context, f SourceFile, dst string, buf []byte, onBytes func(int)) (WrittenFile, error) {
 	// A local file opened must be the regular file Precheck checked; no
 	// more than its size and one byte are read (see fetch).
-	size, crc, err := e.fetch(ctx, f, dst, buf, onBytes)
+	from, err := e.transferFrom(ctx, f, dst, buf) // a resume's start; progress notes
+	if err != nil {
+		return WrittenFile{}, err
+	}
+	if from.Offset > 0 {
+		onBytes(int(from.Offset))
+	}
+	size, crc, err := e.fetch(ctx, f, dst, from, buf, onBytes)
 	if err != nil {
 		return WrittenFile{}, err
 	}
@@ -184,7 +243,7 @@ func (e *Env) copyFile(ctx context.Context, f SourceFile, dst string, buf []byte
 			return WrittenFile{}, fmt.Errorf("%w: %s: read back %d bytes with crc32c %08x, wrote %d bytes %08x", ErrChecksum, dst, rsize, rcrc, size, crc)
 		}
 	}
-	return WrittenFile{Name: f.Name, Size: size, CRC32C: crc, Copied: f.Linkable && e.mode == ModeLink, Key: f.Key, ETag: f.ETag}, nil
+	return WrittenFile{Name: f.Name, Size: size, CRC32C: crc, Copied: f.Linkable && e.mode == ModeLink, Key: f.Key, ETag: f.ETag, ResumedFrom: from.Offset}, nil
 }
 
 // linkRefused names why a hard link failed if the file system refused it

@@ -312,6 +312,9 @@ func TestRestore_EveryFaultPointCrashThenRecover(t *testing.T) {
 				}
 				r := cli(t, []string{fault.EnvVar + "=" + spec}, f.restoreArgs(args...)...)
 				why, listed := notFired[path][p.Name]
+				if mayFire[p.Name] && r.signal != syscall.SIGKILL {
+					listed = true // did not fire this time: as a listed point
+				}
 				if r.signal != syscall.SIGKILL {
 					if !listed {
 						t.Fatalf("%s did not fire on the %s path: %s", p.Name, path, r)
@@ -324,7 +327,7 @@ func TestRestore_EveryFaultPointCrashThenRecover(t *testing.T) {
 					}
 					return
 				}
-				if listed {
+				if listed && !mayFire[p.Name] {
 					t.Fatalf("%s fired on the %s path, but is listed as not firing there: %s", p.Name, path, why)
 				}
 				fired.Add(1)
@@ -336,6 +339,12 @@ func TestRestore_EveryFaultPointCrashThenRecover(t *testing.T) {
 		}
 	}
 }
+
+// mayFire lists the points that fire or not depending on timing: a
+// batch note (write.batch-noted) is journaled only if a file completes
+// NoteEvery after the last, which the fixture's few small files rarely
+// do (the written record then journals them all).
+var mayFire = map[string]bool{steps.PointBatchNoted: true}
 
 // afterCommit lists the points whose first hit in a clean restore comes
 // after the commit point record (commit -committed-> finish) is durable:
@@ -368,8 +377,10 @@ func notFiredPoints(exchange bool) map[string]map[string]string {
 			"removes staging and swaps nothing",
 		"fs.after-exchange": "the run fails before the commit; the rollback " +
 			"removes staging and swaps nothing",
-		"fs.before-rename": "the run fails before the commit; the rollback renames nothing",
-		"fs.after-rename":  "the run fails before the commit; the rollback renames nothing",
+		"fs.before-remove": "the run fails at verify, after Write journaled every file: " +
+			"the rollback moves staging to its trash name for a resume, removing nothing",
+		"fs.after-remove": "the run fails at verify, after Write journaled every file: " +
+			"the rollback moves staging to its trash name for a resume, removing nothing",
 	}
 	if exchange {
 		why := "the commit exchanges DB and staging with one renameat2(RENAME_EXCHANGE), " +

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -52,7 +53,7 @@ type restoreCmd struct {
 	from, db, mode, engine, fault, verify string
 	rateLimit                             string
 	backupID                              uint64
-	force, noExchange                     bool
+	force, noExchange, noDelta            bool
 	keepOld                               int
 }
 
@@ -67,6 +68,7 @@ func (c *restoreCmd) flags(fs *flag.FlagSet) {
 	fs.Uint64Var(&c.backupID, "backup-id", 0, "the backup `N` of a RocksDB BackupEngine directory to restore (default its only backup; required where there are several)")
 	fs.BoolVar(&c.force, "force", false, "replace DIR even if it is neither empty nor a database kvrflow knows (pebble, rocksdb); what it held is moved to DIR.kvrflow/quarantine, not deleted")
 	fs.Var(keepOldFlag{&c.keepOld}, "keep-old", "keep the database DIR held as DIR.kvrflow/previous-JID-RUN instead of removing it ('kvrflow undo' brings it back); --keep-old=`N` keeps the N newest such generations, removing older ones; 0 (the default) keeps none and leaves generations kept earlier alone")
+	fs.BoolVar(&c.noDelta, "no-delta", false, "transfer every table of the backup, even one DIR already holds identical (same name, size and crc32c); by default such tables are hard-linked from DIR into staging, leaving DIR intact")
 	fs.BoolVar(&c.noExchange, "no-exchange", false, "commit with two renames instead of one renameat2(RENAME_EXCHANGE) (for tests of that plan, or a file system whose exchange you distrust)")
 	fs.StringVar(&c.fault, "fault", "", "fault `SPEC` for testing, POINT:ACTION[@N],... (default $KVRFLOW_FAULT; see kvrflow faults)")
 }
@@ -111,11 +113,28 @@ func (d *restoreDoc) text(w io.Writer) {
 		if sum.LinkFallback != "" {
 			mode += ", tables copied (" + sum.LinkFallback + ")"
 		}
-		fmt.Fprintf(w, "restored %s into %s: %s; run %d, %s mode, %s, verify %s, %d files, %s, %s\n",
-			r.Source, r.Target, what, r.ID, mode, sum.Engine, sum.Verify, sum.Files, humanBytes(sum.Bytes), r.End.Sub(r.Start).Round(time.Millisecond))
+		fmt.Fprintf(w, "restored %s into %s: %s; run %d, %s mode, %s, verify %s, %d files, %s%s, %s\n",
+			r.Source, r.Target, what, r.ID, mode, sum.Engine, sum.Verify, sum.Files, humanBytes(sum.Bytes), reusedText(sum), r.End.Sub(r.Start).Round(time.Millisecond))
 	case steps.OutcomeRolledBack:
 		// The error line says it (each fact once).
 	}
+}
+
+// reusedText says, when a restore reused files, how many bytes it
+// transferred and how many it hard-linked instead: resumed from an
+// interrupted run's partial copy, or delta from the replaced database.
+func reusedText(sum kvrflow.Summary) string {
+	if sum.Reused == 0 {
+		return ""
+	}
+	var how []string
+	if sum.Resumed > 0 {
+		how = append(how, humanBytes(sum.Resumed)+" resumed")
+	}
+	if sum.Delta > 0 {
+		how = append(how, humanBytes(sum.Delta)+" delta")
+	}
+	return fmt.Sprintf(" (%s transferred, %s reused)", humanBytes(sum.Transferred), strings.Join(how, ", "))
 }
 
 func (c *restoreCmd) run(ctx context.Context, o *stdio, args []string) (document, error) {
@@ -160,7 +179,7 @@ func (c *restoreCmd) run(ctx context.Context, o *stdio, args []string) (document
 	}
 	defer sayWhenInterrupted(ctx, log)()
 	res, err := kvrflow.Restore(ctx, kvrflow.Options{DB: c.db, Source: src, RateLimit: rate, Mode: mode, Engine: c.engine, Verify: c.verify, BackupID: c.backupID, Journal: c.journal,
-		Force: c.force, NoExchange: c.noExchange, KeepOld: c.keepOld,
+		Force: c.force, NoExchange: c.noExchange, KeepOld: c.keepOld, NoDelta: c.noDelta,
 		Faults: faults, Log: log, Progress: bar.update})
 	bar.close()
 	if err != nil && exitCode(err) == exitInFlight {

@@ -108,6 +108,13 @@ func (d *statusDoc) text(w io.Writer) {
 		q = append(q, fmt.Sprintf("%s (%s, moved %s ago)", e.Path, humanBytes(e.Bytes), time.Since(e.Moved).Round(time.Second)))
 	}
 	printList(w, "quarantine:", q)
+	if len(r.Resumable) > 0 {
+		var res []string
+		for _, p := range r.Resumable {
+			res = append(res, p+" (an interrupted restore's partial copy: a restore of the same source resumes from it, another removes it)")
+		}
+		printList(w, "resumable:", res)
+	}
 	printList(w, "leftovers:", r.Leftovers)
 }
 

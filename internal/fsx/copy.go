@@ -32,6 +32,33 @@ const BufferSize = 1 << 20
 // On error dst may exist, partly written; it is left for the caller's
 // cleanup of the directory it is in.
 func (fs *FS) CopyFile(ctx context.Context, src, dst string, want Want, buf []byte, onBytes func(int)) (size int64, crc uint32, err error) {
+	return fs.CopyFileFrom(ctx, src, dst, want, Resume{}, buf, onBytes)
+}
+
+// Resume continues a copy that an earlier one left part-way, and reports
+// a long copy's progress durably.
+type Resume struct {
+	// Offset bytes of dst, whose crc32c is CRC, are durable and equal to
+	// src's first Offset bytes (the caller checked): the copy writes from
+	// there on. With Offset 0, dst is created (it must not exist).
+	Offset int64
+	CRC    uint32
+	// Every, if above 0, makes the copy fdatasync dst every Every bytes
+	// and then call Chunk with the bytes durable and their crc32c; an
+	// error from Chunk stops the copy.
+	Every int64
+	Chunk func(offset int64, crc uint32) error
+}
+
+// CopyFileFrom is CopyFile continued from r.Offset: dst, which must hold
+// at least r.Offset bytes, is opened for writing and written from
+// r.Offset on with src's bytes from r.Offset on; the crc32c is continued
+// from r.CRC, so what it returns is the whole file's; size counts the
+// whole file too. Every r.Every bytes dst is fdatasynced and r.Chunk
+// called. dst ends as long as src (a copy never writes past src's size,
+// so a longer leftover cannot remain: the caller passes a dst no longer
+// than src).
+func (fs *FS) CopyFileFrom(ctx context.Context, src, dst string, want Want, r Resume, buf []byte, onBytes func(int)) (size int64, crc uint32, err error) {
 	if err := ctx.Err(); err != nil {
 		return 0, 0, pathErr("copy", src, context.Cause(ctx))
 	}
@@ -40,7 +67,12 @@ func (fs *FS) CopyFile(ctx context.Context, src, dst string, want Want, buf []by
 		return 0, 0, err
 	}
 	defer in.Close()
-	out, err := fs.v.Create(dst, vfs.WriteCategoryUnspecified)
+	var out vfs.File
+	if r.Offset > 0 {
+		out, err = fs.v.OpenReadWrite(dst, vfs.WriteCategoryUnspecified)
+	} else {
+		out, err = fs.v.Create(dst, vfs.WriteCategoryUnspecified)
+	}
 	if err != nil {
 		return 0, 0, pathErr("create", dst, err)
 	}
@@ -49,12 +81,23 @@ func (fs *FS) CopyFile(ctx context.Context, src, dst string, want Want, buf []by
 			err = pathErr("close", dst, cerr)
 		}
 	}()
+	size, crc = r.Offset, r.CRC
+	next := int64(-1)
+	if r.Every > 0 && r.Chunk != nil {
+		next = size + r.Every
+	}
 	wb := newWriteback(out)
 	for {
 		if err := ctx.Err(); err != nil {
 			return size, crc, pathErr("copy "+src+" to", dst, fmt.Errorf("interrupted after %d of %d bytes: %w", size, total, context.Cause(ctx)))
 		}
-		n, rerr := in.Read(want.limit(buf, size))
+		var n int
+		var rerr error
+		if r.Offset > 0 {
+			n, rerr = in.ReadAt(want.limit(buf, size), size)
+		} else {
+			n, rerr = in.Read(want.limit(buf, size))
+		}
 		if n > 0 {
 			if err := want.grew(src, size+int64(n)); err != nil {
 				return size, crc, err
@@ -63,13 +106,29 @@ func (fs *FS) CopyFile(ctx context.Context, src, dst string, want Want, buf []by
 			if err := fs.faults.Hit(PointWrite); err != nil {
 				return size, crc, pathErr("write", dst, err)
 			}
-			if _, err := out.Write(buf[:n]); err != nil {
-				return size, crc, pathErr("write", dst, err)
+			var werr error
+			if r.Offset > 0 {
+				_, werr = out.WriteAt(buf[:n], size)
+			} else {
+				_, werr = out.Write(buf[:n])
+			}
+			if werr != nil {
+				return size, crc, pathErr("write", dst, werr)
 			}
 			size += int64(n)
 			wb.wrote(n)
 			if onBytes != nil {
 				onBytes(n)
+			}
+			if next > 0 && size >= next && rerr == nil {
+				if err := out.SyncData(); err != nil {
+					return size, crc, syncErr("sync", dst, err)
+				}
+				fs.fileSyncs.Add(1)
+				if err := r.Chunk(size, crc); err != nil {
+					return size, crc, err
+				}
+				next = size + r.Every
 			}
 		}
 		if rerr == io.EOF {
@@ -225,5 +284,41 @@ func (fs *FS) WriteFileDurable(path string, data []byte) (err error) {
 		return pathErr("rename "+tmp+" to", path, err)
 	}
 	renamed = true
+	return fs.SyncDir(filepath.Dir(path))
+}
+
+// ChecksumPrefix returns the crc32c of the first n bytes of path, a
+// regular file of at least n bytes (ErrNotRegular, as for Checksum; a
+// shorter file is an error naming its size). It changes nothing.
+func (fs *FS) ChecksumPrefix(ctx context.Context, path string, n int64, buf []byte) (uint32, error) {
+	f, size, err := fs.openRegular(path, Want{})
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	if size < n {
+		return 0, pathErr("checksum", path, fmt.Errorf("%d bytes, fewer than the %d wanted", size, n))
+	}
+	var crc uint32
+	for off := int64(0); off < n; {
+		if err := ctx.Err(); err != nil {
+			return crc, pathErr("checksum", path, context.Cause(ctx))
+		}
+		m, err := f.ReadAt(buf[:min(int64(len(buf)), n-off)], off)
+		crc = crc32.Update(crc, Castagnoli, buf[:m])
+		off += int64(m)
+		if err != nil && !(err == io.EOF && off == n) {
+			return crc, pathErr("read", path, err)
+		}
+	}
+	return crc, nil
+}
+
+// RemoveFileDurable removes the file path, then fsyncs its directory.
+// On error the file may remain; a retry is safe.
+func (fs *FS) RemoveFileDurable(path string) error {
+	if err := fs.v.Remove(path); err != nil {
+		return pathErr("remove", path, err)
+	}
 	return fs.SyncDir(filepath.Dir(path))
 }

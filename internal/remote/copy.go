@@ -37,6 +37,13 @@ type Want struct {
 	// CheckCRC is set.
 	CRC32C   uint32
 	CheckCRC bool
+	// Offset, if above 0, starts the copy at that byte (a resumed
+	// transfer): w gets bytes [Offset, Size), the count returned is of
+	// those, and the crc32c returned continues from PrefixCRC, the
+	// crc32c of the first Offset bytes, so it is the whole object's (and
+	// CheckCRC checks the whole object). Offset must be below Size.
+	Offset    int64
+	PrefixCRC uint32
 }
 
 // Copy reads the object at key into w, in order, and returns the number of
@@ -66,6 +73,10 @@ func (s *Store) Copy(ctx context.Context, key string, w io.Writer, want Want) (i
 		}
 		want.Size, want.ETag, want.ModTime = o.Size, o.ETag, o.ModTime
 	}
+	if want.Offset < 0 || want.Offset > 0 && want.Offset >= want.Size {
+		return 0, want.PrefixCRC, newError(s.red, "get", url, ErrChanged,
+			fmt.Errorf("a copy from byte %d of a %d-byte object", want.Offset, want.Size))
+	}
 	n, crc, err := s.copyParts(ctx, key, w, want)
 	if err != nil {
 		return n, crc, s.fail("get", url, err, ErrChanged)
@@ -87,9 +98,11 @@ type part struct {
 
 func (s *Store) copyParts(ctx context.Context, key string, w io.Writer, want Want) (int64, uint32, error) {
 	ps := s.opts.PartSize
-	nparts := int(max(1, (want.Size+ps-1)/ps))
+	start := max(want.Offset, 0)
+	rem := want.Size - start
+	nparts := int(max(1, (rem+ps-1)/ps))
 	workers := min(s.opts.Concurrency, nparts)
-	bufSize := min(ps, want.Size)
+	bufSize := min(ps, rem)
 	nbuf := min(workers+1, nparts)
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -125,7 +138,7 @@ func (s *Store) copyParts(ctx context.Context, key string, w io.Writer, want Wan
 			case <-ctx.Done():
 				return
 			}
-			off := int64(i) * ps
+			off := start + int64(i)*ps
 			p := &part{idx: i, off: off, n: min(ps, want.Size-off), buf: buf}
 			select {
 			case jobs <- p:
@@ -153,33 +166,33 @@ func (s *Store) copyParts(ctx context.Context, key string, w io.Writer, want Wan
 		})
 	}
 
-	crc := crc32.New(castagnoli)
+	crc := want.PrefixCRC // continued: the whole object's when Offset > 0
 	var written int64
 	pending := make(map[int]*part, nbuf)
 	for next := 0; next < nparts; {
 		select {
 		case p := <-done:
 			if p.err != nil { // fail now, not once the parts before it are in
-				return written, crc.Sum32(), p.err
+				return written, crc, p.err
 			}
 			pending[p.idx] = p
 		case <-ctx.Done():
-			return written, crc.Sum32(), context.Cause(ctx)
+			return written, crc, context.Cause(ctx)
 		}
 		for p := pending[next]; p != nil; p = pending[next] {
 			for data := p.buf[:p.n]; len(data) > 0; {
 				if err := ctx.Err(); err != nil {
-					return written, crc.Sum32(), err
+					return written, crc, err
 				}
 				chunk := data[:min(len(data), chunkSize)]
 				m, err := w.Write(chunk)
-				crc.Write(chunk[:m])
+				crc = crc32.Update(crc, castagnoli, chunk[:m])
 				written += int64(m)
 				if m > 0 && s.opts.Progress != nil {
 					s.opts.Progress(key, int64(m))
 				}
 				if err != nil {
-					return written, crc.Sum32(), fmt.Errorf("write: %w", err)
+					return written, crc, fmt.Errorf("write: %w", err)
 				}
 				data = data[m:]
 			}
@@ -188,7 +201,7 @@ func (s *Store) copyParts(ctx context.Context, key string, w io.Writer, want Wan
 			next++
 		}
 	}
-	return written, crc.Sum32(), nil
+	return written, crc, nil
 }
 
 // fetch reads bytes [off, off+len(buf)) of key into buf: one attempt,

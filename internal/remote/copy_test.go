@@ -245,3 +245,39 @@ func TestCopy_SlowRateIsNotAStall(t *testing.T) {
 		t.Fatalf("a rate-limited Copy failed: %v", err)
 	}
 }
+
+// TestCopy_FromAnOffsetContinuesTheChecksum copies an object from several
+// offsets, as a resumed transfer does: the bytes from the offset on
+// arrive, in ranged parts, and the crc32c returned (and checked) is the
+// whole object's, continued from the prefix's. An offset at or past the
+// end is refused.
+func TestCopy_FromAnOffsetContinuesTheChecksum(t *testing.T) {
+	gw := startGateway(t)
+	bucket := newBucket(t, gw)
+	awsEnv(t)
+	o := testOptions()
+	s := openS3(t, gw.Endpoint, bucket, "backup/1", o)
+	ps := int(o.PartSize)
+	data := pattern(7*ps+3, 9)
+	putObject(t, s, "big", data)
+	whole := crc32.Checksum(data, castagnoli)
+	obj := listed(t, s, "big")
+	for _, off := range []int{1, ps - 1, ps, 3*ps + 5, len(data) - 1} {
+		want := obj.Want()
+		want.Offset, want.PrefixCRC = int64(off), crc32.Checksum(data[:off], castagnoli)
+		want.CRC32C, want.CheckCRC = whole, true
+		var buf bytes.Buffer
+		n, crc, err := s.Copy(ctxT(t, 20*time.Second), "big", &buf, want)
+		if err != nil {
+			t.Fatalf("Copy from %d: %v", off, err)
+		}
+		if n != int64(len(data)-off) || crc != whole || !bytes.Equal(buf.Bytes(), data[off:]) {
+			t.Errorf("Copy from %d: %d bytes crc %08x, want %d bytes crc %08x", off, n, crc, len(data)-off, whole)
+		}
+	}
+	want := obj.Want()
+	want.Offset = int64(len(data))
+	if _, _, err := s.Copy(ctxT(t, 20*time.Second), "big", io.Discard, want); !errors.Is(err, ErrChanged) {
+		t.Errorf("Copy from the end: %v, want refused", err)
+	}
+}
