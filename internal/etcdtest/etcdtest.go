@@ -25,11 +25,11 @@ import (
 
 // Server is one embedded etcd member.
 type Server struct {
-	t          testing.TB
-	dir        string
-	clientURL  url.URL
-	peerURL    url.URL
-	e          *embed.Etcd
+	t         testing.TB
+	dir       string
+	clientURL url.URL
+	peerURL   url.URL
+	e         *embed.Etcd
 }
 
 // Start starts a new member in a fresh temporary directory and stops it
