@@ -59,6 +59,7 @@ func (s *Server) start() {
 	cfg.Name = "etcdtest"
 	cfg.Dir = s.dir
 	cfg.LogLevel = "error"
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(nopLogger())
 	cfg.ListenClientUrls = []url.URL{s.clientURL}
 	cfg.AdvertiseClientUrls = []url.URL{s.clientURL}
 	cfg.ListenPeerUrls = []url.URL{s.peerURL}
