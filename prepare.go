@@ -124,9 +124,9 @@ type PreparedRun struct {
 	Tag string `json:"prepare"` // the cluster restore (Options.Prepare)
 }
 
-// PreparedRuns lists the runs in flight for opts.DB that stopped in the
-// prepared state, with the cluster restore each was prepared for. It
-// changes nothing.
+// PreparedRuns lists the cluster nodes' runs in flight for opts.DB (in
+// prepared, or in any state a crash left them in), with the cluster
+// restore each is part of. It changes nothing.
 func PreparedRuns(opts Options) ([]PreparedRun, error) {
 	s, err := open(opts, false)
 	if err != nil {
@@ -142,7 +142,7 @@ func PreparedRuns(opts Options) ([]PreparedRun, error) {
 	}
 	var out []PreparedRun
 	for _, r := range runs {
-		if r.Kind != steps.KindRestore || r.State != steps.StatePrepared {
+		if r.Kind != steps.KindRestore {
 			continue
 		}
 		tag, err := steps.PreparedTag(s.j, r.ID)

@@ -28,6 +28,9 @@ type scenario struct {
 	abortNode int    // >= 0: this node's plan entry names another db: it votes abort
 	corrupt   int    // >= 0: this node's backup has a corrupt table
 	nodeSpec  map[int]string
+	// abortLate holds the abort node's agent back until the crash node
+	// has voted: the abort then comes while that node is prepared.
+	abortLate bool
 }
 
 var caseNo atomic.Int64
@@ -73,6 +76,9 @@ func (sc scenario) run(t *testing.T, cli *clientv3.Client, c *tally) string {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if sc.abortLate && i == sc.abortNode {
+				waitVote(ctx, cli, prefix, name, nodes[sc.crashNode].id)
+			}
 			specs := []string{sc.nodeSpec[i]}
 			if i == sc.crashNode {
 				specs = []string{sc.spec, sc.spec2, ""}
@@ -163,5 +169,16 @@ func TestCluster_OneNodeFailsEveryNodeKeepsItsDatabase(t *testing.T) {
 	}
 	if c.old != 3 || c.mix != 0 {
 		t.Errorf("%v, want 3 all-old", c)
+	}
+}
+
+// waitVote polls until node has a vote in attempt 1 of name (or ctx ends).
+func waitVote(ctx context.Context, cli *clientv3.Client, prefix, name, node string) {
+	key := prefix + "restores/" + name + "/1/votes/" + node
+	for ctx.Err() == nil {
+		if resp, err := cli.Get(ctx, key); err == nil && len(resp.Kvs) > 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
