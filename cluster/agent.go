@@ -139,6 +139,13 @@ func (a *agent) recoverLocal(ctx context.Context) error {
 	done, err := kvrflow.Recover(ctx, opts)
 	for _, r := range done {
 		if tag, ok := tags[r.Run.ID]; ok && !r.Run.InFlight() {
+			if r.Run.Outcome == outcomeRolledBack {
+				// Interrupted before its vote, or decided abort: either
+				// way the attempt can only be abort now.
+				if name, att, ok := ParseTag(tag); ok {
+					a.voteAbort(ctx, keysOf(a.prefix, name), att, "this node's run was interrupted and rolled back: "+r.Decision)
+				}
+			}
 			if err := a.hit(PointBeforeOutcome); err != nil {
 				return err
 			}

@@ -54,6 +54,8 @@ func (sc scenario) run(t *testing.T, cli *clientv3.Client, c *tally) string {
 	defer cancel()
 	what := fmt.Sprintf("case %d (node %s: %q then %q; coordinator %q; abort node %d; corrupt %d)", n, nodes[sc.crashNode].id, sc.spec, sc.spec2, sc.coordSpec, sc.abortNode, sc.corrupt)
 
+	start := time.Now()
+	defer func() { t.Logf("%s: %v", what, time.Since(start).Round(time.Millisecond)) }()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var problems []string
