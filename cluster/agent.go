@@ -219,7 +219,7 @@ func (a *agent) decide(ctx context.Context, name string, att int64, voteNow bool
 			return "", err
 		}
 	}
-	d, err := waitDecision(ctx, a.cli, k, att, &rec.Plan, deadline)
+	d, err := waitDecision(ctx, a.cli, k, att, &rec.Plan, deadline, false)
 	if err != nil {
 		return "", err
 	}
@@ -434,7 +434,7 @@ func (a *agent) handle(ctx context.Context, name string, att int64) (*NodeReport
 	if err := a.hit(PointAfterVote); err != nil {
 		return nil, undecided(err)
 	}
-	d, err := waitDecision(ctx, a.cli, k, att, &rec.Plan, deadline)
+	d, err := waitDecision(ctx, a.cli, k, att, &rec.Plan, deadline, true)
 	if err != nil {
 		return nil, undecided(err)
 	}
