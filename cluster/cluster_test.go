@@ -63,10 +63,10 @@ func (sc scenario) run(t *testing.T, cli *clientv3.Client, c *tally) string {
 	go func() {
 		defer wg.Done()
 		o := cluster.CoordinateOptions{PrepareTimeout: 40 * time.Second, Wait: 80 * time.Second, Faults: crashSet(t, sc.coordSpec)}
-		_, err, crash := runCoordinator(ctx, cli, prefix, plan, o)
+		_, crash, err := runCoordinator(ctx, cli, prefix, plan, o)
 		if crash != "" {
 			o.Faults = nil
-			_, err, _ = runCoordinator(ctx, cli, prefix, plan, o)
+			_, _, err = runCoordinator(ctx, cli, prefix, plan, o)
 		}
 		if err != nil && !errors.Is(err, cluster.ErrAborted) {
 			mu.Lock()

@@ -36,7 +36,7 @@ func TestCluster_EtcdUnreachableWhileRecoveringStaysPrepared(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		_, coordErr, _ = runCoordinator(ctx, cli, prefix, plan, cluster.CoordinateOptions{PrepareTimeout: time.Minute, Wait: 110 * time.Second})
+		_, _, coordErr = runCoordinator(ctx, cli, prefix, plan, cluster.CoordinateOptions{PrepareTimeout: time.Minute, Wait: 110 * time.Second})
 	}()
 	var others sync.WaitGroup
 	for _, i := range []int{0, 2} {
@@ -99,7 +99,7 @@ func TestCluster_EtcdRestartedMidProtocol(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		_, coordErr, _ = runCoordinator(ctx, cli, prefix, plan, cluster.CoordinateOptions{PrepareTimeout: time.Minute, Wait: 110 * time.Second})
+		_, _, coordErr = runCoordinator(ctx, cli, prefix, plan, cluster.CoordinateOptions{PrepareTimeout: time.Minute, Wait: 110 * time.Second})
 	}()
 	for _, i := range []int{0, 1} {
 		wg.Add(1)
@@ -159,7 +159,7 @@ func TestCluster_PreparedForAnEarlierAttemptRollsBack(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		rep, coordErr, _ = runCoordinator(ctx, cli, prefix, plan2, cluster.CoordinateOptions{PrepareTimeout: time.Minute, Wait: time.Minute})
+		rep, _, coordErr = runCoordinator(ctx, cli, prefix, plan2, cluster.CoordinateOptions{PrepareTimeout: time.Minute, Wait: time.Minute})
 	}()
 	waitAttempt(ctx, t, cli, prefix, name, 2)
 	wg.Add(2)

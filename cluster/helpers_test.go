@@ -110,7 +110,7 @@ func runAgent(ctx context.Context, cli *clientv3.Client, prefix string, n *node,
 }
 
 // runCoordinator runs Coordinate to its end.
-func runCoordinator(ctx context.Context, cli *clientv3.Client, prefix string, plan *cluster.Plan, o cluster.CoordinateOptions) (rep *cluster.Report, err error, crash string) {
+func runCoordinator(ctx context.Context, cli *clientv3.Client, prefix string, plan *cluster.Plan, o cluster.CoordinateOptions) (rep *cluster.Report, crash string, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			c, ok := r.(crashed)
@@ -121,7 +121,7 @@ func runCoordinator(ctx context.Context, cli *clientv3.Client, prefix string, pl
 		}
 	}()
 	rep, err = cluster.Coordinate(ctx, cli, prefix, plan, o)
-	return rep, err, ""
+	return rep, "", err
 }
 
 // tally counts cluster restores by what the nodes ended with.
