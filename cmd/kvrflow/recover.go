@@ -39,7 +39,7 @@ type recoverCmd struct {
 func (c *recoverCmd) flags(fs *flag.FlagSet) {
 	c.define(fs, true)
 	fs.StringVar(&c.db, "db", "", "the database directory `DIR` (required)")
-	fs.StringVar(&c.decision, "decision", "", "`commit` or abort a cluster node's run left prepared (the operator's decision when etcd is lost; the same on every node)")
+	fs.StringVar(&c.decision, "decision", "", "`DECISION` for a cluster node's run left prepared: commit or abort (the operator's when etcd is lost; the same on every node)")
 	fs.StringVar(&c.fault, "fault", "", "fault `SPEC` for testing, POINT:ACTION[@N],... (default $KVRFLOW_FAULT; see kvrflow faults)")
 }
 
