@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -15,7 +16,9 @@ import (
 	"github.com/kvrflow/kvrflow/cluster"
 	"github.com/kvrflow/kvrflow/internal/etcdtest"
 	"github.com/kvrflow/kvrflow/internal/fault"
+	"github.com/kvrflow/kvrflow/internal/check"
 	"github.com/kvrflow/kvrflow/internal/testutil"
+	"github.com/kvrflow/kvrflow/steps"
 )
 
 func init() { cluster.RequestTimeout = 2 * time.Second }
@@ -42,6 +45,21 @@ func newNodes(t testing.TB, n int) []*node {
 		}
 		nd.old = testutil.MakeDB(t, nil, nd.db, uint64(1+i), 40)
 		out = append(out, nd)
+		// Every node's journal, when the test ends: nothing in flight,
+		// every run's events a chain.
+		t.Cleanup(func() {
+			l, err := steps.NewLayout(nd.db)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if _, err := os.Stat(l.Journal()); err != nil {
+				return
+			}
+			if err := check.Journal(l.Journal()); err != nil {
+				t.Errorf("node %s: %v", nd.id, err)
+			}
+		})
 	}
 	return out
 }
