@@ -54,6 +54,9 @@ func TestRecover_DecisionResolvesAPreparedClusterRun(t *testing.T) {
 			}
 			p.Close()
 			mustRun(t, exitInFlight, nil, "recover", "--db", f.db)
+			if st := mustRun(t, exitOK, nil, "status", "--db", f.db); !strings.Contains(st.stdout, "part of cluster restore r/1") {
+				t.Errorf("status of a prepared cluster run:\n%s", st.stdout)
+			}
 			if got := f.which(t); got != "old" {
 				t.Fatalf("prepared run after a plain recover: database %s, want old", got)
 			}
