@@ -228,12 +228,28 @@ func tryDecide(ctx context.Context, cli *clientv3.Client, k keys, a int64, plan 
 	return d, tr.Header.Revision, err
 }
 
-// waitDecision waits for attempt a's decision. It calls tryDecide on
-// every change under the attempt (so whoever sees the last vote writes
-// the decision), and after deadline writes abort. A zero deadline never
-// aborts. ctx bounds the wait. With retry, an etcd that stops answering
-// is waited for (until ctx ends); without, its error is returned.
+// waitDecision waits for attempt a's decision. It calls tryDecide first
+// and then on every change it watches, and after deadline writes abort. A
+// zero deadline never aborts. ctx bounds the wait. With retry, an etcd
+// that stops answering is waited for (until ctx ends); without, its error
+// is returned.
+//
+// The coordinator watches the whole attempt (votes too: every vote wakes
+// it, and it decides when the last one arrives); an agent watches only the
+// decision key. An agent's own tryDecide right after its vote is a
+// linearizable read after its write: the last voter's sees every vote,
+// so it decides; if it crashes first, the coordinator, the voter's
+// recovery or the timeout does. So each vote wakes one process, not N.
 func waitDecision(ctx context.Context, cli *clientv3.Client, k keys, a int64, plan *Plan, deadline time.Time, retry bool) (string, error) {
+	return waitDecisionOn(ctx, cli, k, a, plan, deadline, retry, k.decision(a))
+}
+
+// waitAll is waitDecision that watches the whole attempt (the coordinator).
+func waitAll(ctx context.Context, cli *clientv3.Client, k keys, a int64, plan *Plan, deadline time.Time, retry bool) (string, error) {
+	return waitDecisionOn(ctx, cli, k, a, plan, deadline, retry, k.att(a))
+}
+
+func waitDecisionOn(ctx context.Context, cli *clientv3.Client, k keys, a int64, plan *Plan, deadline time.Time, retry bool, watched string) (string, error) {
 	pause := 100 * time.Millisecond
 	for {
 		rctx, cancel := context.WithTimeout(ctx, RequestTimeout)
@@ -250,7 +266,7 @@ func waitDecision(ctx context.Context, cli *clientv3.Client, k keys, a int64, pl
 		if err != nil || d != "" {
 			return d, err
 		}
-		if err := waitChange(ctx, cli, k.att(a), rev, deadline); err != nil {
+		if err := waitChange(ctx, cli, watched, rev, deadline); err != nil {
 			return "", err
 		}
 	}
