@@ -34,7 +34,9 @@ const exitCodeHelp = `Exit codes:
      journal has a run in flight on DIR: kvrflow stops and changes nothing more
      (a run it was finishing stays in flight until an operator resolves it)
   5  a step and its rollback (or a step after the commit point) kept failing: the
-     run is left in flight in the journal; 'kvrflow recover --db DIR' finishes it
+     run is left in flight in the journal; 'kvrflow recover --db DIR' finishes it.
+     Or a cluster node's run is prepared and etcd has not decided it (or does not
+     answer): it stays prepared; the cluster agent finishes it as etcd decides
   130  a second SIGINT or SIGTERM stopped the process at once (the first rolls
      back): a run may be left in flight; 'kvrflow recover --db DIR' finishes it`
 
@@ -71,10 +73,11 @@ func exitCode(err error) int {
 	case errors.Is(err, journal.ErrCorrupt), errors.Is(err, journal.ErrNewerSchema), errors.Is(err, steps.ErrInconsistent),
 		errors.Is(err, steps.ErrForeign), errors.Is(err, errVerifyFailed):
 		return exitJournal
-	case errors.Is(err, fsm.ErrInFlight):
+	case errors.Is(err, fsm.ErrInFlight), errors.Is(err, fsm.ErrUndecided):
 		// Before bad input: Write finds a corrupt backup after staging
 		// exists, and if the rollback then fails the run is in flight,
-		// not "nothing changed".
+		// not "nothing changed". Undecided: a cluster node's run stays
+		// prepared (cluster.ErrUndecided matches fsm.ErrUndecided).
 		return exitInFlight
 	case errors.Is(err, errUsage), errors.Is(err, fault.ErrBadSpec), errors.Is(err, steps.ErrBadSource),
 		errors.Is(err, steps.ErrBadPath), errors.Is(err, steps.ErrNoSpace), errors.Is(err, steps.ErrBadOption),

@@ -20,19 +20,26 @@ one killed after it is finished (DIR keeps the new one). With nothing in
 flight, or no journal at all, it does nothing and succeeds (a DIR whose
 parent does not exist is a usage error: exit 2). Run it, or start
 a service that calls kvrflow.Recover, before opening DIR after a crash;
-kvrflow restore does it first too.`,
+kvrflow restore does it first too.
+
+A cluster node's run found prepared (kvrflow cluster) is decided by etcd:
+kvrflow cluster agent finishes it. Plain recover leaves it prepared and
+exits 5. When etcd itself is lost, the operator decides for every node of
+the cluster restore (the same decision on every node; commit only if every
+node is prepared for the same attempt) and applies it with --decision.`,
 	example: "kvrflow recover --db /var/lib/app/db",
 	new:     func() runner { return &recoverCmd{} },
 }
 
 type recoverCmd struct {
 	common
-	db, fault string
+	db, fault, decision string
 }
 
 func (c *recoverCmd) flags(fs *flag.FlagSet) {
 	c.define(fs, true)
 	fs.StringVar(&c.db, "db", "", "the database directory `DIR` (required)")
+	fs.StringVar(&c.decision, "decision", "", "`DECISION` for a cluster node's run left prepared: commit or abort (the operator's when etcd is lost; the same on every node)")
 	fs.StringVar(&c.fault, "fault", "", "fault `SPEC` for testing, POINT:ACTION[@N],... (default $KVRFLOW_FAULT; see kvrflow faults)")
 }
 
@@ -73,12 +80,19 @@ func (c *recoverCmd) run(ctx context.Context, o *stdio, args []string) (document
 	if err := need("--db", c.db); err != nil {
 		return nil, err
 	}
+	if c.decision != "" && c.decision != "commit" && c.decision != "abort" {
+		return nil, usagef("--decision %q: want commit or abort", c.decision)
+	}
 	faults, log, report, err := c.faultsAndLogger(o, c.fault)
 	if err != nil {
 		return nil, err
 	}
 	defer report()
-	done, err := kvrflow.Recover(ctx, kvrflow.Options{DB: c.db, Journal: c.journal, Faults: faults, Log: log})
+	opts := kvrflow.Options{DB: c.db, Journal: c.journal, Faults: faults, Log: log}
+	if c.decision != "" {
+		opts.Decider = kvrflow.Decision(c.decision == "commit")
+	}
+	done, err := kvrflow.Recover(ctx, opts)
 	if err != nil && exitCode(err) == exitInFlight {
 		err = fmt.Errorf("%w; the run is still in flight: 'kvrflow recover --db %s' tries again", err, c.db)
 	}
