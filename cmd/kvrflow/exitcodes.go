@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 
+	"github.com/kvrflow/kvrflow/cluster"
 	"github.com/kvrflow/kvrflow/fsm"
 	"github.com/kvrflow/kvrflow/internal/fault"
 	"github.com/kvrflow/kvrflow/journal"
@@ -34,7 +35,9 @@ const exitCodeHelp = `Exit codes:
      journal has a run in flight on DIR: kvrflow stops and changes nothing more
      (a run it was finishing stays in flight until an operator resolves it)
   5  a step and its rollback (or a step after the commit point) kept failing: the
-     run is left in flight in the journal; 'kvrflow recover --db DIR' finishes it
+     run is left in flight in the journal; 'kvrflow recover --db DIR' finishes it;
+     cluster: no decision in time, or etcd unreachable with a run prepared (the
+     state is in etcd: run the command again)
   130  a second SIGINT or SIGTERM stopped the process at once (the first rolls
      back): a run may be left in flight; 'kvrflow recover --db DIR' finishes it`
 
@@ -66,19 +69,23 @@ func exitCode(err error) int {
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.Is(err, cluster.ErrAborted):
+		// A cluster restore aborted: every node kept its old database,
+		// whatever made a node vote abort (a bad source among them).
+		return exitRolledBack
 	case errors.Is(err, steps.ErrInUse), errors.Is(err, journal.ErrLocked):
 		return exitInUse
 	case errors.Is(err, journal.ErrCorrupt), errors.Is(err, journal.ErrNewerSchema), errors.Is(err, steps.ErrInconsistent),
 		errors.Is(err, steps.ErrForeign), errors.Is(err, errVerifyFailed):
 		return exitJournal
-	case errors.Is(err, fsm.ErrInFlight):
+	case errors.Is(err, fsm.ErrInFlight), errors.Is(err, cluster.ErrUndecided):
 		// Before bad input: Write finds a corrupt backup after staging
 		// exists, and if the rollback then fails the run is in flight,
 		// not "nothing changed".
 		return exitInFlight
 	case errors.Is(err, errUsage), errors.Is(err, fault.ErrBadSpec), errors.Is(err, steps.ErrBadSource),
 		errors.Is(err, steps.ErrBadPath), errors.Is(err, steps.ErrNoSpace), errors.Is(err, steps.ErrBadOption),
-		errors.Is(err, steps.ErrNothingKept):
+		errors.Is(err, steps.ErrNothingKept), errors.Is(err, cluster.ErrBadPlan):
 		return exitUsage
 	default:
 		return exitRolledBack

@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/kvrflow/kvrflow/cluster"
+)
+
+// clusterCommands are the cluster subcommands, in the order help lists
+// them.
+var clusterCommands = []*command{clusterRestoreCommand, clusterAgentCommand, clusterStatusCommand}
+
+// passwordEnv is the environment variable that holds the etcd user's
+// password (a flag's value would show in ps).
+const passwordEnv = "KVRFLOW_ETCD_PASSWORD"
+
+// etcdFlags are the flags every cluster command takes to reach etcd.
+type etcdFlags struct {
+	endpoints, cacert, cert, key, user, passwordFile, prefix string
+	dialTimeout                                              time.Duration
+}
+
+func (e *etcdFlags) define(fs *flag.FlagSet) {
+	fs.StringVar(&e.endpoints, "etcd", "", "etcd `ENDPOINTS`, comma-separated host:port or URLs (https:// or --etcd-cacert for TLS) (required)")
+	fs.StringVar(&e.cacert, "etcd-cacert", "", "`FILE` of the CA certificate(s) that signed etcd's server certificate (turns TLS on)")
+	fs.StringVar(&e.cert, "etcd-cert", "", "client certificate `FILE` for etcd (with --etcd-key; turns TLS on)")
+	fs.StringVar(&e.key, "etcd-key", "", "client key `FILE` for etcd")
+	fs.StringVar(&e.user, "etcd-user", "", "etcd user `NAME`; the password comes from $"+passwordEnv+" or --etcd-password-file, never from a flag")
+	fs.StringVar(&e.passwordFile, "etcd-password-file", "", "`FILE` holding the etcd user's password (one line; wins over $"+passwordEnv+")")
+	fs.StringVar(&e.prefix, "etcd-prefix", "/kvrflow/", "key `PREFIX` under which kvrflow keeps its keys in etcd (so it can share an etcd with kvrocks-controller)")
+	fs.DurationVar(&e.dialTimeout, "etcd-dial-timeout", 5*time.Second, "how long to wait for etcd to answer when connecting (`D`)")
+}
+
+// config checks the flags and returns the connection's configuration.
+// Every problem is a usage error naming the flag or file and the cause.
+func (e *etcdFlags) config(o *stdio) (cluster.Config, error) {
+	var c cluster.Config
+	if err := need("--etcd", e.endpoints); err != nil {
+		return c, err
+	}
+	for _, ep := range strings.Split(e.endpoints, ",") {
+		if ep = strings.TrimSpace(ep); ep != "" {
+			c.Endpoints = append(c.Endpoints, ep)
+		}
+	}
+	if len(c.Endpoints) == 0 {
+		return c, usagef("--etcd %q names no endpoint", e.endpoints)
+	}
+	if (e.cert == "") != (e.key == "") {
+		return c, usagef("--etcd-cert and --etcd-key go together: give both or neither")
+	}
+	for _, f := range []struct{ flag, path string }{{"--etcd-cacert", e.cacert}, {"--etcd-cert", e.cert}, {"--etcd-key", e.key}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.ReadFile(f.path); err != nil {
+			return c, usagef("%s %s: %v", f.flag, f.path, errors.Unwrap(err))
+		}
+	}
+	if !strings.HasPrefix(e.prefix, "/") || !strings.HasSuffix(e.prefix, "/") {
+		return c, usagef("--etcd-prefix %q: want a key prefix that starts and ends with /, e.g. /kvrflow/", e.prefix)
+	}
+	if e.dialTimeout <= 0 {
+		return c, usagef("--etcd-dial-timeout must be more than 0")
+	}
+	c.CACert, c.Cert, c.Key, c.User, c.Prefix, c.DialTimeout = e.cacert, e.cert, e.key, e.user, e.prefix, e.dialTimeout
+	password, err := e.password(o)
+	if err != nil {
+		return c, err
+	}
+	switch {
+	case e.user != "" && password == "":
+		return c, usagef("--etcd-user %s needs a password: set $%s or --etcd-password-file FILE", e.user, passwordEnv)
+	case e.user == "" && password != "":
+		return c, usagef("an etcd password is given (%s) but no --etcd-user", e.passwordSource(o))
+	}
+	c.Password = password
+	return c, nil
+}
+
+// password returns the password of --etcd-password-file (its first line),
+// else of $KVRFLOW_ETCD_PASSWORD.
+func (e *etcdFlags) password(o *stdio) (string, error) {
+	if e.passwordFile == "" {
+		return o.getenv(passwordEnv), nil
+	}
+	b, err := os.ReadFile(e.passwordFile)
+	if err != nil {
+		return "", usagef("--etcd-password-file %s: %v", e.passwordFile, errors.Unwrap(err))
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	line = strings.TrimRight(line, "\r")
+	if line == "" {
+		return "", usagef("--etcd-password-file %s: empty", e.passwordFile)
+	}
+	return line, nil
+}
+
+func (e *etcdFlags) passwordSource(o *stdio) string {
+	if e.passwordFile != "" {
+		return "--etcd-password-file " + e.passwordFile
+	}
+	return "$" + passwordEnv
+}
+
+// connect checks the flags and connects to etcd. A connection that fails
+// is an error naming the endpoints and the cause (see etcdError).
+func (e *etcdFlags) connect(ctx context.Context, o *stdio) (*clientv3.Client, error) {
+	cfg, err := e.config(o)
+	if err != nil {
+		return nil, err
+	}
+	cli, err := cluster.Connect(ctx, cfg)
+	if err != nil {
+		return nil, etcdError(err, cfg)
+	}
+	return cli, nil
+}
+
+// etcdError names the endpoints in an error from etcd, unless it does
+// already, and classes it for the exit code: a refused credential or
+// certificate, or a permission etcd denies, is bad input (2): nothing
+// was done, and retrying will not help until the operator fixes it.
+// Anything else (etcd unreachable, a timeout) keeps its own class: for
+// an agent with a prepared run that is undecided (5).
+func etcdError(err error, cfg cluster.Config) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	where := strings.Join(cfg.Endpoints, ",")
+	if !strings.Contains(msg, where) && !strings.Contains(msg, cfg.Endpoints[0]) {
+		err = fmt.Errorf("etcd %s: %w", where, err)
+	}
+	if isAuthError(err) {
+		return asUsage(err)
+	}
+	return err
+}
+
+// authErrors are etcd's answers to a client it does not admit, or admits
+// but does not permit: bad input, not a passing failure.
+var authErrors = []error{rpctypes.ErrAuthFailed, rpctypes.ErrUserEmpty, rpctypes.ErrUserNotFound,
+	rpctypes.ErrPermissionDenied, rpctypes.ErrInvalidAuthToken, rpctypes.ErrInvalidAuthMgmt,
+	rpctypes.ErrGRPCAuthFailed, rpctypes.ErrGRPCUserEmpty, rpctypes.ErrGRPCPermissionDenied}
+
+// isAuthError reports whether err is etcd refusing the client's
+// credentials or permissions.
+func isAuthError(err error) bool {
+	for _, e := range authErrors {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// reportDoc is the --json document of cluster restore and cluster status:
+// the restore's name, attempt, decision and each node's vote, reason
+// and local outcome (see cluster.Report).
+type reportDoc struct {
+	*cluster.Report
+	exitReport
+}
+
+func (d *reportDoc) text(w io.Writer) {
+	if d.Report == nil {
+		return
+	}
+	printReport(w, d.Report)
+}
+
+// printReport prints a cluster report: a line for the restore, a table of
+// the nodes.
+func printReport(w io.Writer, r *cluster.Report) {
+	fmt.Fprintf(w, "cluster restore %s, attempt %d: decision %s\n", r.Name, r.Attempt, orDash(r.Decision))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tVOTE\tOUTCOME\tREASON")
+	for _, n := range r.Nodes {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", n.ID, orDash(n.Vote), orDash(n.Outcome), orDash(n.Reason))
+	}
+	tw.Flush()
+}
