@@ -1,0 +1,25 @@
+package cluster
+
+import "errors"
+
+var (
+	// ErrBadPlan is returned by ParsePlan and Coordinate for a plan that
+	// does not parse or is not valid (no name, no node, a node twice, a
+	// node without a source); the message is one line naming the problem.
+	ErrBadPlan = errors.New("bad cluster plan")
+
+	// ErrUndecided is returned when no decision (or no outcome) was
+	// reached: the coordinator's wait ended, or a node found its run
+	// prepared and etcd did not answer or has no decision yet. The run
+	// stays prepared; nothing was guessed. The CLI maps it to exit 5. It
+	// matches fsm.ErrUndecided.
+	ErrUndecided = errors.New("cluster restore undecided")
+
+	// ErrAborted is returned when the decision is abort: every node keeps
+	// (or got back) its old database. The CLI maps it to exit 1.
+	ErrAborted = errors.New("cluster restore aborted")
+
+	// ErrStale is returned by an agent asked to act for an attempt that
+	// is no longer the restore's current one (fencing).
+	ErrStale = errors.New("stale cluster restore attempt")
+)
