@@ -184,7 +184,11 @@ func (d *reportDoc) text(w io.Writer) {
 // printReport prints a cluster report: a line for the restore, a table of
 // the nodes.
 func printReport(w io.Writer, r *cluster.Report) {
-	fmt.Fprintf(w, "cluster restore %s, attempt %d: decision %s\n", r.Name, r.Attempt, orDash(r.Decision))
+	fmt.Fprintf(w, "cluster restore %s, attempt %d: decision %s, outcome %s", r.Name, r.Attempt, orDash(r.Decision), orDash(string(r.Outcome)))
+	if r.Reason != "" {
+		fmt.Fprintf(w, " (%s)", r.Reason)
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tVOTE\tOUTCOME\tREASON")
 	for _, n := range r.Nodes {

@@ -26,6 +26,12 @@ import (
 // does not commit on every node.
 var ErrSetup = errors.New("cluster chaos: setup failed")
 
+// etcd's decisions, as cluster.Report names them.
+const (
+	decisionCommit = "commit"
+	decisionAbort  = "abort"
+)
+
 // Config says what the harness runs.
 type Config struct {
 	// Self is the kvrflow binary the agents and coordinators run in.
@@ -121,7 +127,7 @@ func New(ctx context.Context, cfg Config) (*Harness, error) {
 	if err != nil {
 		return nil, err
 	}
-	if it.Decision != cluster.DecisionCommit || it.CoordinatorExit != 0 {
+	if it.Decision != decisionCommit || it.CoordinatorExit != 0 {
 		return nil, fmt.Errorf("%w: a clean cluster restore did not commit: decision %q, coordinator exit %d; see the children's output",
 			ErrSetup, it.Decision, it.CoordinatorExit)
 	}
@@ -374,12 +380,12 @@ func (h *Harness) expect(it Iteration) []string {
 	switch {
 	case it.Result == "mixed":
 		f = append(f, "mixed: some nodes hold the new database, some the old")
-	case it.Decision == cluster.DecisionCommit && it.Result != "all-new":
+	case it.Decision == decisionCommit && it.Result != "all-new":
 		f = append(f, "etcd decided commit but the nodes hold "+it.Result)
-	case it.Decision != cluster.DecisionCommit && it.Result != "all-old":
+	case it.Decision != decisionCommit && it.Result != "all-old":
 		f = append(f, fmt.Sprintf("etcd's decision is %q but the nodes hold %s", it.Decision, it.Result))
 	}
-	want := map[string]int{cluster.DecisionCommit: 0, cluster.DecisionAbort: 1}[it.Decision]
+	want := map[string]int{decisionCommit: 0, decisionAbort: 1}[it.Decision]
 	if it.CoordinatorExit >= 0 && it.Decision != "" && it.CoordinatorExit != want {
 		f = append(f, fmt.Sprintf("etcd decided %s but the coordinator exited %d", it.Decision, it.CoordinatorExit))
 	}
@@ -531,9 +537,9 @@ func (s *Summary) Add(it Iteration) {
 		s.Mixed++
 	}
 	switch it.Decision {
-	case cluster.DecisionCommit:
+	case decisionCommit:
 		s.Committed++
-	case cluster.DecisionAbort:
+	case decisionAbort:
 		s.Aborted++
 	}
 	if it.Failure != "" {
