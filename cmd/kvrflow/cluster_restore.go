@@ -33,7 +33,7 @@ Exit codes: 0 every node committed; 1 aborted, every node kept its old
 database; 2 a bad plan, bad flags, or etcd refused the credentials (nothing
 published); 5 no outcome in time (the state is in etcd: run again, or ask
 'kvrflow cluster status').`,
-	example: "KVRFLOW_ETCD_PASSWORD=... kvrflow cluster restore --etcd https://10.0.0.5:2379 --etcd-cacert ca.pem --etcd-user kvrflow --plan plan.json",
+	example: "kvrflow cluster restore --etcd https://10.0.0.5:2379 --etcd-cacert ca.pem --etcd-user kvrflow --etcd-password-file /etc/kvrflow/etcd-password --plan plan.json",
 	new:     func() runner { return &clusterRestoreCmd{} },
 }
 
