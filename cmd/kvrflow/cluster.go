@@ -144,9 +144,20 @@ func etcdError(err error, cfg cluster.Config) error {
 		err = fmt.Errorf("etcd %s: %w", where, err)
 	}
 	if isAuthError(err) {
-		return asUsage(err)
+		return asUsage(fmt.Errorf("%w (%s)", err, authHint(err, cfg)))
 	}
 	return err
+}
+
+// authHint says what to check when etcd refused the client.
+func authHint(err error, cfg cluster.Config) string {
+	switch {
+	case errors.Is(err, rpctypes.ErrAuthFailed), errors.Is(err, rpctypes.ErrGRPCAuthFailed):
+		return "check --etcd-user and the password in $" + passwordEnv + " or --etcd-password-file"
+	case cfg.User == "":
+		return "no --etcd-user was given: this etcd has authentication enabled"
+	}
+	return fmt.Sprintf("etcd user %s may not read and write the keys under %s", cfg.User, cluster.NormPrefix(cfg.Prefix))
 }
 
 // authErrors are etcd's answers to a client it does not admit, or admits
