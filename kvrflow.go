@@ -69,6 +69,18 @@ type Options struct {
 	// (unit "bytes", copy mode) or files put in place ("files", link
 	// mode).
 	Progress func(done, total int64, unit string)
+	// Prepare, if not empty, makes Restore a cluster node's part of a
+	// cluster restore named Prepare (journaled with the run): the run
+	// stops in the prepared state, the new database staged, verified and
+	// durable, and waits for the cluster's decision (see Prepare,
+	// Resolve). Restore then returns with the run prepared.
+	Prepare string
+	// Decider decides a cluster node's run that recovery finds prepared
+	// (Restore, Undo and Recover recover first). Without one, or when it
+	// cannot decide, the run stays prepared and the error matches
+	// fsm.ErrUndecided and fsm.ErrInFlight (exit 5). A run prepared by no
+	// cluster restore is rolled back without asking.
+	Decider fsm.Decider
 }
 
 // Recovered is what recovery did with one run found in flight.
@@ -265,7 +277,7 @@ func (s *session) close() error {
 func (s *session) env(id uint64) *steps.Env {
 	return &steps.Env{FS: s.fs, Layout: s.layout, Journal: s.j, Log: s.log, RunID: id,
 		Source: s.opts.Source, Engine: s.opts.Engine, BackupID: s.opts.BackupID, Mode: s.opts.Mode, Verify: s.opts.Verify,
-		Force: s.opts.Force, KeepOld: s.opts.KeepOld, Progress: s.opts.Progress}
+		Force: s.opts.Force, KeepOld: s.opts.KeepOld, Progress: s.opts.Progress, Prepare: s.opts.Prepare}
 }
 
 // recoverAll finishes or rolls back every run in flight for the database.
@@ -293,7 +305,7 @@ func (s *session) recoverAll(ctx context.Context) ([]Recovered, error) {
 		}
 		run := def.Load(s.j, r.ID, r.State, s.fs.Faults(), s.log)
 		s.log.Warn().Uint64("run", r.ID).Str("kind", r.Kind).Str("state", r.State).Str("decision", def.Decide(r.State).String()).Msg("recovering interrupted run")
-		dec, err := run.Recover(ctx, env.StepsOf(r.Kind))
+		dec, err := run.RecoverWith(ctx, env.StepsOf(r.Kind), steps.PreparedDecider(s.j, s.opts.Decider))
 		env.Close()
 		if err != nil {
 			return out, fmt.Errorf("recover run %d (%s): %w", r.ID, dec, err)
@@ -316,6 +328,17 @@ func (s *session) recoverAll(ctx context.Context) ([]Recovered, error) {
 // An error matching none of these after the run began leaves the run in
 // flight in the journal; Recover finishes it.
 func Restore(ctx context.Context, opts Options) (*Result, error) {
+	p, err := restore(ctx, opts)
+	if p == nil {
+		return nil, err
+	}
+	p.Close()
+	return p.Result, err
+}
+
+// restore is Restore that returns, for a run that stopped prepared, the
+// session and run still open, their locks held.
+func restore(ctx context.Context, opts Options) (*Prepared, error) {
 	if opts.Source != "" {
 		abs, err := filepath.Abs(opts.Source)
 		if err != nil {
@@ -330,10 +353,15 @@ func Restore(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer s.close()
-	res := &Result{}
+	p := &Prepared{s: s, Result: &Result{}}
+	defer func() {
+		if p.run == nil {
+			p.Close()
+		}
+	}()
+	res := p.Result
 	if res.Recovered, err = s.recoverAll(ctx); err != nil {
-		return res, err
+		return p, err
 	}
 	// The partial copy an interrupted run set aside goes before the free
 	// space is checked again.
@@ -342,13 +370,13 @@ func Restore(ctx context.Context, opts Options) (*Result, error) {
 		_, _, err := env.RemoveTrash()
 		env.Close()
 		if err != nil {
-			return res, err
+			return p, err
 		}
 	}
 	// Another journal's run in flight on DB: refused before a run is
 	// journaled (Precheck checks again inside the run).
 	if err := steps.CheckForeign(s.fs, s.layout, s.j.ID()); err != nil {
-		return res, err
+		return p, err
 	}
 	mode := opts.Mode
 	if mode == "" {
@@ -361,23 +389,33 @@ func Restore(ctx context.Context, opts Options) (*Result, error) {
 	r, err := s.j.Begin(journal.Run{Kind: steps.KindRestore, Source: opts.Source, Target: s.layout.DB, Mode: string(mode),
 		Engine: engine, State: steps.Restore.Start})
 	if err != nil {
-		return res, err
+		return p, err
 	}
 	env := s.env(r.ID)
-	defer env.Close()
 	run := steps.Restore.Load(s.j, r.ID, r.State, s.fs.Faults(), s.log)
-	s.log.Info().Uint64("run", r.ID).Str("source", opts.Source).Str("db", s.layout.DB).Msg("restore started")
-	runErr := run.Execute(ctx, env.Steps())
+	s.log.Info().Uint64("run", r.ID).Str("source", opts.Source).Str("db", s.layout.DB).Str("prepare", opts.Prepare).Msg("restore started")
+	stop := ""
+	if opts.Prepare != "" {
+		stop = steps.StatePrepared
+	}
+	// The run's locks are released when restore returns (or panics out
+	// of a crash test), unless the run stopped prepared: they are then
+	// held until the decision (Prepared).
+	p.env = env
+	runErr := run.ExecuteUntil(ctx, env.Steps(), stop)
+	if runErr == nil && run.State() == steps.StatePrepared {
+		p.run = run
+	}
 	res.Syncs.Files, res.Syncs.Dirs = s.fs.Syncs()
 	res.Syncs.JournalCommits = s.j.Commits()
 	if res.Run, err = s.j.Run(r.ID); err != nil {
-		return res, errors.Join(runErr, err)
+		return p, errors.Join(runErr, err)
 	}
 	res.Summary = summarize(s.j, r.ID)
 	if runErr != nil && ctx.Err() != nil && IsRolledBack(runErr) {
 		runErr = &interrupted{err: runErr, db: s.layout.DB}
 	}
-	return res, runErr
+	return p, runErr
 }
 
 // interrupted is the error of a restore stopped by its context (SIGINT,

@@ -222,7 +222,7 @@ func Status(opts Options) (*StatusReport, error) {
 			var d struct {
 				Check string `json:"check"`
 			}
-			if ev.Event == "verified" && json.Unmarshal(ev.Details, &d) == nil {
+			if ev.From == steps.StateVerify && (ev.Event == "ready" || ev.Event == "verified") && json.Unmarshal(ev.Details, &d) == nil {
 				rep.LastVerification = fmt.Sprintf("run %d: %s", rep.Runs[i].ID, d.Check)
 			}
 		}

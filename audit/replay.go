@@ -24,7 +24,8 @@ type TimelineStep struct {
 	Hash     string          `json:"hash"`
 	// IfCrashed is what recovery does had the process died right after
 	// this record: fsm.Definition.Decide of the state it leads to, the
-	// very function recovery calls.
+	// very function recovery calls ("ask the decider" in a cluster node's
+	// prepared state; roll back there for any other run).
 	IfCrashed string `json:"if_crashed"`
 }
 
@@ -70,11 +71,27 @@ func Replay(path string, id uint64, wf Workflows) (*Timeline, error) {
 // timeline rebuilds run r from its events with def's decisions (or
 // unknownDecision if def is nil).
 func timeline(def *fsm.Definition, r journal.Run, evs []journal.Event) *Timeline {
+	// A restore run that is no cluster node's (no prepare tag in its
+	// precheck details) is rolled back from prepared without asking: see
+	// steps.PreparedDecider.
+	clusterRun := false
+	for _, ev := range evs {
+		var d struct {
+			Prepare string `json:"prepare"`
+		}
+		if ev.Event != fsm.NoteEvent && json.Unmarshal(ev.Details, &d) == nil && d.Prepare != "" {
+			clusterRun = true
+		}
+	}
 	decide := func(state string) string {
 		if def == nil {
 			return unknownDecision
 		}
-		return def.Decide(state).String()
+		dec := def.Decide(state)
+		if dec == fsm.Ask && !clusterRun {
+			dec = fsm.RollBack
+		}
+		return dec.String()
 	}
 	start := ""
 	if def != nil {

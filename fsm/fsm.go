@@ -333,8 +333,20 @@ func (r *Run) fire(event string, details any, errText string) error {
 // Steps after the commit point and the rollback step run with a context
 // that is never cancelled.
 func (r *Run) Execute(ctx context.Context, steps map[string]Step) error {
+	return r.ExecuteUntil(ctx, steps, "")
+}
+
+// ExecuteUntil is Execute that stops, returning nil, when the run enters
+// state stop (journaled; its step not run): a two-phase workflow's
+// prepare-only run stops in its External state and waits for the
+// decision (RecoverWith then resumes or rolls it back). An empty stop
+// runs to a terminal state.
+func (r *Run) ExecuteUntil(ctx context.Context, steps map[string]Step, stop string) error {
 	for {
 		state := r.State()
+		if stop != "" && state == stop {
+			return nil
+		}
 		if _, ok := r.def.Terminal[state]; ok {
 			if r.cause != nil {
 				return fmt.Errorf("%w: %w", ErrRolledBack, r.cause)

@@ -49,6 +49,7 @@ type runNotes struct {
 	keepOld  int           // the generations Precheck journaled to keep
 	undoMove *UndoMove     // an undo's move of the kept database to its staging name
 	trash    *Kept         // the partial staging an interrupted rollback set aside
+	prepare  string        // the cluster restore a cluster node's run is part of
 }
 
 // notes reads run id's notes from the journal.
@@ -97,9 +98,10 @@ func (e *Env) notes(id uint64) (runNotes, error) {
 				Target   string `json:"target"`
 				Previous *Kept  `json:"previous"`
 				KeepOld  int    `json:"keep_old"`
+				Prepare  string `json:"prepare"`
 			}
 			if json.Unmarshal(ev.Details, &d) == nil {
-				n.target, n.previous, n.keepOld = d.Target, d.Previous, d.KeepOld
+				n.target, n.previous, n.keepOld, n.prepare = d.Target, d.Previous, d.KeepOld, d.Prepare
 			}
 		}
 	}

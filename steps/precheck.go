@@ -49,6 +49,9 @@ type PrecheckDetails struct {
 	// Measured lists the files whose size and crc32c the source did not
 	// record (a checkpoint): Write verifies its copies against these.
 	Measured []SourceFile `json:"measured,omitempty"`
+	// Prepare names the cluster restore of a cluster node's run (see
+	// Env.Prepare): such a run waits in prepared for the decision.
+	Prepare string `json:"prepare,omitempty"`
 }
 
 // precheck checks everything it can before anything changes: the paths,
@@ -107,7 +110,7 @@ func (e *Env) precheck(ctx context.Context, _ *fsm.Run) (any, error) {
 		}
 	}
 	d := PrecheckDetails{Kind: src.Kind, BackupID: src.BackupID, Engine: src.Engine, Mode: e.mode, Verify: level,
-		Files: len(src.Files), Bytes: src.Bytes(), Target: target, Journal: e.jid(), KeepOld: e.KeepOld}
+		Files: len(src.Files), Bytes: src.Bytes(), Target: target, Journal: e.jid(), KeepOld: e.KeepOld, Prepare: e.Prepare}
 	for i, f := range src.Files {
 		switch checks[i] {
 		case checkMeasured:

@@ -19,6 +19,7 @@ const (
 	StateClean      = "clean"
 	StateWrite      = "write"
 	StateVerify     = "verify"
+	StatePrepared   = "prepared"
 	StateCommit     = "commit"
 	StateFinish     = "finish"
 	StateDone       = "done"
@@ -36,6 +37,15 @@ const (
 // the journal record commit -committed-> finish is written only after the
 // new database is durably in place; before it recovery rolls back, after
 // it recovery finishes.
+//
+// Between verify and commit is prepared (verify -ready-> prepared
+// -decided-> commit), an External state: the new
+// database is staged, verified and durable. A restore of a cluster node
+// (Env.Prepare set) stops there (fsm.Run.ExecuteUntil) and waits for the
+// cluster's decision; recovery asks a Decider whether to commit or roll
+// back. Any other restore passes through it at once (its step does
+// nothing), and recovery rolls such a run back as from verify
+// (PreparedDecider).
 var Restore = fsm.MustDefine(fsm.Definition{
 	Name:  "restore",
 	Start: StateNew,
@@ -44,22 +54,27 @@ var Restore = fsm.MustDefine(fsm.Definition{
 		{Event: "checked", From: []string{StatePrecheck}, To: StateClean},
 		{Event: "cleaned", From: []string{StateClean}, To: StateWrite},
 		{Event: "written", From: []string{StateWrite}, To: StateVerify},
+		{Event: "ready", From: []string{StateVerify}, To: StatePrepared},
+		// Journals of kvrflow before the prepared state went from verify
+		// straight to commit: still a legal record (audit replays them).
 		{Event: "verified", From: []string{StateVerify}, To: StateCommit},
+		{Event: "decided", From: []string{StatePrepared}, To: StateCommit},
 		{Event: "committed", From: []string{StateCommit}, To: StateFinish},
 		{Event: "finished", From: []string{StateFinish}, To: StateDone},
-		{Event: "fail", From: []string{StatePrecheck, StateClean, StateWrite, StateVerify, StateCommit}, To: StateRollback},
-		{Event: "abort", From: []string{StateNew, StatePrecheck, StateClean, StateWrite, StateVerify, StateCommit}, To: StateRollback},
+		{Event: "fail", From: []string{StatePrecheck, StateClean, StateWrite, StateVerify, StatePrepared, StateCommit}, To: StateRollback},
+		{Event: "abort", From: []string{StateNew, StatePrecheck, StateClean, StateWrite, StateVerify, StatePrepared, StateCommit}, To: StateRollback},
 		{Event: "rolled_back", From: []string{StateRollback}, To: StateRolledBack},
 	},
 	Forward: map[string]string{
 		StateNew: "start", StatePrecheck: "checked", StateClean: "cleaned", StateWrite: "written",
-		StateVerify: "verified", StateCommit: "committed", StateFinish: "finished", StateRollback: "rolled_back",
+		StateVerify: "ready", StatePrepared: "decided", StateCommit: "committed", StateFinish: "finished", StateRollback: "rolled_back",
 	},
 	Terminal:    map[string]string{StateDone: OutcomeCommitted, StateRolledBack: OutcomeRolledBack},
 	FailEvent:   "fail",
 	AbortEvent:  "abort",
 	Rollback:    StateRollback,
 	CommitPoint: StateFinish,
+	External:    []string{StatePrepared},
 	Aliases:     stepAliases("restore", StatePrecheck, StateClean, StateWrite, StateVerify, StateCommit, StateFinish, StateRollback),
 	// Not tried again: the disk contradicts the journal; an fsync failed
 	// (its data may be lost though a second fsync succeeds: see
@@ -131,6 +146,11 @@ type Env struct {
 	// and total are bytes (unit ProgressBytes, copy mode) or files
 	// (ProgressFiles, link mode).
 	Progress func(done, total int64, unit string)
+	// Prepare, if not empty, makes the run a cluster node's: it is
+	// journaled with Precheck's details (PrecheckDetails.Prepare), and
+	// the run stops in prepared for the cluster's decision. It names the
+	// cluster restore (for kvrflow's cluster agent, NAME/ATTEMPT).
+	Prepare string
 
 	src    *Source   // loaded by Precheck
 	mode   Mode      // resolved by Precheck
@@ -147,6 +167,7 @@ func (e *Env) Steps() map[string]fsm.Step {
 		StateClean:    e.clean,
 		StateWrite:    e.write,
 		StateVerify:   e.verify,
+		StatePrepared: e.prepared,
 		StateCommit:   e.commit,
 		StateFinish:   e.finish,
 		StateRollback: e.rollback,

@@ -1,0 +1,49 @@
+package steps
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/kvrflow/kvrflow/fsm"
+	"github.com/kvrflow/kvrflow/journal"
+)
+
+// prepared is the step of the prepared state: it does nothing. The state
+// is the point where the new database is staged, verified and durable and
+// the database's locks are held; a cluster node's run stops on entering
+// it (see Env.Prepare) until the cluster decides, and any other run
+// passes through at once. Its step runs when the decision is commit.
+func (e *Env) prepared(context.Context, *fsm.Run) (any, error) { return nil, nil }
+
+// PreparedTag returns the cluster restore that run id of j was prepared
+// for (Env.Prepare, as Precheck journaled it), or "" for a run that is no
+// cluster node's.
+func PreparedTag(j *journal.Journal, id uint64) (string, error) {
+	e := &Env{Journal: j}
+	n, err := e.notes(id)
+	if err != nil {
+		return "", err
+	}
+	return n.prepare, nil
+}
+
+// PreparedDecider returns the Decider of a restore run found in prepared
+// by recovery: a run that is no cluster node's was interrupted between
+// its verify and its commit, and is rolled back as before the commit;
+// a cluster node's is decided by cluster (nil: it stays prepared, and
+// recovery's error matches fsm.ErrUndecided).
+func PreparedDecider(j *journal.Journal, cluster fsm.Decider) fsm.Decider {
+	return fsm.DeciderFunc(func(ctx context.Context, run uint64, state string) (fsm.Decision, error) {
+		tag, err := PreparedTag(j, run)
+		if err != nil {
+			return 0, err
+		}
+		if tag == "" {
+			return fsm.RollBack, nil
+		}
+		if cluster == nil {
+			return 0, fmt.Errorf("%w: run %d is prepared for the cluster restore %s, which decides it (kvrflow cluster agent, or recover --decision)", fsm.ErrUndecided, run, tag)
+		}
+		return cluster.Decide(ctx, run, state)
+	})
+}
