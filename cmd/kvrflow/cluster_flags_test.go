@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/kvrflow/kvrflow"
 	"github.com/kvrflow/kvrflow/cluster"
 	"github.com/kvrflow/kvrflow/internal/etcdproc"
 )
@@ -51,4 +54,55 @@ func TestEtcdError_RefusedCredentialsAreBadInput(t *testing.T) {
 	if err := ask(withUser(etcdproc.User, s.Password), "/kvrflow/x"); err == nil || exitCode(err) == exitUsage {
 		t.Errorf("etcd stopped: want an error that is not bad input, got %v (exit %d)", err, exitCode(err))
 	}
+}
+
+// TestRecover_PreparedRunWaitsForTheDecisionOrTheOperators: a run a
+// cluster restore left prepared is not decided by recover: it exits 5,
+// DIR still old, and says how to finish it; --decision commit finishes it
+// (DIR new), --decision abort rolls it back (DIR old).
+func TestRecover_PreparedRunWaitsForTheDecisionOrTheOperators(t *testing.T) {
+	for _, decision := range []string{"commit", "abort"} {
+		t.Run(decision, func(t *testing.T) {
+			f := newFixture(t, 10, 20)
+			prepareInChild(t, f.db, f.backup)
+			r := mustRun(t, exitInFlight, nil, "recover", "--db", f.db)
+			if line := oneErrorLine(t, r); !strings.Contains(line, "cluster agent --once") || !strings.Contains(line, "--decision") {
+				t.Errorf("recover of a prepared run: %s", line)
+			}
+			if got := f.which(t); got != "old" {
+				t.Fatalf("after recover without a decision DIR holds %s", got)
+			}
+			mustRun(t, exitUsage, nil, "recover", "--db", f.db, "--decision", "maybe")
+			mustRun(t, exitOK, nil, "recover", "--db", f.db, "--decision", decision)
+			want := map[string]string{"commit": "new", "abort": "old"}[decision]
+			if got := f.which(t); got != want {
+				t.Fatalf("after recover --decision %s DIR holds %s, want %s", decision, got, want)
+			}
+		})
+	}
+}
+
+// prepareInChild prepares a restore of backup into db for a cluster
+// restore in a child process (this test binary, TestHelperPrepare) that
+// then exits without deciding, as a killed agent leaves it.
+func prepareInChild(t *testing.T, db, backup string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperPrepare$")
+	cmd.Env = append(os.Environ(), "KVRFLOW_TEST_PREPARE_DB="+db, "KVRFLOW_TEST_PREPARE_FROM="+backup)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("prepare in a child: %v: %s", err, out)
+	}
+}
+
+// TestHelperPrepare is prepareInChild's child; it does nothing unless
+// KVRFLOW_TEST_PREPARE_DB is set.
+func TestHelperPrepare(t *testing.T) {
+	db := os.Getenv("KVRFLOW_TEST_PREPARE_DB")
+	if db == "" {
+		return
+	}
+	if _, err := kvrflow.Prepare(context.Background(), kvrflow.Options{DB: db, Source: os.Getenv("KVRFLOW_TEST_PREPARE_FROM"), Prepare: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	os.Exit(0) // holding everything, as a killed agent
 }

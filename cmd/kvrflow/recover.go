@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 
 	"github.com/kvrflow/kvrflow"
+	"github.com/kvrflow/kvrflow/fsm"
 )
 
 var recoverCommand = &command{
@@ -20,20 +22,27 @@ one killed after it is finished (DIR keeps the new one). With nothing in
 flight, or no journal at all, it does nothing and succeeds (a DIR whose
 parent does not exist is a usage error: exit 2). Run it, or start
 a service that calls kvrflow.Recover, before opening DIR after a crash;
-kvrflow restore does it first too.`,
+kvrflow restore does it first too.
+
+A run a cluster restore left prepared (see kvrflow cluster) is not decided
+here: its decision is in etcd, and 'kvrflow cluster agent --once' applies it.
+Recover leaves it prepared and exits 5, unless --decision commit or abort
+says what the cluster decided: the operator's override when etcd and its
+decision are lost, to be made the same on every node.`,
 	example: "kvrflow recover --db /var/lib/app/db",
 	new:     func() runner { return &recoverCmd{} },
 }
 
 type recoverCmd struct {
 	common
-	db, fault string
+	db, fault, decision string
 }
 
 func (c *recoverCmd) flags(fs *flag.FlagSet) {
 	c.define(fs, true)
 	fs.StringVar(&c.db, "db", "", "the database directory `DIR` (required)")
 	fs.StringVar(&c.fault, "fault", "", "fault `SPEC` for testing, POINT:ACTION[@N],... (default $KVRFLOW_FAULT; see kvrflow faults)")
+	fs.StringVar(&c.decision, "decision", "", "`commit` or `abort` a run left prepared by a cluster restore, without asking etcd: the operator's override when etcd's decision is lost; make the same decision on every node")
 }
 
 // recoverDoc is recover's --json document: the runs recovered, each with
@@ -78,8 +87,21 @@ func (c *recoverCmd) run(ctx context.Context, o *stdio, args []string) (document
 		return nil, err
 	}
 	defer report()
-	done, err := kvrflow.Recover(ctx, kvrflow.Options{DB: c.db, Journal: c.journal, Faults: faults, Log: log})
-	if err != nil && exitCode(err) == exitInFlight {
+	opts := kvrflow.Options{DB: c.db, Journal: c.journal, Faults: faults, Log: log}
+	var done []kvrflow.Recovered
+	switch c.decision {
+	case "":
+		done, err = kvrflow.Recover(ctx, opts)
+	case "commit", "abort":
+		done, err = kvrflow.Resolve(ctx, opts, c.decision == "commit")
+	default:
+		return nil, usagef("--decision %q: want commit or abort", c.decision)
+	}
+	switch {
+	case errors.Is(err, fsm.ErrUndecided):
+		err = fmt.Errorf("%w; a cluster restore's run is prepared: 'kvrflow cluster agent --once --db %s ...' finishes it as etcd decided; "+
+			"if etcd's decision is lost, 'kvrflow recover --decision commit|abort --db %s', the same on every node", err, c.db, c.db)
+	case err != nil && exitCode(err) == exitInFlight:
 		err = fmt.Errorf("%w; the run is still in flight: 'kvrflow recover --db %s' tries again", err, c.db)
 	}
 	if done == nil {
