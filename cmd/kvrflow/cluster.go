@@ -144,7 +144,7 @@ func etcdError(err error, cfg cluster.Config) error {
 		err = fmt.Errorf("etcd %s: %w", where, err)
 	}
 	if isAuthError(err) {
-		return asUsage(fmt.Errorf("%w (%s)", err, authHint(err, cfg)))
+		return refusedError{err, authHint(err, cfg)}
 	}
 	return err
 }
@@ -159,6 +159,22 @@ func authHint(err error, cfg cluster.Config) string {
 	}
 	return fmt.Sprintf("etcd user %s may not read and write the keys under %s", cfg.User, cluster.NormPrefix(cfg.Prefix))
 }
+
+// errEtcdRefused marks etcd's refusal of the client's credentials or
+// permissions; exitCode maps it to 2 before anything else it may wrap
+// (an agent's undecided run stays prepared, and says so, but only fixed
+// credentials will finish it).
+var errEtcdRefused = errors.New("etcd refused the client")
+
+// refusedError is etcd's refusal with a hint of what to check; it
+// matches errEtcdRefused and the cause.
+type refusedError struct {
+	err  error
+	hint string
+}
+
+func (e refusedError) Error() string   { return e.err.Error() + " (" + e.hint + ")" }
+func (e refusedError) Unwrap() []error { return []error{errEtcdRefused, e.err} }
 
 // authErrors are etcd's answers to a client it does not admit, or admits
 // but does not permit: bad input, not a passing failure.

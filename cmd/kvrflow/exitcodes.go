@@ -69,6 +69,8 @@ func exitCode(err error) int {
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.Is(err, errEtcdRefused):
+		return exitUsage
 	case errors.Is(err, cluster.ErrAborted):
 		// A cluster restore aborted: every node kept its old database,
 		// whatever made a node vote abort (a bad source among them).

@@ -54,6 +54,7 @@ func TestExitCode_MapsErrorsMostSpecificFirst(t *testing.T) {
 		{"cluster aborted for a node's bad source", errors.Join(cluster.ErrAborted, steps.ErrBadSource), 1},
 		{"cluster aborted, a node's db in use", errors.Join(cluster.ErrAborted, steps.ErrInUse), 1},
 		{"cluster undecided", fmt.Errorf("etcd: %w", cluster.ErrUndecided), 5},
+		{"etcd refused the client, run undecided", refusedError{fmt.Errorf("%w: %w", cluster.ErrUndecided, errors.New("permission denied")), "hint"}, 2},
 		{"cluster bad plan", fmt.Errorf("--plan p.json: %w: no nodes", cluster.ErrBadPlan), 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
