@@ -13,6 +13,7 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	grpcstatus "google.golang.org/grpc/status"
 
 	"github.com/kvrflow/kvrflow/cluster"
 )
@@ -128,19 +129,22 @@ func (e *etcdFlags) connect(ctx context.Context, o *stdio) (*clientv3.Client, er
 	return cli, nil
 }
 
-// etcdError names the endpoints in an error from etcd, unless it does
-// already, and classes it for the exit code: a refused credential or
-// certificate, or a permission etcd denies, is bad input (2): nothing
-// was done, and retrying will not help until the operator fixes it.
-// Anything else (etcd unreachable, a timeout) keeps its own class: for
-// an agent with a prepared run that is undecided (5).
+// etcdError names the endpoints in an error that involves etcd (its
+// refusal, its silence, a timeout, an undecided restore), unless it does
+// already, and classes it for the exit code: a refused credential or a
+// permission etcd denies is bad input (2): nothing was done, and retrying
+// will not help until the operator fixes it. Anything else keeps its own
+// class: etcd unreachable leaves an agent's prepared run undecided (5). A
+// local error (the node's restore failed) is left as it is.
 func etcdError(err error, cfg cluster.Config) error {
 	if err == nil {
 		return nil
 	}
 	msg := err.Error()
 	where := strings.Join(cfg.Endpoints, ",")
-	if !strings.Contains(msg, where) && !strings.Contains(msg, cfg.Endpoints[0]) {
+	_, isGRPC := grpcstatus.FromError(err)
+	fromEtcd := isAuthError(err) || isGRPC || errors.Is(err, cluster.ErrUndecided) || errors.Is(err, context.DeadlineExceeded)
+	if fromEtcd && !strings.Contains(msg, where) && !strings.Contains(msg, cfg.Endpoints[0]) {
 		err = fmt.Errorf("etcd %s: %w", where, err)
 	}
 	if isAuthError(err) {
