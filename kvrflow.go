@@ -305,8 +305,10 @@ func (s *session) recoverAll(ctx context.Context) ([]Recovered, error) {
 		}
 		run := def.Load(s.j, r.ID, r.State, s.fs.Faults(), s.log)
 		s.log.Warn().Uint64("run", r.ID).Str("kind", r.Kind).Str("state", r.State).Str("decision", def.Decide(r.State).String()).Msg("recovering interrupted run")
-		dec, err := run.RecoverWith(ctx, env.StepsOf(r.Kind), steps.PreparedDecider(s.j, s.opts.Decider))
-		env.Close()
+		dec, err := func() (fsm.Decision, error) {
+			defer env.Close() // also when a crash test panics out of the run
+			return run.RecoverWith(ctx, env.StepsOf(r.Kind), steps.PreparedDecider(s.j, s.opts.Decider))
+		}()
 		if err != nil {
 			return out, fmt.Errorf("recover run %d (%s): %w", r.ID, dec, err)
 		}

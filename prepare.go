@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/kvrflow/kvrflow/fsm"
+	"github.com/kvrflow/kvrflow/journal"
 	"github.com/kvrflow/kvrflow/steps"
 )
 
@@ -123,9 +124,9 @@ type PreparedRun struct {
 	Tag string `json:"prepare"` // the cluster restore (Options.Prepare)
 }
 
-// PreparedRuns lists the runs in flight for opts.DB that stopped in the
-// prepared state, with the cluster restore each was prepared for. It
-// changes nothing.
+// PreparedRuns lists the cluster nodes' runs in flight for opts.DB (in
+// prepared, or in any state a crash left them in), with the cluster
+// restore each is part of. It changes nothing.
 func PreparedRuns(opts Options) ([]PreparedRun, error) {
 	s, err := open(opts, false)
 	if err != nil {
@@ -141,7 +142,7 @@ func PreparedRuns(opts Options) ([]PreparedRun, error) {
 	}
 	var out []PreparedRun
 	for _, r := range runs {
-		if r.Kind != steps.KindRestore || r.State != steps.StatePrepared {
+		if r.Kind != steps.KindRestore {
 			continue
 		}
 		tag, err := steps.PreparedTag(s.j, r.ID)
@@ -163,4 +164,40 @@ func PreparedRuns(opts Options) ([]PreparedRun, error) {
 func Resolve(ctx context.Context, opts Options, commit bool) ([]Recovered, error) {
 	opts.Decider = Decision(commit)
 	return Recover(ctx, opts)
+}
+
+// clusterRunScan is how many of the journal's latest runs ClusterRun
+// looks through.
+const clusterRunScan = 256
+
+// ClusterRun returns the latest run for opts.DB prepared for the cluster
+// restore tag (Options.Prepare), among the journal's latest 256 runs, or
+// nil if there is none (or no journal). It changes nothing.
+func ClusterRun(opts Options, tag string) (*journal.Run, error) {
+	s, err := open(opts, false)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	if s.j == nil {
+		return nil, nil
+	}
+	runs, err := s.j.Runs(clusterRunScan)
+	if err != nil {
+		return nil, err
+	}
+	for i := len(runs) - 1; i >= 0; i-- {
+		r := runs[i]
+		if r.Kind != steps.KindRestore || !steps.SameDB(s.fs, r.Target, s.layout.DB) {
+			continue
+		}
+		t, err := steps.PreparedTag(s.j, r.ID)
+		if err != nil {
+			return nil, err
+		}
+		if t == tag {
+			return &r, nil
+		}
+	}
+	return nil, nil
 }

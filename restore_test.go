@@ -171,7 +171,7 @@ func TestRestore_VerifyLevelsDoWhatTheySay(t *testing.T) {
 			if d := journalDetail(t, f.db, res.Run.ID, "checked"); !strings.Contains(d, `"verify":"`+want+`"`) {
 				t.Errorf("precheck details %s: want verify %s", d, want)
 			}
-			if d := journalDetail(t, f.db, res.Run.ID, "verified"); !strings.Contains(d, tc.check) {
+			if d := journalDetail(t, f.db, res.Run.ID, "ready"); !strings.Contains(d, tc.check) {
 				t.Errorf("verify details %s: want %q", d, tc.check)
 			}
 			if d := journalDetail(t, f.db, res.Run.ID, "written"); !strings.Contains(d, `.sst"`) {

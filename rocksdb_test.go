@@ -111,7 +111,7 @@ func TestRocksDB_BackupRoundTripWithLdb(t *testing.T) {
 	if res.Run.Engine != steps.EngineAuto {
 		t.Errorf("run engine %q", res.Run.Engine)
 	}
-	verify := journalDetail(t, f.db, res.Run.ID, "verified")
+	verify := journalDetail(t, f.db, res.Run.ID, "ready")
 	if !strings.Contains(verify, "ldb checkconsistency OK") {
 		t.Errorf("verify details %s: want ldb checkconsistency recorded", verify)
 	}

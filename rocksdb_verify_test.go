@@ -96,7 +96,7 @@ func TestRocksDB_VerifyFullRefusesCorruptTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := fmt.Sprintf("sst_dump verify of %d tables OK", len(tables))
-	if d := journalDetail(t, healthy, res.Run.ID, "verified"); !strings.Contains(d, want) || !strings.Contains(d, "ldb checkconsistency OK") {
+	if d := journalDetail(t, healthy, res.Run.ID, "ready"); !strings.Contains(d, want) || !strings.Contains(d, "ldb checkconsistency OK") {
 		t.Errorf("verify details %s: want %q and ldb", d, want)
 	}
 

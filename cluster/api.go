@@ -1,14 +1,12 @@
 package cluster
 
 import (
-	"context"
-	"errors"
 	"time"
 
 	"github.com/rs/zerolog"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/kvrflow/kvrflow"
+	"github.com/kvrflow/kvrflow/internal/fault"
 )
 
 // Outcome is how a cluster restore ended, as the coordinator reports it.
@@ -34,7 +32,9 @@ type CoordinateOptions struct {
 	// of this name has the same plan (by default Coordinate then follows
 	// that attempt instead of restoring twice).
 	NewAttempt bool
-	Log        zerolog.Logger
+	// Faults, if set, fires the coordinator's fault points (tests).
+	Faults *fault.Set
+	Log    zerolog.Logger
 }
 
 // DefaultPrepareTimeout is CoordinateOptions.PrepareTimeout's default.
@@ -58,15 +58,6 @@ type NodeReport struct {
 	Outcome string `json:"outcome,omitempty"` // "committed", "rolled_back" or ""
 }
 
-// Coordinate publishes plan as a new attempt of the restore plan.Name and
-// waits for every node's outcome. It returns the Report; the error is nil
-// when every node committed, matches ErrAborted when the decision was
-// abort, and ErrUndecided when no decision or not every outcome arrived
-// in time (the state stays in etcd: run again or ask Status).
-func Coordinate(ctx context.Context, cli *clientv3.Client, prefix string, plan *Plan, o CoordinateOptions) (*Report, error) {
-	return nil, errors.ErrUnsupported
-}
-
 // AgentOptions configure Agent.
 type AgentOptions struct {
 	// Node is this node's id in plans.
@@ -88,14 +79,7 @@ type AgentOptions struct {
 	Log     zerolog.Logger
 }
 
-// Agent performs this node's part of the published cluster restores. At
-// start it resolves a run found prepared by asking etcd; when etcd does
-// not answer the run stays prepared and the error matches ErrUndecided.
-func Agent(ctx context.Context, cli *clientv3.Client, prefix string, o AgentOptions) (*NodeReport, error) {
-	return nil, errors.ErrUnsupported
-}
-
-// Status returns the current attempt of the restore name as etcd holds it.
-func Status(ctx context.Context, cli *clientv3.Client, prefix, name string) (*Report, error) {
-	return nil, errors.ErrUnsupported
-}
+// RequestTimeout bounds each etcd request of an agent and a coordinator
+// (not their waits for votes and decisions): etcd not answering within
+// it is etcd unreachable.
+var RequestTimeout = 5 * time.Second

@@ -23,3 +23,7 @@ var (
 	// is no longer the restore's current one (fencing).
 	ErrStale = errors.New("stale cluster restore attempt")
 )
+
+// ErrNotFound is returned by Status for a restore name etcd holds no
+// attempt of.
+var ErrNotFound = errors.New("no such cluster restore")

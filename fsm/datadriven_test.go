@@ -175,7 +175,20 @@ func (st *ddState) do(t *testing.T, td *datadriven.TestData) string {
 		var dec fsm.Decision
 		var err error
 		want := st.def.Decide(state)
-		point := catchCrash(func() { dec, err = r.Recover(context.Background(), st.steps(t, td, &ran)) })
+		// decider=rollback|resume: the answer of the Decider of an
+		// External state (kvrflow's for a run that is no cluster node's
+		// is rollback).
+		var decider fsm.Decider
+		if td.HasArg("decider") {
+			var d string
+			td.ScanArgs(t, "decider", &d)
+			answer := map[string]fsm.Decision{"rollback": fsm.RollBack, "resume": fsm.Resume}[d]
+			decider = fsm.DeciderFunc(func(context.Context, uint64, string) (fsm.Decision, error) { return answer, nil })
+			if want == fsm.Ask {
+				want = answer
+			}
+		}
+		point := catchCrash(func() { dec, err = r.RecoverWith(context.Background(), st.steps(t, td, &ran), decider) })
 		out := st.report(r, want.String(), ran, point, err)
 		if point == "" && dec != want {
 			out += fmt.Sprintf("MISMATCH: Recover decided %s, Decide(%s) says %s\n", dec, state, want)

@@ -279,6 +279,11 @@ type Run struct {
 	faults *fault.Set
 	log    zerolog.Logger
 	cause  error
+	// forward is set when a Decider sent the run forward from an External
+	// state: that decision is a commit, so from then on a failing step is
+	// tried again and leaves the run in flight, as past the commit point,
+	// never rolls it back.
+	forward bool
 }
 
 // Load returns a handle on run id, found in state in the journal.
@@ -365,7 +370,7 @@ func (r *Run) ExecuteUntil(ctx context.Context, steps map[string]Step, stop stri
 			return fmt.Errorf("%w: run %d: %w: no step for state %s", ErrInFlight, r.ID, ErrIllegal, state)
 		}
 		if err != nil {
-			if !r.def.failable[state] {
+			if !r.def.failable[state] || r.forward {
 				if r.cause != nil {
 					// The rollback of a failed step failed: say why the run
 					// was being rolled back too (as text: the exit code is
@@ -401,7 +406,7 @@ type failDetails struct {
 }
 
 func (r *Run) runStep(ctx context.Context, state string, step Step) (any, error) {
-	if r.def.failable[state] {
+	if r.def.failable[state] && !r.forward {
 		return r.tryStep(ctx, state, step)
 	}
 	ctx = context.WithoutCancel(ctx)
@@ -446,7 +451,10 @@ func (r *Run) Recover(ctx context.Context, steps map[string]Step) (Decision, err
 // RecoverWith is Recover that asks decider for a run found in an External
 // state. Without a decider, or when it returns an error, nothing is
 // journaled and the run stays in flight: the error matches ErrInFlight
-// (and ErrUndecided without a decider).
+// (and ErrUndecided without a decider). A decision to Resume is the
+// run's commit: from then on a step that fails is tried again and then
+// leaves the run in flight (as after the commit point), and is never
+// rolled back.
 func (r *Run) RecoverWith(ctx context.Context, steps map[string]Step, decider Decider) (Decision, error) {
 	dec := r.def.Decide(r.State())
 	if dec == Ask {
@@ -461,6 +469,8 @@ func (r *Run) RecoverWith(ctx context.Context, steps map[string]Step, decider De
 			return dec, fmt.Errorf("%w: run %d in %s: the decider answered %s", ErrInFlight, r.ID, r.State(), d)
 		}
 		dec = d
+		// Forward from an External state is the run's commit decision.
+		r.forward = d == Resume
 	}
 	switch dec {
 	case Nothing:

@@ -73,6 +73,17 @@ func (e *Env) commit(_ context.Context, r *fsm.Run) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if n.plan != nil {
+		// A cluster node's run resumed in commit after a crash (or a
+		// failed attempt): its decision is commit, so it goes forward.
+		// Whatever part of the earlier attempt's plan the disk shows done
+		// is undone first (as Rollback would), then the commit is made
+		// afresh: each attempt starts from DB and staging as they were.
+		var disp disposal
+		if err := e.undoPlan(n.plan, &disp); err != nil {
+			return nil, err
+		}
+	}
 	var want *fsx.FileID
 	if n.staging != nil {
 		want = n.staging.ID
@@ -87,8 +98,12 @@ func (e *Env) commit(_ context.Context, r *fsm.Run) (any, error) {
 	return e.swapIn(r, staging, want)
 }
 
-// holdLock takes path's lock and holds it until the run ends (Close).
+// holdLock takes path's lock and holds it until the run ends (Close). A
+// lock recovery took already (LockForRecovery) is held.
 func (e *Env) holdLock(path string) error {
+	if e.held[path] {
+		return nil
+	}
 	l, err := e.FS.Lock(path)
 	if errors.Is(err, fsx.ErrLockHeld) {
 		return fmt.Errorf("%w: %s is held by another process: %w", ErrInUse, path, err)

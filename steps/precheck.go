@@ -450,6 +450,10 @@ func (e *Env) LockForRecovery() error {
 		}
 		if l != nil {
 			held = append(held, l)
+			if e.held == nil {
+				e.held = map[string]bool{}
+			}
+			e.held[filepath.Join(d, "LOCK")] = true
 		}
 	}
 	e.dbLock = held

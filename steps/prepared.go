@@ -27,21 +27,26 @@ func PreparedTag(j *journal.Journal, id uint64) (string, error) {
 	return n.prepare, nil
 }
 
-// PreparedDecider returns the Decider of a restore run found in prepared
-// by recovery: a run that is no cluster node's was interrupted between
-// its verify and its commit, and is rolled back as before the commit;
-// a cluster node's is decided by cluster (nil: it stays prepared, and
-// recovery's error matches fsm.ErrUndecided).
+// PreparedDecider returns the Decider of a restore run found by recovery
+// in an External state (prepared or commit). A run that is no cluster
+// node's was interrupted before its commit point, and is rolled back as
+// always. A cluster node's run in commit entered it only after the
+// cluster decided commit (prepared -decided-> commit is journaled then):
+// it goes forward. A cluster node's run in prepared is decided by cluster
+// (nil: it stays prepared, and recovery's error matches
+// fsm.ErrUndecided).
 func PreparedDecider(j *journal.Journal, cluster fsm.Decider) fsm.Decider {
 	return fsm.DeciderFunc(func(ctx context.Context, run uint64, state string) (fsm.Decision, error) {
 		tag, err := PreparedTag(j, run)
 		if err != nil {
 			return 0, err
 		}
-		if tag == "" {
+		switch {
+		case tag == "":
 			return fsm.RollBack, nil
-		}
-		if cluster == nil {
+		case state == StateCommit:
+			return fsm.Resume, nil
+		case cluster == nil:
 			return 0, fmt.Errorf("%w: run %d is prepared for the cluster restore %s, which decides it (kvrflow cluster agent, or recover --decision)", fsm.ErrUndecided, run, tag)
 		}
 		return cluster.Decide(ctx, run, state)

@@ -74,7 +74,7 @@ var Restore = fsm.MustDefine(fsm.Definition{
 	AbortEvent:  "abort",
 	Rollback:    StateRollback,
 	CommitPoint: StateFinish,
-	External:    []string{StatePrepared},
+	External:    []string{StatePrepared, StateCommit},
 	Aliases:     stepAliases("restore", StatePrecheck, StateClean, StateWrite, StateVerify, StateCommit, StateFinish, StateRollback),
 	// Not tried again: the disk contradicts the journal; an fsync failed
 	// (its data may be lost though a second fsync succeeds: see
@@ -152,9 +152,10 @@ type Env struct {
 	// cluster restore (for kvrflow's cluster agent, NAME/ATTEMPT).
 	Prepare string
 
-	src    *Source   // loaded by Precheck
-	mode   Mode      // resolved by Precheck
-	dbLock io.Closer // held from Precheck to the end of the run
+	src    *Source         // loaded by Precheck
+	mode   Mode            // resolved by Precheck
+	dbLock io.Closer       // held from Precheck to the end of the run
+	held   map[string]bool // the LOCK files LockForRecovery holds in dbLock
 	// linkFallback is set when a hard link failed with EPERM or EXDEV in
 	// ModeAuto: the remaining linkable files are copied.
 	linkFallback atomic.Pointer[string]
@@ -181,6 +182,6 @@ func (e *Env) Close() error {
 		return nil
 	}
 	err := e.dbLock.Close()
-	e.dbLock = nil
+	e.dbLock, e.held = nil, nil
 	return err
 }

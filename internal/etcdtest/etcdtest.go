@@ -25,11 +25,11 @@ import (
 
 // Server is one embedded etcd member.
 type Server struct {
-	t          testing.TB
-	dir        string
-	clientURL  url.URL
-	peerURL    url.URL
-	e          *embed.Etcd
+	t         testing.TB
+	dir       string
+	clientURL url.URL
+	peerURL   url.URL
+	e         *embed.Etcd
 }
 
 // Start starts a new member in a fresh temporary directory and stops it
@@ -59,6 +59,7 @@ func (s *Server) start() {
 	cfg.Name = "etcdtest"
 	cfg.Dir = s.dir
 	cfg.LogLevel = "error"
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(nopLogger())
 	cfg.ListenClientUrls = []url.URL{s.clientURL}
 	cfg.AdvertiseClientUrls = []url.URL{s.clientURL}
 	cfg.ListenPeerUrls = []url.URL{s.peerURL}

@@ -1,0 +1,468 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/kvrflow/kvrflow"
+	"github.com/kvrflow/kvrflow/fsm"
+	"github.com/kvrflow/kvrflow/internal/fault"
+	"github.com/kvrflow/kvrflow/journal"
+)
+
+// Agent performs this node's part of the published cluster restores.
+//
+// At start it recovers the node's database: a run found prepared asks
+// etcd (the attempt's decision; with none yet, it votes prepared if its
+// attempt is still current, or decides abort if it is not, and waits);
+// a run interrupted earlier is rolled back, and the node then votes
+// abort. When etcd does not answer the run stays prepared and the error
+// matches ErrUndecided (exit 5).
+//
+// Then it handles each attempt that names o.Node: it checks the plan's
+// entry against its own options (db, if given, must be o.DB; the source
+// must start with one of o.AllowFrom, if any), restores up to prepared
+// (kvrflow.Prepare), votes, waits for the decision, commits or rolls
+// back, and records its outcome. With o.Once it returns after one
+// attempt (the current one, unless this node already recorded its
+// outcome there: then the next): the error is nil if the node committed,
+// matches ErrAborted if it kept (or got back) its old database, and
+// ErrUndecided if its run stays prepared or in flight.
+func Agent(ctx context.Context, cli *clientv3.Client, prefix string, o AgentOptions) (*NodeReport, error) {
+	if !validName.MatchString(o.Node) {
+		return nil, fmt.Errorf("%w: node id %q: want 1-128 of A-Z a-z 0-9 . _ -", ErrBadPlan, o.Node)
+	}
+	if o.DB == "" {
+		return nil, fmt.Errorf("%w: the agent needs its database directory (--db)", ErrBadPlan)
+	}
+	a := &agent{cli: cli, prefix: NormPrefix(prefix), o: o, resolved: map[string]bool{}}
+	a.opts = o.Restore
+	a.opts.DB, a.opts.Journal = o.DB, o.Journal
+	if a.opts.Faults == nil {
+		// One set for the whole agent: @N counts across its runs.
+		f, err := fault.Parse(a.opts.FaultSpec)
+		if err != nil {
+			return nil, err
+		}
+		a.opts.Faults = f
+	}
+	if o.Restore.Log == nil {
+		l := o.Log
+		a.opts.Log = &l
+	}
+	if err := a.recoverLocal(ctx); err != nil {
+		return nil, err
+	}
+	dir := attemptsDir(prefix)
+	for {
+		rctx, cancel := context.WithTimeout(ctx, RequestTimeout)
+		resp, err := cli.Get(rctx, dir, clientv3.WithPrefix())
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if o.Once {
+				return nil, fmt.Errorf("%w: etcd get %s: %w", ErrUndecided, dir, err)
+			}
+			o.Log.Warn().Err(err).Msg("etcd unreachable; trying again")
+			time.Sleep(time.Second)
+			continue
+		}
+		for _, kv := range resp.Kvs {
+			name := strings.TrimPrefix(string(kv.Key), dir)
+			var att int64
+			if _, err := fmt.Sscan(string(kv.Value), &att); err != nil || att <= 0 {
+				continue
+			}
+			rep, err := a.handle(ctx, name, att)
+			if rep == nil && err == nil {
+				continue // not a participant, or handled before
+			}
+			if o.Once {
+				return rep, err
+			}
+			if err != nil {
+				o.Log.Error().Err(err).Str("restore", name).Int64("attempt", att).Msg("cluster restore")
+			}
+		}
+		if err := waitChange(ctx, cli, dir, resp.Header.Revision, time.Time{}); err != nil {
+			return nil, err
+		}
+	}
+}
+
+type agent struct {
+	cli    *clientv3.Client
+	prefix string
+	o      AgentOptions
+	opts   kvrflow.Options // the node's restore options: DB, Journal, Log, Faults, ...
+	// resolved lists the attempts (tags) whose outcome this process
+	// recorded while recovering: Once reports them.
+	resolved map[string]bool
+}
+
+func (a *agent) hit(point string) error { return a.opts.Faults.Hit(point) }
+
+func (a *agent) rpc(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, RequestTimeout)
+}
+
+// undecided wraps err as ErrUndecided.
+func undecided(err error) error {
+	if errors.Is(err, ErrUndecided) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrUndecided, err)
+}
+
+// recoverLocal finishes or rolls back every run in flight for the node's
+// database, asking etcd for those prepared for a cluster restore, and
+// records the outcome of each such run.
+func (a *agent) recoverLocal(ctx context.Context) error {
+	prepared, err := kvrflow.PreparedRuns(a.opts)
+	if err != nil {
+		return err
+	}
+	tags := map[uint64]string{}
+	for _, p := range prepared {
+		tags[p.ID] = p.Tag
+	}
+	opts := a.opts
+	opts.Decider = a.decider(tags)
+	done, err := kvrflow.Recover(ctx, opts)
+	for _, r := range done {
+		if tag, ok := tags[r.Run.ID]; ok && !r.Run.InFlight() {
+			if r.Run.Outcome == outcomeRolledBack {
+				// Interrupted before its vote, or decided abort: either
+				// way the attempt can only be abort now.
+				if name, att, ok := ParseTag(tag); ok {
+					a.voteAbort(ctx, keysOf(a.prefix, name), att, "this node's run was interrupted and rolled back: "+r.Decision)
+				}
+			}
+			if err := a.hit(PointBeforeOutcome); err != nil {
+				return err
+			}
+			a.putOutcome(ctx, tag, r.Run.Outcome)
+			a.resolved[tag] = true
+		}
+	}
+	if err != nil {
+		if errors.Is(err, fsm.ErrUndecided) || errors.Is(err, fsm.ErrInFlight) {
+			return undecided(err)
+		}
+		return err
+	}
+	return nil
+}
+
+// decider decides a prepared run of the node from etcd: the decision of
+// its attempt; with none yet, the node votes prepared (if its attempt is
+// still current; else it decides abort) and waits for the decision, up to
+// the attempt's prepare timeout, then decides abort. An etcd that does not
+// answer leaves the run prepared (ErrUndecided).
+func (a *agent) decider(tags map[uint64]string) fsm.Decider {
+	return fsm.DeciderFunc(func(ctx context.Context, run uint64, state string) (fsm.Decision, error) {
+		tag := tags[run]
+		name, att, ok := ParseTag(tag)
+		if !ok {
+			return 0, fmt.Errorf("%w: run %d is prepared for %q, not a cluster restore attempt", ErrUndecided, run, tag)
+		}
+		d, err := a.decide(ctx, name, att, true)
+		if err != nil {
+			return 0, undecided(err)
+		}
+		if err := a.hit(PointDecided); err != nil {
+			return 0, undecided(err)
+		}
+		a.o.Log.Info().Uint64("run", run).Str("restore", name).Int64("attempt", att).Str("decision", d).Msg("prepared run decided by etcd")
+		if d == decisionCommit {
+			return fsm.Resume, nil
+		}
+		return fsm.RollBack, nil
+	})
+}
+
+// decide returns attempt att's decision word, after voting (prepared,
+// when voteNow) and waiting for it.
+func (a *agent) decide(ctx context.Context, name string, att int64, voteNow bool) (string, error) {
+	k := keysOf(a.prefix, name)
+	rctx, cancel := a.rpc(ctx)
+	rec, err := loadAttempt(rctx, a.cli, k, att)
+	cancel()
+	if err != nil {
+		return "", err
+	}
+	deadline := time.Now().Add(rec.PrepareTimeout)
+	if voteNow {
+		rctx, cancel := a.rpc(ctx)
+		err := vote(rctx, a.cli, k, att, a.o.Node, votePrepared)
+		cancel()
+		switch {
+		case err == nil, errors.Is(err, errDecided):
+		case errors.Is(err, ErrStale):
+			// Not the current attempt (or this node voted abort before):
+			// an undecided attempt is decided abort, which is safe.
+			rctx, cancel := a.rpc(ctx)
+			_, err := writeAbort(rctx, a.cli, k, att, err.Error())
+			cancel()
+			if err != nil {
+				return "", err
+			}
+		default:
+			return "", err
+		}
+	}
+	d, err := waitDecision(ctx, a.cli, k, att, &rec.Plan, deadline)
+	if err != nil {
+		return "", err
+	}
+	w, _ := splitValue(d)
+	return w, nil
+}
+
+// putOutcome records the node's outcome of the attempt tag names. It is
+// a report, not part of the decision: a failure is logged.
+func (a *agent) putOutcome(ctx context.Context, tag, outcome string) {
+	name, att, ok := ParseTag(tag)
+	if !ok {
+		return
+	}
+	k := keysOf(a.prefix, name)
+	rctx, cancel := a.rpc(ctx)
+	defer cancel()
+	if _, err := a.cli.Put(rctx, k.outcome(att, a.o.Node), outcome); err != nil {
+		a.o.Log.Warn().Err(err).Str("restore", name).Int64("attempt", att).Msg("outcome not recorded in etcd")
+	}
+}
+
+// voteAbort records the node's abort vote with reason and decides abort
+// (fenced: a stale or decided attempt keeps what it has).
+func (a *agent) voteAbort(ctx context.Context, k keys, att int64, reason string) {
+	rctx, cancel := a.rpc(ctx)
+	defer cancel()
+	if err := vote(rctx, a.cli, k, att, a.o.Node, abortValue(reason)); err != nil && !errors.Is(err, errDecided) && !errors.Is(err, ErrStale) {
+		a.o.Log.Warn().Err(err).Msg("abort vote not recorded in etcd")
+	}
+	if _, err := writeAbort(rctx, a.cli, k, att, fmt.Sprintf("node %s voted abort: %s", a.o.Node, reason)); err != nil {
+		a.o.Log.Warn().Err(err).Msg("abort decision not recorded in etcd")
+	}
+}
+
+// refuse returns why the node will not restore the plan's entry ("" if
+// it will): a db that is not the node's own, a source outside every
+// allowed prefix.
+func (a *agent) refuse(e PlanNode) string {
+	if e.DB != "" && !samePath(e.DB, a.o.DB) {
+		return fmt.Sprintf("the plan's db %s is not this node's database %s", e.DB, a.o.DB)
+	}
+	if len(a.o.AllowFrom) == 0 {
+		return ""
+	}
+	for _, p := range a.o.AllowFrom {
+		if allowed(e.From, p) {
+			return ""
+		}
+	}
+	return fmt.Sprintf("source %s is outside every allowed prefix (%s)", e.From, strings.Join(a.o.AllowFrom, ", "))
+}
+
+// samePath reports whether two paths name the same directory once made
+// absolute, cleaned and their symbolic links resolved (where they exist).
+func samePath(x, y string) bool {
+	return resolve(x) == resolve(y)
+}
+
+func resolve(p string) string {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return filepath.Clean(p)
+	}
+	if r, err := filepath.EvalSymlinks(abs); err == nil {
+		return r
+	}
+	// A database not made yet: resolve its parent.
+	if r, err := filepath.EvalSymlinks(filepath.Dir(abs)); err == nil {
+		return filepath.Join(r, filepath.Base(abs))
+	}
+	return abs
+}
+
+// allowed reports whether source is under prefix: a URL by its text
+// (prefix ending in /, or the whole URL), a path after cleaning, on a
+// path-element boundary.
+func allowed(source, prefix string) bool {
+	if strings.Contains(prefix, "://") || strings.Contains(source, "://") {
+		if strings.Contains(source, "/../") || strings.HasSuffix(source, "/..") {
+			return false
+		}
+		return source == prefix || strings.HasPrefix(source, strings.TrimSuffix(prefix, "/")+"/")
+	}
+	s, p := resolve(source), resolve(prefix)
+	return s == p || strings.HasPrefix(s, strings.TrimSuffix(p, "/")+"/")
+}
+
+// handle performs the node's part of attempt att of restore name. It
+// returns nil, nil when the node is not in the plan or already recorded
+// its outcome there.
+func (a *agent) handle(ctx context.Context, name string, att int64) (*NodeReport, error) {
+	k := keysOf(a.prefix, name)
+	tag := Tag(name, att)
+	rctx, cancel := a.rpc(ctx)
+	rep, rec, _, err := readReport(rctx, a.cli, k, name, att)
+	cancel()
+	if err != nil {
+		return nil, undecided(err)
+	}
+	entry, ok := rec.Plan.Node(a.o.Node)
+	if !ok {
+		return nil, nil
+	}
+	var me NodeReport
+	for _, n := range rep.Nodes {
+		if n.ID == a.o.Node {
+			me = n
+		}
+	}
+	if me.Outcome != "" {
+		if a.resolved[tag] {
+			delete(a.resolved, tag)
+			return &me, outcomeErr(name, att, a.o.Node, me.Outcome)
+		}
+		return nil, nil
+	}
+	log := a.o.Log.With().Str("restore", name).Int64("attempt", att).Str("node", a.o.Node).Logger()
+	done := func(outcome string, err error) (*NodeReport, error) {
+		if err := a.hit(PointBeforeOutcome); err != nil {
+			return nil, err
+		}
+		a.putOutcome(ctx, tag, outcome)
+		rctx, cancel := a.rpc(ctx)
+		defer cancel()
+		if r, _, _, rerr := readReport(rctx, a.cli, k, name, att); rerr == nil {
+			for _, n := range r.Nodes {
+				if n.ID == a.o.Node {
+					me = n
+				}
+			}
+		}
+		me.Outcome = outcome
+		if err == nil {
+			err = outcomeErr(name, att, a.o.Node, outcome)
+		}
+		log.Info().Str("outcome", outcome).Msg("node done")
+		return &me, err
+	}
+
+	// A run of this attempt already (this agent restarted): its outcome
+	// stands; a rolled-back one votes abort.
+	local, err := kvrflow.ClusterRun(a.opts, tag)
+	if err != nil {
+		return nil, err
+	}
+	if local != nil {
+		if local.InFlight() {
+			if err := a.recoverLocal(ctx); err != nil {
+				return nil, err
+			}
+			if local, err = kvrflow.ClusterRun(a.opts, tag); err != nil {
+				return nil, err
+			}
+		}
+		if local.InFlight() {
+			return nil, undecided(fmt.Errorf("run %d of %s still in flight", local.ID, tag))
+		}
+		if local.Outcome == outcomeRolledBack {
+			a.voteAbort(ctx, k, att, "this node's run was rolled back (interrupted or failed before it voted)")
+		}
+		return done(local.Outcome, nil)
+	}
+	if rep.Decision != "" {
+		if rep.Decision == decisionCommit {
+			return nil, fmt.Errorf("%s attempt %d decided commit but node %s has no run of it in its journal: %w", name, att, a.o.Node, journal.ErrCorrupt)
+		}
+		return done(outcomeRolledBack, nil)
+	}
+	if reason := a.refuse(entry); reason != "" {
+		log.Warn().Str("reason", reason).Msg("voting abort")
+		a.voteAbort(ctx, k, att, reason)
+		return done(outcomeRolledBack, nil)
+	}
+	deadline := time.Now().Add(rec.PrepareTimeout)
+	opts := a.opts
+	opts.Source, opts.Prepare = entry.From, tag
+	if entry.Mode != "" {
+		opts.Mode = modeOf(entry.Mode)
+	}
+	p, err := kvrflow.Prepare(ctx, opts)
+	if err != nil {
+		if errors.Is(err, fsm.ErrInFlight) {
+			// Neither prepared nor rolled back: no vote; the next start
+			// recovers it, and the timeout decides abort meanwhile.
+			return nil, undecided(err)
+		}
+		log.Warn().Err(err).Msg("restore failed; voting abort")
+		a.voteAbort(ctx, k, att, oneLine(err))
+		return done(outcomeRolledBack, nil)
+	}
+	defer p.Close()
+	log.Info().Uint64("run", p.RunID()).Msg("prepared; voting")
+	if err := a.hit(PointBeforeVote); err != nil {
+		return nil, undecided(err)
+	}
+	rctx, cancel = a.rpc(ctx)
+	err = vote(rctx, a.cli, k, att, a.o.Node, votePrepared)
+	cancel()
+	switch {
+	case err == nil, errors.Is(err, errDecided):
+	case errors.Is(err, ErrStale):
+		rctx, cancel := a.rpc(ctx)
+		_, err = writeAbort(rctx, a.cli, k, att, err.Error())
+		cancel()
+		if err != nil {
+			return nil, undecided(err)
+		}
+	default:
+		return nil, undecided(err) // the run stays prepared
+	}
+	if err := a.hit(PointAfterVote); err != nil {
+		return nil, undecided(err)
+	}
+	d, err := waitDecision(ctx, a.cli, k, att, &rec.Plan, deadline)
+	if err != nil {
+		return nil, undecided(err)
+	}
+	w, _ := splitValue(d)
+	log.Info().Str("decision", d).Msg("decided")
+	if err := a.hit(PointDecided); err != nil {
+		return nil, undecided(err)
+	}
+	if _, err := p.Decide(ctx, w == decisionCommit); err != nil && !kvrflow.IsRolledBack(err) {
+		return nil, undecided(err)
+	}
+	if w == decisionCommit {
+		return done(outcomeCommitted, nil)
+	}
+	return done(outcomeRolledBack, nil)
+}
+
+// outcomeErr is the error Agent returns for a node's outcome: nil for
+// committed, ErrAborted for rolled back.
+func outcomeErr(name string, att int64, node, outcome string) error {
+	if outcome == outcomeCommitted {
+		return nil
+	}
+	return fmt.Errorf("%w: %s attempt %d: node %s kept its database", ErrAborted, name, att, node)
+}
+
+// oneLine is err's message's first line.
+func oneLine(err error) string {
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	return s
+}

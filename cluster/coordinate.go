@@ -1,0 +1,102 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Coordinate publishes plan as a new attempt of the restore plan.Name and
+// waits for the decision and every node's outcome. It returns the Report;
+// the error is nil when every node committed, matches ErrAborted when the
+// decision was abort and every node reported its old database kept, and
+// ErrUndecided when no decision or not every outcome arrived within
+// o.Wait (the state stays in etcd: run again, or ask Status). A plan that
+// does not check is an ErrBadPlan, and nothing is published.
+//
+// Run again with the same plan after a crash, it follows the current
+// attempt rather than publishing a second one (unless o.NewAttempt).
+// Publishing a new attempt first decides abort for an undecided earlier
+// one. Past the prepare timeout, Coordinate decides abort if not every
+// node voted.
+func Coordinate(ctx context.Context, cli *clientv3.Client, prefix string, plan *Plan, o CoordinateOptions) (*Report, error) {
+	if err := plan.Check(); err != nil {
+		return nil, err
+	}
+	if o.PrepareTimeout <= 0 {
+		o.PrepareTimeout = DefaultPrepareTimeout
+	}
+	if o.Wait <= 0 {
+		o.Wait = o.PrepareTimeout + time.Minute
+	}
+	k := keysOf(prefix, plan.Name)
+	pctx, cancel := context.WithTimeout(ctx, RequestTimeout)
+	a, followed, err := publish(pctx, cli, k, plan, o.PrepareTimeout, !o.NewAttempt)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUndecided, err)
+	}
+	deadline := time.Now().Add(o.PrepareTimeout)
+	if followed {
+		if rec, err := loadAttempt(ctx, cli, k, a); err == nil {
+			deadline = rec.Published.Add(rec.PrepareTimeout)
+		}
+		o.Log.Info().Str("restore", plan.Name).Int64("attempt", a).Msg("following the current attempt of the same plan")
+	} else {
+		o.Log.Info().Str("restore", plan.Name).Int64("attempt", a).Int("nodes", len(plan.Nodes)).Msg("published")
+	}
+	if err := o.Faults.Hit(PointPublished); err != nil {
+		return report(ctx, cli, k, plan.Name, a, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, o.Wait)
+	defer cancel()
+	d, err := waitDecision(wctx, cli, k, a, plan, deadline)
+	if err != nil {
+		return report(ctx, cli, k, plan.Name, a, fmt.Errorf("attempt %d: no decision: %w", a, err))
+	}
+	o.Log.Info().Str("restore", plan.Name).Int64("attempt", a).Str("decision", d).Msg("decided")
+	if err := o.Faults.Hit(PointCoordDecided); err != nil {
+		return report(ctx, cli, k, plan.Name, a, err)
+	}
+	for {
+		rctx, rcancel := context.WithTimeout(wctx, RequestTimeout)
+		rep, _, rev, err := readReport(rctx, cli, k, plan.Name, a)
+		rcancel()
+		if err != nil {
+			return report(ctx, cli, k, plan.Name, a, err)
+		}
+		switch rep.Outcome {
+		case Committed:
+			return rep, nil
+		case Aborted:
+			return rep, fmt.Errorf("%w: %s: %s", ErrAborted, plan.Name, rep.Reason)
+		}
+		if err := waitChange(wctx, cli, k.outcomes(a), rev, time.Time{}); err != nil {
+			return report(ctx, cli, k, plan.Name, a, fmt.Errorf("attempt %d decided %s; not every node reported its outcome: %w", a, d, err))
+		}
+	}
+}
+
+// report returns the attempt's report as etcd has it now, with cause as
+// an ErrUndecided.
+func report(ctx context.Context, cli *clientv3.Client, k keys, name string, a int64, cause error) (*Report, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RequestTimeout)
+	defer cancel()
+	rep, _, _, err := readReport(ctx, cli, k, name, a)
+	if err != nil {
+		rep = &Report{Name: name, Attempt: a, Outcome: Undecided}
+	}
+	return rep, fmt.Errorf("%w: %s: %w", ErrUndecided, name, cause)
+}
+
+// Status returns the current attempt of the restore name as etcd holds
+// it: each node's vote and outcome, and the decision. A name with no
+// attempt is an ErrNotFound.
+func Status(ctx context.Context, cli *clientv3.Client, prefix, name string) (*Report, error) {
+	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
+	defer cancel()
+	rep, _, _, err := readReport(ctx, cli, keysOf(prefix, name), name, 0)
+	return rep, err
+}

@@ -1,0 +1,194 @@
+package cluster_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/kvrflow/kvrflow"
+	"github.com/kvrflow/kvrflow/cluster"
+	"github.com/kvrflow/kvrflow/internal/etcdtest"
+	"github.com/kvrflow/kvrflow/internal/fault"
+	"github.com/kvrflow/kvrflow/internal/testutil"
+)
+
+func init() { cluster.RequestTimeout = 2 * time.Second }
+
+// node is one node of a test cluster: its database (old contents) and a
+// backup of other contents (new), each in its own directory.
+type node struct {
+	id, db, backup string
+	old, new       map[string]string
+}
+
+// newNodes makes n nodes under a fresh temporary directory.
+func newNodes(t testing.TB, n int) []*node {
+	t.Helper()
+	root := t.TempDir()
+	var out []*node
+	for i := range n {
+		dir := filepath.Join(root, fmt.Sprintf("n%d", i+1))
+		nd := &node{id: fmt.Sprintf("n%d", i+1), db: filepath.Join(dir, "db"), backup: filepath.Join(dir, "backup")}
+		src := filepath.Join(dir, "src")
+		nd.new = testutil.MakeDB(t, nil, src, uint64(100+i), 60)
+		if _, err := kvrflow.Backup(context.Background(), src, nd.backup, nil); err != nil {
+			t.Fatal(err)
+		}
+		nd.old = testutil.MakeDB(t, nil, nd.db, uint64(1+i), 40)
+		out = append(out, nd)
+	}
+	return out
+}
+
+func planOf(name string, nodes []*node) *cluster.Plan {
+	p := &cluster.Plan{Name: name}
+	for _, n := range nodes {
+		p.Nodes = append(p.Nodes, cluster.PlanNode{ID: n.id, DB: n.db, From: n.backup, Mode: "copy"})
+	}
+	return p
+}
+
+// state is what a node's database holds: "old", "new", or "other".
+func (n *node) state(t testing.TB) string {
+	t.Helper()
+	kv, err := testutil.TryReadDB(nil, n.db)
+	switch {
+	case err != nil:
+		return "other: " + err.Error()
+	case testutil.Equal(kv, n.old):
+		return "old"
+	case testutil.Equal(kv, n.new):
+		return "new"
+	}
+	return fmt.Sprintf("other: %d keys", len(kv))
+}
+
+// crashed is the panic of a crash fault point in tests: it ends the
+// agent's or coordinator's goroutine as kill -9 ends a process (its
+// deferred closes release its locks, as the kernel would).
+type crashed struct{ point string }
+
+// crashSet returns a fault set of spec whose crash action panics.
+func crashSet(t testing.TB, spec string) *fault.Set {
+	t.Helper()
+	f, err := fault.Parse(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.SetCrash(func(p string) { panic(crashed{p}) })
+	return f
+}
+
+// result is how one agent or coordinator instance ended.
+type result struct {
+	rep   *cluster.NodeReport
+	err   error
+	crash string // the point it crashed at, if it did
+}
+
+// runAgent runs one agent instance for n (Once) to its end.
+func runAgent(ctx context.Context, cli *clientv3.Client, prefix string, n *node, faults *fault.Set) (res result) {
+	defer func() {
+		if r := recover(); r != nil {
+			c, ok := r.(crashed)
+			if !ok {
+				panic(r)
+			}
+			res.crash = c.point
+		}
+	}()
+	log := zerolog.Nop()
+	rep, err := cluster.Agent(ctx, cli, prefix, cluster.AgentOptions{Node: n.id, DB: n.db, Once: true,
+		Restore: kvrflow.Options{Faults: faults, Log: &log}, Log: log})
+	return result{rep: rep, err: err}
+}
+
+// runCoordinator runs Coordinate to its end.
+func runCoordinator(ctx context.Context, cli *clientv3.Client, prefix string, plan *cluster.Plan, o cluster.CoordinateOptions) (rep *cluster.Report, err error, crash string) {
+	defer func() {
+		if r := recover(); r != nil {
+			c, ok := r.(crashed)
+			if !ok {
+				panic(r)
+			}
+			crash = c.point
+		}
+	}()
+	rep, err = cluster.Coordinate(ctx, cli, prefix, plan, o)
+	return rep, err, ""
+}
+
+// tally counts cluster restores by what the nodes ended with.
+type tally struct {
+	mu                   sync.Mutex
+	total, old, new, mix int
+}
+
+func (c *tally) String() string {
+	return fmt.Sprintf("%d cases: %d all-old, %d all-new, %d mixed", c.total, c.old, c.new, c.mix)
+}
+
+// check asserts every node old or every node new, new exactly when etcd's
+// decision is commit, and counts the case.
+func (c *tally) check(t testing.TB, cli *clientv3.Client, prefix, name string, nodes []*node, what string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rep, err := cluster.Status(ctx, cli, prefix, name)
+	if err != nil {
+		t.Fatalf("%s: status: %v", what, err)
+	}
+	states := map[string]int{}
+	var each []string
+	for _, n := range nodes {
+		s := n.state(t)
+		states[s]++
+		each = append(each, n.id+"="+s)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.total++
+	want := "old"
+	if rep.Decision == "commit" {
+		want = "new"
+	}
+	switch {
+	case states["old"] == len(nodes):
+		c.old++
+	case states["new"] == len(nodes):
+		c.new++
+	default:
+		c.mix++
+	}
+	if states[want] != len(nodes) {
+		t.Errorf("%s: decision %q, nodes %v; want every node %s\n%s", what, rep.Decision, each, want, etcdtest.Dump(cli, prefix))
+	}
+	for _, nr := range rep.Nodes {
+		wantOutcome := "rolled_back"
+		if want == "new" {
+			wantOutcome = "committed"
+		}
+		if nr.Outcome != wantOutcome {
+			t.Errorf("%s: node %s outcome %q, want %q", what, nr.ID, nr.Outcome, wantOutcome)
+		}
+	}
+}
+
+// noPrepared asserts that no node has a run left in flight.
+func noPrepared(t testing.TB, nodes []*node, what string) {
+	t.Helper()
+	for _, n := range nodes {
+		runs, err := kvrflow.PreparedRuns(kvrflow.Options{DB: n.db})
+		if err != nil || len(runs) != 0 {
+			t.Errorf("%s: node %s: prepared runs %v, %v", what, n.id, runs, err)
+		}
+	}
+}
+
+

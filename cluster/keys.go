@@ -1,0 +1,100 @@
+package cluster
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// keys names one cluster restore's keys in etcd:
+//
+//	PREFIX/attempts/NAME    the current attempt, a decimal number (1, 2, ...):
+//	                        agents watch PREFIX/attempts/ for new attempts
+//
+// and under PREFIX/restores/NAME/:
+//
+//	ATTEMPT/plan            the attempt's published plan (JSON, attemptRecord)
+//	ATTEMPT/votes/NODE      "prepared", or "abort: REASON"
+//	ATTEMPT/decision        "commit", or "abort: REASON"; written once
+//	ATTEMPT/outcome/NODE    "committed" or "rolled_back"
+type keys struct {
+	base    string // PREFIX/restores/NAME/
+	current string // PREFIX/attempts/NAME
+}
+
+func keysOf(prefix, name string) keys {
+	return keys{base: NormPrefix(prefix) + "restores/" + name + "/", current: attemptsDir(prefix) + name}
+}
+
+// attemptsDir is the directory of every restore's current attempt key.
+func attemptsDir(prefix string) string { return NormPrefix(prefix) + "attempts/" }
+
+func (k keys) attempt() string                  { return k.current }
+func (k keys) att(a int64) string               { return k.base + strconv.FormatInt(a, 10) + "/" }
+func (k keys) plan(a int64) string              { return k.att(a) + "plan" }
+func (k keys) votes(a int64) string             { return k.att(a) + "votes/" }
+func (k keys) vote(a int64, n string) string    { return k.votes(a) + n }
+func (k keys) decision(a int64) string          { return k.att(a) + "decision" }
+func (k keys) outcomes(a int64) string          { return k.att(a) + "outcome/" }
+func (k keys) outcome(a int64, n string) string { return k.outcomes(a) + n }
+
+// Values of votes, decisions and outcomes.
+const (
+	votePrepared      = "prepared"
+	voteAbort         = "abort"
+	decisionCommit    = "commit"
+	decisionAbort     = "abort"
+	outcomeCommitted  = "committed"
+	outcomeRolledBack = "rolled_back"
+)
+
+// abortValue is a vote or decision of abort with its reason.
+func abortValue(reason string) string {
+	if reason == "" {
+		return voteAbort
+	}
+	return voteAbort + ": " + strings.ReplaceAll(reason, "\n", " ")
+}
+
+// splitValue splits a vote or decision into its word and reason.
+func splitValue(v string) (word, reason string) {
+	word, reason, _ = strings.Cut(v, ": ")
+	return word, reason
+}
+
+// attemptRecord is what the coordinator publishes at ATTEMPT/plan.
+type attemptRecord struct {
+	Plan           Plan          `json:"plan"`
+	PrepareTimeout time.Duration `json:"prepare_timeout_ns"`
+	Published      time.Time     `json:"published"`
+}
+
+func parseAttemptRecord(b []byte) (*attemptRecord, error) {
+	var r attemptRecord
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%w: published plan: %w", ErrBadPlan, err)
+	}
+	if err := r.Plan.Check(); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// Tag is what a node's run is journaled with (kvrflow.Options.Prepare):
+// NAME/ATTEMPT.
+func Tag(name string, attempt int64) string { return name + "/" + strconv.FormatInt(attempt, 10) }
+
+// ParseTag splits a Tag.
+func ParseTag(tag string) (name string, attempt int64, ok bool) {
+	i := strings.LastIndexByte(tag, '/')
+	if i <= 0 {
+		return "", 0, false
+	}
+	a, err := strconv.ParseInt(tag[i+1:], 10, 64)
+	if err != nil || a <= 0 {
+		return "", 0, false
+	}
+	return tag[:i], a, true
+}

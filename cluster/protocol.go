@@ -1,0 +1,310 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// The protocol's etcd operations. Each is one Get or one Txn; none
+// depends on a lease or a clock for safety.
+
+// current returns the restore's current attempt (0: none) and the
+// attempt key's ModRevision (0: absent).
+func current(ctx context.Context, cli *clientv3.Client, k keys) (int64, int64, error) {
+	resp, err := cli.Get(ctx, k.attempt())
+	if err != nil {
+		return 0, 0, fmt.Errorf("etcd get %s: %w", k.attempt(), err)
+	}
+	if len(resp.Kvs) == 0 {
+		return 0, 0, nil
+	}
+	a, err := strconv.ParseInt(string(resp.Kvs[0].Value), 10, 64)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%w: %s holds %q, not an attempt number", ErrBadPlan, k.attempt(), resp.Kvs[0].Value)
+	}
+	return a, resp.Kvs[0].ModRevision, nil
+}
+
+// loadAttempt returns attempt a's published record.
+func loadAttempt(ctx context.Context, cli *clientv3.Client, k keys, a int64) (*attemptRecord, error) {
+	resp, err := cli.Get(ctx, k.plan(a))
+	if err != nil {
+		return nil, fmt.Errorf("etcd get %s: %w", k.plan(a), err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, fmt.Errorf("%w: attempt %d has no plan at %s", ErrBadPlan, a, k.plan(a))
+	}
+	return parseAttemptRecord(resp.Kvs[0].Value)
+}
+
+// publish makes plan the restore's current attempt and returns it. An
+// undecided earlier attempt is first decided abort (safe: nothing is
+// decided yet, so no node commits it). With follow set and a current
+// attempt of the same plan, that attempt is returned instead.
+//
+// Txn: if attempt's ModRevision is what was read (absent: CreateRevision
+// 0) and the earlier attempt has a decision, put attempt = N+1 and its
+// plan. Two coordinators racing: one wins, the other reads again.
+func publish(ctx context.Context, cli *clientv3.Client, k keys, plan *Plan, timeout time.Duration, follow bool) (int64, bool, error) {
+	for {
+		a, rev, err := current(ctx, cli, k)
+		if err != nil {
+			return 0, false, err
+		}
+		if a > 0 && follow {
+			if rec, err := loadAttempt(ctx, cli, k, a); err == nil && reflect.DeepEqual(&rec.Plan, plan) {
+				return a, true, nil
+			}
+		}
+		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(k.attempt()), "=", rev)}
+		if a > 0 {
+			if _, err := writeAbort(ctx, cli, k, a, fmt.Sprintf("superseded by attempt %d", a+1)); err != nil {
+				return 0, false, err
+			}
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(k.decision(a)), ">", 0))
+		}
+		next := a + 1
+		rec, err := json.Marshal(attemptRecord{Plan: *plan, PrepareTimeout: timeout, Published: time.Now().UTC()})
+		if err != nil {
+			return 0, false, err
+		}
+		resp, err := cli.Txn(ctx).If(cmps...).Then(
+			clientv3.OpPut(k.attempt(), strconv.FormatInt(next, 10)),
+			clientv3.OpPut(k.plan(next), string(rec)),
+		).Commit()
+		if err != nil {
+			return 0, false, fmt.Errorf("etcd publish %s: %w", k.plan(next), err)
+		}
+		if resp.Succeeded {
+			return next, false, nil
+		}
+	}
+}
+
+// errDecided is returned by vote when attempt a already has a decision.
+var errDecided = errors.New("attempt already decided")
+
+// vote records node's vote in attempt a, once.
+//
+// Txn: if attempt's value is a (fencing: a stale agent of an earlier
+// attempt cannot vote in a later one), the vote key does not exist, and
+// there is no decision yet: put the vote. A vote found already there with
+// the same value is success (a restarted agent voting again).
+func vote(ctx context.Context, cli *clientv3.Client, k keys, a int64, node, value string) error {
+	resp, err := cli.Txn(ctx).If(
+		clientv3.Compare(clientv3.Value(k.attempt()), "=", strconv.FormatInt(a, 10)),
+		clientv3.Compare(clientv3.CreateRevision(k.vote(a, node)), "=", 0),
+		clientv3.Compare(clientv3.CreateRevision(k.decision(a)), "=", 0),
+	).Then(clientv3.OpPut(k.vote(a, node), value)).Else(
+		clientv3.OpGet(k.attempt()), clientv3.OpGet(k.vote(a, node)), clientv3.OpGet(k.decision(a)),
+	).Commit()
+	if err != nil {
+		return fmt.Errorf("etcd vote %s: %w", k.vote(a, node), err)
+	}
+	if resp.Succeeded {
+		return nil
+	}
+	att, vt, dec := resp.Responses[0].GetResponseRange(), resp.Responses[1].GetResponseRange(), resp.Responses[2].GetResponseRange()
+	if len(vt.Kvs) > 0 && string(vt.Kvs[0].Value) == value {
+		return nil
+	}
+	if len(dec.Kvs) > 0 {
+		return fmt.Errorf("%w: %s", errDecided, dec.Kvs[0].Value)
+	}
+	if len(att.Kvs) == 0 || string(att.Kvs[0].Value) != strconv.FormatInt(a, 10) {
+		cur := "none"
+		if len(att.Kvs) > 0 {
+			cur = string(att.Kvs[0].Value)
+		}
+		return fmt.Errorf("%w: node %s may not vote in attempt %d: the current attempt is %s", ErrStale, node, a, cur)
+	}
+	return fmt.Errorf("%w: node %s already voted %q in attempt %d", ErrStale, node, vt.Kvs[0].Value, a)
+}
+
+// decision returns attempt a's decision ("" if none).
+func decision(ctx context.Context, cli *clientv3.Client, k keys, a int64) (string, error) {
+	resp, err := cli.Get(ctx, k.decision(a))
+	if err != nil {
+		return "", fmt.Errorf("etcd get %s: %w", k.decision(a), err)
+	}
+	if len(resp.Kvs) == 0 {
+		return "", nil
+	}
+	return string(resp.Kvs[0].Value), nil
+}
+
+// writeAbort decides abort for attempt a unless it is decided, and
+// returns the decision that holds. Any participant may: before a
+// decision, abort is always safe.
+//
+// Txn: if the decision key's CreateRevision is 0, put "abort: reason".
+func writeAbort(ctx context.Context, cli *clientv3.Client, k keys, a int64, reason string) (string, error) {
+	resp, err := cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(k.decision(a)), "=", 0)).
+		Then(clientv3.OpPut(k.decision(a), abortValue(reason))).
+		Else(clientv3.OpGet(k.decision(a))).Commit()
+	if err != nil {
+		return "", fmt.Errorf("etcd decide %s: %w", k.decision(a), err)
+	}
+	if resp.Succeeded {
+		return abortValue(reason), nil
+	}
+	return string(resp.Responses[0].GetResponseRange().Kvs[0].Value), nil
+}
+
+// tryDecide writes attempt a's decision if the votes make one: abort as
+// soon as a node voted abort, commit when every node of the plan voted
+// prepared. It returns the decision that holds ("" if none yet) and the
+// etcd revision its read of the votes saw (a watch from the next one
+// misses nothing).
+//
+// The commit Txn compares that there is no decision, that a is still the
+// current attempt, and that each node's vote key holds exactly
+// "prepared": the decision can only be commit if every vote is.
+func tryDecide(ctx context.Context, cli *clientv3.Client, k keys, a int64, plan *Plan) (string, int64, error) {
+	resp, err := cli.Get(ctx, k.att(a), clientv3.WithPrefix())
+	if err != nil {
+		return "", 0, fmt.Errorf("etcd get %s: %w", k.att(a), err)
+	}
+	rev := resp.Header.Revision
+	votes := map[string]string{}
+	for _, kv := range resp.Kvs {
+		key := string(kv.Key)
+		if key == k.decision(a) {
+			return string(kv.Value), rev, nil
+		}
+		if strings.HasPrefix(key, k.votes(a)) {
+			votes[strings.TrimPrefix(key, k.votes(a))] = string(kv.Value)
+		}
+	}
+	prepared := 0
+	for _, n := range plan.Nodes {
+		v, ok := votes[n.ID]
+		if !ok {
+			continue
+		}
+		if w, reason := splitValue(v); w == voteAbort {
+			d, err := writeAbort(ctx, cli, k, a, fmt.Sprintf("node %s voted abort: %s", n.ID, reason))
+			return d, rev, err
+		}
+		if v == votePrepared {
+			prepared++
+		}
+	}
+	if prepared < len(plan.Nodes) {
+		return "", rev, nil
+	}
+	cmps := []clientv3.Cmp{
+		clientv3.Compare(clientv3.CreateRevision(k.decision(a)), "=", 0),
+		clientv3.Compare(clientv3.Value(k.attempt()), "=", strconv.FormatInt(a, 10)),
+	}
+	for _, n := range plan.Nodes {
+		cmps = append(cmps, clientv3.Compare(clientv3.Value(k.vote(a, n.ID)), "=", votePrepared))
+	}
+	tr, err := cli.Txn(ctx).If(cmps...).Then(clientv3.OpPut(k.decision(a), decisionCommit)).Commit()
+	if err != nil {
+		return "", 0, fmt.Errorf("etcd decide %s: %w", k.decision(a), err)
+	}
+	if tr.Succeeded {
+		return decisionCommit, tr.Header.Revision, nil
+	}
+	d, err := decision(ctx, cli, k, a)
+	if err == nil && d == "" {
+		// Not current any more, and not decided: whoever superseded it
+		// decides abort; so may we.
+		d, err = writeAbort(ctx, cli, k, a, "attempt superseded before its commit")
+	}
+	return d, tr.Header.Revision, err
+}
+
+// waitDecision waits for attempt a's decision. It calls tryDecide on
+// every change under the attempt (so whoever sees the last vote writes
+// the decision), and after deadline writes abort. A zero deadline never
+// aborts. ctx bounds the wait.
+func waitDecision(ctx context.Context, cli *clientv3.Client, k keys, a int64, plan *Plan, deadline time.Time) (string, error) {
+	for {
+		d, rev, err := tryDecide(ctx, cli, k, a, plan)
+		if err != nil || d != "" {
+			return d, err
+		}
+		if !deadline.IsZero() && !time.Now().Before(deadline) {
+			return writeAbort(ctx, cli, k, a, "not every node voted prepared within the prepare timeout")
+		}
+		if err := waitChange(ctx, cli, k.att(a), rev, deadline); err != nil {
+			return "", err
+		}
+	}
+}
+
+// waitChange waits for a change of a key under prefix after revision rev,
+// until deadline (zero: none) or ctx's end (its error).
+func waitChange(ctx context.Context, cli *clientv3.Client, prefix string, rev int64, deadline time.Time) error {
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	if !deadline.IsZero() {
+		wctx, cancel = context.WithDeadline(clientv3.WithRequireLeader(ctx), deadline)
+	}
+	defer cancel()
+	for wr := range cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
+		if err := wr.Err(); err != nil {
+			if ctx.Err() == nil && wctx.Err() == nil {
+				// Compacted, or no leader: read again after a pause.
+				time.Sleep(100 * time.Millisecond)
+			}
+			return ctx.Err()
+		}
+		if len(wr.Events) > 0 {
+			return nil
+		}
+	}
+	return ctx.Err() // nil at the deadline: the caller reads again
+}
+
+// readReport reads attempt a (the current one if 0) of the restore.
+func readReport(ctx context.Context, cli *clientv3.Client, k keys, name string, a int64) (*Report, *attemptRecord, int64, error) {
+	if a == 0 {
+		var err error
+		if a, _, err = current(ctx, cli, k); err != nil {
+			return nil, nil, 0, err
+		}
+		if a == 0 {
+			return nil, nil, 0, fmt.Errorf("%w: no cluster restore named %s", ErrNotFound, name)
+		}
+	}
+	rec, err := loadAttempt(ctx, cli, k, a)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	resp, err := cli.Get(ctx, k.att(a), clientv3.WithPrefix())
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("etcd get %s: %w", k.att(a), err)
+	}
+	vals := map[string]string{}
+	for _, kv := range resp.Kvs {
+		vals[string(kv.Key)] = string(kv.Value)
+	}
+	rep := &Report{Name: name, Attempt: a, Outcome: Undecided}
+	rep.Decision, rep.Reason = splitValue(vals[k.decision(a)])
+	all := true
+	for _, n := range rec.Plan.Nodes {
+		nr := NodeReport{ID: n.ID, Outcome: vals[k.outcome(a, n.ID)]}
+		nr.Vote, nr.Reason = splitValue(vals[k.vote(a, n.ID)])
+		if nr.Outcome == "" {
+			all = false
+		}
+		rep.Nodes = append(rep.Nodes, nr)
+	}
+	switch {
+	case all && rep.Decision == decisionCommit:
+		rep.Outcome = Committed
+	case all && rep.Decision == decisionAbort:
+		rep.Outcome = Aborted
+	}
+	return rep, rec, resp.Header.Revision, nil
+}
