@@ -3,6 +3,10 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
+	"strings"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/kvrflow/kvrflow/cluster"
 )
@@ -47,9 +51,33 @@ func (c *clusterStatusCmd) run(ctx context.Context, o *stdio, args []string) (do
 		return nil, etcdError(err, cfg)
 	}
 	defer cli.Close()
+	if name == "" {
+		if name, err = latestRestore(ctx, cli, cfg.Prefix); err != nil {
+			return nil, etcdError(err, cfg)
+		}
+	}
 	rep, err := cluster.Status(ctx, cli, cfg.Prefix, name)
 	if err != nil {
 		return nil, etcdError(err, cfg)
 	}
 	return &reportDoc{Report: rep}, nil
+}
+
+// latestRestore returns the name of the restore whose current attempt
+// was published last: the newest key under PREFIX/attempts/ (package
+// cluster's documented layout: PREFIX/attempts/NAME holds NAME's current
+// attempt). No restore at all is cluster.ErrNotFound.
+func latestRestore(ctx context.Context, cli *clientv3.Client, prefix string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, cluster.RequestTimeout)
+	defer cancel()
+	dir := cluster.NormPrefix(prefix) + "attempts/"
+	resp, err := cli.Get(ctx, dir, clientv3.WithPrefix(), clientv3.WithKeysOnly(),
+		clientv3.WithSort(clientv3.SortByModRevision, clientv3.SortDescend), clientv3.WithLimit(1))
+	if err != nil {
+		return "", fmt.Errorf("etcd get %s: %w", dir, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return "", fmt.Errorf("%w: none under %s", cluster.ErrNotFound, cluster.NormPrefix(prefix))
+	}
+	return strings.TrimPrefix(string(resp.Kvs[0].Key), dir), nil
 }

@@ -87,7 +87,8 @@ func exitCode(err error) int {
 		return exitInFlight
 	case errors.Is(err, errUsage), errors.Is(err, fault.ErrBadSpec), errors.Is(err, steps.ErrBadSource),
 		errors.Is(err, steps.ErrBadPath), errors.Is(err, steps.ErrNoSpace), errors.Is(err, steps.ErrBadOption),
-		errors.Is(err, steps.ErrNothingKept), errors.Is(err, cluster.ErrBadPlan):
+		errors.Is(err, steps.ErrNothingKept), errors.Is(err, cluster.ErrBadPlan),
+		errors.Is(err, cluster.ErrNotFound):
 		return exitUsage
 	default:
 		return exitRolledBack
