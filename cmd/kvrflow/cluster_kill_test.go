@@ -233,3 +233,34 @@ func (ce *clusterEnv) supervise(t *testing.T, nodes []*cnode, agents []*child, c
 	t.Fatal("agents or coordinator still running after 3 minutes")
 	return cr
 }
+
+// TestChaos_ClusterKillsAgentsAndCountsAllOldAllNew: kvrflow chaos
+// --cluster 3 against an etcd runs its iterations and reports them:
+// all-old + all-new = iterations, mixed 0, exit 0; the text summary
+// names the counts.
+func TestChaos_ClusterKillsAgentsAndCountsAllOldAllNew(t *testing.T) {
+	ce := newClusterEnv(t, etcdproc.Options{})
+	args := append([]string{"chaos", "--cluster", "3", "--iterations", "3", "--seed", "5", "--json"}, ce.args...)
+	r := mustRun(t, exitOK, ce.env, args...)
+	var d struct {
+		Seed       uint64 `json:"seed"`
+		Nodes      int    `json:"nodes"`
+		Iterations int    `json:"iterations"`
+		AllOld     int    `json:"all_old"`
+		AllNew     int    `json:"all_new"`
+		Mixed      int    `json:"mixed"`
+		Failures   int    `json:"invariant_failures"`
+	}
+	decodeLoose(t, r, &d)
+	if d.Seed != 5 || d.Nodes != 3 || d.Iterations != 3 || d.AllOld+d.AllNew != 3 || d.Mixed != 0 || d.Failures != 0 {
+		t.Fatalf("chaos --cluster --json: %+v\n%s", d, r)
+	}
+	text := mustRun(t, exitOK, ce.env, append([]string{"chaos", "--cluster", "2", "--iterations", "1"}, ce.args...)...)
+	for _, w := range []string{"all-old", "all-new", "mixed", "invariant failures"} {
+		if !strings.Contains(text.stdout, w) {
+			t.Errorf("chaos --cluster text lacks %q:\n%s", w, text.stdout)
+		}
+	}
+	mustRun(t, exitUsage, nil, "chaos", "--cluster", "2", "--from", "/x", "--etcd", "127.0.0.1:1")
+	mustRun(t, exitUsage, nil, "chaos", "--cluster", "2")
+}

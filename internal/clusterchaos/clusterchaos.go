@@ -67,6 +67,9 @@ type Harness struct {
 	rng      *rand.Rand
 	nodes    []*Node
 	timerMax time.Duration // how long a clean cluster restore takes
+	// runID tells this harness's restore names from those of another run
+	// with the same seed against the same etcd.
+	runID string
 
 	outMu sync.Mutex
 }
@@ -90,7 +93,7 @@ func New(ctx context.Context, cfg Config) (*Harness, error) {
 	if cfg.PrepareTimeout <= 0 {
 		cfg.PrepareTimeout = 30 * time.Second
 	}
-	h := &Harness{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x636c))}
+	h := &Harness{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x636c)), runID: strconv.FormatInt(time.Now().UnixNano(), 36)}
 	for i := 1; i <= cfg.Nodes; i++ {
 		n := &Node{ID: fmt.Sprintf("n%d", i)}
 		dir := filepath.Join(cfg.Scratch, "nodes", n.ID)
@@ -266,7 +269,7 @@ func (h *Harness) agent(ctx context.Context, n *Node) (*proc, error) {
 // run resets the nodes and runs one cluster restore, killing v.
 func (h *Harness) run(ctx context.Context, iter int, v victim) (Iteration, error) {
 	it := Iteration{N: iter, CoordinatorExit: -1}
-	name := fmt.Sprintf("chaos-%d-%d", h.cfg.Seed, iter)
+	name := fmt.Sprintf("chaos-%d-%s-%d", h.cfg.Seed, h.runID, iter)
 	if err := h.reset(); err != nil {
 		return it, err
 	}
@@ -306,7 +309,10 @@ func (h *Harness) run(ctx context.Context, iter int, v victim) (Iteration, error
 			it.Kill = fmt.Sprintf("agent %s at %v", n.ID, v.delay.Round(time.Millisecond))
 			it.Killed = agents[v.node].kill()
 			if it.Killed {
-				if v.twice > 0 {
+				// An agent killed after it recorded its outcome is done:
+				// run again with --once it would wait for the next
+				// restore (cluster.Agent's contract).
+				if v.twice > 0 && !h.recorded(ctx, name, n.ID) {
 					p, err := h.agent(ctx, n)
 					if err != nil {
 						return it, err
@@ -316,7 +322,10 @@ func (h *Harness) run(ctx context.Context, iter int, v victim) (Iteration, error
 						it.Kill += fmt.Sprintf(" and again at %v into its recovery", v.twice.Round(time.Millisecond))
 					}
 				}
-				if agents[v.node], err = h.agent(ctx, n); err != nil {
+				if h.recorded(ctx, name, n.ID) {
+					agents[v.node] = nil
+					it.Kill += " (after it recorded its outcome)"
+				} else if agents[v.node], err = h.agent(ctx, n); err != nil {
 					return it, err
 				}
 			}
@@ -324,6 +333,9 @@ func (h *Harness) run(ctx context.Context, iter int, v victim) (Iteration, error
 	}
 	var failures []string
 	for i, p := range agents {
+		if p == nil {
+			continue
+		}
 		if err := h.finishAgent(ctx, h.nodes[i], p, limit); err != nil {
 			failures = append(failures, err.Error())
 		}
@@ -464,6 +476,22 @@ func (h *Harness) writePlan(name string) (string, error) {
 		return "", fmt.Errorf("cluster chaos: %w", err)
 	}
 	return path, nil
+}
+
+// recorded reports whether node id's outcome of the restore name is in
+// etcd (false also when etcd does not answer: the agent is run again,
+// and says what it finds).
+func (h *Harness) recorded(ctx context.Context, name, id string) bool {
+	rep, err := h.status(ctx, name)
+	if err != nil {
+		return false
+	}
+	for _, n := range rep.Nodes {
+		if n.ID == id {
+			return n.Outcome != ""
+		}
+	}
+	return false
 }
 
 // published reports whether etcd knows the restore name.
