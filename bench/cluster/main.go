@@ -8,11 +8,14 @@
 //	   --once` processes and one `kvrflow cluster restore` started at once,
 //	   against a real etcd (Debian's etcd-server, started by the command on
 //	   a free loopback port with its own data directory);
+//	S  the same, with the agents already running, as services run them:
+//	   they are started one second before, and the time runs from starting
+//	   `kvrflow cluster restore` until it and every agent have exited;
 //
 // each from the same starting state (every node's old database put back,
 // kvrflow's directories removed, sync). The wall time runs from the start
 // of the processes until the last has exited. The protocol's cost is
-// C - I; the target is at most 50 ms plus one etcd round trip per phase
+// C - I (S - I with the agents running); the target is at most 50 ms plus one etcd round trip per phase
 // (two phases: prepare/vote and decide/commit), the round trip being the
 // median latency of a Put measured on the same etcd.
 //
@@ -78,27 +81,32 @@ func main() {
 	fmt.Fprintf(&report, "- machine: %d cores, %s\n", runtime.NumCPU(), kernel())
 	fmt.Fprintf(&report, "- etcd: %s, one member on 127.0.0.1, data on the work directory's file system; Put round trip (median of 200): %.2f ms\n", etcdVersion(), ms(rtt))
 	fmt.Fprintf(&report, "- each node: an old database of 1000 keys, a backup (kvrflow backup) of %d keys of 1 KiB; restores in the default mode (auto: link on the same file system) and verification (checksum)\n", *keys)
-	fmt.Fprintf(&report, "- %d rounds each after one warm-up round, interleaved (I C, I C, ...); wall time from starting the processes to the last exit\n\n", *runs)
-	fmt.Fprintf(&report, "| nodes | I: independent restores, median ms | C: cluster restore, median ms | C − I ms | C / I | target C − I ms (50 + 2 round trips) | I runs (ms) | C runs (ms) |\n|---:|---:|---:|---:|---:|---:|---|---|\n")
+	fmt.Fprintf(&report, "- %d rounds each after one warm-up round, interleaved (I C S, I C S, ...); wall time from starting the processes to the last exit\n", *runs)
+	fmt.Fprintf(&report, "- load average at the start (other work on this machine): %s\n\n", loadavg())
+	fmt.Fprintf(&report, "| nodes | I: independent restores, median ms | C: cluster restore, agents started with it, median ms | S: cluster restore, agents running, median ms | C − I ms | S − I ms | C / I | S / I | target ms (50 + 2 round trips) |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	var runsTable strings.Builder
 
 	for _, f := range strings.Split(*nodesFlag, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		check(err)
 		nodes := makeNodes(filepath.Join(work, fmt.Sprintf("n%d", n)), n, *keys)
-		var ind, clu []time.Duration
+		var ind, clu, svc []time.Duration
 		for r := 0; r <= *runs; r++ {
 			a := independent(bin, nodes)
-			b := clustered(bin, etcd.Endpoint, nodes, fmt.Sprintf("bench-%d-%d-%d", n, r, time.Now().UnixNano()), work)
+			b := clustered(bin, etcd.Endpoint, nodes, fmt.Sprintf("bench-%d-%d-%d", n, r, time.Now().UnixNano()), work, false)
+			c := clustered(bin, etcd.Endpoint, nodes, fmt.Sprintf("bench-s-%d-%d-%d", n, r, time.Now().UnixNano()), work, true)
 			if r > 0 {
-				ind, clu = append(ind, a), append(clu, b)
+				ind, clu, svc = append(ind, a), append(clu, b), append(svc, c)
 			}
-			log.Printf("nodes %d round %d: independent %.1f ms, cluster %.1f ms", n, r, ms(a), ms(b))
+			log.Printf("nodes %d round %d: independent %.1f ms, cluster %.1f ms, agents running %.1f ms", n, r, ms(a), ms(b), ms(c))
 		}
-		mi, mc := median(ind), median(clu)
-		fmt.Fprintf(&report, "| %d | %.1f | %.1f | %.1f | %.2f | %.1f | %s | %s |\n", n, ms(mi), ms(mc), ms(mc-mi), float64(mc)/float64(mi),
-			50+2*ms(rtt), list(ind), list(clu))
+		mi, mc, msv := median(ind), median(clu), median(svc)
+		fmt.Fprintf(&report, "| %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f | %.2f | %.1f |\n", n, ms(mi), ms(mc), ms(msv), ms(mc-mi), ms(msv-mi),
+			float64(mc)/float64(mi), float64(msv)/float64(mi), 50+2*ms(rtt))
+		fmt.Fprintf(&runsTable, "| %d | %s | %s | %s |\n", n, list(ind), list(clu), list(svc))
 		check(os.RemoveAll(filepath.Join(work, fmt.Sprintf("n%d", n))))
 	}
+	fmt.Fprintf(&report, "\nEvery run (ms):\n\n| nodes | I | C | S |\n|---:|---|---|---|\n%s", runsTable.String())
 	fmt.Print(report.String())
 	check(os.WriteFile(*out, []byte(report.String()), 0o644))
 }
@@ -142,8 +150,10 @@ func independent(bin string, nodes []node) time.Duration {
 	return timeAll(cmds)
 }
 
-// clustered times the same restores as a cluster restore.
-func clustered(bin, endpoint string, nodes []node, name, work string) time.Duration {
+// clustered times the same restores as a cluster restore; running: the
+// agents are started a second before the coordinator, and the time runs
+// from the coordinator's start.
+func clustered(bin, endpoint string, nodes []node, name, work string, running bool) time.Duration {
 	reset(nodes)
 	var b strings.Builder
 	fmt.Fprintf(&b, `{"name": %q, "nodes": [`, name)
@@ -161,8 +171,41 @@ func clustered(bin, endpoint string, nodes []node, name, work string) time.Durat
 	for _, nd := range nodes {
 		cmds = append(cmds, exec.Command(bin, "cluster", "agent", "--once", "--etcd", endpoint, "--node", nd.id, "--db", nd.db, "--log-level", "warn"))
 	}
-	cmds = append(cmds, exec.Command(bin, "cluster", "restore", "--etcd", endpoint, "--plan", plan, "--log-level", "warn"))
-	return timeAll(cmds)
+	coord := exec.Command(bin, "cluster", "restore", "--etcd", endpoint, "--plan", plan, "--log-level", "warn")
+	if !running {
+		return timeAll(append(cmds, coord))
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(cmds))
+	for i, c := range cmds {
+		check(c.Start())
+		wg.Go(func() { errs[i] = c.Wait() })
+	}
+	time.Sleep(time.Second)
+	var out strings.Builder
+	coord.Stderr = &out
+	start := time.Now()
+	check(coord.Start())
+	if err := coord.Wait(); err != nil {
+		log.Fatalf("%v: %v: %s", coord.Args, err, out.String())
+	}
+	wg.Wait()
+	d := time.Since(start)
+	for i, err := range errs {
+		if err != nil {
+			log.Fatalf("%v: %v", cmds[i].Args, err)
+		}
+	}
+	return d
+}
+
+func loadavg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 // timeAll starts every command at once and returns the time until the

@@ -132,6 +132,9 @@ func Launch(o Options) (*Server, error) {
 		}
 		s.tempDir = true
 	}
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return nil, err
+	}
 	s.Dir, s.DataDir = o.Dir, filepath.Join(o.Dir, "data")
 	if o.TLS {
 		cd := filepath.Join(o.Dir, "certs")
