@@ -240,7 +240,7 @@ func (ce *clusterEnv) supervise(t *testing.T, nodes []*cnode, agents []*child, c
 // names the counts.
 func TestChaos_ClusterKillsAgentsAndCountsAllOldAllNew(t *testing.T) {
 	ce := newClusterEnv(t, etcdproc.Options{})
-	args := append([]string{"chaos", "--cluster", "3", "--iterations", "3", "--seed", "5", "--json"}, ce.args...)
+	args := append([]string{"chaos", "--cluster", "3", "--iterations", "2", "--seed", "5", "--json"}, ce.args...)
 	r := mustRun(t, exitOK, ce.env, args...)
 	var d struct {
 		Seed       uint64 `json:"seed"`
@@ -252,7 +252,7 @@ func TestChaos_ClusterKillsAgentsAndCountsAllOldAllNew(t *testing.T) {
 		Failures   int    `json:"invariant_failures"`
 	}
 	decodeLoose(t, r, &d)
-	if d.Seed != 5 || d.Nodes != 3 || d.Iterations != 3 || d.AllOld+d.AllNew != 3 || d.Mixed != 0 || d.Failures != 0 {
+	if d.Seed != 5 || d.Nodes != 3 || d.Iterations != 2 || d.AllOld+d.AllNew != 2 || d.Mixed != 0 || d.Failures != 0 {
 		t.Fatalf("chaos --cluster --json: %+v\n%s", d, r)
 	}
 	text := mustRun(t, exitOK, ce.env, append([]string{"chaos", "--cluster", "2", "--iterations", "1"}, ce.args...)...)
