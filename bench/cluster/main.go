@@ -15,7 +15,10 @@
 // each from the same starting state (every node's old database put back,
 // kvrflow's directories removed, sync). The wall time runs from the start
 // of the processes until the last has exited. The protocol's cost is
-// C - I (S - I with the agents running); the target is at most 50 ms plus one etcd round trip per phase
+// C - I (S - I with the agents running); in S it also reads the agents'
+// JSON logs for the protocol's own wait once every node is ready: from
+// the last node's "prepared; voting" to the first "decided" (the vote's
+// write, the decision's transaction, the watch that brings it). The target is at most 50 ms plus one etcd round trip per phase
 // (two phases: prepare/vote and decide/commit), the round trip being the
 // median latency of a Put measured on the same etcd.
 //
@@ -28,6 +31,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -83,30 +87,30 @@ func main() {
 	fmt.Fprintf(&report, "- each node: an old database of 1000 keys, a backup (kvrflow backup) of %d keys of 1 KiB; restores in the default mode (auto: link on the same file system) and verification (checksum)\n", *keys)
 	fmt.Fprintf(&report, "- %d rounds each after one warm-up round, interleaved (I C S, I C S, ...); wall time from starting the processes to the last exit\n", *runs)
 	fmt.Fprintf(&report, "- load average at the start (other work on this machine): %s\n\n", loadavg())
-	fmt.Fprintf(&report, "| nodes | I: independent restores, median ms | C: cluster restore, agents started with it, median ms | S: cluster restore, agents running, median ms | C − I ms | S − I ms | C / I | S / I | target ms (50 + 2 round trips) |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&report, "| nodes | I: independent restores, median ms | C: cluster restore, agents started with it, median ms | S: cluster restore, agents running, median ms | C − I ms | S − I ms | C / I | S / I | last vote → decision (S), median ms | target ms (50 + 2 round trips) |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	var runsTable strings.Builder
 
 	for _, f := range strings.Split(*nodesFlag, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		check(err)
 		nodes := makeNodes(filepath.Join(work, fmt.Sprintf("n%d", n)), n, *keys)
-		var ind, clu, svc []time.Duration
+		var ind, clu, svc, vd []time.Duration
 		for r := 0; r <= *runs; r++ {
 			a := independent(bin, nodes)
-			b := clustered(bin, etcd.Endpoint, nodes, fmt.Sprintf("bench-%d-%d-%d", n, r, time.Now().UnixNano()), work, false)
-			c := clustered(bin, etcd.Endpoint, nodes, fmt.Sprintf("bench-s-%d-%d-%d", n, r, time.Now().UnixNano()), work, true)
+			b, _ := clustered(bin, etcd.Endpoint, nodes, fmt.Sprintf("bench-%d-%d-%d", n, r, time.Now().UnixNano()), work, false)
+			c, v := clustered(bin, etcd.Endpoint, nodes, fmt.Sprintf("bench-s-%d-%d-%d", n, r, time.Now().UnixNano()), work, true)
 			if r > 0 {
-				ind, clu, svc = append(ind, a), append(clu, b), append(svc, c)
+				ind, clu, svc, vd = append(ind, a), append(clu, b), append(svc, c), append(vd, v)
 			}
 			log.Printf("nodes %d round %d: independent %.1f ms, cluster %.1f ms, agents running %.1f ms", n, r, ms(a), ms(b), ms(c))
 		}
 		mi, mc, msv := median(ind), median(clu), median(svc)
-		fmt.Fprintf(&report, "| %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f | %.2f | %.1f |\n", n, ms(mi), ms(mc), ms(msv), ms(mc-mi), ms(msv-mi),
-			float64(mc)/float64(mi), float64(msv)/float64(mi), 50+2*ms(rtt))
-		fmt.Fprintf(&runsTable, "| %d | %s | %s | %s |\n", n, list(ind), list(clu), list(svc))
+		fmt.Fprintf(&report, "| %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f | %.2f | %.0f | %.1f |\n", n, ms(mi), ms(mc), ms(msv), ms(mc-mi), ms(msv-mi),
+			float64(mc)/float64(mi), float64(msv)/float64(mi), ms(median(vd)), 50+2*ms(rtt))
+		fmt.Fprintf(&runsTable, "| %d | %s | %s | %s | %s |\n", n, list(ind), list(clu), list(svc), list(vd))
 		check(os.RemoveAll(filepath.Join(work, fmt.Sprintf("n%d", n))))
 	}
-	fmt.Fprintf(&report, "\nEvery run (ms):\n\n| nodes | I | C | S |\n|---:|---|---|---|\n%s", runsTable.String())
+	fmt.Fprintf(&report, "\nEvery run (ms):\n\n| nodes | I | C | S | last vote → decision |\n|---:|---|---|---|---|\n%s", runsTable.String())
 	fmt.Print(report.String())
 	check(os.WriteFile(*out, []byte(report.String()), 0o644))
 }
@@ -153,7 +157,7 @@ func independent(bin string, nodes []node) time.Duration {
 // clustered times the same restores as a cluster restore; running: the
 // agents are started a second before the coordinator, and the time runs
 // from the coordinator's start.
-func clustered(bin, endpoint string, nodes []node, name, work string, running bool) time.Duration {
+func clustered(bin, endpoint string, nodes []node, name, work string, running bool) (time.Duration, time.Duration) {
 	reset(nodes)
 	var b strings.Builder
 	fmt.Fprintf(&b, `{"name": %q, "nodes": [`, name)
@@ -173,11 +177,16 @@ func clustered(bin, endpoint string, nodes []node, name, work string, running bo
 	}
 	coord := exec.Command(bin, "cluster", "restore", "--etcd", endpoint, "--plan", plan, "--log-level", "warn")
 	if !running {
-		return timeAll(append(cmds, coord))
+		return timeAll(append(cmds, coord)), 0
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(cmds))
+	logs := make([]*strings.Builder, len(cmds))
 	for i, c := range cmds {
+		// Info logs as JSON, for the vote-to-decision time.
+		c.Args = append(c.Args[:len(c.Args)-2], "--log-level", "info", "--log-format", "json")
+		logs[i] = &strings.Builder{}
+		c.Stderr = logs[i]
 		check(c.Start())
 		wg.Go(func() { errs[i] = c.Wait() })
 	}
@@ -193,10 +202,47 @@ func clustered(bin, endpoint string, nodes []node, name, work string, running bo
 	d := time.Since(start)
 	for i, err := range errs {
 		if err != nil {
-			log.Fatalf("%v: %v", cmds[i].Args, err)
+			log.Fatalf("%v: %v: %s", cmds[i].Args, err, logs[i])
 		}
 	}
-	return d
+	return d, voteToDecision(logs)
+}
+
+// voteToDecision is, from the agents' JSON logs, the time from the last
+// node's "prepared; voting" to the first "decided": the protocol's own
+// wait once every node is ready (the vote's write, the decision's
+// transaction, the watch that brings it). Millisecond timestamps.
+func voteToDecision(logs []*strings.Builder) time.Duration {
+	var lastPrepared, firstDecided time.Time
+	for _, l := range logs {
+		for _, line := range strings.Split(l.String(), "\n") {
+			var e struct {
+				Time    string `json:"time"`
+				Message string `json:"message"`
+			}
+			if json.Unmarshal([]byte(line), &e) != nil {
+				continue
+			}
+			t, err := time.Parse("2006-01-02T15:04:05.000Z07:00", e.Time)
+			if err != nil {
+				continue
+			}
+			switch e.Message {
+			case "prepared; voting":
+				if t.After(lastPrepared) {
+					lastPrepared = t
+				}
+			case "decided":
+				if firstDecided.IsZero() || t.Before(firstDecided) {
+					firstDecided = t
+				}
+			}
+		}
+	}
+	if lastPrepared.IsZero() || firstDecided.IsZero() {
+		log.Fatal("no prepared or decided line in the agents' logs")
+	}
+	return firstDecided.Sub(lastPrepared)
 }
 
 func loadavg() string {
