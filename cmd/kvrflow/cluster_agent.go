@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"path/filepath"
 	"strings"
 
 	"github.com/kvrflow/kvrflow"
@@ -143,16 +142,10 @@ type stringList []string
 
 func (l *stringList) String() string { return strings.Join(*l, ",") }
 
+// Set appends s as given: package cluster compares paths cleaned and on
+// element boundaries (/backups admits /backups/x, not /backups-evil),
+// and URLs (s3://bucket/prefix/) by their text.
 func (l *stringList) Set(s string) error {
-	*l = append(*l, filepath.Clean(s)+suffixSlash(s))
+	*l = append(*l, s)
 	return nil
-}
-
-// suffixSlash keeps a trailing slash that filepath.Clean would drop: a
-// prefix /backups/ must not admit /backups-evil.
-func suffixSlash(s string) string {
-	if strings.HasSuffix(s, "/") && s != "/" {
-		return "/"
-	}
-	return ""
 }
