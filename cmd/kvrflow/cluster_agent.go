@@ -53,7 +53,7 @@ func (c *clusterAgentCmd) flags(fs *flag.FlagSet) {
 	c.etcd.define(fs)
 	fs.StringVar(&c.node, "node", "", "this node's `ID` in the plans (required)")
 	fs.StringVar(&c.db, "db", "", "this node's database directory `DIR`; its parent must exist (required)")
-	fs.Var(&c.allowFrom, "allow-from", "accept only sources that start with `PREFIX` (repeatable; default: any source)")
+	fs.Var(&c.allowFrom, "allow-from", "accept only sources under `PREFIX`: a directory, or a URL prefix such as s3://bucket/backups/ (repeatable; default: any source)")
 	fs.BoolVar(&c.once, "once", false, "handle the current cluster restore (or wait for the next), then exit with this node's outcome")
 	fs.StringVar(&c.mode, "mode", "auto", "default `MODE` in which files reach DIR when the plan gives none: copy, link or auto")
 	fs.StringVar(&c.engine, "engine", steps.EngineAuto, "the sources' `ENGINE`: pebble, rocksdb or auto")

@@ -5,9 +5,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/kvrflow/kvrflow/cluster"
 	"github.com/kvrflow/kvrflow/internal/clusterchaos"
 	"github.com/kvrflow/kvrflow/internal/etcdproc"
 )
@@ -263,4 +265,33 @@ func TestChaos_ClusterKillsAgentsAndCountsAllOldAllNew(t *testing.T) {
 	}
 	mustRun(t, exitUsage, nil, "chaos", "--cluster", "2", "--from", "/x", "--etcd", "127.0.0.1:1")
 	mustRun(t, exitUsage, nil, "chaos", "--cluster", "2")
+}
+
+// TestClusterAgent_AsAServiceHandlesRestoresUntilSIGTERM: without --once
+// the agent handles one cluster restore after another, and SIGTERM stops
+// it with exit 0.
+func TestClusterAgent_AsAServiceHandlesRestoresUntilSIGTERM(t *testing.T) {
+	ce := newClusterEnv(t, etcdproc.Options{})
+	nodes := newNodes(t, t.TempDir(), 2)
+	var services []*child
+	for _, c := range nodes {
+		args := append([]string{"cluster", "agent", "--node", c.id, "--db", c.db}, ce.args...)
+		services = append(services, startChild(t, ce.env, args...))
+	}
+	if r := ce.coordinate(t, writePlan(t, "svc-1", nodes, nil)); r.code != exitOK {
+		t.Fatalf("first restore: %s", r)
+	}
+	allHold(t, nodes, "new")
+	// A second restore, which aborts (one node's source is missing):
+	// every node keeps what the first gave it.
+	if r := ce.coordinate(t, writePlan(t, "svc-2", nodes, func(p *cluster.Plan) { p.Nodes[1].From += "-missing" })); r.code != exitRolledBack {
+		t.Fatalf("second restore: want exit 1, got %s", r)
+	}
+	allHold(t, nodes, "new")
+	for _, s := range services {
+		must(t, s.cmd.Process.Signal(syscall.SIGTERM))
+		if r := s.wait(t); r.code != exitOK {
+			t.Errorf("agent after SIGTERM: want exit 0, got %s", r)
+		}
+	}
 }
