@@ -31,6 +31,10 @@ type StatusReport struct {
 	JournalNote   string        `json:"journal_note,omitempty"`
 	Runs          []journal.Run `json:"runs"`
 	InFlight      []journal.Run `json:"in_flight"`
+	// Cluster maps each run in flight that is a cluster node's part of a
+	// cluster restore to that restore's tag, NAME/ATTEMPT (see
+	// Options.Prepare): etcd decides it, not the journal.
+	Cluster map[uint64]string `json:"cluster,omitempty"`
 	// DBKind is what DB holds: absent, empty, pebble, rocksdb, mixed (a
 	// database and entries not its own) or other.
 	DBKind     string                  `json:"db_kind"`
@@ -172,6 +176,17 @@ func Status(opts Options) (*StatusReport, error) {
 		return rep, err
 	}
 	rep.InFlight = append(rep.InFlight, all...)
+	for _, r := range all {
+		if r.Kind != steps.KindRestore {
+			continue
+		}
+		if tag, err := steps.PreparedTag(j, r.ID); err == nil && tag != "" {
+			if rep.Cluster == nil {
+				rep.Cluster = map[uint64]string{}
+			}
+			rep.Cluster[r.ID] = tag
+		}
+	}
 	// A staging-N or old-N of a run in flight is no leftover: it may hold
 	// the only copy of the old database until recovery decides.
 	inflight := map[uint64]bool{}

@@ -75,6 +75,7 @@ func Agent(ctx context.Context, cli *clientv3.Client, prefix string, o AgentOpti
 			time.Sleep(time.Second)
 			continue
 		}
+		failed := false
 		for _, kv := range resp.Kvs {
 			name := strings.TrimPrefix(string(kv.Key), dir)
 			var att int64
@@ -89,8 +90,22 @@ func Agent(ctx context.Context, cli *clientv3.Client, prefix string, o AgentOpti
 				return rep, err
 			}
 			if err != nil {
+				failed = true
 				o.Log.Error().Err(err).Str("restore", name).Int64("attempt", att).Msg("cluster restore")
 			}
+		}
+		if failed {
+			// Not done with an attempt (etcd did not answer, a run is in
+			// flight): try again rather than wait for the next attempt.
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(time.Second):
+			}
+			if err := a.recoverLocal(ctx); err != nil {
+				o.Log.Warn().Err(err).Msg("recovery")
+			}
+			continue
 		}
 		if err := waitChange(ctx, cli, dir, resp.Header.Revision, time.Time{}); err != nil {
 			return nil, err
@@ -219,7 +234,7 @@ func (a *agent) decide(ctx context.Context, name string, att int64, voteNow bool
 			return "", err
 		}
 	}
-	d, err := waitDecision(ctx, a.cli, k, att, &rec.Plan, deadline)
+	d, err := waitDecision(ctx, a.cli, k, att, &rec.Plan, deadline, false)
 	if err != nil {
 		return "", err
 	}
@@ -434,7 +449,7 @@ func (a *agent) handle(ctx context.Context, name string, att int64) (*NodeReport
 	if err := a.hit(PointAfterVote); err != nil {
 		return nil, undecided(err)
 	}
-	d, err := waitDecision(ctx, a.cli, k, att, &rec.Plan, deadline)
+	d, err := waitDecision(ctx, a.cli, k, att, &rec.Plan, deadline, true)
 	if err != nil {
 		return nil, undecided(err)
 	}

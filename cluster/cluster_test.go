@@ -63,10 +63,10 @@ func (sc scenario) run(t *testing.T, cli *clientv3.Client, c *tally) string {
 	go func() {
 		defer wg.Done()
 		o := cluster.CoordinateOptions{PrepareTimeout: 40 * time.Second, Wait: 80 * time.Second, Faults: crashSet(t, sc.coordSpec)}
-		_, err, crash := runCoordinator(ctx, cli, prefix, plan, o)
+		_, crash, err := runCoordinator(ctx, cli, prefix, plan, o)
 		if crash != "" {
 			o.Faults = nil
-			_, err, _ = runCoordinator(ctx, cli, prefix, plan, o)
+			_, _, err = runCoordinator(ctx, cli, prefix, plan, o)
 		}
 		if err != nil && !errors.Is(err, cluster.ErrAborted) {
 			mu.Lock()
@@ -182,5 +182,40 @@ func waitVote(ctx context.Context, cli *clientv3.Client, prefix, name, node stri
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestAgent_ServesOneRestoreAfterAnother: agents without Once handle each
+// published restore in turn (two names, one after the other) until
+// stopped.
+func TestAgent_ServesOneRestoreAfterAnother(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	nodes := newNodes(t, 2)
+	const prefix = "/d/"
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := cluster.Agent(ctx, cli, prefix, cluster.AgentOptions{Node: n.id, DB: n.db})
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("agent %s: %v, want it to serve until cancelled", n.id, err)
+			}
+		}()
+	}
+	for _, name := range []string{"first", "second"} {
+		rep, err := cluster.Coordinate(context.Background(), cli, prefix, planOf(name, nodes), cluster.CoordinateOptions{PrepareTimeout: time.Minute})
+		if err != nil || rep.Outcome != cluster.Committed {
+			t.Fatalf("%s: %+v, %v", name, rep, err)
+		}
+	}
+	cancel()
+	wg.Wait()
+	for _, n := range nodes {
+		if s := n.state(t); s != "new" {
+			t.Errorf("node %s: %s", n.id, s)
+		}
 	}
 }

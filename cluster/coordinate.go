@@ -52,7 +52,7 @@ func Coordinate(ctx context.Context, cli *clientv3.Client, prefix string, plan *
 	}
 	wctx, cancel := context.WithTimeout(ctx, o.Wait)
 	defer cancel()
-	d, err := waitDecision(wctx, cli, k, a, plan, deadline)
+	d, err := waitDecision(wctx, cli, k, a, plan, deadline, true)
 	if err != nil {
 		return report(ctx, cli, k, plan.Name, a, fmt.Errorf("attempt %d: no decision: %w", a, err))
 	}
@@ -65,7 +65,12 @@ func Coordinate(ctx context.Context, cli *clientv3.Client, prefix string, plan *
 		rep, _, rev, err := readReport(rctx, cli, k, plan.Name, a)
 		rcancel()
 		if err != nil {
-			return report(ctx, cli, k, plan.Name, a, err)
+			if wctx.Err() != nil {
+				return report(ctx, cli, k, plan.Name, a, err)
+			}
+			o.Log.Warn().Err(err).Msg("etcd did not answer; trying again")
+			time.Sleep(500 * time.Millisecond)
+			continue
 		}
 		switch rep.Outcome {
 		case Committed:

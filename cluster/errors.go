@@ -1,6 +1,11 @@
 package cluster
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+
+	"github.com/kvrflow/kvrflow/fsm"
+)
 
 var (
 	// ErrBadPlan is returned by ParsePlan and Coordinate for a plan that
@@ -13,7 +18,7 @@ var (
 	// prepared and etcd did not answer or has no decision yet. The run
 	// stays prepared; nothing was guessed. The CLI maps it to exit 5. It
 	// matches fsm.ErrUndecided.
-	ErrUndecided = errors.New("cluster restore undecided")
+	ErrUndecided = fmt.Errorf("cluster restore undecided (%w)", fsm.ErrUndecided)
 
 	// ErrAborted is returned when the decision is abort: every node keeps
 	// (or got back) its old database. The CLI maps it to exit 1.

@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -15,7 +16,9 @@ import (
 	"github.com/kvrflow/kvrflow/cluster"
 	"github.com/kvrflow/kvrflow/internal/etcdtest"
 	"github.com/kvrflow/kvrflow/internal/fault"
+	"github.com/kvrflow/kvrflow/internal/check"
 	"github.com/kvrflow/kvrflow/internal/testutil"
+	"github.com/kvrflow/kvrflow/steps"
 )
 
 func init() { cluster.RequestTimeout = 2 * time.Second }
@@ -42,6 +45,21 @@ func newNodes(t testing.TB, n int) []*node {
 		}
 		nd.old = testutil.MakeDB(t, nil, nd.db, uint64(1+i), 40)
 		out = append(out, nd)
+		// Every node's journal, when the test ends: nothing in flight,
+		// every run's events a chain.
+		t.Cleanup(func() {
+			l, err := steps.NewLayout(nd.db)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if _, err := os.Stat(l.Journal()); err != nil {
+				return
+			}
+			if err := check.Journal(l.Journal()); err != nil {
+				t.Errorf("node %s: %v", nd.id, err)
+			}
+		})
 	}
 	return out
 }
@@ -110,7 +128,7 @@ func runAgent(ctx context.Context, cli *clientv3.Client, prefix string, n *node,
 }
 
 // runCoordinator runs Coordinate to its end.
-func runCoordinator(ctx context.Context, cli *clientv3.Client, prefix string, plan *cluster.Plan, o cluster.CoordinateOptions) (rep *cluster.Report, err error, crash string) {
+func runCoordinator(ctx context.Context, cli *clientv3.Client, prefix string, plan *cluster.Plan, o cluster.CoordinateOptions) (rep *cluster.Report, crash string, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			c, ok := r.(crashed)
@@ -121,7 +139,7 @@ func runCoordinator(ctx context.Context, cli *clientv3.Client, prefix string, pl
 		}
 	}()
 	rep, err = cluster.Coordinate(ctx, cli, prefix, plan, o)
-	return rep, err, ""
+	return rep, "", err
 }
 
 // tally counts cluster restores by what the nodes ended with.

@@ -227,15 +227,24 @@ func tryDecide(ctx context.Context, cli *clientv3.Client, k keys, a int64, plan 
 // waitDecision waits for attempt a's decision. It calls tryDecide on
 // every change under the attempt (so whoever sees the last vote writes
 // the decision), and after deadline writes abort. A zero deadline never
-// aborts. ctx bounds the wait.
-func waitDecision(ctx context.Context, cli *clientv3.Client, k keys, a int64, plan *Plan, deadline time.Time) (string, error) {
+// aborts. ctx bounds the wait. With retry, an etcd that stops answering
+// is waited for (until ctx ends); without, its error is returned.
+func waitDecision(ctx context.Context, cli *clientv3.Client, k keys, a int64, plan *Plan, deadline time.Time, retry bool) (string, error) {
+	pause := 100 * time.Millisecond
 	for {
-		d, rev, err := tryDecide(ctx, cli, k, a, plan)
+		rctx, cancel := context.WithTimeout(ctx, RequestTimeout)
+		d, rev, err := tryDecide(rctx, cli, k, a, plan)
+		if err == nil && d == "" && !deadline.IsZero() && !time.Now().Before(deadline) {
+			d, err = writeAbort(rctx, cli, k, a, "not every node voted prepared within the prepare timeout")
+		}
+		cancel()
+		if err != nil && retry && ctx.Err() == nil {
+			time.Sleep(pause)
+			pause = min(2*pause, 2*time.Second)
+			continue
+		}
 		if err != nil || d != "" {
 			return d, err
-		}
-		if !deadline.IsZero() && !time.Now().Before(deadline) {
-			return writeAbort(ctx, cli, k, a, "not every node voted prepared within the prepare timeout")
 		}
 		if err := waitChange(ctx, cli, k.att(a), rev, deadline); err != nil {
 			return "", err

@@ -21,11 +21,11 @@ func TestJournalGraph_BareMachineAndARunsPath(t *testing.T) {
 			t.Errorf("journal graph 1 --format dot lacks %q:\n%s", want, dot.stdout)
 		}
 	}
-	if strings.Contains(dot.stdout, `"rollback" [style = filled`) || strings.Count(dot.stdout, `color = "blue"`) != 7 {
-		t.Errorf("journal graph 1 --format dot marks more than the run's 7 transitions:\n%s", dot.stdout)
+	if strings.Contains(dot.stdout, `"rollback" [style = filled`) || strings.Count(dot.stdout, `color = "blue"`) != 8 {
+		t.Errorf("journal graph 1 --format dot marks more than the run's 8 transitions:\n%s", dot.stdout)
 	}
 	m := mustRun(t, exitOK, nil, "journal", "graph", "1", "--db", f.db)
-	if !strings.Contains(m.stdout, "    class clean,commit,done,finish,new,precheck,verify,write visited\n") {
+	if !strings.Contains(m.stdout, "    class clean,commit,done,finish,new,precheck,prepared,verify,write visited\n") {
 		t.Errorf("journal graph 1:\n%s", m.stdout)
 	}
 	var doc struct {

@@ -24,11 +24,11 @@ parent does not exist is a usage error: exit 2). Run it, or start
 a service that calls kvrflow.Recover, before opening DIR after a crash;
 kvrflow restore does it first too.
 
-A run a cluster restore left prepared (see kvrflow cluster) is not decided
-here: its decision is in etcd, and 'kvrflow cluster agent --once' applies it.
-Recover leaves it prepared and exits 5, unless --decision commit or abort
-says what the cluster decided: the operator's override when etcd and its
-decision are lost, to be made the same on every node.`,
+A cluster node's run found prepared (kvrflow cluster) is decided by etcd:
+kvrflow cluster agent finishes it. Plain recover leaves it prepared and
+exits 5. When etcd itself is lost, the operator decides for every node of
+the cluster restore (the same decision on every node; commit only if every
+node is prepared for the same attempt) and applies it with --decision.`,
 	example: "kvrflow recover --db /var/lib/app/db",
 	new:     func() runner { return &recoverCmd{} },
 }
@@ -41,8 +41,8 @@ type recoverCmd struct {
 func (c *recoverCmd) flags(fs *flag.FlagSet) {
 	c.define(fs, true)
 	fs.StringVar(&c.db, "db", "", "the database directory `DIR` (required)")
+	fs.StringVar(&c.decision, "decision", "", "`DECISION` for a cluster node's run left prepared: commit or abort (the operator's when etcd is lost; the same on every node)")
 	fs.StringVar(&c.fault, "fault", "", "fault `SPEC` for testing, POINT:ACTION[@N],... (default $KVRFLOW_FAULT; see kvrflow faults)")
-	fs.StringVar(&c.decision, "decision", "", "`commit` or `abort` a run left prepared by a cluster restore, without asking etcd: the operator's override when etcd's decision is lost; make the same decision on every node")
 }
 
 // recoverDoc is recover's --json document: the runs recovered, each with
@@ -82,21 +82,19 @@ func (c *recoverCmd) run(ctx context.Context, o *stdio, args []string) (document
 	if err := need("--db", c.db); err != nil {
 		return nil, err
 	}
+	if c.decision != "" && c.decision != "commit" && c.decision != "abort" {
+		return nil, usagef("--decision %q: want commit or abort", c.decision)
+	}
 	faults, log, report, err := c.faultsAndLogger(o, c.fault)
 	if err != nil {
 		return nil, err
 	}
 	defer report()
 	opts := kvrflow.Options{DB: c.db, Journal: c.journal, Faults: faults, Log: log}
-	var done []kvrflow.Recovered
-	switch c.decision {
-	case "":
-		done, err = kvrflow.Recover(ctx, opts)
-	case "commit", "abort":
-		done, err = kvrflow.Resolve(ctx, opts, c.decision == "commit")
-	default:
-		return nil, usagef("--decision %q: want commit or abort", c.decision)
+	if c.decision != "" {
+		opts.Decider = kvrflow.Decision(c.decision == "commit")
 	}
+	done, err := kvrflow.Recover(ctx, opts)
 	switch {
 	case errors.Is(err, fsm.ErrUndecided):
 		err = fmt.Errorf("%w; a cluster restore's run is prepared: 'kvrflow cluster agent --once --db %s ...' finishes it as etcd decided; "+

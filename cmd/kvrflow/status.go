@@ -76,6 +76,11 @@ func (d *statusDoc) text(w io.Writer) {
 		fmt.Fprintln(w, "in flight:  none")
 	} else {
 		for _, run := range r.InFlight {
+			if tag, ok := r.Cluster[run.ID]; ok {
+				fmt.Fprintf(w, "in flight:  run %d in state %s since %s, part of cluster restore %s: etcd decides it ('kvrflow cluster agent'; with etcd lost, 'kvrflow recover --db %s --decision commit|abort', the same on every node)\n",
+					run.ID, run.State, timeText(run.Start), tag, r.DB)
+				continue
+			}
 			fmt.Fprintf(w, "in flight:  run %d in state %s since %s: 'kvrflow recover --db %s' finishes it\n",
 				run.ID, run.State, timeText(run.Start), r.DB)
 		}

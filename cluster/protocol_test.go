@@ -1,0 +1,84 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kvrflow/kvrflow/internal/etcdtest"
+)
+
+// TestProtocol_FencingAndExactlyOnceDecision drives the Txns by hand: a
+// vote names its attempt and is refused once that attempt is not the
+// current one; commit is refused while one vote is not "prepared" or the
+// attempt is not current; the first decision holds, a second is refused.
+func TestProtocol_FencingAndExactlyOnceDecision(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	k := keysOf("/p/", "r")
+	plan := &Plan{Name: "r", Nodes: []PlanNode{{ID: "a", From: "/x"}, {ID: "b", From: "/y"}}}
+
+	a1, _, err := publish(ctx, cli, k, plan, time.Minute, true)
+	if err != nil || a1 != 1 {
+		t.Fatalf("publish: %d, %v", a1, err)
+	}
+	if a, followed, err := publish(ctx, cli, k, plan, time.Minute, true); err != nil || a != 1 || !followed {
+		t.Fatalf("publish of the same plan again: %d %v %v; want to follow attempt 1", a, followed, err)
+	}
+	must(t, vote(ctx, cli, k, 1, "a", votePrepared))
+	must(t, vote(ctx, cli, k, 1, "a", votePrepared)) // a restarted agent votes again: the same vote
+	if err := vote(ctx, cli, k, 1, "a", abortValue("changed my mind")); !errors.Is(err, ErrStale) {
+		t.Fatalf("a second, different vote: %v, want ErrStale", err)
+	}
+	if d, _, err := tryDecide(ctx, cli, k, 1, plan); err != nil || d != "" {
+		t.Fatalf("one vote of two: decision %q, %v", d, err)
+	}
+
+	// Attempt 2 is made current by hand, with attempt 1 undecided (the
+	// race publish itself avoids): b's late vote in attempt 1 is refused,
+	// and attempt 1 cannot commit.
+	if _, err := cli.Put(ctx, k.attempt(), "2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := vote(ctx, cli, k, 1, "b", votePrepared); !errors.Is(err, ErrStale) {
+		t.Fatalf("vote in a stale attempt: %v, want ErrStale", err)
+	}
+	if _, err := cli.Put(ctx, k.vote(1, "b"), votePrepared); err != nil { // forced in, behind the fence
+		t.Fatal(err)
+	}
+	d, _, err := tryDecide(ctx, cli, k, 1, plan)
+	if err != nil || !strings.HasPrefix(d, decisionAbort) {
+		t.Fatalf("every vote prepared in a stale attempt: decision %q, %v; want abort", d, err)
+	}
+	if d2, err := writeAbort(ctx, cli, k, 1, "again"); err != nil || d2 != d {
+		t.Fatalf("a second decision: %q, %v; want the first, %q", d2, err, d)
+	}
+
+	// A new attempt through publish: the previous one is decided first.
+	if _, err := cli.Put(ctx, k.attempt(), "1"); err != nil {
+		t.Fatal(err)
+	}
+	other := &Plan{Name: "r", Nodes: []PlanNode{{ID: "a", From: "/z"}}}
+	a3, followed, err := publish(ctx, cli, k, other, time.Minute, true)
+	if err != nil || a3 != 2 || followed {
+		t.Fatalf("publish of another plan: %d %v %v", a3, followed, err)
+	}
+	must(t, vote(ctx, cli, k, 2, "a", votePrepared))
+	if d, _, err := tryDecide(ctx, cli, k, 2, other); err != nil || d != decisionCommit {
+		t.Fatalf("every vote prepared: %q, %v; want commit", d, err)
+	}
+	if d, err := writeAbort(ctx, cli, k, 2, "late"); err != nil || d != decisionCommit {
+		t.Fatalf("abort after commit: %q, %v; want commit kept", d, err)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
