@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	clientv3 "go.etcd.io/etcd/client/v3"
 	grpcstatus "google.golang.org/grpc/status"
 
 	"github.com/kvrflow/kvrflow/cluster"
@@ -113,20 +112,6 @@ func (e *etcdFlags) passwordSource(o *stdio) string {
 		return "--etcd-password-file " + e.passwordFile
 	}
 	return "$" + passwordEnv
-}
-
-// connect checks the flags and connects to etcd. A connection that fails
-// is an error naming the endpoints and the cause (see etcdError).
-func (e *etcdFlags) connect(ctx context.Context, o *stdio) (*clientv3.Client, error) {
-	cfg, err := e.config(o)
-	if err != nil {
-		return nil, err
-	}
-	cli, err := cluster.Connect(ctx, cfg)
-	if err != nil {
-		return nil, etcdError(err, cfg)
-	}
-	return cli, nil
 }
 
 // etcdError names the endpoints in an error that involves etcd (its
