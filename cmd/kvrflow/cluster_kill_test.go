@@ -295,3 +295,86 @@ func TestClusterAgent_AsAServiceHandlesRestoresUntilSIGTERM(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterRestore_CrashAtEachPointThenRunAgain: the crash matrix
+// through the CLI: one agent (n2) or the coordinator dies (SIGKILL, by
+// KVRFLOW_FAULT=POINT:crash) at each named point of the cluster workflow
+// and of the restore it runs, and is run again (an agent only if etcd has
+// no outcome from it; the coordinator with the same plan, which follows
+// the attempt). Afterwards every node is old or every node new, new
+// exactly when etcd's decision is commit, and no journal has a run in
+// flight (the nodes' cleanup). With -short a sample of the points.
+func TestClusterRestore_CrashAtEachPointThenRunAgain(t *testing.T) {
+	ce := newClusterEnv(t, etcdproc.Options{})
+	agentPoints := []string{"restore.precheck.end", "restore.write.begin", "restore.verify.end", "restore.prepared.begin",
+		"cluster.agent.before-vote", "cluster.agent.after-vote", "cluster.agent.decided", "restore.commit.begin",
+		"restore.commit.end", "restore.finish.begin", "restore.finish.end", "cluster.agent.before-outcome"}
+	coordPoints := []string{"cluster.coordinator.published", "cluster.coordinator.decided"}
+	if testing.Short() {
+		agentPoints = []string{"restore.write.begin", "cluster.agent.after-vote", "restore.commit.end", "cluster.agent.before-outcome"}
+		coordPoints = coordPoints[:1]
+	}
+	type tally struct{ old, new int }
+	var got tally
+	run := func(t *testing.T, who, point string) {
+		nodes := newNodes(t, t.TempDir(), 3)
+		name := strings.NewReplacer(".", "-").Replace(who + "-" + point)
+		plan := writePlan(t, name, nodes, nil)
+		crash := []string{"KVRFLOW_FAULT=" + point + ":crash"}
+		coordArgs := append([]string{"cluster", "restore", "--json", "--plan", plan, "--prepare-timeout", "60s"}, ce.args...)
+		var agents []*child
+		var coord *child
+		if who == "agent" {
+			coord = startChild(t, ce.env, coordArgs...)
+			agents = append(agents, ce.agent(t, nodes[0]), startChild(t, append(crash, ce.env...),
+				append([]string{"cluster", "agent", "--once", "--json", "--node", "n2", "--db", nodes[1].db}, ce.args...)...), ce.agent(t, nodes[2]))
+			r := agents[1].wait(t)
+			if r.signal != syscall.SIGKILL {
+				t.Fatalf("agent n2 did not die at %s: %s", point, r)
+			}
+			if d, _ := ce.statusOf(t, name); nodeReport(d.Nodes, "n2").Outcome != "" {
+				agents[1] = nil // it recorded its outcome: done
+			} else {
+				agents[1] = ce.agent(t, nodes[1])
+			}
+		} else {
+			agents = ce.agents(t, nodes)
+			r := startChild(t, append(crash, ce.env...), coordArgs...).wait(t)
+			if r.signal != syscall.SIGKILL {
+				t.Fatalf("the coordinator did not die at %s: %s", point, r)
+			}
+			coord = startChild(t, ce.env, coordArgs...)
+		}
+		for i, a := range agents {
+			if a == nil {
+				continue
+			}
+			if r := a.wait(t); r.code != exitOK && r.code != exitRolledBack {
+				t.Fatalf("agent %s after the crash at %s: %s", nodes[i].id, point, r)
+			}
+		}
+		cr := coord.wait(t)
+		s, _ := ce.statusOf(t, name)
+		want := map[string]string{"commit": "new", "abort": "old"}[s.Decision]
+		if want == "" {
+			t.Fatalf("%s crash at %s: no decision; coordinator: %s", who, point, cr)
+		}
+		if wantCode := map[string]int{"new": exitOK, "old": exitRolledBack}[want]; cr.code != wantCode {
+			t.Errorf("coordinator: want exit %d (decision %s), got %s", wantCode, s.Decision, cr)
+		}
+		allHold(t, nodes, want)
+		if want == "new" {
+			got.new++
+		} else {
+			got.old++
+		}
+		t.Logf("%s killed at %s: decision %s, every node %s", who, point, s.Decision, want)
+	}
+	for _, p := range agentPoints {
+		t.Run("agent "+p, func(t *testing.T) { run(t, "agent", p) })
+	}
+	for _, p := range coordPoints {
+		t.Run("coordinator "+p, func(t *testing.T) { run(t, "coordinator", p) })
+	}
+	t.Logf("%d crash points: all-old %d, all-new %d, mixed 0", len(agentPoints)+len(coordPoints), got.old, got.new)
+}

@@ -23,7 +23,9 @@ is written to etcd, once, and every node swaps in its new database; if any
 node votes abort (bad source, no space, a db or source its agent refuses), or
 --prepare-timeout passes first, abort is written and every node keeps its old
 database. The decision is etcd's, not this process's: killed, it can be run
-again, or 'kvrflow cluster status' asked.
+again (with the same plan it follows the attempt it published, restoring
+nothing twice; --new-attempt starts another), or 'kvrflow cluster status'
+asked.
 
 PLAN.json: {"name": "NAME", "nodes": [{"id": "n1", "from": "/backups/n1",
 "db": "/var/lib/kvrocks/db", "mode": "auto"}, ...]}; db is optional (checked
@@ -40,15 +42,18 @@ published); 5 no outcome in time (the state is in etcd: run again, or ask
 type clusterRestoreCmd struct {
 	common
 	etcd           etcdFlags
-	plan           string
+	plan, fault    string
 	prepareTimeout time.Duration
+	newAttempt     bool
 }
 
 func (c *clusterRestoreCmd) flags(fs *flag.FlagSet) {
 	c.define(fs, false)
 	c.etcd.define(fs)
 	fs.StringVar(&c.plan, "plan", "", "the plan `FILE` (JSON: name, nodes with id, from, optional db and mode) (required)")
-	fs.DurationVar(&c.prepareTimeout, "prepare-timeout", 10*time.Minute, "abort if not every node has voted prepared within `D`; any participant may then write abort")
+	fs.DurationVar(&c.prepareTimeout, "prepare-timeout", cluster.DefaultPrepareTimeout, "abort if not every node has voted prepared within `D`; any participant may then write abort")
+	fs.BoolVar(&c.newAttempt, "new-attempt", false, "publish a new attempt even when the current attempt of NAME has the same plan (by default a second run follows that attempt and reports its outcome, restoring nothing twice)")
+	fs.StringVar(&c.fault, "fault", "", "fault `SPEC` for testing, POINT:ACTION[@N],... (default $KVRFLOW_FAULT; see kvrflow faults)")
 }
 
 func (c *clusterRestoreCmd) run(ctx context.Context, o *stdio, args []string) (document, error) {
@@ -65,10 +70,11 @@ func (c *clusterRestoreCmd) run(ctx context.Context, o *stdio, args []string) (d
 	if err != nil {
 		return nil, err
 	}
-	log, err := c.logger(o)
+	faults, log, report, err := c.faultsAndLogger(o, c.fault)
 	if err != nil {
 		return nil, err
 	}
+	defer report()
 	cfg, err := c.etcd.config(o)
 	if err != nil {
 		return nil, err
@@ -78,7 +84,8 @@ func (c *clusterRestoreCmd) run(ctx context.Context, o *stdio, args []string) (d
 		return nil, etcdError(err, cfg)
 	}
 	defer cli.Close()
-	rep, err := cluster.Coordinate(ctx, cli, cfg.Prefix, plan, cluster.CoordinateOptions{PrepareTimeout: c.prepareTimeout, Log: *log})
+	rep, err := cluster.Coordinate(ctx, cli, cfg.Prefix, plan, cluster.CoordinateOptions{PrepareTimeout: c.prepareTimeout,
+		NewAttempt: c.newAttempt, Faults: faults, Log: *log})
 	err = etcdError(err, cfg)
 	if err != nil && errors.Is(err, cluster.ErrUndecided) {
 		err = fmt.Errorf("%w; the state is in etcd: run again, or 'kvrflow cluster status --etcd %s %s'", err, c.etcd.endpoints, plan.Name)
