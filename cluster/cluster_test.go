@@ -59,12 +59,15 @@ func (sc scenario) run(t *testing.T, cli *clientv3.Client, c *tally) string {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var problems []string
+	var fired atomic.Int32 // crashes that happened (a point may not be on this case's path)
+	defer func() { c.crashes(int(fired.Load())) }()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		o := cluster.CoordinateOptions{PrepareTimeout: 40 * time.Second, Wait: 80 * time.Second, Faults: crashSet(t, sc.coordSpec)}
 		_, crash, err := runCoordinator(ctx, cli, prefix, plan, o)
 		if crash != "" {
+			fired.Add(1)
 			o.Faults = nil
 			_, _, err = runCoordinator(ctx, cli, prefix, plan, o)
 		}
@@ -88,6 +91,9 @@ func (sc scenario) run(t *testing.T, cli *clientv3.Client, c *tally) string {
 			var res result
 			for k, spec := range specs {
 				res = runAgent(ctx, cli, prefix, nd, crashSet(t, spec))
+				if res.crash != "" {
+					fired.Add(1)
+				}
 				if res.crash == "" || k == len(specs)-1 {
 					break
 				}

@@ -146,10 +146,23 @@ func runCoordinator(ctx context.Context, cli *clientv3.Client, prefix string, pl
 type tally struct {
 	mu                   sync.Mutex
 	total, old, new, mix int
+	crashed, twice       int // cases in which a crash happened; two
 }
 
 func (c *tally) String() string {
-	return fmt.Sprintf("%d cases: %d all-old, %d all-new, %d mixed", c.total, c.old, c.new, c.mix)
+	return fmt.Sprintf("%d cases (%d with a crash, %d with two): %d all-old, %d all-new, %d mixed", c.total, c.crashed, c.twice, c.old, c.new, c.mix)
+}
+
+// crashes counts a case's crashes.
+func (c *tally) crashes(n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n > 0 {
+		c.crashed++
+	}
+	if n > 1 {
+		c.twice++
+	}
 }
 
 // check asserts every node old or every node new, new exactly when etcd's
