@@ -154,17 +154,22 @@ func (a *agent) recoverLocal(ctx context.Context) error {
 	done, err := kvrflow.Recover(ctx, opts)
 	for _, r := range done {
 		if tag, ok := tags[r.Run.ID]; ok && !r.Run.InFlight() {
+			k, att, _, aerr := a.attemptOf(ctx, tag)
+			if aerr != nil {
+				// Not this etcd's attempt (or etcd did not answer): its
+				// keys are not this run's to write.
+				a.o.Log.Warn().Err(aerr).Uint64("run", r.Run.ID).Msg("outcome not recorded in etcd")
+				continue
+			}
 			if r.Run.Outcome == outcomeRolledBack {
 				// Interrupted before its vote, or decided abort: either
 				// way the attempt can only be abort now.
-				if name, att, ok := ParseTag(tag); ok {
-					a.voteAbort(ctx, keysOf(a.prefix, name), att, "this node's run was interrupted and rolled back: "+r.Decision)
-				}
+				a.voteAbort(ctx, k, att, "this node's run was interrupted and rolled back: "+r.Decision)
 			}
 			if err := a.hit(PointBeforeOutcome); err != nil {
 				return err
 			}
-			a.putOutcome(ctx, tag, r.Run.Outcome)
+			a.putOutcome(ctx, k, att, r.Run.Outcome)
 			a.resolved[tag] = true
 		}
 	}
@@ -177,26 +182,48 @@ func (a *agent) recoverLocal(ctx context.Context) error {
 	return nil
 }
 
+// attemptOf returns the keys, attempt number and published record of the
+// attempt a run's tag names, checking that this etcd's attempt is that
+// one (the same id); otherwise the error matches ErrUndecided.
+func (a *agent) attemptOf(ctx context.Context, tag string) (keys, int64, *attemptRecord, error) {
+	name, att, id, ok := ParseTag(tag)
+	if !ok {
+		return keys{}, 0, nil, fmt.Errorf("%w: %q is not a cluster restore attempt's tag", ErrUndecided, tag)
+	}
+	k := keysOf(a.prefix, name)
+	rctx, cancel := a.rpc(ctx)
+	rec, err := loadAttempt(rctx, a.cli, k, att)
+	cancel()
+	if err != nil {
+		return k, att, nil, undecided(err)
+	}
+	if rec.ID != id {
+		return k, att, nil, fmt.Errorf("%w: the run belongs to attempt %d of %s with id %s, but this etcd (prefix %s) holds attempt %d with id %s: another etcd, another prefix, or etcd was reset; decide with kvrflow recover --decision",
+			ErrUndecided, att, name, id, a.prefix, att, rec.ID)
+	}
+	return k, att, rec, nil
+}
+
 // decider decides a prepared run of the node from etcd: the decision of
 // its attempt; with none yet, the node votes prepared (if its attempt is
 // still current; else it decides abort) and waits for the decision, up to
 // the attempt's prepare timeout, then decides abort. An etcd that does not
-// answer leaves the run prepared (ErrUndecided).
+// answer, or does not hold the run's attempt, leaves the run prepared
+// (ErrUndecided).
 func (a *agent) decider(tags map[uint64]string) fsm.Decider {
 	return fsm.DeciderFunc(func(ctx context.Context, run uint64, state string) (fsm.Decision, error) {
-		tag := tags[run]
-		name, att, ok := ParseTag(tag)
-		if !ok {
-			return 0, fmt.Errorf("%w: run %d is prepared for %q, not a cluster restore attempt", ErrUndecided, run, tag)
+		k, att, rec, err := a.attemptOf(ctx, tags[run])
+		if err != nil {
+			return 0, err
 		}
-		d, err := a.decide(ctx, name, att, true)
+		d, err := a.decide(ctx, k, att, rec)
 		if err != nil {
 			return 0, undecided(err)
 		}
 		if err := a.hit(PointDecided); err != nil {
 			return 0, undecided(err)
 		}
-		a.o.Log.Info().Uint64("run", run).Str("restore", name).Int64("attempt", att).Str("decision", d).Msg("prepared run decided by etcd")
+		a.o.Log.Info().Uint64("run", run).Str("restore", rec.Plan.Name).Int64("attempt", att).Str("decision", d).Msg("prepared run decided by etcd")
 		if d == decisionCommit {
 			return fsm.Resume, nil
 		}
@@ -204,35 +231,26 @@ func (a *agent) decider(tags map[uint64]string) fsm.Decider {
 	})
 }
 
-// decide returns attempt att's decision word, after voting (prepared,
-// when voteNow) and waiting for it.
-func (a *agent) decide(ctx context.Context, name string, att int64, voteNow bool) (string, error) {
-	k := keysOf(a.prefix, name)
-	rctx, cancel := a.rpc(ctx)
-	rec, err := loadAttempt(rctx, a.cli, k, att)
-	cancel()
-	if err != nil {
-		return "", err
-	}
+// decide returns attempt att's decision word for a node whose run is
+// prepared: it votes prepared (again, if it did before) and waits.
+func (a *agent) decide(ctx context.Context, k keys, att int64, rec *attemptRecord) (string, error) {
 	deadline := time.Now().Add(rec.PrepareTimeout)
-	if voteNow {
+	rctx, cancel := a.rpc(ctx)
+	err := vote(rctx, a.cli, k, att, a.o.Node, votePrepared)
+	cancel()
+	switch {
+	case err == nil, errors.Is(err, errDecided):
+	case errors.Is(err, ErrStale):
+		// Not the current attempt (or this node voted abort before):
+		// an undecided attempt is decided abort, which is safe.
 		rctx, cancel := a.rpc(ctx)
-		err := vote(rctx, a.cli, k, att, a.o.Node, votePrepared)
+		_, err := writeAbort(rctx, a.cli, k, att, err.Error())
 		cancel()
-		switch {
-		case err == nil, errors.Is(err, errDecided):
-		case errors.Is(err, ErrStale):
-			// Not the current attempt (or this node voted abort before):
-			// an undecided attempt is decided abort, which is safe.
-			rctx, cancel := a.rpc(ctx)
-			_, err := writeAbort(rctx, a.cli, k, att, err.Error())
-			cancel()
-			if err != nil {
-				return "", err
-			}
-		default:
+		if err != nil {
 			return "", err
 		}
+	default:
+		return "", err
 	}
 	d, err := waitDecision(ctx, a.cli, k, att, &rec.Plan, deadline, false)
 	if err != nil {
@@ -242,18 +260,13 @@ func (a *agent) decide(ctx context.Context, name string, att int64, voteNow bool
 	return w, nil
 }
 
-// putOutcome records the node's outcome of the attempt tag names. It is
-// a report, not part of the decision: a failure is logged.
-func (a *agent) putOutcome(ctx context.Context, tag, outcome string) {
-	name, att, ok := ParseTag(tag)
-	if !ok {
-		return
-	}
-	k := keysOf(a.prefix, name)
+// putOutcome records the node's outcome of attempt att. It is a report,
+// not part of the decision: a failure is logged.
+func (a *agent) putOutcome(ctx context.Context, k keys, att int64, outcome string) {
 	rctx, cancel := a.rpc(ctx)
 	defer cancel()
 	if _, err := a.cli.Put(rctx, k.outcome(att, a.o.Node), outcome); err != nil {
-		a.o.Log.Warn().Err(err).Str("restore", name).Int64("attempt", att).Msg("outcome not recorded in etcd")
+		a.o.Log.Warn().Err(err).Str("key", k.outcome(att, a.o.Node)).Msg("outcome not recorded in etcd")
 	}
 }
 
@@ -328,13 +341,13 @@ func allowed(source, prefix string) bool {
 // its outcome there.
 func (a *agent) handle(ctx context.Context, name string, att int64) (*NodeReport, error) {
 	k := keysOf(a.prefix, name)
-	tag := Tag(name, att)
 	rctx, cancel := a.rpc(ctx)
 	rep, rec, _, err := readReport(rctx, a.cli, k, name, att)
 	cancel()
 	if err != nil {
 		return nil, undecided(err)
 	}
+	tag := Tag(name, att, rec.ID)
 	entry, ok := rec.Plan.Node(a.o.Node)
 	if !ok {
 		return nil, nil
@@ -357,7 +370,7 @@ func (a *agent) handle(ctx context.Context, name string, att int64) (*NodeReport
 		if err := a.hit(PointBeforeOutcome); err != nil {
 			return nil, err
 		}
-		a.putOutcome(ctx, tag, outcome)
+		a.putOutcome(ctx, k, att, outcome)
 		rctx, cancel := a.rpc(ctx)
 		defer cancel()
 		if r, _, _, rerr := readReport(rctx, a.cli, k, name, att); rerr == nil {

@@ -14,6 +14,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/kvrflow/kvrflow"
 	"github.com/kvrflow/kvrflow/cluster"
 	"github.com/kvrflow/kvrflow/internal/etcdtest"
 )
@@ -222,6 +223,40 @@ func TestAgent_ServesOneRestoreAfterAnother(t *testing.T) {
 	for _, n := range nodes {
 		if s := n.state(t); s != "new" {
 			t.Errorf("node %s: %s", n.id, s)
+		}
+	}
+}
+
+// TestCluster_SameNameElsewhereIsAnotherAttempt: attempt 1 of a restore
+// named "same" under one prefix, then under another (as after an etcd
+// reset): the nodes' journals hold a run of "same" attempt 1 already, yet
+// each node restores again and votes; its runs are told apart by the
+// attempt's id.
+func TestCluster_SameNameElsewhereIsAnotherAttempt(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	nodes := newNodes(t, 2)
+	for _, prefix := range []string{"/a/", "/b/"} {
+		var wg sync.WaitGroup
+		for _, n := range nodes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if res := runAgent(context.Background(), cli, prefix, n, nil); res.err != nil {
+					t.Errorf("%s agent %s: %v", prefix, n.id, res.err)
+				}
+			}()
+		}
+		rep, err := cluster.Coordinate(context.Background(), cli, prefix, planOf("same", nodes), cluster.CoordinateOptions{PrepareTimeout: 20 * time.Second})
+		wg.Wait()
+		if err != nil || rep.Outcome != cluster.Committed {
+			t.Fatalf("%s: %+v, %v", prefix, rep, err)
+		}
+	}
+	for _, n := range nodes {
+		runs, err := kvrflow.PreparedRuns(kvrflow.Options{DB: n.db})
+		if err != nil || len(runs) != 0 {
+			t.Errorf("node %s: %v %v", n.id, runs, err)
 		}
 	}
 }

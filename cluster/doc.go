@@ -21,7 +21,14 @@
 //
 // # Caveats
 //
-// Leases and wall-clock timeouts only ever lead to abort, which is safe
-// before a decision: no correctness depends on them. The database path is
-// the agent's own (AgentOptions.DB), never read from etcd.
+// Leases are not used; wall-clock timeouts only ever lead to abort, which
+// is safe before a decision: no correctness depends on them. The database
+// path is the agent's own (AgentOptions.DB), never read from etcd.
+//
+// The commit Txn compares every node's vote: etcd refuses a Txn of more
+// than --max-txn-ops (default 128) compares, so a plan of more than 126
+// nodes needs that etcd option raised. Every waiting agent watches its
+// attempt's keys: O(N²) watch events per restore (DESIGN.md, Cost at
+// scale). An etcd restored from a snapshot older than a decision is
+// etcd lost, not etcd back: see DESIGN.md before running agents on it.
 package cluster

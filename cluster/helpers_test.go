@@ -14,9 +14,9 @@ import (
 
 	"github.com/kvrflow/kvrflow"
 	"github.com/kvrflow/kvrflow/cluster"
+	"github.com/kvrflow/kvrflow/internal/check"
 	"github.com/kvrflow/kvrflow/internal/etcdtest"
 	"github.com/kvrflow/kvrflow/internal/fault"
-	"github.com/kvrflow/kvrflow/internal/check"
 	"github.com/kvrflow/kvrflow/internal/testutil"
 	"github.com/kvrflow/kvrflow/steps"
 )
@@ -221,5 +221,3 @@ func noPrepared(t testing.TB, nodes []*node, what string) {
 		}
 	}
 }
-
-

@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -66,6 +68,9 @@ func splitValue(v string) (word, reason string) {
 
 // attemptRecord is what the coordinator publishes at ATTEMPT/plan.
 type attemptRecord struct {
+	// ID tells this attempt from any other of the same name and number
+	// (see Tag).
+	ID             string        `json:"id"`
 	Plan           Plan          `json:"plan"`
 	PrepareTimeout time.Duration `json:"prepare_timeout_ns"`
 	Published      time.Time     `json:"published"`
@@ -76,6 +81,9 @@ func parseAttemptRecord(b []byte) (*attemptRecord, error) {
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("%w: published plan: %w", ErrBadPlan, err)
 	}
+	if r.ID == "" {
+		return nil, fmt.Errorf("%w: published plan has no attempt id", ErrBadPlan)
+	}
 	if err := r.Plan.Check(); err != nil {
 		return nil, err
 	}
@@ -83,18 +91,31 @@ func parseAttemptRecord(b []byte) (*attemptRecord, error) {
 }
 
 // Tag is what a node's run is journaled with (kvrflow.Options.Prepare):
-// NAME/ATTEMPT.
-func Tag(name string, attempt int64) string { return name + "/" + strconv.FormatInt(attempt, 10) }
+// NAME/ATTEMPT/ID, where ID is the attempt's random id (attemptRecord.ID):
+// an attempt of the same name and number in another etcd, under another
+// prefix, or after etcd was reset, is another attempt.
+func Tag(name string, attempt int64, id string) string {
+	return name + "/" + strconv.FormatInt(attempt, 10) + "/" + id
+}
 
 // ParseTag splits a Tag.
-func ParseTag(tag string) (name string, attempt int64, ok bool) {
-	i := strings.LastIndexByte(tag, '/')
-	if i <= 0 {
-		return "", 0, false
+func ParseTag(tag string) (name string, attempt int64, id string, ok bool) {
+	parts := strings.Split(tag, "/")
+	if len(parts) != 3 || parts[0] == "" || parts[2] == "" {
+		return "", 0, "", false
 	}
-	a, err := strconv.ParseInt(tag[i+1:], 10, 64)
+	a, err := strconv.ParseInt(parts[1], 10, 64)
 	if err != nil || a <= 0 {
-		return "", 0, false
+		return "", 0, "", false
 	}
-	return tag[:i], a, true
+	return parts[0], a, parts[2], true
+}
+
+// newAttemptID returns a random attempt id (128 bits, hex).
+func newAttemptID() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b[:]), nil
 }

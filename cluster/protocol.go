@@ -72,7 +72,11 @@ func publish(ctx context.Context, cli *clientv3.Client, k keys, plan *Plan, time
 			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(k.decision(a)), ">", 0))
 		}
 		next := a + 1
-		rec, err := json.Marshal(attemptRecord{Plan: *plan, PrepareTimeout: timeout, Published: time.Now().UTC()})
+		id, err := newAttemptID()
+		if err != nil {
+			return 0, false, err
+		}
+		rec, err := json.Marshal(attemptRecord{ID: id, Plan: *plan, PrepareTimeout: timeout, Published: time.Now().UTC()})
 		if err != nil {
 			return 0, false, err
 		}
