@@ -120,8 +120,8 @@ func (c *clusterAgentCmd) run(ctx context.Context, o *stdio, args []string) (doc
 	}
 	rep, err := cluster.Agent(ctx, cli, cfg.Prefix, opts)
 	err = c.undecidedHint(etcdError(err, cfg))
-	if !c.once && errors.Is(err, context.Canceled) {
-		err = nil // SIGINT or SIGTERM: the service stops
+	if !c.once && errors.Is(err, context.Canceled) && exitCode(err) != exitInFlight {
+		err = nil // SIGINT or SIGTERM between restores: the service stops
 	}
 	if rep == nil && err != nil {
 		return nil, err
