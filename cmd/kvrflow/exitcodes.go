@@ -29,7 +29,8 @@ const exitCodeHelp = `Exit codes:
   1  the command failed; a failed restore was rolled back: DIR holds the database
      it held before
   2  usage error or bad input (bad flag, bad fault spec, invalid backup, bad path,
-     not enough space): nothing changed
+     not enough space, bad cluster plan, etcd refusing the credentials): nothing
+     changed
   3  DIR or its journal is in use by another process
   4  the journal is unreadable or inconsistent, or DIR contradicts it, or another
      journal has a run in flight on DIR: kvrflow stops and changes nothing more
