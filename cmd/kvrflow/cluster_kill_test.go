@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -169,7 +170,7 @@ func TestClusterRestore_EtcdKilledMidProtocol(t *testing.T) {
 		ce.etcd.Kill()
 		time.Sleep(300 * time.Millisecond)
 		must(t, ce.etcd.Restart())
-		cr := ce.supervise(t, nodes, agents, coord, plan)
+		cr := ce.supervise(t, nodes, agents, coord, plan, name)
 		s, _ := ce.statusOf(t, name)
 		want := map[string]string{"commit": "new", "abort": "old"}[s.Decision]
 		if want == "" {
@@ -184,11 +185,12 @@ func TestClusterRestore_EtcdKilledMidProtocol(t *testing.T) {
 // agent and the coordinator that ended without one (exit 5: etcd did not
 // answer in time; or any other code while etcd was away), at most 5 times
 // each, and returns the coordinator's last result.
-func (ce *clusterEnv) supervise(t *testing.T, nodes []*cnode, agents []*child, coord *child, plan string) result {
+func (ce *clusterEnv) supervise(t *testing.T, nodes []*cnode, agents []*child, coord *child, plan, name string) result {
 	t.Helper()
 	tries := map[*cnode]int{}
 	coordTries := 0
 	var cr result
+	var lastCheck time.Time
 	for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		pending := 0
 		for i, a := range agents {
@@ -231,8 +233,31 @@ func (ce *clusterEnv) supervise(t *testing.T, nodes []*cnode, agents []*child, c
 		if pending == 0 && coord == nil {
 			return cr
 		}
+		if pending == 0 && time.Since(lastCheck) > time.Second {
+			// Every agent ended, the coordinator waits: an agent that
+			// could not record its outcome while etcd was away is run
+			// again, as cluster status advises (it records the outcome
+			// its journal holds).
+			lastCheck = time.Now()
+			if d, r := ce.statusOf(t, name); r.code == exitOK && d.Decision != "" {
+				for i, c := range nodes {
+					if nodeReport(d.Nodes, c.id).Outcome == "" && tries[c] < 5 {
+						t.Logf("node %s has no outcome in etcd after its agent ended: running it again", c.id)
+						tries[c]++
+						agents[i] = ce.agent(t, c)
+					}
+				}
+			}
+		}
 	}
-	t.Fatal("agents or coordinator still running after 3 minutes")
+	var still []string
+	for _, a := range append(agents, coord) {
+		if a != nil {
+			a.kill() // first: its output is then read without a race
+			still = append(still, fmt.Sprintf("%s\nstderr (last 4 KiB):\n%s", strings.Join(a.cmd.Args[1:], " "), tail(a.stderr.Bytes(), 4<<10)))
+		}
+	}
+	t.Fatalf("still running after 3 minutes:\n%s", strings.Join(still, "\n\n"))
 	return cr
 }
 

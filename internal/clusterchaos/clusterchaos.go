@@ -340,6 +340,24 @@ func (h *Harness) run(ctx context.Context, iter int, v victim) (Iteration, error
 			failures = append(failures, err.Error())
 		}
 	}
+	// An agent that could not record its outcome (etcd away at that
+	// moment) ended without it; run again, it records what its journal
+	// holds (cluster status advises the same).
+	if rep, err := h.status(ctx, name); err == nil && rep.Decision != "" {
+		for i, n := range h.nodes {
+			for _, nr := range rep.Nodes {
+				if nr.ID == n.ID && nr.Outcome == "" {
+					p, err := h.agent(ctx, n)
+					if err != nil {
+						return it, err
+					}
+					if err := h.finishAgent(ctx, h.nodes[i], p, limit); err != nil {
+						failures = append(failures, err.Error())
+					}
+				}
+			}
+		}
+	}
 	if coord != nil {
 		if err := coord.wait(limit); err != nil {
 			failures = append(failures, err.Error())
