@@ -52,7 +52,7 @@ func Coordinate(ctx context.Context, cli *clientv3.Client, prefix string, plan *
 	}
 	wctx, cancel := context.WithTimeout(ctx, o.Wait)
 	defer cancel()
-	d, err := waitDecision(wctx, cli, k, a, plan, deadline, true)
+	d, err := waitAll(wctx, cli, k, a, plan, deadline, true)
 	if err != nil {
 		return report(ctx, cli, k, plan.Name, a, fmt.Errorf("attempt %d: no decision: %w", a, err))
 	}

@@ -13,6 +13,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/kvrflow/kvrflow"
+	"github.com/kvrflow/kvrflow/audit"
 	"github.com/kvrflow/kvrflow/cluster"
 	"github.com/kvrflow/kvrflow/internal/check"
 	"github.com/kvrflow/kvrflow/internal/etcdtest"
@@ -58,6 +59,11 @@ func newNodes(t testing.TB, n int) []*node {
 			}
 			if err := check.Journal(l.Journal()); err != nil {
 				t.Errorf("node %s: %v", nd.id, err)
+			}
+			// And every transition one of the restore workflow's (audit
+			// replays prepared and the cluster's tags).
+			if v, err := audit.Verify(l.Journal(), nil); err != nil || !v.OK() {
+				t.Errorf("node %s: journal verify: %+v, %v", nd.id, v, err)
 			}
 		})
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+
+	"github.com/kvrflow/kvrflow/steps"
 )
 
 // Plan is a cluster restore: its name and each node's part. It is what
@@ -83,4 +85,10 @@ func (p *Plan) Node(id string) (PlanNode, bool) {
 		}
 	}
 	return PlanNode{}, false
+}
+
+// modeOf is a plan's mode as steps knows it ("" if not one).
+func modeOf(s string) steps.Mode {
+	m, _ := steps.ParseMode(s)
+	return m
 }

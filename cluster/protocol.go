@@ -173,20 +173,20 @@ func writeAbort(ctx context.Context, cli *clientv3.Client, k keys, a int64, reas
 // current attempt, and that each node's vote key holds exactly
 // "prepared": the decision can only be commit if every vote is.
 func tryDecide(ctx context.Context, cli *clientv3.Client, k keys, a int64, plan *Plan) (string, int64, error) {
-	resp, err := cli.Get(ctx, k.att(a), clientv3.WithPrefix())
+	// The decision and the votes at one revision (a read-only Txn), not
+	// the plan: at 1,000 nodes the plan is ~150 KB and this read is done
+	// on every wake-up.
+	resp, err := cli.Txn(ctx).Then(clientv3.OpGet(k.decision(a)), clientv3.OpGet(k.votes(a), clientv3.WithPrefix())).Commit()
 	if err != nil {
 		return "", 0, fmt.Errorf("etcd get %s: %w", k.att(a), err)
 	}
 	rev := resp.Header.Revision
+	if d := resp.Responses[0].GetResponseRange().Kvs; len(d) > 0 {
+		return string(d[0].Value), rev, nil
+	}
 	votes := map[string]string{}
-	for _, kv := range resp.Kvs {
-		key := string(kv.Key)
-		if key == k.decision(a) {
-			return string(kv.Value), rev, nil
-		}
-		if strings.HasPrefix(key, k.votes(a)) {
-			votes[strings.TrimPrefix(key, k.votes(a))] = string(kv.Value)
-		}
+	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
+		votes[strings.TrimPrefix(string(kv.Key), k.votes(a))] = string(kv.Value)
 	}
 	prepared := 0
 	for _, n := range plan.Nodes {
@@ -228,12 +228,28 @@ func tryDecide(ctx context.Context, cli *clientv3.Client, k keys, a int64, plan 
 	return d, tr.Header.Revision, err
 }
 
-// waitDecision waits for attempt a's decision. It calls tryDecide on
-// every change under the attempt (so whoever sees the last vote writes
-// the decision), and after deadline writes abort. A zero deadline never
-// aborts. ctx bounds the wait. With retry, an etcd that stops answering
-// is waited for (until ctx ends); without, its error is returned.
+// waitDecision waits for attempt a's decision. It calls tryDecide first
+// and then on every change it watches, and after deadline writes abort. A
+// zero deadline never aborts. ctx bounds the wait. With retry, an etcd
+// that stops answering is waited for (until ctx ends); without, its error
+// is returned.
+//
+// The coordinator watches the whole attempt (votes too: every vote wakes
+// it, and it decides when the last one arrives); an agent watches only the
+// decision key. An agent's own tryDecide right after its vote is a
+// linearizable read after its write: the last voter's sees every vote,
+// so it decides; if it crashes first, the coordinator, the voter's
+// recovery or the timeout does. So each vote wakes one process, not N.
 func waitDecision(ctx context.Context, cli *clientv3.Client, k keys, a int64, plan *Plan, deadline time.Time, retry bool) (string, error) {
+	return waitDecisionOn(ctx, cli, k, a, plan, deadline, retry, k.decision(a))
+}
+
+// waitAll is waitDecision that watches the whole attempt (the coordinator).
+func waitAll(ctx context.Context, cli *clientv3.Client, k keys, a int64, plan *Plan, deadline time.Time, retry bool) (string, error) {
+	return waitDecisionOn(ctx, cli, k, a, plan, deadline, retry, k.att(a))
+}
+
+func waitDecisionOn(ctx context.Context, cli *clientv3.Client, k keys, a int64, plan *Plan, deadline time.Time, retry bool, watched string) (string, error) {
 	pause := 100 * time.Millisecond
 	for {
 		rctx, cancel := context.WithTimeout(ctx, RequestTimeout)
@@ -250,7 +266,7 @@ func waitDecision(ctx context.Context, cli *clientv3.Client, k keys, a int64, pl
 		if err != nil || d != "" {
 			return d, err
 		}
-		if err := waitChange(ctx, cli, k.att(a), rev, deadline); err != nil {
+		if err := waitChange(ctx, cli, watched, rev, deadline); err != nil {
 			return "", err
 		}
 	}
@@ -294,13 +310,17 @@ func readReport(ctx context.Context, cli *clientv3.Client, k keys, name string, 
 	if err != nil {
 		return nil, nil, 0, err
 	}
-	resp, err := cli.Get(ctx, k.att(a), clientv3.WithPrefix())
+	// Votes, outcomes and the decision at one revision; the plan once.
+	resp, err := cli.Txn(ctx).Then(clientv3.OpGet(k.decision(a)), clientv3.OpGet(k.votes(a), clientv3.WithPrefix()),
+		clientv3.OpGet(k.outcomes(a), clientv3.WithPrefix())).Commit()
 	if err != nil {
 		return nil, nil, 0, fmt.Errorf("etcd get %s: %w", k.att(a), err)
 	}
 	vals := map[string]string{}
-	for _, kv := range resp.Kvs {
-		vals[string(kv.Key)] = string(kv.Value)
+	for _, r := range resp.Responses {
+		for _, kv := range r.GetResponseRange().Kvs {
+			vals[string(kv.Key)] = string(kv.Value)
+		}
 	}
 	rep := &Report{Name: name, Attempt: a, Outcome: Undecided}
 	rep.Decision, rep.Reason = splitValue(vals[k.decision(a)])

@@ -34,5 +34,9 @@
 // workflow (restore.write.begin), so workflows may share state names;
 // Aliases keeps older point names working. A state listed in External
 // takes its recovery decision from a Decider (RecoverWith), never from
-// the journal alone: without a decision the run stays in flight.
+// the journal alone: without a decision the run stays in flight. A
+// Decider's Resume is the run's commit: from then on a failing step is
+// retried and leaves the run in flight, as after the commit point, and
+// is never rolled back. ExecuteUntil stops a run on entering a state
+// (a two-phase workflow's prepare-only run stops in its External state).
 package fsm

@@ -104,6 +104,9 @@ func (e *Env) holdLock(path string) error {
 	if e.held[path] {
 		return nil
 	}
+	if id, err := e.FS.FileID(path); err == nil && e.held[fmt.Sprintf("id:%d:%d", id.Dev, id.Ino)] {
+		return nil
+	}
 	l, err := e.FS.Lock(path)
 	if errors.Is(err, fsx.ErrLockHeld) {
 		return fmt.Errorf("%w: %s is held by another process: %w", ErrInUse, path, err)

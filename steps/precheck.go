@@ -453,7 +453,13 @@ func (e *Env) LockForRecovery() error {
 			if e.held == nil {
 				e.held = map[string]bool{}
 			}
-			e.held[filepath.Join(d, "LOCK")] = true
+			lock := filepath.Join(d, "LOCK")
+			e.held[lock] = true
+			// By identity too: a resumed Commit may find this LOCK under
+			// another name once it has undone its plan.
+			if id, err := e.FS.FileID(lock); err == nil {
+				e.held[fmt.Sprintf("id:%d:%d", id.Dev, id.Ino)] = true
+			}
 		}
 	}
 	e.dbLock = held

@@ -155,7 +155,7 @@ type Env struct {
 	src    *Source         // loaded by Precheck
 	mode   Mode            // resolved by Precheck
 	dbLock io.Closer       // held from Precheck to the end of the run
-	held   map[string]bool // the LOCK files LockForRecovery holds in dbLock
+	held   map[string]bool // the LOCK files LockForRecovery holds in dbLock, by path and by "id:DEV:INO"
 	// linkFallback is set when a hard link failed with EPERM or EXDEV in
 	// ModeAuto: the remaining linkable files are copied.
 	linkFallback atomic.Pointer[string]

@@ -36,9 +36,10 @@ const exitCodeHelp = `Exit codes:
      journal has a run in flight on DIR: kvrflow stops and changes nothing more
      (a run it was finishing stays in flight until an operator resolves it)
   5  a step and its rollback (or a step after the commit point) kept failing: the
-     run is left in flight in the journal; 'kvrflow recover --db DIR' finishes it;
-     cluster: no decision in time, or etcd unreachable with a run prepared (the
-     state is in etcd: run the command again)
+     run is left in flight in the journal; 'kvrflow recover --db DIR' finishes it.
+     Or a cluster node's run is prepared and etcd has not decided it (or does not
+     answer): it stays prepared; the cluster agent finishes it as etcd decides;
+     cluster restore: no outcome in its time (the state is in etcd: run it again)
   130  a second SIGINT or SIGTERM stopped the process at once (the first rolls
      back): a run may be left in flight; 'kvrflow recover --db DIR' finishes it`
 
