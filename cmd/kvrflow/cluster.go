@@ -2,16 +2,20 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	grpcstatus "google.golang.org/grpc/status"
 
 	"github.com/kvrflow/kvrflow/cluster"
@@ -132,6 +136,12 @@ func etcdError(err error, cfg cluster.Config) error {
 	if fromEtcd && !strings.Contains(msg, where) && !strings.Contains(msg, cfg.Endpoints[0]) {
 		err = fmt.Errorf("etcd %s: %w", where, err)
 	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		// gRPC says only that time ran out: say why, if a dial tells.
+		if cause := probe(cfg); cause != "" {
+			err = fmt.Errorf("%w (%s)", err, cause)
+		}
+	}
 	if isAuthError(err) {
 		return refusedError{err, authHint(err, cfg)}
 	}
@@ -164,6 +174,39 @@ type refusedError struct {
 
 func (e refusedError) Error() string   { return e.err.Error() + " (" + e.hint + ")" }
 func (e refusedError) Unwrap() []error { return []error{errEtcdRefused, e.err} }
+
+// probe dials the first endpoint as the client would, TCP then (with
+// TLS on) a TLS handshake with the flags' files, and returns why that
+// fails: "connection refused", "x509: certificate signed by unknown
+// authority", ...; "" if it connects.
+func probe(cfg cluster.Config) string {
+	ep := cfg.Endpoints[0]
+	host := ep
+	if u, err := url.Parse(ep); err == nil && u.Host != "" {
+		host = u.Host
+	}
+	conn, err := net.DialTimeout("tcp", host, 2*time.Second)
+	if err != nil {
+		return err.Error()
+	}
+	defer conn.Close()
+	if cfg.CACert == "" && cfg.Cert == "" && !strings.HasPrefix(ep, "https://") {
+		return ""
+	}
+	tc, err := (transport.TLSInfo{CertFile: cfg.Cert, KeyFile: cfg.Key, TrustedCAFile: cfg.CACert}).ClientConfig()
+	if err != nil {
+		return err.Error()
+	}
+	if name, _, err := net.SplitHostPort(host); err == nil {
+		tc.ServerName = name
+	}
+	tconn := tls.Client(conn, tc)
+	_ = tconn.SetDeadline(time.Now().Add(2 * time.Second))
+	if err := tconn.Handshake(); err != nil {
+		return "TLS handshake: " + err.Error()
+	}
+	return ""
+}
 
 // authErrors are etcd's answers to a client it does not admit, or admits
 // but does not permit: bad input, not a passing failure.

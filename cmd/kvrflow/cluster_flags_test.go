@@ -50,9 +50,18 @@ func TestEtcdError_RefusedCredentialsAreBadInput(t *testing.T) {
 	if err := ask(withUser(etcdproc.User, s.Password), "/kvrflow/x"); err != nil {
 		t.Fatalf("the right password: %v", err)
 	}
+	// gRPC says only "context deadline exceeded"; the error says why.
+	other, err := etcdproc.GenerateCerts(t.TempDir())
+	must(t, err)
+	wrongCA := withUser(etcdproc.User, s.Password)
+	wrongCA.CACert = other.CA
+	if err := ask(wrongCA, "/kvrflow/x"); err == nil || !strings.Contains(err.Error(), "x509") || !strings.Contains(err.Error(), s.Endpoint) {
+		t.Errorf("a CA that did not sign etcd's certificate: want an error naming %s and the x509 cause, got %v", s.Endpoint, err)
+	}
 	s.Stop()
-	if err := ask(withUser(etcdproc.User, s.Password), "/kvrflow/x"); err == nil || exitCode(err) == exitUsage {
-		t.Errorf("etcd stopped: want an error that is not bad input, got %v (exit %d)", err, exitCode(err))
+	err = ask(withUser(etcdproc.User, s.Password), "/kvrflow/x")
+	if err == nil || exitCode(err) == exitUsage || !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("etcd stopped: want an error saying connection refused, not bad input; got %v (exit %d)", err, exitCode(err))
 	}
 }
 
