@@ -82,10 +82,11 @@ func exitCode(err error) int {
 	case errors.Is(err, journal.ErrCorrupt), errors.Is(err, journal.ErrNewerSchema), errors.Is(err, steps.ErrInconsistent),
 		errors.Is(err, steps.ErrForeign), errors.Is(err, errVerifyFailed):
 		return exitJournal
-	case errors.Is(err, fsm.ErrInFlight), errors.Is(err, cluster.ErrUndecided):
+	case errors.Is(err, fsm.ErrInFlight), errors.Is(err, fsm.ErrUndecided), errors.Is(err, cluster.ErrUndecided):
 		// Before bad input: Write finds a corrupt backup after staging
 		// exists, and if the rollback then fails the run is in flight,
-		// not "nothing changed".
+		// not "nothing changed". Undecided: a cluster node's run stays
+		// prepared (cluster.ErrUndecided matches fsm.ErrUndecided).
 		return exitInFlight
 	case errors.Is(err, errUsage), errors.Is(err, fault.ErrBadSpec), errors.Is(err, steps.ErrBadSource),
 		errors.Is(err, steps.ErrBadPath), errors.Is(err, steps.ErrNoSpace), errors.Is(err, steps.ErrBadOption),
