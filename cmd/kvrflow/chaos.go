@@ -16,7 +16,7 @@ import (
 
 var chaosCommand = &command{
 	name:    "chaos",
-	args:    "[--from BACKUP] [--dir SCRATCH] [--iterations N] [--seed S] [--keep] [flags]",
+	args:    "[--from BACKUP | --cluster N --etcd ENDPOINTS] [--dir SCRATCH] [--iterations N] [--seed S] [--keep] [flags]",
 	summary: "self-test: kill restores at random points on a scratch copy, recover, check",
 	about: `An operator's self-test of kvrflow on this machine's storage. In a scratch
 directory it makes an old database and (without --from) a sample backup, then
@@ -40,7 +40,17 @@ not to stderr; --keep keeps it, and the output says where.
 
 It never touches a database it did not create: --dir must be a new or empty
 directory (default: a new temporary directory, removed afterwards, unless
---keep); --from is only read.`,
+--keep); --from is only read.
+
+With --cluster N it tests the cluster restore instead: N local nodes in the
+scratch directory, each with an old database and a backup of its own; each
+iteration runs one 'kvrflow cluster agent --once' per node and a 'kvrflow
+cluster restore' against the etcd of --etcd (and the other --etcd-* flags),
+kills an agent (sometimes twice, again during its recovery) or the
+coordinator at a random moment (SIGKILL), runs it again, and checks that every
+node holds the old database or every node the new one, the new one exactly
+when etcd's decision is commit. It prints each iteration and the counts:
+all-old, all-new, mixed (which must be 0).`,
 	example: "kvrflow chaos --iterations 50 --seed 7 --dir /var/lib/app/chaos",
 	new:     func() runner { return &chaosCmd{} },
 }
@@ -51,6 +61,8 @@ type chaosCmd struct {
 	iterations int
 	seed       uint64
 	keep       bool
+	nodes      int
+	etcd       etcdFlags
 }
 
 func (c *chaosCmd) flags(fs *flag.FlagSet) {
@@ -60,6 +72,8 @@ func (c *chaosCmd) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.iterations, "iterations", 20, "how many restores to kill (`N`)")
 	fs.Uint64Var(&c.seed, "seed", 0, "random `SEED` (default: from the clock; printed, so a run can be repeated)")
 	fs.BoolVar(&c.keep, "keep", false, "keep the scratch directory (and its chaos.log) afterwards; the output says where")
+	fs.IntVar(&c.nodes, "cluster", 0, "test the cluster restore across `N` local nodes instead (needs --etcd)")
+	c.etcd.define(fs)
 }
 
 // chaosDoc is chaos's --json document: the seed, the scratch directory,
@@ -117,6 +131,9 @@ var errChaos = errors.New("chaos: invariant failures")
 func (c *chaosCmd) run(ctx context.Context, o *stdio, args []string) (document, error) {
 	if len(args) > 0 {
 		return nil, usagef("unexpected argument %q", args[0])
+	}
+	if c.nodes != 0 || c.etcd.endpoints != "" {
+		return c.runCluster(ctx, o)
 	}
 	if c.from != "" {
 		if fi, err := os.Stat(c.from); err != nil || !fi.IsDir() {

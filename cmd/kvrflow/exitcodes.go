@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 
+	"github.com/kvrflow/kvrflow/cluster"
 	"github.com/kvrflow/kvrflow/fsm"
 	"github.com/kvrflow/kvrflow/internal/fault"
 	"github.com/kvrflow/kvrflow/journal"
@@ -28,7 +29,8 @@ const exitCodeHelp = `Exit codes:
   1  the command failed; a failed restore was rolled back: DIR holds the database
      it held before
   2  usage error or bad input (bad flag, bad fault spec, invalid backup, bad path,
-     not enough space): nothing changed
+     not enough space, bad cluster plan, etcd refusing the credentials): nothing
+     changed
   3  DIR or its journal is in use by another process
   4  the journal is unreadable or inconsistent, or DIR contradicts it, or another
      journal has a run in flight on DIR: kvrflow stops and changes nothing more
@@ -36,7 +38,8 @@ const exitCodeHelp = `Exit codes:
   5  a step and its rollback (or a step after the commit point) kept failing: the
      run is left in flight in the journal; 'kvrflow recover --db DIR' finishes it.
      Or a cluster node's run is prepared and etcd has not decided it (or does not
-     answer): it stays prepared; the cluster agent finishes it as etcd decides
+     answer): it stays prepared; the cluster agent finishes it as etcd decides;
+     cluster restore: no outcome in its time (the state is in etcd: run it again)
   130  a second SIGINT or SIGTERM stopped the process at once (the first rolls
      back): a run may be left in flight; 'kvrflow recover --db DIR' finishes it`
 
@@ -68,12 +71,18 @@ func exitCode(err error) int {
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.Is(err, errEtcdRefused):
+		return exitUsage
+	case errors.Is(err, cluster.ErrAborted):
+		// A cluster restore aborted: every node kept its old database,
+		// whatever made a node vote abort (a bad source among them).
+		return exitRolledBack
 	case errors.Is(err, steps.ErrInUse), errors.Is(err, journal.ErrLocked):
 		return exitInUse
 	case errors.Is(err, journal.ErrCorrupt), errors.Is(err, journal.ErrNewerSchema), errors.Is(err, steps.ErrInconsistent),
 		errors.Is(err, steps.ErrForeign), errors.Is(err, errVerifyFailed):
 		return exitJournal
-	case errors.Is(err, fsm.ErrInFlight), errors.Is(err, fsm.ErrUndecided):
+	case errors.Is(err, fsm.ErrInFlight), errors.Is(err, fsm.ErrUndecided), errors.Is(err, cluster.ErrUndecided):
 		// Before bad input: Write finds a corrupt backup after staging
 		// exists, and if the rollback then fails the run is in flight,
 		// not "nothing changed". Undecided: a cluster node's run stays
@@ -81,7 +90,8 @@ func exitCode(err error) int {
 		return exitInFlight
 	case errors.Is(err, errUsage), errors.Is(err, fault.ErrBadSpec), errors.Is(err, steps.ErrBadSource),
 		errors.Is(err, steps.ErrBadPath), errors.Is(err, steps.ErrNoSpace), errors.Is(err, steps.ErrBadOption),
-		errors.Is(err, steps.ErrNothingKept):
+		errors.Is(err, steps.ErrNothingKept), errors.Is(err, cluster.ErrBadPlan),
+		errors.Is(err, cluster.ErrNotFound):
 		return exitUsage
 	default:
 		return exitRolledBack

@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/kvrflow/kvrflow/cluster"
 	"github.com/kvrflow/kvrflow/fsm"
 	"github.com/kvrflow/kvrflow/internal/fault"
 	"github.com/kvrflow/kvrflow/journal"
@@ -49,6 +50,12 @@ func TestExitCode_MapsErrorsMostSpecificFirst(t *testing.T) {
 		{"journal not found is not usage by itself", journal.ErrNotFound, 1},
 		{"failed before any run began", fmt.Errorf("open journal: %w", syscall.EIO), 1},
 		{"anything else", fs.ErrPermission, 1},
+		{"cluster aborted", cluster.ErrAborted, 1},
+		{"cluster aborted for a node's bad source", errors.Join(cluster.ErrAborted, steps.ErrBadSource), 1},
+		{"cluster aborted, a node's db in use", errors.Join(cluster.ErrAborted, steps.ErrInUse), 1},
+		{"cluster undecided", fmt.Errorf("etcd: %w", cluster.ErrUndecided), 5},
+		{"etcd refused the client, run undecided", refusedError{fmt.Errorf("%w: %w", cluster.ErrUndecided, errors.New("permission denied")), "hint"}, 2},
+		{"cluster bad plan", fmt.Errorf("--plan p.json: %w: no nodes", cluster.ErrBadPlan), 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := exitCode(tc.err); got != tc.want {

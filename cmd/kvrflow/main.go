@@ -58,7 +58,8 @@ type command struct {
 
 // commands lists every subcommand in the order kvrflow --help shows them.
 var commands = slices.Concat([]*command{backupCommand, restoreCommand, undoCommand, recoverCommand, statusCommand},
-	journalCommands, []*command{quarantineListCommand, quarantinePurgeCommand, faultsCommand, chaosCommand})
+	journalCommands, []*command{quarantineListCommand, quarantinePurgeCommand, faultsCommand, chaosCommand},
+	clusterCommands)
 
 // globalFlags are the flags accepted before or after any command.
 var globalFlags = []string{"json", "log-format", "log-level", "journal"}
@@ -132,7 +133,7 @@ func newRoot(ctx context.Context, o *stdio, code *int) *cobra.Command {
 	}
 
 	groups := map[string]*cobra.Command{}
-	for _, gname := range []string{"journal", "quarantine"} {
+	for _, gname := range []string{"journal", "quarantine", "cluster"} {
 		grp := &cobra.Command{
 			Use:   gname,
 			Short: groupSummary[gname],
@@ -190,6 +191,7 @@ func completionCommand(o *stdio, root *cobra.Command) *cobra.Command {
 var groupSummary = map[string]string{
 	"journal":    "read, check, export and prune kvrflow's journal",
 	"quarantine": "list and purge what kvrflow moved aside instead of deleting",
+	"cluster":    "restore many nodes all-or-nothing, the decision kept in etcd",
 }
 
 // subNames lists a group's subcommands: "list, show, ...".
@@ -296,6 +298,8 @@ Global flags (before or after the command):
 Environment:
   KVRFLOW_FAULT  fault spec for restore, undo, recover and quarantine purge
                  when --fault is not given (testing; see kvrflow faults)
+  KVRFLOW_ETCD_PASSWORD  the etcd user's password for the cluster commands
+                 (or --etcd-password-file; never a flag value)
 
 ` + exitCodeHelp + `{{end}}{{if .HasAvailableSubCommands}}
 

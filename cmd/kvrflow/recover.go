@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 
 	"github.com/kvrflow/kvrflow"
+	"github.com/kvrflow/kvrflow/fsm"
 )
 
 var recoverCommand = &command{
@@ -93,7 +95,11 @@ func (c *recoverCmd) run(ctx context.Context, o *stdio, args []string) (document
 		opts.Decider = kvrflow.Decision(c.decision == "commit")
 	}
 	done, err := kvrflow.Recover(ctx, opts)
-	if err != nil && exitCode(err) == exitInFlight {
+	switch {
+	case errors.Is(err, fsm.ErrUndecided):
+		err = fmt.Errorf("%w; a cluster restore's run is prepared: 'kvrflow cluster agent --once --db %s ...' finishes it as etcd decided; "+
+			"if etcd's decision is lost, 'kvrflow recover --decision commit|abort --db %s', the same on every node", err, c.db, c.db)
+	case err != nil && exitCode(err) == exitInFlight:
 		err = fmt.Errorf("%w; the run is still in flight: 'kvrflow recover --db %s' tries again", err, c.db)
 	}
 	if done == nil {

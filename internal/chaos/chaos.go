@@ -140,7 +140,8 @@ func Scratch(dir string, keep bool) (_ string, cleanup func(), _ error) {
 		if keep {
 			return
 		}
-		for _, n := range []string{"work", "pristine", "sample-src", "sample-backup", LogName} {
+		// (nodes, backups and plans are kvrflow chaos --cluster's.)
+		for _, n := range []string{"work", "pristine", "sample-src", "sample-backup", "nodes", "backups", "plans", LogName} {
 			os.RemoveAll(filepath.Join(abs, n))
 		}
 	}, nil

@@ -1,0 +1,342 @@
+// Command cluster measures the cluster restore protocol's own cost
+// (issue 14): for N local nodes (default 3 and 10) it times, interleaved,
+// one warm-up round (not counted) and -runs rounds of
+//
+//	I  N `kvrflow restore` processes started at once, one per node, each
+//	   restoring its node's backup: the independent restores;
+//	C  the same N restores as a cluster restore: N `kvrflow cluster agent
+//	   --once` processes and one `kvrflow cluster restore` started at once,
+//	   against a real etcd (Debian's etcd-server, started by the command on
+//	   a free loopback port with its own data directory);
+//	S  the same, with the agents already running, as services run them:
+//	   they are started one second before, and the time runs from starting
+//	   `kvrflow cluster restore` until it and every agent have exited;
+//
+// each from the same starting state (every node's old database put back,
+// kvrflow's directories removed, sync). The wall time runs from the start
+// of the processes until the last has exited. The protocol's cost is
+// C - I (S - I with the agents running); in S it also reads the agents'
+// JSON logs for the protocol's own wait once every node is ready: from
+// the last node's "prepared; voting" to the first "decided" (the vote's
+// write, the decision's transaction, the watch that brings it). The target is at most 50 ms plus one etcd round trip per phase
+// (two phases: prepare/vote and decide/commit), the round trip being the
+// median latency of a Put measured on the same etcd.
+//
+// Usage: go run ./bench/cluster [-runs 7] [-nodes 3,10] [-keys 4000] [-out bench/RESULTS-cluster.md]
+//
+// It builds kvrflow from the working tree into the work directory
+// (-dir, default a temporary directory, removed afterwards) and writes a
+// Markdown report with the command, the machine and the medians to -out.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kvrflow/kvrflow"
+	"github.com/kvrflow/kvrflow/internal/etcdproc"
+	"github.com/kvrflow/kvrflow/internal/sampledb"
+)
+
+type node struct{ id, db, pristine, backup string }
+
+func main() {
+	runs := flag.Int("runs", 7, "timed rounds per operation")
+	nodesFlag := flag.String("nodes", "3,10", "comma-separated numbers of nodes")
+	keys := flag.Int("keys", 4000, "keys of 1 KiB in each node's backup")
+	out := flag.String("out", "bench/RESULTS-cluster.md", "where to write the report")
+	dir := flag.String("dir", "", "work directory (default a temporary one, removed)")
+	flag.Parse()
+	work := *dir
+	if work == "" {
+		d, err := os.MkdirTemp("", "kvrflow-bench-cluster-")
+		check(err)
+		defer os.RemoveAll(d)
+		work = d
+	}
+	bin := filepath.Join(work, "kvrflow")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/kvrflow")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	check(build.Run())
+
+	etcd, err := etcdproc.Launch(etcdproc.Options{Dir: filepath.Join(work, "etcd")})
+	check(err)
+	defer etcd.Cleanup()
+	rtt := putLatency(etcd)
+
+	var report strings.Builder
+	fmt.Fprintf(&report, "# Cluster restore: the protocol's own cost\n\nMade by `bench/cluster` (see the comment at its top).\n\n")
+	fmt.Fprintf(&report, "- command: `go run ./bench/cluster %s`\n", strings.Join(os.Args[1:], " "))
+	fmt.Fprintf(&report, "- date: %s\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(&report, "- kvrflow commit: %s (%s)\n", gitRev(), runtime.Version())
+	fmt.Fprintf(&report, "- machine: %d cores, %s\n", runtime.NumCPU(), kernel())
+	fmt.Fprintf(&report, "- etcd: %s, one member on 127.0.0.1, data on the work directory's file system; Put round trip (median of 200): %.2f ms\n", etcdVersion(), ms(rtt))
+	fmt.Fprintf(&report, "- each node: an old database of 1000 keys, a backup (kvrflow backup) of %d keys of 1 KiB; restores in the default mode (auto: link on the same file system) and verification (checksum)\n", *keys)
+	fmt.Fprintf(&report, "- %d rounds each after one warm-up round, interleaved (I C S, I C S, ...); wall time from starting the processes to the last exit\n", *runs)
+	fmt.Fprintf(&report, "- load average at the start (other work on this machine): %s\n\n", loadavg())
+	fmt.Fprintf(&report, "| nodes | I: independent restores, median ms | C: cluster restore, agents started with it, median ms | S: cluster restore, agents running, median ms | C − I ms | S − I ms | C / I | S / I | last vote → decision (S), median ms | target ms (50 + 2 round trips) |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	var runsTable strings.Builder
+
+	for _, f := range strings.Split(*nodesFlag, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		check(err)
+		nodes := makeNodes(filepath.Join(work, fmt.Sprintf("n%d", n)), n, *keys)
+		var ind, clu, svc, vd []time.Duration
+		for r := 0; r <= *runs; r++ {
+			a := independent(bin, nodes)
+			b, _ := clustered(bin, etcd.Endpoint, nodes, fmt.Sprintf("bench-%d-%d-%d", n, r, time.Now().UnixNano()), work, false)
+			c, v := clustered(bin, etcd.Endpoint, nodes, fmt.Sprintf("bench-s-%d-%d-%d", n, r, time.Now().UnixNano()), work, true)
+			if r > 0 {
+				ind, clu, svc, vd = append(ind, a), append(clu, b), append(svc, c), append(vd, v)
+			}
+			log.Printf("nodes %d round %d: independent %.1f ms, cluster %.1f ms, agents running %.1f ms", n, r, ms(a), ms(b), ms(c))
+		}
+		mi, mc, msv := median(ind), median(clu), median(svc)
+		fmt.Fprintf(&report, "| %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f | %.2f | %.0f | %.1f |\n", n, ms(mi), ms(mc), ms(msv), ms(mc-mi), ms(msv-mi),
+			float64(mc)/float64(mi), float64(msv)/float64(mi), ms(median(vd)), 50+2*ms(rtt))
+		fmt.Fprintf(&runsTable, "| %d | %s | %s | %s | %s |\n", n, list(ind), list(clu), list(svc), list(vd))
+		check(os.RemoveAll(filepath.Join(work, fmt.Sprintf("n%d", n))))
+	}
+	fmt.Fprintf(&report, "\nEvery run (ms):\n\n| nodes | I | C | S | last vote → decision |\n|---:|---|---|---|---|\n%s", runsTable.String())
+	fmt.Print(report.String())
+	check(os.WriteFile(*out, []byte(report.String()), 0o644))
+}
+
+// makeNodes makes n nodes under dir: each an old database (kept as
+// pristine) and a backup.
+func makeNodes(dir string, n, keys int) []node {
+	var nodes []node
+	for i := 1; i <= n; i++ {
+		d := filepath.Join(dir, fmt.Sprintf("n%d", i))
+		nd := node{id: fmt.Sprintf("n%d", i), db: filepath.Join(d, "node", "db"), pristine: filepath.Join(d, "pristine"), backup: filepath.Join(d, "backup")}
+		check(os.MkdirAll(filepath.Dir(nd.db), 0o755))
+		check(sampledb.Make(nil, nd.pristine, sampledb.Spec{Seed: uint64(i), Keys: 1000, ValueSize: 1024, Flushes: 2}))
+		src := filepath.Join(d, "src")
+		check(sampledb.Make(nil, src, sampledb.Spec{Seed: uint64(1000 + i), Keys: keys, ValueSize: 1024, Flushes: 4}))
+		_, err := kvrflow.Backup(context.Background(), src, nd.backup, nil)
+		check(err)
+		check(os.RemoveAll(src))
+		nodes = append(nodes, nd)
+	}
+	return nodes
+}
+
+// reset puts every node's old database back and syncs.
+func reset(nodes []node) {
+	for _, nd := range nodes {
+		check(os.RemoveAll(nd.db))
+		check(os.RemoveAll(nd.db + ".kvrflow"))
+		check(os.CopyFS(nd.db, os.DirFS(nd.pristine)))
+	}
+	check(exec.Command("sync").Run())
+}
+
+// independent times N kvrflow restore processes started at once.
+func independent(bin string, nodes []node) time.Duration {
+	reset(nodes)
+	var cmds []*exec.Cmd
+	for _, nd := range nodes {
+		cmds = append(cmds, exec.Command(bin, "restore", "--from", nd.backup, "--db", nd.db, "--log-level", "warn"))
+	}
+	return timeAll(cmds)
+}
+
+// clustered times the same restores as a cluster restore; running: the
+// agents are started a second before the coordinator, and the time runs
+// from the coordinator's start.
+func clustered(bin, endpoint string, nodes []node, name, work string, running bool) (time.Duration, time.Duration) {
+	reset(nodes)
+	var b strings.Builder
+	fmt.Fprintf(&b, `{"name": %q, "nodes": [`, name)
+	for i, nd := range nodes {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, `{"id": %q, "db": %q, "from": %q}`, nd.id, nd.db, nd.backup)
+	}
+	b.WriteString("]}")
+	plan := filepath.Join(work, name+".json")
+	check(os.WriteFile(plan, []byte(b.String()), 0o644))
+	defer os.Remove(plan)
+	var cmds []*exec.Cmd
+	for _, nd := range nodes {
+		cmds = append(cmds, exec.Command(bin, "cluster", "agent", "--once", "--etcd", endpoint, "--node", nd.id, "--db", nd.db, "--log-level", "warn"))
+	}
+	coord := exec.Command(bin, "cluster", "restore", "--etcd", endpoint, "--plan", plan, "--log-level", "warn")
+	if !running {
+		return timeAll(append(cmds, coord)), 0
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(cmds))
+	logs := make([]*strings.Builder, len(cmds))
+	for i, c := range cmds {
+		// Info logs as JSON, for the vote-to-decision time.
+		c.Args = append(c.Args[:len(c.Args)-2], "--log-level", "info", "--log-format", "json")
+		logs[i] = &strings.Builder{}
+		c.Stderr = logs[i]
+		check(c.Start())
+		wg.Go(func() { errs[i] = c.Wait() })
+	}
+	time.Sleep(time.Second)
+	var out strings.Builder
+	coord.Stderr = &out
+	start := time.Now()
+	check(coord.Start())
+	if err := coord.Wait(); err != nil {
+		log.Fatalf("%v: %v: %s", coord.Args, err, out.String())
+	}
+	wg.Wait()
+	d := time.Since(start)
+	for i, err := range errs {
+		if err != nil {
+			log.Fatalf("%v: %v: %s", cmds[i].Args, err, logs[i])
+		}
+	}
+	return d, voteToDecision(logs)
+}
+
+// voteToDecision is, from the agents' JSON logs, the time from the last
+// node's "prepared; voting" to the first "decided": the protocol's own
+// wait once every node is ready (the vote's write, the decision's
+// transaction, the watch that brings it). Millisecond timestamps.
+func voteToDecision(logs []*strings.Builder) time.Duration {
+	var lastPrepared, firstDecided time.Time
+	for _, l := range logs {
+		for _, line := range strings.Split(l.String(), "\n") {
+			var e struct {
+				Time    string `json:"time"`
+				Message string `json:"message"`
+			}
+			if json.Unmarshal([]byte(line), &e) != nil {
+				continue
+			}
+			t, err := time.Parse("2006-01-02T15:04:05.000Z07:00", e.Time)
+			if err != nil {
+				continue
+			}
+			switch e.Message {
+			case "prepared; voting":
+				if t.After(lastPrepared) {
+					lastPrepared = t
+				}
+			case "decided":
+				if firstDecided.IsZero() || t.Before(firstDecided) {
+					firstDecided = t
+				}
+			}
+		}
+	}
+	if lastPrepared.IsZero() || firstDecided.IsZero() {
+		log.Fatal("no prepared or decided line in the agents' logs")
+	}
+	return firstDecided.Sub(lastPrepared)
+}
+
+func loadavg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// timeAll starts every command at once and returns the time until the
+// last has exited; any failure ends the benchmark.
+func timeAll(cmds []*exec.Cmd) time.Duration {
+	var wg sync.WaitGroup
+	errs := make([]error, len(cmds))
+	outs := make([]*strings.Builder, len(cmds))
+	start := time.Now()
+	for i, c := range cmds {
+		outs[i] = &strings.Builder{}
+		c.Stdout, c.Stderr = io.Discard, outs[i]
+		check(c.Start())
+		wg.Go(func() { errs[i] = c.Wait() })
+	}
+	wg.Wait()
+	d := time.Since(start)
+	for i, err := range errs {
+		if err != nil {
+			log.Fatalf("%v: %v: %s", cmds[i].Args, err, outs[i])
+		}
+	}
+	return d
+}
+
+// putLatency is the median of 200 Puts' round trips.
+func putLatency(s *etcdproc.Server) time.Duration {
+	cli, err := s.Client("")
+	check(err)
+	defer cli.Close()
+	var ds []time.Duration
+	for i := 0; i < 200; i++ {
+		start := time.Now()
+		_, err := cli.Put(context.Background(), "/kvrflow-bench/rtt", strconv.Itoa(i))
+		check(err)
+		ds = append(ds, time.Since(start))
+	}
+	return median(ds)
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func list(ds []time.Duration) string {
+	var parts []string
+	for _, d := range ds {
+		parts = append(parts, fmt.Sprintf("%.0f", ms(d)))
+	}
+	return strings.Join(parts, " ")
+}
+
+func gitRev() string {
+	b, err := exec.Command("git", "rev-parse", "--short=12", "HEAD").Output()
+	if err != nil {
+		return "unknown"
+	}
+	rev := strings.TrimSpace(string(b))
+	if st, _ := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); len(st) > 0 {
+		rev += " (with uncommitted changes)"
+	}
+	return rev
+}
+
+func kernel() string {
+	b, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	return "kernel " + strings.TrimSpace(string(b))
+}
+
+func etcdVersion() string {
+	bin, err := etcdproc.Binary()
+	if err != nil {
+		return "etcd"
+	}
+	b, _ := exec.Command(bin, "--version").Output()
+	first, _, _ := strings.Cut(string(b), "\n")
+	return strings.TrimSpace(first)
+}
+
+func check(err error) {
+	if err != nil {
+		log.Fatal(err)
+	}
+}
