@@ -20,7 +20,10 @@ import (
 //     the same name, size and crc32c as the source lists (or, for a file
 //     the source records no checksum of, the same origin: path and
 //     version), whose identity (inode, size, mtime) is still the one the
-//     note recorded;
+//     note recorded, and whose bytes, read again, have the crc32c it
+//     recorded (an identity does not prove the bytes: a file rewritten
+//     in place keeps its inode and size, and touch -r sets its mtime
+//     back);
 //   - delta: a table (.sst or .blob, see isTable: never a MANIFEST,
 //     OPTIONS, WAL or CURRENT) of the database being replaced, when it is a database
 //     of the source's engine, of the same name, size and crc32c as the
@@ -173,6 +176,20 @@ func (e *Env) reuseResumed(ctx context.Context, c resumeCand, f SourceFile, dst 
 		}
 		e.Log.Debug().Str("file", c.path).Msg("an interrupted run's copy changed since it was journaled; transferred again")
 		return WrittenFile{}, false, nil
+	}
+	// Its identity does not prove its bytes: a file rewritten in place
+	// keeps its inode and size, and its mtime can be set back (touch -r).
+	// It is read and checksummed, as a delta's table is.
+	size, crc, err := e.FS.Checksum(ctx, c.path, fsx.Want{ID: id.ID, Size: id.Size, Sized: true}, buf)
+	if err != nil || size != w.Size || crc != w.CRC32C {
+		if ctx.Err() != nil {
+			return WrittenFile{}, false, err
+		}
+		e.Log.Debug().Str("file", c.path).Msg("an interrupted run's copy does not hold what it journaled; transferred again")
+		return WrittenFile{}, false, nil
+	}
+	if again, err := e.FS.Ident(c.path); err != nil || !again.Equal(id) {
+		return WrittenFile{}, false, err
 	}
 	return e.linkReused(ctx, c.path, id, f, w.CRC32C, ReusedResume, dst, buf)
 }

@@ -1,0 +1,81 @@
+package kvrflow
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/kvrflow/kvrflow/internal/manifest"
+	"github.com/kvrflow/kvrflow/internal/testutil"
+	"github.com/kvrflow/kvrflow/steps"
+)
+
+// sameFilesAsBackup fails t unless every file of the backup dir (but its
+// manifest) is in db with the same bytes.
+func sameFilesAsBackup(t *testing.T, backup, db string) {
+	t.Helper()
+	names, err := os.ReadDir(backup)
+	must(t, err)
+	for _, n := range names {
+		if n.Name() == manifest.Name {
+			continue
+		}
+		want, err := os.ReadFile(filepath.Join(backup, n.Name()))
+		must(t, err)
+		got, err := os.ReadFile(filepath.Join(db, n.Name()))
+		must(t, err)
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s: the committed database's copy differs from the backup's", n.Name())
+		}
+	}
+}
+
+// TestRestore_ResumeRereadsATrashFileChangedInPlace: a file of an
+// interrupted run's trash rewritten in place (same inode, same size) and
+// its mtime set back (touch -r) is not reused as it is: the resumed
+// restore commits the backup's bytes, or rolls back.
+func TestRestore_ResumeRereadsATrashFileChangedInPlace(t *testing.T) {
+	noteEveryFile(t)
+	fs, root := vfs.Default, t.TempDir()
+	f := newFixture(t, fs, root)
+	f.journal = filepath.Join(t.TempDir(), "journal.db")
+	opts := f.opts()
+	opts.Mode = steps.ModeCopy
+	failing := opts
+	failing.FaultSpec = "write.batch-noted:eio@4"
+	if _, err := Restore(context.Background(), failing); !IsRolledBack(err) {
+		t.Fatalf("restore with a failing note: %v, want rolled back", err)
+	}
+	tr := trashIn(fs, f.db)
+	if len(tr) != 1 {
+		t.Fatalf("trash: %v", tr)
+	}
+	dir := filepath.Join(f.db+".kvrflow", tr[0])
+	ents, err := os.ReadDir(dir)
+	must(t, err)
+	for _, e := range ents {
+		p := filepath.Join(dir, e.Name())
+		fi, err := os.Stat(p)
+		must(t, err)
+		if fi.Size() == 0 {
+			continue
+		}
+		fh, err := os.OpenFile(p, os.O_WRONLY, 0)
+		must(t, err)
+		_, err = fh.WriteAt(bytes.Repeat([]byte{0x5a}, int(fi.Size()/2+1)), 0)
+		must(t, err)
+		must(t, fh.Close())
+		must(t, os.Chtimes(p, fi.ModTime(), fi.ModTime()))
+	}
+	if _, err := Restore(context.Background(), opts); err != nil {
+		if got := testutil.ReadDB(t, fs, f.db); !testutil.Equal(got, f.old) {
+			t.Fatalf("the restore failed (%v) and changed the database", err)
+		}
+		return
+	}
+	sameFilesAsBackup(t, f.backup, f.db)
+}
