@@ -79,3 +79,95 @@ func TestRestore_ResumeRereadsATrashFileChangedInPlace(t *testing.T) {
 	}
 	sameFilesAsBackup(t, f.backup, f.db)
 }
+
+// noSymlinks fails t if dir holds a symbolic link.
+func noSymlinks(t *testing.T, dir string) {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	must(t, err)
+	for _, e := range ents {
+		if e.Type()&os.ModeSymlink != 0 {
+			t.Errorf("%s: a symbolic link in the committed database", filepath.Join(dir, e.Name()))
+		}
+	}
+}
+
+// TestRestore_DeltaDoesNotLinkASymlinkedTable: a table of the database
+// being replaced that is a symbolic link to a file elsewhere is not
+// hard-linked into staging (a hard link to a symlink is a symlink: the new
+// database would hold a name pointing outside it).
+func TestRestore_DeltaDoesNotLinkASymlinkedTable(t *testing.T) {
+	root := t.TempDir()
+	f, backup2 := deltaFixture(t, vfs.Default, root)
+	outside := filepath.Join(root, "outside")
+	must(t, os.Mkdir(outside, 0o755))
+	ents, err := os.ReadDir(f.db)
+	must(t, err)
+	n := 0
+	for _, e := range ents {
+		if filepath.Ext(e.Name()) != ".sst" {
+			continue
+		}
+		p, o := filepath.Join(f.db, e.Name()), filepath.Join(outside, e.Name())
+		must(t, os.Rename(p, o))
+		must(t, os.Symlink(o, p))
+		n++
+	}
+	if n == 0 {
+		t.Fatal("no table in the database")
+	}
+	o := f.opts()
+	o.Source, o.Mode, o.KeepOld = backup2, steps.ModeCopy, 1
+	res, err := Restore(context.Background(), o)
+	if err != nil {
+		t.Logf("restore: %v", err)
+		return
+	}
+	t.Logf("summary %+v", res.Summary)
+	noSymlinks(t, f.db)
+	sameFilesAsBackup(t, backup2, f.db)
+}
+
+// TestRestore_ResumeDoesNotLinkASymlinkInTheTrash: files of an interrupted
+// run's trash moved out and replaced by symbolic links to them (the same
+// inodes, sizes and mtimes) are not linked into staging.
+func TestRestore_ResumeDoesNotLinkASymlinkInTheTrash(t *testing.T) {
+	noteEveryFile(t)
+	fs, root := vfs.Default, t.TempDir()
+	f := newFixture(t, fs, root)
+	f.journal = filepath.Join(t.TempDir(), "journal.db")
+	opts := f.opts()
+	opts.Mode = steps.ModeCopy
+	failing := opts
+	failing.FaultSpec = "write.batch-noted:eio@4"
+	if _, err := Restore(context.Background(), failing); !IsRolledBack(err) {
+		t.Fatalf("restore with a failing note: %v, want rolled back", err)
+	}
+	tr := trashIn(fs, f.db)
+	if len(tr) != 1 {
+		t.Fatalf("trash: %v", tr)
+	}
+	dir := filepath.Join(f.db+".kvrflow", tr[0])
+	outside := filepath.Join(root, "outside")
+	must(t, os.Mkdir(outside, 0o755))
+	ents, err := os.ReadDir(dir)
+	must(t, err)
+	for _, e := range ents {
+		p, o := filepath.Join(dir, e.Name()), filepath.Join(outside, e.Name())
+		must(t, os.Rename(p, o))
+		must(t, os.Symlink(o, p))
+	}
+	res, err := Restore(context.Background(), opts)
+	if err != nil {
+		if got := testutil.ReadDB(t, fs, f.db); !testutil.Equal(got, f.old) {
+			t.Fatalf("the restore failed (%v) and changed the database", err)
+		}
+		return
+	}
+	t.Logf("summary %+v", res.Summary)
+	noSymlinks(t, f.db)
+	sameFilesAsBackup(t, f.backup, f.db)
+	if left, err := os.ReadDir(outside); err != nil || len(left) != len(ents) {
+		t.Fatalf("the files moved outside: %d left of %d (%v)", len(left), len(ents), err)
+	}
+}
