@@ -1,0 +1,43 @@
+package kvrflow
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/kvrflow/kvrflow/internal/manifest"
+	"github.com/kvrflow/kvrflow/internal/remote"
+)
+
+// TestBackupTo_AnotherWritersObjectDuringTheUploadIsNoBackup: another
+// writer (a second backup --to of another database to the same prefix)
+// puts an object the manifest will not list while this upload runs. The
+// upload must not put its manifest over a prefix a restore refuses (an
+// object not listed in the manifest): it fails, no manifest.
+func TestBackupTo_AnotherWritersObjectDuringTheUploadIsNoBackup(t *testing.T) {
+	f := newRemoteFixture(t, smallSpec)
+	s := openStore(t, f.url)
+	put := false
+	afterUpload = func(string) {
+		if put {
+			return
+		}
+		put = true
+		data := []byte("another database's table")
+		if _, err := s.PutIfAbsent(context.Background(), "999999.sst", bytes.NewReader(data), int64(len(data))); err != nil {
+			t.Error(err)
+		}
+	}
+	defer func() { afterUpload = nil }()
+	_, err := BackupTo(context.Background(), f.db, f.url, RemoteBackupOptions{FilesAtOnce: 1})
+	if err == nil {
+		t.Fatalf("the backup succeeded with an object it does not list under its prefix: %v", listing(t, f.url))
+	}
+	if !errors.Is(err, ErrObjectInTheWay) {
+		t.Errorf("error %v, want ErrObjectInTheWay", err)
+	}
+	if _, err := s.Stat(context.Background(), manifest.Name); !errors.Is(err, remote.ErrNotFound) {
+		t.Fatalf("a manifest was put: %v", err)
+	}
+}
