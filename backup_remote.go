@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -133,6 +134,12 @@ func BackupTo(ctx context.Context, db, rawURL string, o RemoteBackupOptions) (*R
 	}
 	if err := checkBackupDB(seam, db); err != nil {
 		return nil, err
+	}
+	if u, err := url.Parse(rawURL); err == nil && u.Scheme == "file" && u.Path != "" {
+		// A directory on this machine: the rules of --to DIR.
+		if err := checkBackupTarget(seam, db, filepath.Clean(u.Path)); err != nil {
+			return nil, err
+		}
 	}
 	var up *uploader // set once the checkpoint is known, for the progress
 	ropts := o.Remote
