@@ -15,7 +15,8 @@ import (
 // copy it can prove identical is already on the database's file system:
 //
 //   - resume: a file an interrupted run of this journal journaled
-//     complete (a WrittenBatch, or its written record), now in that run's
+//     complete (a WrittenBatch, or its written record) as a copy (one it
+//     linked from the backup is linked from there again), now in that run's
 //     trash (Work/trash-JID-N, where its rollback moved its staging), of
 //     the same name, size and crc32c as the source lists (or, for a file
 //     the source records no checksum of, the same origin: path and
@@ -159,8 +160,10 @@ func (e *Env) reuseResumed(ctx context.Context, c resumeCand, f SourceFile, dst 
 	switch {
 	case w.Size != f.Size, w.Unchecked:
 		return WrittenFile{}, false, nil
-	case w.Linked && !(e.mode == ModeLink && f.Linkable):
-		// A link to the backup's own file: a copy is wanted here.
+	case w.Linked:
+		// A link to the backup's own file: a copy is wanted here, or a
+		// link to the backup's file again, which costs no more and
+		// reads nothing.
 		return WrittenFile{}, false, nil
 	case f.NoCRC:
 		if w.Origin == "" || w.Origin != f.origin() {
