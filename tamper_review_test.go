@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -170,4 +171,54 @@ func TestRestore_ResumeDoesNotLinkASymlinkInTheTrash(t *testing.T) {
 	if left, err := os.ReadDir(outside); err != nil || len(left) != len(ents) {
 		t.Fatalf("the files moved outside: %d left of %d (%v)", len(left), len(ents), err)
 	}
+}
+
+// TestRestore_NoDeltaDoesNotResumeADeltaLink: a delta restore that failed
+// after its Write left its staging as trash, holding links to the
+// database's own tables; a restore of the same source with NoDelta (the
+// database's copies are not to be shared, whatever their checksum) does not
+// resume those links: no table of the new database shares an inode with
+// the database it replaced.
+func TestRestore_NoDeltaDoesNotResumeADeltaLink(t *testing.T) {
+	noteEveryFile(t)
+	root := t.TempDir()
+	f, backup2 := deltaFixture(t, vfs.Default, root)
+	o := f.opts()
+	o.Source, o.Mode = backup2, steps.ModeCopy
+	failing := o
+	failing.FaultSpec = "restore.commit.begin:eio"
+	res, err := Restore(context.Background(), failing)
+	if !IsRolledBack(err) {
+		t.Fatalf("failing restore: %v, want rolled back", err)
+	}
+	if res == nil || res.Summary.Delta == 0 {
+		t.Fatalf("the failed restore linked no table from the database: %+v", res)
+	}
+	if tr := trashIn(vfs.Default, f.db); len(tr) != 1 {
+		t.Fatalf("trash after the failure: %v", tr)
+	}
+	old := map[uint64]string{}
+	ents, err := os.ReadDir(f.db)
+	must(t, err)
+	for _, e := range ents {
+		fi, err := os.Stat(filepath.Join(f.db, e.Name()))
+		must(t, err)
+		old[fi.Sys().(*syscall.Stat_t).Ino] = e.Name()
+	}
+	o.NoDelta = true
+	res, err = Restore(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("summary %+v", res.Summary)
+	ents, err = os.ReadDir(f.db)
+	must(t, err)
+	for _, e := range ents {
+		fi, err := os.Stat(filepath.Join(f.db, e.Name()))
+		must(t, err)
+		if name, ok := old[fi.Sys().(*syscall.Stat_t).Ino]; ok {
+			t.Errorf("%s of the new database is the replaced database's %s (a delta link resumed under NoDelta)", e.Name(), name)
+		}
+	}
+	sameFilesAsBackup(t, backup2, f.db)
 }

@@ -180,6 +180,13 @@ func (e *Env) reuseResumed(ctx context.Context, c resumeCand, f SourceFile, dst 
 		e.Log.Debug().Str("file", c.path).Msg("an interrupted run's copy changed since it was journaled; transferred again")
 		return WrittenFile{}, false, nil
 	}
+	if e.NoDelta {
+		// The database's own table, linked by a delta run (or by a resume
+		// of one): with --no-delta the database lends nothing.
+		if db, err := e.FS.Ident(filepath.Join(e.Layout.DB, f.Name)); err == nil && id.ID.Ino != 0 && db.ID == id.ID {
+			return WrittenFile{}, false, nil
+		}
+	}
 	// Its identity does not prove its bytes: a file rewritten in place
 	// keeps its inode and size, and its mtime can be set back (touch -r).
 	// It is read and checksummed, as a delta's table is.
