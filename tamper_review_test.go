@@ -11,6 +11,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/kvrflow/kvrflow/internal/manifest"
+	"github.com/kvrflow/kvrflow/internal/sampledb"
 	"github.com/kvrflow/kvrflow/internal/testutil"
 	"github.com/kvrflow/kvrflow/steps"
 )
@@ -221,4 +222,48 @@ func TestRestore_NoDeltaDoesNotResumeADeltaLink(t *testing.T) {
 		}
 	}
 	sameFilesAsBackup(t, backup2, f.db)
+}
+
+// TestRestore_ResumeDoesNotWriteIntoAPartialFileLinkedElsewhere: the
+// partial copy of a large file in an interrupted run's trash, hard-linked
+// by another name outside kvrflow's directory, is not continued in place
+// (that would write into the outside file): the outside file keeps its
+// bytes, and the restore gives the backup's database.
+func TestRestore_ResumeDoesNotWriteIntoAPartialFileLinkedElsewhere(t *testing.T) {
+	every := steps.PartialEvery
+	steps.PartialEvery = 4 << 20
+	t.Cleanup(func() { steps.PartialEvery = every })
+	defer func(w int) { steps.Workers = w }(steps.Workers)
+	steps.Workers = 1
+	root := t.TempDir()
+	f := newFixture(t, vfs.Default, root)
+	f.journal = filepath.Join(t.TempDir(), "journal.db")
+	const size = 24 << 20
+	must(t, sampledb.AddFile(f.backup, "000999.blob", size, 7))
+	opts := f.opts()
+	opts.Mode = steps.ModeCopy
+	failing := opts
+	failing.FaultSpec = "write.batch-noted:eio@3"
+	if _, err := Restore(context.Background(), failing); !IsRolledBack(err) {
+		t.Fatalf("restore failing in the big file: %v, want rolled back", err)
+	}
+	tr := trashIn(vfs.Default, f.db)
+	if len(tr) != 1 {
+		t.Fatalf("trash: %v", tr)
+	}
+	outside := filepath.Join(root, "outside.blob")
+	must(t, os.Link(filepath.Join(f.db+".kvrflow", tr[0], "000999.blob"), outside))
+	before, err := os.ReadFile(outside)
+	must(t, err)
+	if _, err := Restore(context.Background(), opts); err != nil {
+		t.Fatal(err)
+	}
+	after, err := os.ReadFile(outside)
+	must(t, err)
+	if !bytes.Equal(before, after) {
+		t.Fatalf("the outside file changed: %d bytes before, %d after", len(before), len(after))
+	}
+	if got := testutil.ReadDB(t, vfs.Default, f.db); !testutil.Equal(got, f.new) {
+		t.Fatal("the resumed restore did not give the backup's database")
+	}
 }
