@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -100,9 +101,13 @@ type RemoteBackupResult struct {
 // lock on db; upload-ID holds a marker naming ID, the database, the URL
 // and the directory's identity, which is what allows kvrflow to remove it
 // (see uploadDir). Every file is uploaded with PutIfAbsent, FilesAtOnce
-// at a time, each large one in parts; the objects are listed again and
-// their sizes checked; then the manifest is put (PutIfAbsent), and the
-// local checkpoint removed.
+// at a time, each large one in parts; the objects are listed again, their
+// sizes checked and no other object allowed (another writer's); then the
+// manifest is put (PutIfAbsent), and the local checkpoint removed. Two
+// uploads to one prefix at once are not locked out: one fails, and an
+// object the other writer puts after the winner's listing leaves the
+// winner's backup refused by restore (an object not listed): back up to
+// a prefix of one writer.
 //
 // Never overwrite: a prefix with a manifest is ErrBackupExists, nothing
 // written. A prefix with objects but no manifest is an interrupted upload:
@@ -129,6 +134,12 @@ func BackupTo(ctx context.Context, db, rawURL string, o RemoteBackupOptions) (*R
 	}
 	if err := checkBackupDB(seam, db); err != nil {
 		return nil, err
+	}
+	if u, err := url.Parse(rawURL); err == nil && u.Scheme == "file" && u.Path != "" {
+		// A directory on this machine: the rules of --to DIR.
+		if err := checkBackupTarget(seam, db, filepath.Clean(u.Path)); err != nil {
+			return nil, err
+		}
 	}
 	var up *uploader // set once the checkpoint is known, for the progress
 	ropts := o.Remote
@@ -341,11 +352,23 @@ func (u *uploader) put(ctx context.Context, f manifest.File) error {
 	return nil
 }
 
-// verify lists the prefix again: every file must be there, with its size.
+// verify lists the prefix again: every file must be there, with its
+// size, and nothing else (another writer's object would make the prefix
+// one a restore refuses: an object the manifest does not list).
 func (u *uploader) verify(ctx context.Context) error {
 	objs, err := listPrefix(ctx, u.store)
 	if err != nil {
 		return err
+	}
+	listed := make(map[string]bool, len(u.m.Files))
+	for _, f := range u.m.Files {
+		listed[f.Name] = true
+	}
+	for key := range objs {
+		if !listed[key] && key != manifest.Name { // a manifest: putManifest says whose
+			return fmt.Errorf("%w: %s appeared during this upload and is not a file of this backup (another writer): no manifest written; remove it or back up to a new prefix",
+				ErrObjectInTheWay, keyURL(u.store, key))
+		}
 	}
 	for _, f := range u.m.Files {
 		obj, ok := objs[f.Name]

@@ -342,6 +342,15 @@ func (e *Env) transferFrom(ctx context.Context, f SourceFile, dst string, buf []
 		}
 		return r, nil
 	}
+	// The copy writes on into this file: it must have no other name (one
+	// outside kvrflow's directory would see its bytes change, and the new
+	// database would share its inode).
+	if n, known, err := e.FS.Links(c.path); err != nil || known && n != 1 {
+		if err != nil && !isNotExist(err) {
+			return r, err
+		}
+		return r, nil
+	}
 	crc, err := e.FS.ChecksumPrefix(ctx, c.path, p.Offset, buf)
 	if err != nil || crc != p.CRC32C {
 		if ctx.Err() != nil {

@@ -3,6 +3,7 @@ package steps
 import (
 	"context"
 	"encoding/json"
+	"hash/crc32"
 	"testing"
 	"time"
 
@@ -114,7 +115,8 @@ func TestReuseResumed_MatchesByOriginWhenTheSourceRecordsNoChecksum(t *testing.T
 		t.Fatal(err)
 	}
 	src := SourceFile{Name: "a", Path: "s3://b/p/a", Size: 5, NoCRC: true, ETag: "etag1"}
-	journaled := WrittenFile{Name: "a", Size: 5, CRC32C: 99, Ident: identOf(id), Origin: src.origin()}
+	hello := crc32.Checksum([]byte("hello"), crc32.MakeTable(crc32.Castagnoli))
+	journaled := WrittenFile{Name: "a", Size: 5, CRC32C: hello, Ident: identOf(id), Origin: src.origin()}
 	buf := make([]byte, 64)
 	try := func(f SourceFile, w WrittenFile) bool {
 		t.Helper()
@@ -134,11 +136,11 @@ func TestReuseResumed_MatchesByOriginWhenTheSourceRecordsNoChecksum(t *testing.T
 	if try(other, journaled) {
 		t.Error("another version of the object was resumed")
 	}
-	withCRC := SourceFile{Name: "a", Path: "/backup/a", Size: 5, CRC32C: 99}
+	withCRC := SourceFile{Name: "a", Path: "/backup/a", Size: 5, CRC32C: hello}
 	if !try(withCRC, journaled) {
 		t.Error("a recorded crc32c equal to the journaled one: not resumed")
 	}
-	withCRC.CRC32C = 98
+	withCRC.CRC32C = hello + 1
 	if try(withCRC, journaled) {
 		t.Error("another crc32c was resumed")
 	}

@@ -15,12 +15,16 @@ import (
 // copy it can prove identical is already on the database's file system:
 //
 //   - resume: a file an interrupted run of this journal journaled
-//     complete (a WrittenBatch, or its written record), now in that run's
+//     complete (a WrittenBatch, or its written record) as a copy (one it
+//     linked from the backup is linked from there again), now in that run's
 //     trash (Work/trash-JID-N, where its rollback moved its staging), of
 //     the same name, size and crc32c as the source lists (or, for a file
 //     the source records no checksum of, the same origin: path and
 //     version), whose identity (inode, size, mtime) is still the one the
-//     note recorded;
+//     note recorded, and whose bytes, read again, have the crc32c it
+//     recorded (an identity does not prove the bytes: a file rewritten
+//     in place keeps its inode and size, and touch -r sets its mtime
+//     back);
 //   - delta: a table (.sst or .blob, see isTable: never a MANIFEST,
 //     OPTIONS, WAL or CURRENT) of the database being replaced, when it is a database
 //     of the source's engine, of the same name, size and crc32c as the
@@ -156,8 +160,10 @@ func (e *Env) reuseResumed(ctx context.Context, c resumeCand, f SourceFile, dst 
 	switch {
 	case w.Size != f.Size, w.Unchecked:
 		return WrittenFile{}, false, nil
-	case w.Linked && !(e.mode == ModeLink && f.Linkable):
-		// A link to the backup's own file: a copy is wanted here.
+	case w.Linked:
+		// A link to the backup's own file: a copy is wanted here, or a
+		// link to the backup's file again, which costs no more and
+		// reads nothing.
 		return WrittenFile{}, false, nil
 	case f.NoCRC:
 		if w.Origin == "" || w.Origin != f.origin() {
@@ -173,6 +179,27 @@ func (e *Env) reuseResumed(ctx context.Context, c resumeCand, f SourceFile, dst 
 		}
 		e.Log.Debug().Str("file", c.path).Msg("an interrupted run's copy changed since it was journaled; transferred again")
 		return WrittenFile{}, false, nil
+	}
+	if e.NoDelta {
+		// The database's own table, linked by a delta run (or by a resume
+		// of one): with --no-delta the database lends nothing.
+		if db, err := e.FS.Ident(filepath.Join(e.Layout.DB, f.Name)); err == nil && id.ID.Ino != 0 && db.ID == id.ID {
+			return WrittenFile{}, false, nil
+		}
+	}
+	// Its identity does not prove its bytes: a file rewritten in place
+	// keeps its inode and size, and its mtime can be set back (touch -r).
+	// It is read and checksummed, as a delta's table is.
+	size, crc, err := e.FS.Checksum(ctx, c.path, fsx.Want{ID: id.ID, Size: id.Size, Sized: true}, buf)
+	if err != nil || size != w.Size || crc != w.CRC32C {
+		if ctx.Err() != nil {
+			return WrittenFile{}, false, err
+		}
+		e.Log.Debug().Str("file", c.path).Msg("an interrupted run's copy does not hold what it journaled; transferred again")
+		return WrittenFile{}, false, nil
+	}
+	if again, err := e.FS.Ident(c.path); err != nil || !again.Equal(id) {
+		return WrittenFile{}, false, err
 	}
 	return e.linkReused(ctx, c.path, id, f, w.CRC32C, ReusedResume, dst, buf)
 }

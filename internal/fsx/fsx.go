@@ -212,6 +212,20 @@ func (fs *FS) Ident(path string) (Ident, error) {
 	return id, nil
 }
 
+// Links returns the number of names (hard links) the file at path has;
+// known is false on a file system that does not report it (the in-memory
+// ones).
+func (fs *FS) Links(path string) (n uint64, known bool, err error) {
+	fi, err := fs.v.Stat(path)
+	if err != nil {
+		return 0, false, pathErr("stat", path, err)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(st.Nlink), true, nil
+	}
+	return 0, false, nil
+}
+
 // SyncDir fsyncs dir so that entries created, renamed or removed in it are
 // durable. Safe to retry.
 func (fs *FS) SyncDir(dir string) error {

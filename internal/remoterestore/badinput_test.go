@@ -43,6 +43,9 @@ func TestRestore_RemoteBadInputLeavesDatabaseUntouched(t *testing.T) {
 		{"missing prefix", func(t *testing.T, f *pebbleFixture, o *kvrflow.Options) {
 			o.Source = s.url("nothing-here")
 		}, steps.ErrBadSource, []string{"s3://" + s.bucket + "/nothing-here", "nothing is stored"}},
+		{"a prefix that only begins another's name", func(t *testing.T, f *pebbleFixture, o *kvrflow.Options) {
+			o.Source = s.url("pebbl") // "pebble" holds the backup: s3://b/pebbl is not s3://b/pebble
+		}, steps.ErrBadSource, []string{"s3://" + s.bucket + "/pebbl", "nothing is stored"}},
 		{"wrong secret (403)", func(t *testing.T, f *pebbleFixture, o *kvrflow.Options) {
 			t.Setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret-0123456789")
 		}, steps.ErrBadSource, []string{"s3://" + s.bucket + "/pebble", "access denied"}},
