@@ -29,6 +29,12 @@ var (
 	ErrStale = errors.New("stale cluster restore attempt")
 )
 
+// ErrUntrusted is returned for what etcd holds but kvrflow's own
+// transactions cannot have written: a commit decision while a vote of the
+// plan is not "prepared". No node applies it: a prepared run stays
+// prepared (callers wrap it as ErrUndecided, exit 5).
+var ErrUntrusted = errors.New("cluster restore state in etcd not written by kvrflow")
+
 // ErrNotFound is returned by Status for a restore name etcd holds no
 // attempt of.
 var ErrNotFound = errors.New("no such cluster restore")

@@ -42,6 +42,12 @@ func loadAttempt(ctx context.Context, cli *clientv3.Client, k keys, a int64) (*a
 	if len(resp.Kvs) == 0 {
 		return nil, fmt.Errorf("%w: attempt %d has no plan at %s", ErrBadPlan, a, k.plan(a))
 	}
+	if v := resp.Kvs[0].Version; v != 1 {
+		// publish writes a plan once; a rewritten one (a node's source
+		// changed, or a node dropped after the others voted) is not the
+		// plan the nodes voted on.
+		return nil, fmt.Errorf("%w: %s was rewritten after it was published (version %d): not trusted", ErrUntrusted, k.plan(a), v)
+	}
 	return parseAttemptRecord(resp.Kvs[0].Value)
 }
 
@@ -181,12 +187,15 @@ func tryDecide(ctx context.Context, cli *clientv3.Client, k keys, a int64, plan 
 		return "", 0, fmt.Errorf("etcd get %s: %w", k.att(a), err)
 	}
 	rev := resp.Header.Revision
-	if d := resp.Responses[0].GetResponseRange().Kvs; len(d) > 0 {
-		return string(d[0].Value), rev, nil
-	}
 	votes := map[string]string{}
 	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
 		votes[strings.TrimPrefix(string(kv.Key), k.votes(a))] = string(kv.Value)
+	}
+	if d := resp.Responses[0].GetResponseRange().Kvs; len(d) > 0 {
+		if err := checkCommit(k, a, plan, string(d[0].Value), votes); err != nil {
+			return "", rev, err
+		}
+		return string(d[0].Value), rev, nil
 	}
 	prepared := 0
 	for _, n := range plan.Nodes {
@@ -228,6 +237,23 @@ func tryDecide(ctx context.Context, cli *clientv3.Client, k keys, a int64, plan 
 	return d, tr.Header.Revision, err
 }
 
+// checkCommit refuses a commit decision that the commit Txn cannot have
+// written: one read with a plan node's vote not "prepared" (votes are
+// written once and never removed, so the Txn's compares held then and
+// still hold). Such a decision was put there by hand or by another tool;
+// a node that applied it could be new while another stays old.
+func checkCommit(k keys, a int64, plan *Plan, d string, votes map[string]string) error {
+	if w, _ := splitValue(d); w != decisionCommit {
+		return nil
+	}
+	for _, n := range plan.Nodes {
+		if v := votes[n.ID]; v != votePrepared {
+			return fmt.Errorf("%w: %s is %q but node %s's vote is %q: not written by kvrflow's commit transaction; left undecided", ErrUntrusted, k.decision(a), d, n.ID, v)
+		}
+	}
+	return nil
+}
+
 // waitDecision waits for attempt a's decision. It calls tryDecide first
 // and then on every change it watches, and after deadline writes abort. A
 // zero deadline never aborts. ctx bounds the wait. With retry, an etcd
@@ -258,7 +284,7 @@ func waitDecisionOn(ctx context.Context, cli *clientv3.Client, k keys, a int64, 
 			d, err = writeAbort(rctx, cli, k, a, "not every node voted prepared within the prepare timeout")
 		}
 		cancel()
-		if err != nil && retry && ctx.Err() == nil {
+		if err != nil && retry && ctx.Err() == nil && !errors.Is(err, ErrUntrusted) {
 			time.Sleep(pause)
 			pause = min(2*pause, 2*time.Second)
 			continue

@@ -1,0 +1,111 @@
+package cluster_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/kvrflow/kvrflow"
+	"github.com/kvrflow/kvrflow/cluster"
+	"github.com/kvrflow/kvrflow/internal/etcdtest"
+)
+
+// waitKey waits until key exists in etcd and returns its value.
+func waitKey(t *testing.T, ctx context.Context, cli *clientv3.Client, key string) string {
+	t.Helper()
+	for {
+		resp, err := cli.Get(ctx, key)
+		if err == nil && len(resp.Kvs) > 0 {
+			return string(resp.Kvs[0].Value)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("waiting for %s: %v", key, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// TestHostile_ForgedCommitIsNotApplied: n1 votes prepared, n2 (no agent)
+// never votes; a "commit" decision is then put into etcd by hand (not by
+// the commit Txn, which needs every vote prepared). n1's agent must not
+// commit on it: its run stays prepared (ErrUndecided), its database old.
+func TestHostile_ForgedCommitIsNotApplied(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	nodes := newNodes(t, 2)
+	const prefix, name = "/f/", "f"
+	plan := planOf(name, nodes)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	go runCoordinator(ctx, cli, prefix, plan, cluster.CoordinateOptions{PrepareTimeout: time.Hour, Wait: 50 * time.Second})
+	done := make(chan result, 1)
+	go func() { done <- runAgent(ctx, cli, prefix, nodes[0], nil) }()
+	waitKey(t, ctx, cli, prefix+"restores/f/1/votes/n1")
+	if _, err := cli.Put(ctx, prefix+"restores/f/1/decision", "commit"); err != nil {
+		t.Fatal(err)
+	}
+	res := <-done
+	if !errors.Is(res.err, cluster.ErrUndecided) {
+		t.Errorf("agent on a forged commit: %+v; want ErrUndecided", res)
+	}
+	if s := nodes[0].state(t); s != "old" {
+		t.Errorf("n1 is %s after a forged commit; want old\n%s", s, etcdtest.Dump(cli, prefix))
+	}
+	if runs, err := kvrflow.PreparedRuns(kvrflow.Options{DB: nodes[0].db}); err != nil || len(runs) != 1 {
+		t.Errorf("n1's prepared runs: %v, %v; want its run left prepared", runs, err)
+	}
+	// Let the cleanup's checks see a finished journal.
+	if _, err := kvrflow.Resolve(ctx, kvrflow.Options{DB: nodes[0].db}, false); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestHostile_RewrittenPlanIsNotTrusted: n1 votes prepared and its agent
+// dies; the published plan is then rewritten in etcd to name n1 alone.
+// n1's next agent must not take the rewritten plan (with it, n1's vote
+// alone would make the commit): its run stays prepared, its database old.
+func TestHostile_RewrittenPlanIsNotTrusted(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	nodes := newNodes(t, 2)
+	const prefix, name = "/g/", "g"
+	plan := planOf(name, nodes)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := cluster.Coordinate(ctx, cli, prefix, plan, cluster.CoordinateOptions{PrepareTimeout: time.Hour, Wait: time.Millisecond}); !errors.Is(err, cluster.ErrUndecided) {
+		t.Fatalf("publish: %v", err)
+	}
+	if res := runAgent(ctx, cli, prefix, nodes[0], crashSet(t, cluster.PointAfterVote+":crash")); res.crash == "" {
+		t.Fatalf("agent did not crash after its vote: %+v", res)
+	}
+	key := prefix + "restores/g/1/plan"
+	resp, err := cli.Get(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec map[string]any
+	if err := json.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
+		t.Fatal(err)
+	}
+	p := rec["plan"].(map[string]any)
+	p["nodes"] = p["nodes"].([]any)[:1]
+	b, _ := json.Marshal(rec)
+	if _, err := cli.Put(ctx, key, string(b)); err != nil {
+		t.Fatal(err)
+	}
+	res := runAgent(ctx, cli, prefix, nodes[0], nil)
+	if !errors.Is(res.err, cluster.ErrUndecided) {
+		t.Errorf("agent with a rewritten plan: %+v; want ErrUndecided", res)
+	}
+	if s := nodes[0].state(t); s != "old" {
+		t.Errorf("n1 is %s with a rewritten plan; want old\n%s", s, etcdtest.Dump(cli, prefix))
+	}
+	if _, err := kvrflow.Resolve(ctx, kvrflow.Options{DB: nodes[0].db}, false); err != nil {
+		t.Fatal(err)
+	}
+}
