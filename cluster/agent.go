@@ -78,6 +78,11 @@ func Agent(ctx context.Context, cli *clientv3.Client, prefix string, o AgentOpti
 		failed := false
 		for _, kv := range resp.Kvs {
 			name := strings.TrimPrefix(string(kv.Key), dir)
+			if !validName.MatchString(name) {
+				// Not a restore of this prefix: a key of another
+				// prefix nested in this one (e.g. PREFIX/attempts/).
+				continue
+			}
 			var att int64
 			if _, err := fmt.Sscan(string(kv.Value), &att); err != nil || att <= 0 {
 				continue
@@ -346,6 +351,10 @@ func (a *agent) handle(ctx context.Context, name string, att int64) (*NodeReport
 	cancel()
 	if err != nil {
 		return nil, undecided(err)
+	}
+	if rec.Plan.Name != name {
+		a.o.Log.Warn().Str("restore", name).Str("plan", rec.Plan.Name).Msg("the published plan names another restore: not a plan kvrflow published here; skipped")
+		return nil, nil
 	}
 	tag := Tag(name, att, rec.ID)
 	entry, ok := rec.Plan.Node(a.o.Node)

@@ -109,3 +109,28 @@ func TestHostile_RewrittenPlanIsNotTrusted(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestHostile_NestedPrefixIsNotARestore: another kvrflow uses a prefix
+// inside this one's attempts directory (/n/attempts/), so this agent's
+// watch sees its key /n/attempts/attempts/r. That key is no restore of
+// this prefix: the agent skips it and performs the real one.
+func TestHostile_NestedPrefixIsNotARestore(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	nodes := newNodes(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	other := &cluster.Plan{Name: "r", Nodes: []cluster.PlanNode{{ID: nodes[0].id, From: "/nonexistent"}}}
+	if _, err := cluster.Coordinate(ctx, cli, "/n/attempts/", other, cluster.CoordinateOptions{PrepareTimeout: time.Hour, Wait: time.Millisecond}); !errors.Is(err, cluster.ErrUndecided) {
+		t.Fatalf("publish under the nested prefix: %v", err)
+	}
+	go runCoordinator(ctx, cli, "/n/", planOf("r", nodes), cluster.CoordinateOptions{PrepareTimeout: time.Hour, Wait: 50 * time.Second})
+	waitKey(t, ctx, cli, "/n/restores/r/1/plan")
+	res := runAgent(ctx, cli, "/n/", nodes[0], nil)
+	if res.err != nil {
+		t.Errorf("agent: %+v; want the restore committed", res)
+	}
+	if s := nodes[0].state(t); s != "new" {
+		t.Errorf("n1 is %s; want new\n%s", s, etcdtest.Dump(cli, "/n/"))
+	}
+}
