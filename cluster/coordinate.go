@@ -105,3 +105,40 @@ func Status(ctx context.Context, cli *clientv3.Client, prefix, name string) (*Re
 	rep, _, _, err := readReport(ctx, cli, keysOf(prefix, name), name, 0)
 	return rep, err
 }
+
+// DecisionOf returns the decision word ("commit", "abort", or "" if none
+// yet) etcd holds for the attempt a node's run is tagged with (Tag). An
+// attempt etcd does not hold with that id (another etcd, another prefix,
+// etcd reset) is an error matching ErrNotFound. With abort set and no
+// decision yet, it first decides abort (always safe before a decision)
+// and returns the decision that holds. It is what `kvrflow recover
+// --decision --etcd` checks the operator's decision against.
+func DecisionOf(ctx context.Context, cli *clientv3.Client, prefix, tag string, abort bool) (string, error) {
+	name, a, id, ok := ParseTag(tag)
+	if !ok {
+		return "", fmt.Errorf("%w: %q is not a cluster restore attempt's tag", ErrNotFound, tag)
+	}
+	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
+	defer cancel()
+	k := keysOf(prefix, name)
+	resp, err := cli.Get(ctx, k.plan(a))
+	if err != nil {
+		return "", fmt.Errorf("etcd get %s: %w", k.plan(a), err)
+	}
+	if len(resp.Kvs) == 0 {
+		return "", fmt.Errorf("%w: etcd holds no attempt %d of %s (%s)", ErrNotFound, a, name, k.plan(a))
+	}
+	rec, err := parseAttemptRecord(resp.Kvs[0].Value)
+	if err != nil {
+		return "", err
+	}
+	if rec.ID != id {
+		return "", fmt.Errorf("%w: etcd's attempt %d of %s has id %s, the run's is %s", ErrNotFound, a, name, rec.ID, id)
+	}
+	d, err := decision(ctx, cli, k, a)
+	if err == nil && d == "" && abort {
+		d, err = writeAbort(ctx, cli, k, a, "the operator's decision (kvrflow recover --decision abort)")
+	}
+	w, _ := splitValue(d)
+	return w, err
+}
