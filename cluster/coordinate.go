@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -35,6 +36,9 @@ func Coordinate(ctx context.Context, cli *clientv3.Client, prefix string, plan *
 	pctx, cancel := context.WithTimeout(ctx, RequestTimeout)
 	a, followed, err := publish(pctx, cli, k, plan, o.PrepareTimeout, !o.NewAttempt)
 	cancel()
+	if errors.Is(err, ErrUntrusted) {
+		return nil, err // nothing published
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUndecided, err)
 	}

@@ -134,3 +134,32 @@ func TestHostile_NestedPrefixIsNotARestore(t *testing.T) {
 		t.Errorf("n1 is %s; want new\n%s", s, etcdtest.Dump(cli, "/n/"))
 	}
 }
+
+// TestHostile_PublishNeverReusesAnAttempt: attempts/NAME is deleted by
+// hand (a "cleanup") while the attempt's keys stay. Publishing again must
+// not write a new plan over attempt 1, whose decision and votes would then
+// seem to be the new attempt's: it is refused, attempt 1 untouched.
+func TestHostile_PublishNeverReusesAnAttempt(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	plan := &cluster.Plan{Name: "p", Nodes: []cluster.PlanNode{{ID: "a", From: "/x"}}}
+	if _, err := cluster.Coordinate(ctx, cli, "/h/", plan, cluster.CoordinateOptions{PrepareTimeout: time.Hour, Wait: time.Millisecond}); !errors.Is(err, cluster.ErrUndecided) {
+		t.Fatalf("publish: %v", err)
+	}
+	if _, err := cli.Put(ctx, "/h/restores/p/1/decision", "commit"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Delete(ctx, "/h/attempts/p"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := cluster.Coordinate(ctx, cli, "/h/", plan, cluster.CoordinateOptions{PrepareTimeout: time.Hour, Wait: time.Second, NewAttempt: true})
+	if !errors.Is(err, cluster.ErrUntrusted) || errors.Is(err, cluster.ErrUndecided) {
+		t.Errorf("publish over an existing attempt: %v; want ErrUntrusted (nothing published), not undecided", err)
+	}
+	resp, err := cli.Get(ctx, "/h/restores/p/1/plan")
+	if err != nil || len(resp.Kvs) != 1 || resp.Kvs[0].Version != 1 {
+		t.Errorf("attempt 1's plan after the second publish: %v, %v; want it untouched", resp, err)
+	}
+}

@@ -86,15 +86,22 @@ func publish(ctx context.Context, cli *clientv3.Client, k keys, plan *Plan, time
 		if err != nil {
 			return 0, false, err
 		}
+		// An attempt number is never reused: its keys (votes, decision)
+		// would seem to be the new attempt's.
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(k.att(next)), "=", 0).WithPrefix())
 		resp, err := cli.Txn(ctx).If(cmps...).Then(
 			clientv3.OpPut(k.attempt(), strconv.FormatInt(next, 10)),
 			clientv3.OpPut(k.plan(next), string(rec)),
-		).Commit()
+		).Else(clientv3.OpGet(k.att(next), clientv3.WithPrefix(), clientv3.WithCountOnly())).Commit()
 		if err != nil {
 			return 0, false, fmt.Errorf("etcd publish %s: %w", k.plan(next), err)
 		}
 		if resp.Succeeded {
 			return next, false, nil
+		}
+		if resp.Responses[0].GetResponseRange().Count > 0 {
+			return 0, false, fmt.Errorf("%w: %s already holds keys of attempt %d, but %s says attempt %d is the latest: etcd was edited by hand; publish under another name",
+				ErrUntrusted, k.att(next), next, k.attempt(), a)
 		}
 	}
 }
