@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"time"
@@ -328,11 +329,19 @@ func resolve(p string) string {
 }
 
 // allowed reports whether source is under prefix: a URL by its text
-// (prefix ending in /, or the whole URL), a path after cleaning, on a
-// path-element boundary.
+// (prefix ending in /, or the whole URL) with the same query as the
+// prefix's, exactly; a path after cleaning, on a path-element boundary.
 func allowed(source, prefix string) bool {
 	if strings.Contains(prefix, "://") || strings.Contains(source, "://") {
-		if strings.Contains(source, "/../") || strings.HasSuffix(source, "/..") {
+		// The query (endpoint=, region=, profile=, ...) says which server
+		// and credentials: the source's must be the prefix's, exactly,
+		// or a plan could send the fetch elsewhere.
+		source, sq, _ := strings.Cut(source, "?")
+		prefix, pq, _ := strings.Cut(prefix, "?")
+		if sq != pq || strings.Contains(source, "#") {
+			return false
+		}
+		if u, err := url.PathUnescape(source); err != nil || strings.Contains(u, "/../") || strings.HasSuffix(u, "/..") {
 			return false
 		}
 		return source == prefix || strings.HasPrefix(source, strings.TrimSuffix(prefix, "/")+"/")
