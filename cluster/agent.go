@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -222,7 +223,7 @@ func (a *agent) decider(tags map[uint64]string) fsm.Decider {
 		if err != nil {
 			return 0, err
 		}
-		d, err := a.decide(ctx, k, att, rec)
+		d, err := a.decide(ctx, k, att, rec, run)
 		if err != nil {
 			return 0, undecided(err)
 		}
@@ -238,23 +239,26 @@ func (a *agent) decider(tags map[uint64]string) fsm.Decider {
 }
 
 // decide returns attempt att's decision word for a node whose run is
-// prepared: it votes prepared (again, if it did before) and waits.
-func (a *agent) decide(ctx context.Context, k keys, att int64, rec *attemptRecord) (string, error) {
+// prepared: it votes prepared (again, if it did before) and waits. A vote
+// refused (a stale attempt, another vote of this node's, one cast by
+// another agent for this node) means this run was never counted: abort is
+// decided if nothing is, and the run rolls back whatever was decided.
+func (a *agent) decide(ctx context.Context, k keys, att int64, rec *attemptRecord, run uint64) (string, error) {
 	deadline := time.Now().Add(rec.PrepareTimeout)
 	rctx, cancel := a.rpc(ctx)
-	err := vote(rctx, a.cli, k, att, a.o.Node, votePrepared)
+	err := vote(rctx, a.cli, k, att, a.o.Node, votePrepared, a.voter(run))
 	cancel()
 	switch {
 	case err == nil, errors.Is(err, errDecided):
 	case errors.Is(err, ErrStale):
-		// Not the current attempt (or this node voted abort before):
-		// an undecided attempt is decided abort, which is safe.
 		rctx, cancel := a.rpc(ctx)
-		_, err := writeAbort(rctx, a.cli, k, att, err.Error())
+		_, werr := writeAbort(rctx, a.cli, k, att, err.Error())
 		cancel()
-		if err != nil {
-			return "", err
+		if werr != nil {
+			return "", werr
 		}
+		a.o.Log.Warn().Err(err).Msg("this run's vote was not counted: rolling it back")
+		return decisionAbort, nil
 	default:
 		return "", err
 	}
@@ -264,6 +268,13 @@ func (a *agent) decide(ctx context.Context, k keys, att int64, rec *attemptRecor
 	}
 	w, _ := splitValue(d)
 	return w, nil
+}
+
+// voter names who casts a vote: this host, the node's database and the
+// run (the same after a restart of the agent, for the same run).
+func (a *agent) voter(run uint64) string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s:%s#%d", host, resolve(a.o.DB), run)
 }
 
 // putOutcome records the node's outcome of attempt att. It is a report,
@@ -281,7 +292,7 @@ func (a *agent) putOutcome(ctx context.Context, k keys, att int64, outcome strin
 func (a *agent) voteAbort(ctx context.Context, k keys, att int64, reason string) {
 	rctx, cancel := a.rpc(ctx)
 	defer cancel()
-	if err := vote(rctx, a.cli, k, att, a.o.Node, abortValue(reason)); err != nil && !errors.Is(err, errDecided) && !errors.Is(err, ErrStale) {
+	if err := vote(rctx, a.cli, k, att, a.o.Node, abortValue(reason), a.voter(0)); err != nil && !errors.Is(err, errDecided) && !errors.Is(err, ErrStale) {
 		a.o.Log.Warn().Err(err).Msg("abort vote not recorded in etcd")
 	}
 	if _, err := writeAbort(rctx, a.cli, k, att, fmt.Sprintf("node %s voted abort: %s", a.o.Node, reason)); err != nil {
@@ -463,17 +474,29 @@ func (a *agent) handle(ctx context.Context, name string, att int64) (*NodeReport
 		return nil, undecided(err)
 	}
 	rctx, cancel = a.rpc(ctx)
-	err = vote(rctx, a.cli, k, att, a.o.Node, votePrepared)
+	err = vote(rctx, a.cli, k, att, a.o.Node, votePrepared, a.voter(p.RunID()))
 	cancel()
 	switch {
 	case err == nil, errors.Is(err, errDecided):
 	case errors.Is(err, ErrStale):
+		// This run's vote was not counted: abort if nothing is decided,
+		// and roll this run back whatever is.
+		verr := err
 		rctx, cancel := a.rpc(ctx)
-		_, err = writeAbort(rctx, a.cli, k, att, err.Error())
+		_, err = writeAbort(rctx, a.cli, k, att, verr.Error())
 		cancel()
 		if err != nil {
 			return nil, undecided(err)
 		}
+		log.Warn().Err(verr).Msg("this run's vote was not counted: rolling it back")
+		if _, err := p.Decide(ctx, false); err != nil && !kvrflow.IsRolledBack(err) {
+			return nil, undecided(err)
+		}
+		if errors.Is(verr, errNotMine) {
+			// The node's outcome is the other agent's to report.
+			return &NodeReport{ID: a.o.Node, Outcome: outcomeRolledBack, Reason: oneLine(verr)}, fmt.Errorf("%w: %w", ErrAborted, verr)
+		}
+		return done(outcomeRolledBack, nil)
 	default:
 		return nil, undecided(err) // the run stays prepared
 	}

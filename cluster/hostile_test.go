@@ -163,3 +163,39 @@ func TestHostile_PublishNeverReusesAnAttempt(t *testing.T) {
 		t.Errorf("attempt 1's plan after the second publish: %v, %v; want it untouched", resp, err)
 	}
 }
+
+// TestHostile_TwoAgentsForOneNode: two agents run as node n1 on two
+// databases (a copied configuration; the plan gives no db). Only one of
+// them can be the vote n1 cast: the other's database is never replaced
+// (it stays old), and the cluster ends all-old or all-new over the plan's
+// nodes (the first agent's database and n2's).
+func TestHostile_TwoAgentsForOneNode(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	nodes := newNodes(t, 3)
+	const prefix, name = "/d/", "d"
+	plan := planOf(name, nodes[:2])
+	for i := range plan.Nodes {
+		plan.Nodes[i].DB = ""
+	}
+	twin := &node{id: "n1", db: nodes[2].db, old: nodes[2].old, new: nodes[0].new}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	go runCoordinator(ctx, cli, prefix, plan, cluster.CoordinateOptions{PrepareTimeout: time.Hour, Wait: 50 * time.Second})
+	first := make(chan result, 1)
+	go func() { first <- runAgent(ctx, cli, prefix, nodes[0], nil) }()
+	waitKey(t, ctx, cli, prefix+"restores/d/1/votes/n1")
+	second := make(chan result, 1)
+	go func() { second <- runAgent(ctx, cli, prefix, twin, nil) }()
+	// n2 votes last, after the twin had time to prepare and vote (the
+	// checks below hold whichever comes first).
+	r2 := runAgent(ctx, cli, prefix, nodes[1], crashSet(t, cluster.PointBeforeVote+":delay=2s"))
+	r1, rt := <-first, <-second
+	t.Logf("n1: %v; n2: %v; twin: %v", r1.err, r2.err, rt.err)
+	if s := twin.state(t); s != "old" {
+		t.Errorf("the twin's database is %s; want old (it is not the node that voted)\n%s", s, etcdtest.Dump(cli, prefix))
+	}
+	if a, b := nodes[0].state(t), nodes[1].state(t); a != b {
+		t.Errorf("n1 %s, n2 %s: mixed", a, b)
+	}
+}

@@ -109,19 +109,27 @@ func publish(ctx context.Context, cli *clientv3.Client, k keys, plan *Plan, time
 // errDecided is returned by vote when attempt a already has a decision.
 var errDecided = errors.New("attempt already decided")
 
-// vote records node's vote in attempt a, once.
+// errNotMine is returned by vote when the node's vote is there but was
+// cast by another voter (two agents run as one node, or an agent started
+// again on another database): this voter's run was never counted.
+var errNotMine = fmt.Errorf("%w: vote cast by another agent", ErrStale)
+
+// vote records node's vote in attempt a, once, with who cast it (voter:
+// host, database and run).
 //
 // Txn: if attempt's value is a (fencing: a stale agent of an earlier
 // attempt cannot vote in a later one), the vote key does not exist, and
-// there is no decision yet: put the vote. A vote found already there with
-// the same value is success (a restarted agent voting again).
-func vote(ctx context.Context, cli *clientv3.Client, k keys, a int64, node, value string) error {
+// there is no decision yet: put the vote and the voter. A vote found
+// already there with the same value and the same voter is success (a
+// restarted agent voting again for the same run); another voter's is
+// errNotMine.
+func vote(ctx context.Context, cli *clientv3.Client, k keys, a int64, node, value, voter string) error {
 	resp, err := cli.Txn(ctx).If(
 		clientv3.Compare(clientv3.Value(k.attempt()), "=", strconv.FormatInt(a, 10)),
 		clientv3.Compare(clientv3.CreateRevision(k.vote(a, node)), "=", 0),
 		clientv3.Compare(clientv3.CreateRevision(k.decision(a)), "=", 0),
-	).Then(clientv3.OpPut(k.vote(a, node), value)).Else(
-		clientv3.OpGet(k.attempt()), clientv3.OpGet(k.vote(a, node)), clientv3.OpGet(k.decision(a)),
+	).Then(clientv3.OpPut(k.vote(a, node), value), clientv3.OpPut(k.voter(a, node), voter)).Else(
+		clientv3.OpGet(k.attempt()), clientv3.OpGet(k.vote(a, node)), clientv3.OpGet(k.decision(a)), clientv3.OpGet(k.voter(a, node)),
 	).Commit()
 	if err != nil {
 		return fmt.Errorf("etcd vote %s: %w", k.vote(a, node), err)
@@ -129,9 +137,16 @@ func vote(ctx context.Context, cli *clientv3.Client, k keys, a int64, node, valu
 	if resp.Succeeded {
 		return nil
 	}
-	att, vt, dec := resp.Responses[0].GetResponseRange(), resp.Responses[1].GetResponseRange(), resp.Responses[2].GetResponseRange()
+	att, vt, dec, vr := resp.Responses[0].GetResponseRange(), resp.Responses[1].GetResponseRange(), resp.Responses[2].GetResponseRange(), resp.Responses[3].GetResponseRange()
 	if len(vt.Kvs) > 0 && string(vt.Kvs[0].Value) == value {
+		if len(vr.Kvs) > 0 && string(vr.Kvs[0].Value) != voter {
+			return fmt.Errorf("%w: node %s's vote %q in attempt %d was cast by %s, not by this agent (%s): two agents run as node %s?",
+				errNotMine, node, value, a, vr.Kvs[0].Value, voter, node)
+		}
 		return nil
+	}
+	if len(vt.Kvs) > 0 && len(vr.Kvs) > 0 && string(vr.Kvs[0].Value) != voter {
+		return fmt.Errorf("%w: node %s's vote %q in attempt %d was cast by %s, not by this agent (%s)", errNotMine, node, vt.Kvs[0].Value, a, vr.Kvs[0].Value, voter)
 	}
 	if len(dec.Kvs) > 0 {
 		return fmt.Errorf("%w: %s", errDecided, dec.Kvs[0].Value)

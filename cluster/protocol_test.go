@@ -29,9 +29,12 @@ func TestProtocol_FencingAndExactlyOnceDecision(t *testing.T) {
 	if a, followed, err := publish(ctx, cli, k, plan, time.Minute, true); err != nil || a != 1 || !followed {
 		t.Fatalf("publish of the same plan again: %d %v %v; want to follow attempt 1", a, followed, err)
 	}
-	must(t, vote(ctx, cli, k, 1, "a", votePrepared))
-	must(t, vote(ctx, cli, k, 1, "a", votePrepared)) // a restarted agent votes again: the same vote
-	if err := vote(ctx, cli, k, 1, "a", abortValue("changed my mind")); !errors.Is(err, ErrStale) {
+	must(t, vote(ctx, cli, k, 1, "a", votePrepared, "v"))
+	must(t, vote(ctx, cli, k, 1, "a", votePrepared, "v")) // a restarted agent votes again: the same vote
+	if err := vote(ctx, cli, k, 1, "a", votePrepared, "w"); !errors.Is(err, errNotMine) {
+		t.Fatalf("the same vote by another voter: %v, want errNotMine", err)
+	}
+	if err := vote(ctx, cli, k, 1, "a", abortValue("changed my mind"), "v"); !errors.Is(err, ErrStale) {
 		t.Fatalf("a second, different vote: %v, want ErrStale", err)
 	}
 	if d, _, err := tryDecide(ctx, cli, k, 1, plan); err != nil || d != "" {
@@ -44,7 +47,7 @@ func TestProtocol_FencingAndExactlyOnceDecision(t *testing.T) {
 	if _, err := cli.Put(ctx, k.attempt(), "2"); err != nil {
 		t.Fatal(err)
 	}
-	if err := vote(ctx, cli, k, 1, "b", votePrepared); !errors.Is(err, ErrStale) {
+	if err := vote(ctx, cli, k, 1, "b", votePrepared, "v"); !errors.Is(err, ErrStale) {
 		t.Fatalf("vote in a stale attempt: %v, want ErrStale", err)
 	}
 	if _, err := cli.Put(ctx, k.vote(1, "b"), votePrepared); err != nil { // forced in, behind the fence
@@ -67,7 +70,7 @@ func TestProtocol_FencingAndExactlyOnceDecision(t *testing.T) {
 	if err != nil || a3 != 2 || followed {
 		t.Fatalf("publish of another plan: %d %v %v", a3, followed, err)
 	}
-	must(t, vote(ctx, cli, k, 2, "a", votePrepared))
+	must(t, vote(ctx, cli, k, 2, "a", votePrepared, "v"))
 	if d, _, err := tryDecide(ctx, cli, k, 2, other); err != nil || d != decisionCommit {
 		t.Fatalf("every vote prepared: %q, %v; want commit", d, err)
 	}
