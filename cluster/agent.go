@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -128,6 +127,9 @@ type agent struct {
 	// resolved lists the attempts (tags) whose outcome this process
 	// recorded while recovering: Once reports them.
 	resolved map[string]bool
+	// first maps a prepared run's id to its first record's hash (its
+	// voter), read before recovery opens the journal.
+	first map[uint64]string
 }
 
 func (a *agent) hit(point string) error { return a.opts.Faults.Hit(point) }
@@ -153,8 +155,12 @@ func (a *agent) recoverLocal(ctx context.Context) error {
 		return err
 	}
 	tags := map[uint64]string{}
+	a.first = map[uint64]string{}
 	for _, p := range prepared {
 		tags[p.ID] = p.Tag
+		if r, err := kvrflow.ClusterRun(a.opts, p.Tag); err == nil && r != nil && r.ID == p.ID {
+			a.first[p.ID] = r.FirstHash
+		}
 	}
 	opts := a.opts
 	opts.Decider = a.decider(tags)
@@ -244,9 +250,14 @@ func (a *agent) decider(tags map[uint64]string) fsm.Decider {
 // another agent for this node) means this run was never counted: abort is
 // decided if nothing is, and the run rolls back whatever was decided.
 func (a *agent) decide(ctx context.Context, k keys, att int64, rec *attemptRecord, run uint64) (string, error) {
+	if a.first[run] == "" {
+		// Without its voter the run could not tell its own vote from
+		// another agent's: it stays prepared.
+		return "", fmt.Errorf("run %d: its first journal record was not found: cannot tell its vote", run)
+	}
 	deadline := time.Now().Add(rec.PrepareTimeout)
 	rctx, cancel := a.rpc(ctx)
-	err := vote(rctx, a.cli, k, att, a.o.Node, votePrepared, a.voter(run))
+	err := vote(rctx, a.cli, k, att, a.o.Node, votePrepared, voter(a.first[run]))
 	cancel()
 	switch {
 	case err == nil, errors.Is(err, errDecided):
@@ -270,11 +281,15 @@ func (a *agent) decide(ctx context.Context, k keys, att int64, rec *attemptRecor
 	return w, nil
 }
 
-// voter names who casts a vote: this host, the node's database and the
-// run (the same after a restart of the agent, for the same run).
-func (a *agent) voter(run uint64) string {
-	host, _ := os.Hostname()
-	return fmt.Sprintf("%s:%s#%d", host, resolve(a.o.DB), run)
+// voter names who casts a vote: the run, by the hash of its first journal
+// record (unique to the run, and the same after a restart of the agent,
+// whatever the host's name or the database's mount path). Abort votes,
+// cast for no run, pass "".
+func voter(first string) string {
+	if first == "" {
+		return "no run"
+	}
+	return "run " + first
 }
 
 // putOutcome records the node's outcome of attempt att. It is a report,
@@ -292,7 +307,7 @@ func (a *agent) putOutcome(ctx context.Context, k keys, att int64, outcome strin
 func (a *agent) voteAbort(ctx context.Context, k keys, att int64, reason string) {
 	rctx, cancel := a.rpc(ctx)
 	defer cancel()
-	if err := vote(rctx, a.cli, k, att, a.o.Node, abortValue(reason), a.voter(0)); err != nil && !errors.Is(err, errDecided) && !errors.Is(err, ErrStale) {
+	if err := vote(rctx, a.cli, k, att, a.o.Node, abortValue(reason), voter("")); err != nil && !errors.Is(err, errDecided) && !errors.Is(err, ErrStale) {
 		a.o.Log.Warn().Err(err).Msg("abort vote not recorded in etcd")
 	}
 	if _, err := writeAbort(rctx, a.cli, k, att, fmt.Sprintf("node %s voted abort: %s", a.o.Node, reason)); err != nil {
@@ -474,7 +489,7 @@ func (a *agent) handle(ctx context.Context, name string, att int64) (*NodeReport
 		return nil, undecided(err)
 	}
 	rctx, cancel = a.rpc(ctx)
-	err = vote(rctx, a.cli, k, att, a.o.Node, votePrepared, a.voter(p.RunID()))
+	err = vote(rctx, a.cli, k, att, a.o.Node, votePrepared, voter(p.Result.Run.FirstHash))
 	cancel()
 	switch {
 	case err == nil, errors.Is(err, errDecided):

@@ -198,4 +198,8 @@ func TestHostile_TwoAgentsForOneNode(t *testing.T) {
 	if a, b := nodes[0].state(t), nodes[1].state(t); a != b {
 		t.Errorf("n1 %s, n2 %s: mixed", a, b)
 	}
+	resp, err := cli.Get(ctx, prefix+"restores/d/1/voters/n1")
+	if err != nil || len(resp.Kvs) != 1 || len(resp.Kvs[0].Value) != len("run ")+64 {
+		t.Errorf("n1's voter: %v, %v; want run and its first record's hash", resp, err)
+	}
 }
