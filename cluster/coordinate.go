@@ -7,6 +7,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/kvrflow/kvrflow/steps"
 )
 
 // Coordinate publishes plan as a new attempt of the restore plan.Name and
@@ -81,6 +83,9 @@ func Coordinate(ctx context.Context, cli *clientv3.Client, prefix string, plan *
 			return rep, nil
 		case Aborted:
 			return rep, fmt.Errorf("%w: %s: %s", ErrAborted, plan.Name, rep.Reason)
+		case Mixed:
+			return rep, fmt.Errorf("%w: cluster restore %s attempt %d decided %s, but a node reports another outcome: see kvrflow cluster status",
+				steps.ErrInconsistent, plan.Name, a, d)
 		}
 		if err := waitChange(wctx, cli, k.outcomes(a), rev, time.Time{}); err != nil {
 			return report(ctx, cli, k, plan.Name, a, fmt.Errorf("attempt %d decided %s; not every node reported its outcome: %w", a, d, err))

@@ -372,16 +372,25 @@ func readReport(ctx context.Context, cli *clientv3.Client, k keys, name string, 
 	}
 	rep := &Report{Name: name, Attempt: a, Outcome: Undecided}
 	rep.Decision, rep.Reason = splitValue(vals[k.decision(a)])
-	all := true
+	all, want, contra := true, outcomeRolledBack, false
+	if rep.Decision == decisionCommit {
+		want = outcomeCommitted
+	}
 	for _, n := range rec.Plan.Nodes {
 		nr := NodeReport{ID: n.ID, Outcome: vals[k.outcome(a, n.ID)]}
 		nr.Vote, nr.Reason = splitValue(vals[k.vote(a, n.ID)])
 		if nr.Outcome == "" {
 			all = false
+		} else if rep.Decision != "" && nr.Outcome != want {
+			contra = true
 		}
 		rep.Nodes = append(rep.Nodes, nr)
 	}
 	switch {
+	case contra:
+		// A node's outcome contradicts the decision: never reported as
+		// the decision's.
+		rep.Outcome = Mixed
 	case all && rep.Decision == decisionCommit:
 		rep.Outcome = Committed
 	case all && rep.Decision == decisionAbort:

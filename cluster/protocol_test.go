@@ -85,3 +85,32 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestReport_OutcomeContradictingTheDecisionIsMixed: every node reported,
+// but one's outcome is rolled_back under a commit decision (an operator's
+// override that disagreed, say): the report is mixed, not committed.
+func TestReport_OutcomeContradictingTheDecisionIsMixed(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	k := keysOf("/m/", "r")
+	plan := &Plan{Name: "r", Nodes: []PlanNode{{ID: "a", From: "/x"}, {ID: "b", From: "/y"}}}
+	if _, _, err := publish(ctx, cli, k, plan, time.Minute, true); err != nil {
+		t.Fatal(err)
+	}
+	must(t, vote(ctx, cli, k, 1, "a", votePrepared, "va"))
+	must(t, vote(ctx, cli, k, 1, "b", votePrepared, "vb"))
+	if d, _, err := tryDecide(ctx, cli, k, 1, plan); err != nil || d != decisionCommit {
+		t.Fatalf("decision %q, %v", d, err)
+	}
+	for n, o := range map[string]string{"a": outcomeCommitted, "b": outcomeRolledBack} {
+		if _, err := cli.Put(ctx, k.outcome(1, n), o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, _, _, err := readReport(ctx, cli, k, "r", 0)
+	if err != nil || rep.Outcome != Mixed {
+		t.Fatalf("report: %+v, %v; want outcome mixed", rep, err)
+	}
+}
