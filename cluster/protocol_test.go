@@ -3,10 +3,12 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/kvrflow/kvrflow/fsm"
 	"github.com/kvrflow/kvrflow/internal/etcdtest"
 )
 
@@ -112,5 +114,18 @@ func TestReport_OutcomeContradictingTheDecisionIsMixed(t *testing.T) {
 	rep, _, _, err := readReport(ctx, cli, k, "r", 0)
 	if err != nil || rep.Outcome != Mixed {
 		t.Fatalf("report: %+v, %v; want outcome mixed", rep, err)
+	}
+}
+
+// TestErrUndecided_SaysNotFinished: ErrUndecided matches fsm.ErrUndecided
+// (exit 5) but does not say "no decision yet": the coordinator returns it
+// too when the decision is there and a node has not reported.
+func TestErrUndecided_SaysNotFinished(t *testing.T) {
+	err := fmt.Errorf("%w: r: attempt 1 decided abort; not every node reported its outcome", ErrUndecided)
+	if !errors.Is(err, fsm.ErrUndecided) || !errors.Is(err, ErrUndecided) {
+		t.Fatalf("%v does not match fsm.ErrUndecided and ErrUndecided", err)
+	}
+	if strings.Contains(err.Error(), "no decision yet") {
+		t.Errorf("message contradicts itself: %q", err)
 	}
 }
