@@ -42,7 +42,7 @@ func Agent(ctx context.Context, cli *clientv3.Client, prefix string, o AgentOpti
 	if o.DB == "" {
 		return nil, fmt.Errorf("%w: the agent needs its database directory (--db)", ErrBadPlan)
 	}
-	a := &agent{cli: cli, prefix: NormPrefix(prefix), o: o, resolved: map[string]bool{}}
+	a := &agent{cli: cli, prefix: NormPrefix(prefix), o: o, resolved: map[string]bool{}, twin: map[string]bool{}}
 	a.opts = o.Restore
 	a.opts.DB, a.opts.Journal = o.DB, o.Journal
 	if a.opts.Faults == nil {
@@ -130,6 +130,13 @@ type agent struct {
 	// first maps a prepared run's id to its first record's hash (its
 	// voter), read before recovery opens the journal.
 	first map[uint64]string
+	// notMine lists the runs recovery rolled back because the node's
+	// vote was another agent's: the node's outcome is that agent's.
+	notMine map[uint64]bool
+	// twin lists the attempts (tags) of those runs: Once reports them
+	// rolled back (ErrAborted) without the node's outcome, which is the
+	// other agent's.
+	twin map[string]bool
 }
 
 func (a *agent) hit(point string) error { return a.opts.Faults.Hit(point) }
@@ -155,7 +162,7 @@ func (a *agent) recoverLocal(ctx context.Context) error {
 		return err
 	}
 	tags := map[uint64]string{}
-	a.first = map[uint64]string{}
+	a.first, a.notMine = map[uint64]string{}, map[uint64]bool{}
 	for _, p := range prepared {
 		tags[p.ID] = p.Tag
 		if r, err := kvrflow.ClusterRun(a.opts, p.Tag); err == nil && r != nil && r.ID == p.ID {
@@ -166,6 +173,11 @@ func (a *agent) recoverLocal(ctx context.Context) error {
 	opts.Decider = a.decider(tags)
 	done, err := kvrflow.Recover(ctx, opts)
 	for _, r := range done {
+		if a.notMine[r.Run.ID] {
+			a.o.Log.Warn().Uint64("run", r.Run.ID).Msg("rolled back: the node's vote was another agent's; its outcome is left to it")
+			a.twin[tags[r.Run.ID]] = true
+			continue
+		}
 		if tag, ok := tags[r.Run.ID]; ok && !r.Run.InFlight() {
 			k, att, _, aerr := a.attemptOf(ctx, tag)
 			if aerr != nil {
@@ -269,6 +281,9 @@ func (a *agent) decide(ctx context.Context, k keys, att int64, rec *attemptRecor
 			return "", werr
 		}
 		a.o.Log.Warn().Err(err).Msg("this run's vote was not counted: rolling it back")
+		if errors.Is(err, errNotMine) {
+			a.notMine[run] = true
+		}
 		return decisionAbort, nil
 	default:
 		return "", err
@@ -401,6 +416,11 @@ func (a *agent) handle(ctx context.Context, name string, att int64) (*NodeReport
 		if n.ID == a.o.Node {
 			me = n
 		}
+	}
+	if a.twin[tag] {
+		delete(a.twin, tag)
+		return &NodeReport{ID: a.o.Node, Outcome: outcomeRolledBack, Reason: "the node's vote was another agent's"},
+			fmt.Errorf("%w: %s attempt %d: node %s's vote was another agent's; this database kept", ErrAborted, name, att, a.o.Node)
 	}
 	if me.Outcome != "" {
 		if a.resolved[tag] {

@@ -203,3 +203,48 @@ func TestHostile_TwoAgentsForOneNode(t *testing.T) {
 		t.Errorf("n1's voter: %v, %v; want run and its first record's hash", resp, err)
 	}
 }
+
+// TestHostile_TwinRecoveredLeavesTheNodesOutcome: a second agent for n1
+// (another database) dies before its vote; n1 and n2 commit. The twin's
+// next start rolls its run back (its vote would not be its own) and must
+// not write n1's outcome over the real n1's "committed".
+func TestHostile_TwinRecoveredLeavesTheNodesOutcome(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	nodes := newNodes(t, 3)
+	const prefix, name = "/tw/", "tw"
+	plan := planOf(name, nodes[:2])
+	for i := range plan.Nodes {
+		plan.Nodes[i].DB = ""
+	}
+	twin := &node{id: "n1", db: nodes[2].db, old: nodes[2].old, new: nodes[0].new}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	go runCoordinator(ctx, cli, prefix, plan, cluster.CoordinateOptions{PrepareTimeout: time.Hour, Wait: 50 * time.Second})
+	waitKey(t, ctx, cli, prefix+"restores/tw/1/plan")
+	if res := runAgent(ctx, cli, prefix, twin, crashSet(t, cluster.PointBeforeVote+":crash")); res.crash == "" {
+		t.Fatalf("the twin did not crash before its vote: %+v", res)
+	}
+	first := make(chan result, 1)
+	go func() { first <- runAgent(ctx, cli, prefix, nodes[0], nil) }()
+	if r := runAgent(ctx, cli, prefix, nodes[1], nil); r.err != nil {
+		t.Fatalf("n2: %+v", r)
+	}
+	if r := <-first; r.err != nil {
+		t.Fatalf("n1: %+v", r)
+	}
+	r := runAgent(ctx, cli, prefix, twin, nil)
+	if !errors.Is(r.err, cluster.ErrAborted) {
+		t.Errorf("the twin's agent: %v; want ErrAborted (its database kept)", r.err)
+	}
+	if s := twin.state(t); s != "old" {
+		t.Errorf("the twin's database is %s; want old", s)
+	}
+	if v := waitKey(t, ctx, cli, prefix+"restores/tw/1/outcome/n1"); v != "committed" {
+		t.Errorf("n1's outcome after the twin's recovery: %q, want committed\n%s", v, etcdtest.Dump(cli, prefix))
+	}
+	allHoldNew := nodes[0].state(t) == "new" && nodes[1].state(t) == "new"
+	if !allHoldNew {
+		t.Errorf("n1 %s, n2 %s; want both new", nodes[0].state(t), nodes[1].state(t))
+	}
+}
