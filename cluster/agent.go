@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"time"
@@ -41,7 +42,7 @@ func Agent(ctx context.Context, cli *clientv3.Client, prefix string, o AgentOpti
 	if o.DB == "" {
 		return nil, fmt.Errorf("%w: the agent needs its database directory (--db)", ErrBadPlan)
 	}
-	a := &agent{cli: cli, prefix: NormPrefix(prefix), o: o, resolved: map[string]bool{}}
+	a := &agent{cli: cli, prefix: NormPrefix(prefix), o: o, resolved: map[string]bool{}, twin: map[string]bool{}}
 	a.opts = o.Restore
 	a.opts.DB, a.opts.Journal = o.DB, o.Journal
 	if a.opts.Faults == nil {
@@ -78,6 +79,11 @@ func Agent(ctx context.Context, cli *clientv3.Client, prefix string, o AgentOpti
 		failed := false
 		for _, kv := range resp.Kvs {
 			name := strings.TrimPrefix(string(kv.Key), dir)
+			if !validName.MatchString(name) {
+				// Not a restore of this prefix: a key of another
+				// prefix nested in this one (e.g. PREFIX/attempts/).
+				continue
+			}
 			var att int64
 			if _, err := fmt.Sscan(string(kv.Value), &att); err != nil || att <= 0 {
 				continue
@@ -121,6 +127,16 @@ type agent struct {
 	// resolved lists the attempts (tags) whose outcome this process
 	// recorded while recovering: Once reports them.
 	resolved map[string]bool
+	// first maps a prepared run's id to its first record's hash (its
+	// voter), read before recovery opens the journal.
+	first map[uint64]string
+	// notMine lists the runs recovery rolled back because the node's
+	// vote was another agent's: the node's outcome is that agent's.
+	notMine map[uint64]bool
+	// twin lists the attempts (tags) of those runs: Once reports them
+	// rolled back (ErrAborted) without the node's outcome, which is the
+	// other agent's.
+	twin map[string]bool
 }
 
 func (a *agent) hit(point string) error { return a.opts.Faults.Hit(point) }
@@ -146,13 +162,22 @@ func (a *agent) recoverLocal(ctx context.Context) error {
 		return err
 	}
 	tags := map[uint64]string{}
+	a.first, a.notMine = map[uint64]string{}, map[uint64]bool{}
 	for _, p := range prepared {
 		tags[p.ID] = p.Tag
+		if r, err := kvrflow.ClusterRun(a.opts, p.Tag); err == nil && r != nil && r.ID == p.ID {
+			a.first[p.ID] = r.FirstHash
+		}
 	}
 	opts := a.opts
 	opts.Decider = a.decider(tags)
 	done, err := kvrflow.Recover(ctx, opts)
 	for _, r := range done {
+		if a.notMine[r.Run.ID] {
+			a.o.Log.Warn().Uint64("run", r.Run.ID).Msg("rolled back: the node's vote was another agent's; its outcome is left to it")
+			a.twin[tags[r.Run.ID]] = true
+			continue
+		}
 		if tag, ok := tags[r.Run.ID]; ok && !r.Run.InFlight() {
 			k, att, _, aerr := a.attemptOf(ctx, tag)
 			if aerr != nil {
@@ -216,7 +241,7 @@ func (a *agent) decider(tags map[uint64]string) fsm.Decider {
 		if err != nil {
 			return 0, err
 		}
-		d, err := a.decide(ctx, k, att, rec)
+		d, err := a.decide(ctx, k, att, rec, run)
 		if err != nil {
 			return 0, undecided(err)
 		}
@@ -232,23 +257,34 @@ func (a *agent) decider(tags map[uint64]string) fsm.Decider {
 }
 
 // decide returns attempt att's decision word for a node whose run is
-// prepared: it votes prepared (again, if it did before) and waits.
-func (a *agent) decide(ctx context.Context, k keys, att int64, rec *attemptRecord) (string, error) {
+// prepared: it votes prepared (again, if it did before) and waits. A vote
+// refused (a stale attempt, another vote of this node's, one cast by
+// another agent for this node) means this run was never counted: abort is
+// decided if nothing is, and the run rolls back whatever was decided.
+func (a *agent) decide(ctx context.Context, k keys, att int64, rec *attemptRecord, run uint64) (string, error) {
+	if a.first[run] == "" {
+		// Without its voter the run could not tell its own vote from
+		// another agent's: it stays prepared.
+		return "", fmt.Errorf("run %d: its first journal record was not found: cannot tell its vote", run)
+	}
 	deadline := time.Now().Add(rec.PrepareTimeout)
 	rctx, cancel := a.rpc(ctx)
-	err := vote(rctx, a.cli, k, att, a.o.Node, votePrepared)
+	err := vote(rctx, a.cli, k, att, a.o.Node, votePrepared, voter(a.first[run]))
 	cancel()
 	switch {
 	case err == nil, errors.Is(err, errDecided):
 	case errors.Is(err, ErrStale):
-		// Not the current attempt (or this node voted abort before):
-		// an undecided attempt is decided abort, which is safe.
 		rctx, cancel := a.rpc(ctx)
-		_, err := writeAbort(rctx, a.cli, k, att, err.Error())
+		_, werr := writeAbort(rctx, a.cli, k, att, err.Error())
 		cancel()
-		if err != nil {
-			return "", err
+		if werr != nil {
+			return "", werr
 		}
+		a.o.Log.Warn().Err(err).Msg("this run's vote was not counted: rolling it back")
+		if errors.Is(err, errNotMine) {
+			a.notMine[run] = true
+		}
+		return decisionAbort, nil
 	default:
 		return "", err
 	}
@@ -258,6 +294,17 @@ func (a *agent) decide(ctx context.Context, k keys, att int64, rec *attemptRecor
 	}
 	w, _ := splitValue(d)
 	return w, nil
+}
+
+// voter names who casts a vote: the run, by the hash of its first journal
+// record (unique to the run, and the same after a restart of the agent,
+// whatever the host's name or the database's mount path). Abort votes,
+// cast for no run, pass "".
+func voter(first string) string {
+	if first == "" {
+		return "no run"
+	}
+	return "run " + first
 }
 
 // putOutcome records the node's outcome of attempt att. It is a report,
@@ -275,7 +322,7 @@ func (a *agent) putOutcome(ctx context.Context, k keys, att int64, outcome strin
 func (a *agent) voteAbort(ctx context.Context, k keys, att int64, reason string) {
 	rctx, cancel := a.rpc(ctx)
 	defer cancel()
-	if err := vote(rctx, a.cli, k, att, a.o.Node, abortValue(reason)); err != nil && !errors.Is(err, errDecided) && !errors.Is(err, ErrStale) {
+	if err := vote(rctx, a.cli, k, att, a.o.Node, abortValue(reason), voter("")); err != nil && !errors.Is(err, errDecided) && !errors.Is(err, ErrStale) {
 		a.o.Log.Warn().Err(err).Msg("abort vote not recorded in etcd")
 	}
 	if _, err := writeAbort(rctx, a.cli, k, att, fmt.Sprintf("node %s voted abort: %s", a.o.Node, reason)); err != nil {
@@ -323,11 +370,19 @@ func resolve(p string) string {
 }
 
 // allowed reports whether source is under prefix: a URL by its text
-// (prefix ending in /, or the whole URL), a path after cleaning, on a
-// path-element boundary.
+// (prefix ending in /, or the whole URL) with the same query as the
+// prefix's, exactly; a path after cleaning, on a path-element boundary.
 func allowed(source, prefix string) bool {
 	if strings.Contains(prefix, "://") || strings.Contains(source, "://") {
-		if strings.Contains(source, "/../") || strings.HasSuffix(source, "/..") {
+		// The query (endpoint=, region=, profile=, ...) says which server
+		// and credentials: the source's must be the prefix's, exactly,
+		// or a plan could send the fetch elsewhere.
+		source, sq, _ := strings.Cut(source, "?")
+		prefix, pq, _ := strings.Cut(prefix, "?")
+		if sq != pq || strings.Contains(source, "#") {
+			return false
+		}
+		if u, err := url.PathUnescape(source); err != nil || strings.Contains(u, "/../") || strings.HasSuffix(u, "/..") {
 			return false
 		}
 		return source == prefix || strings.HasPrefix(source, strings.TrimSuffix(prefix, "/")+"/")
@@ -347,6 +402,10 @@ func (a *agent) handle(ctx context.Context, name string, att int64) (*NodeReport
 	if err != nil {
 		return nil, undecided(err)
 	}
+	if rec.Plan.Name != name {
+		a.o.Log.Warn().Str("restore", name).Str("plan", rec.Plan.Name).Msg("the published plan names another restore: not a plan kvrflow published here; skipped")
+		return nil, nil
+	}
 	tag := Tag(name, att, rec.ID)
 	entry, ok := rec.Plan.Node(a.o.Node)
 	if !ok {
@@ -357,6 +416,11 @@ func (a *agent) handle(ctx context.Context, name string, att int64) (*NodeReport
 		if n.ID == a.o.Node {
 			me = n
 		}
+	}
+	if a.twin[tag] {
+		delete(a.twin, tag)
+		return &NodeReport{ID: a.o.Node, Outcome: outcomeRolledBack, Reason: "the node's vote was another agent's"},
+			fmt.Errorf("%w: %s attempt %d: node %s's vote was another agent's; this database kept", ErrAborted, name, att, a.o.Node)
 	}
 	if me.Outcome != "" {
 		if a.resolved[tag] {
@@ -445,17 +509,29 @@ func (a *agent) handle(ctx context.Context, name string, att int64) (*NodeReport
 		return nil, undecided(err)
 	}
 	rctx, cancel = a.rpc(ctx)
-	err = vote(rctx, a.cli, k, att, a.o.Node, votePrepared)
+	err = vote(rctx, a.cli, k, att, a.o.Node, votePrepared, voter(p.Result.Run.FirstHash))
 	cancel()
 	switch {
 	case err == nil, errors.Is(err, errDecided):
 	case errors.Is(err, ErrStale):
+		// This run's vote was not counted: abort if nothing is decided,
+		// and roll this run back whatever is.
+		verr := err
 		rctx, cancel := a.rpc(ctx)
-		_, err = writeAbort(rctx, a.cli, k, att, err.Error())
+		_, err = writeAbort(rctx, a.cli, k, att, verr.Error())
 		cancel()
 		if err != nil {
 			return nil, undecided(err)
 		}
+		log.Warn().Err(verr).Msg("this run's vote was not counted: rolling it back")
+		if _, err := p.Decide(ctx, false); err != nil && !kvrflow.IsRolledBack(err) {
+			return nil, undecided(err)
+		}
+		if errors.Is(verr, errNotMine) {
+			// The node's outcome is the other agent's to report.
+			return &NodeReport{ID: a.o.Node, Outcome: outcomeRolledBack, Reason: oneLine(verr)}, fmt.Errorf("%w: %w", ErrAborted, verr)
+		}
+		return done(outcomeRolledBack, nil)
 	default:
 		return nil, undecided(err) // the run stays prepared
 	}

@@ -17,6 +17,9 @@ const (
 	Committed Outcome = "committed"
 	Aborted   Outcome = "aborted"
 	Undecided Outcome = "undecided"
+	// Mixed: a node reports an outcome that contradicts the decision
+	// (an operator's override that disagreed with etcd, say).
+	Mixed Outcome = "mixed"
 )
 
 // CoordinateOptions configure Coordinate.

@@ -2,10 +2,13 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/kvrflow/kvrflow/steps"
 )
 
 // Coordinate publishes plan as a new attempt of the restore plan.Name and
@@ -35,6 +38,9 @@ func Coordinate(ctx context.Context, cli *clientv3.Client, prefix string, plan *
 	pctx, cancel := context.WithTimeout(ctx, RequestTimeout)
 	a, followed, err := publish(pctx, cli, k, plan, o.PrepareTimeout, !o.NewAttempt)
 	cancel()
+	if errors.Is(err, ErrUntrusted) {
+		return nil, err // nothing published
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUndecided, err)
 	}
@@ -77,6 +83,9 @@ func Coordinate(ctx context.Context, cli *clientv3.Client, prefix string, plan *
 			return rep, nil
 		case Aborted:
 			return rep, fmt.Errorf("%w: %s: %s", ErrAborted, plan.Name, rep.Reason)
+		case Mixed:
+			return rep, fmt.Errorf("%w: cluster restore %s attempt %d decided %s, but a node reports another outcome: see kvrflow cluster status",
+				steps.ErrInconsistent, plan.Name, a, d)
 		}
 		if err := waitChange(wctx, cli, k.outcomes(a), rev, time.Time{}); err != nil {
 			return report(ctx, cli, k, plan.Name, a, fmt.Errorf("attempt %d decided %s; not every node reported its outcome: %w", a, d, err))
@@ -104,4 +113,41 @@ func Status(ctx context.Context, cli *clientv3.Client, prefix, name string) (*Re
 	defer cancel()
 	rep, _, _, err := readReport(ctx, cli, keysOf(prefix, name), name, 0)
 	return rep, err
+}
+
+// DecisionOf returns the decision word ("commit", "abort", or "" if none
+// yet) etcd holds for the attempt a node's run is tagged with (Tag). An
+// attempt etcd does not hold with that id (another etcd, another prefix,
+// etcd reset) is an error matching ErrNotFound. With abort set and no
+// decision yet, it first decides abort (always safe before a decision)
+// and returns the decision that holds. It is what `kvrflow recover
+// --decision --etcd` checks the operator's decision against.
+func DecisionOf(ctx context.Context, cli *clientv3.Client, prefix, tag string, abort bool) (string, error) {
+	name, a, id, ok := ParseTag(tag)
+	if !ok {
+		return "", fmt.Errorf("%w: %q is not a cluster restore attempt's tag", ErrNotFound, tag)
+	}
+	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
+	defer cancel()
+	k := keysOf(prefix, name)
+	resp, err := cli.Get(ctx, k.plan(a))
+	if err != nil {
+		return "", fmt.Errorf("etcd get %s: %w", k.plan(a), err)
+	}
+	if len(resp.Kvs) == 0 {
+		return "", fmt.Errorf("%w: etcd holds no attempt %d of %s (%s)", ErrNotFound, a, name, k.plan(a))
+	}
+	rec, err := parseAttemptRecord(resp.Kvs[0].Value)
+	if err != nil {
+		return "", err
+	}
+	if rec.ID != id {
+		return "", fmt.Errorf("%w: etcd's attempt %d of %s has id %s, the run's is %s", ErrNotFound, a, name, rec.ID, id)
+	}
+	d, err := decision(ctx, cli, k, a)
+	if err == nil && d == "" && abort {
+		d, err = writeAbort(ctx, cli, k, a, "the operator's decision (kvrflow recover --decision abort)")
+	}
+	w, _ := splitValue(d)
+	return w, err
 }

@@ -19,6 +19,8 @@ import (
 //
 //	ATTEMPT/plan            the attempt's published plan (JSON, attemptRecord)
 //	ATTEMPT/votes/NODE      "prepared", or "abort: REASON"
+//	ATTEMPT/voters/NODE     who cast the vote (host, database, run): only
+//	                        the same voter may vote again
 //	ATTEMPT/decision        "commit", or "abort: REASON"; written once
 //	ATTEMPT/outcome/NODE    "committed" or "rolled_back"
 type keys struct {
@@ -38,6 +40,7 @@ func (k keys) att(a int64) string               { return k.base + strconv.Format
 func (k keys) plan(a int64) string              { return k.att(a) + "plan" }
 func (k keys) votes(a int64) string             { return k.att(a) + "votes/" }
 func (k keys) vote(a int64, n string) string    { return k.votes(a) + n }
+func (k keys) voter(a int64, n string) string   { return k.att(a) + "voters/" + n }
 func (k keys) decision(a int64) string          { return k.att(a) + "decision" }
 func (k keys) outcomes(a int64) string          { return k.att(a) + "outcome/" }
 func (k keys) outcome(a int64, n string) string { return k.outcomes(a) + n }

@@ -42,6 +42,12 @@ func loadAttempt(ctx context.Context, cli *clientv3.Client, k keys, a int64) (*a
 	if len(resp.Kvs) == 0 {
 		return nil, fmt.Errorf("%w: attempt %d has no plan at %s", ErrBadPlan, a, k.plan(a))
 	}
+	if v := resp.Kvs[0].Version; v != 1 {
+		// publish writes a plan once; a rewritten one (a node's source
+		// changed, or a node dropped after the others voted) is not the
+		// plan the nodes voted on.
+		return nil, fmt.Errorf("%w: %s was rewritten after it was published (version %d): not trusted", ErrUntrusted, k.plan(a), v)
+	}
 	return parseAttemptRecord(resp.Kvs[0].Value)
 }
 
@@ -80,15 +86,22 @@ func publish(ctx context.Context, cli *clientv3.Client, k keys, plan *Plan, time
 		if err != nil {
 			return 0, false, err
 		}
+		// An attempt number is never reused: its keys (votes, decision)
+		// would seem to be the new attempt's.
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(k.att(next)), "=", 0).WithPrefix())
 		resp, err := cli.Txn(ctx).If(cmps...).Then(
 			clientv3.OpPut(k.attempt(), strconv.FormatInt(next, 10)),
 			clientv3.OpPut(k.plan(next), string(rec)),
-		).Commit()
+		).Else(clientv3.OpGet(k.att(next), clientv3.WithPrefix(), clientv3.WithCountOnly())).Commit()
 		if err != nil {
 			return 0, false, fmt.Errorf("etcd publish %s: %w", k.plan(next), err)
 		}
 		if resp.Succeeded {
 			return next, false, nil
+		}
+		if resp.Responses[0].GetResponseRange().Count > 0 {
+			return 0, false, fmt.Errorf("%w: %s already holds keys of attempt %d, but %s says attempt %d is the latest: etcd was edited by hand; publish under another name",
+				ErrUntrusted, k.att(next), next, k.attempt(), a)
 		}
 	}
 }
@@ -96,19 +109,27 @@ func publish(ctx context.Context, cli *clientv3.Client, k keys, plan *Plan, time
 // errDecided is returned by vote when attempt a already has a decision.
 var errDecided = errors.New("attempt already decided")
 
-// vote records node's vote in attempt a, once.
+// errNotMine is returned by vote when the node's vote is there but was
+// cast by another voter (two agents run as one node, or an agent started
+// again on another database): this voter's run was never counted.
+var errNotMine = fmt.Errorf("%w: vote cast by another agent", ErrStale)
+
+// vote records node's vote in attempt a, once, with who cast it (voter:
+// host, database and run).
 //
 // Txn: if attempt's value is a (fencing: a stale agent of an earlier
 // attempt cannot vote in a later one), the vote key does not exist, and
-// there is no decision yet: put the vote. A vote found already there with
-// the same value is success (a restarted agent voting again).
-func vote(ctx context.Context, cli *clientv3.Client, k keys, a int64, node, value string) error {
+// there is no decision yet: put the vote and the voter. A vote found
+// already there with the same value and the same voter is success (a
+// restarted agent voting again for the same run); another voter's is
+// errNotMine.
+func vote(ctx context.Context, cli *clientv3.Client, k keys, a int64, node, value, voter string) error {
 	resp, err := cli.Txn(ctx).If(
 		clientv3.Compare(clientv3.Value(k.attempt()), "=", strconv.FormatInt(a, 10)),
 		clientv3.Compare(clientv3.CreateRevision(k.vote(a, node)), "=", 0),
 		clientv3.Compare(clientv3.CreateRevision(k.decision(a)), "=", 0),
-	).Then(clientv3.OpPut(k.vote(a, node), value)).Else(
-		clientv3.OpGet(k.attempt()), clientv3.OpGet(k.vote(a, node)), clientv3.OpGet(k.decision(a)),
+	).Then(clientv3.OpPut(k.vote(a, node), value), clientv3.OpPut(k.voter(a, node), voter)).Else(
+		clientv3.OpGet(k.attempt()), clientv3.OpGet(k.vote(a, node)), clientv3.OpGet(k.decision(a)), clientv3.OpGet(k.voter(a, node)),
 	).Commit()
 	if err != nil {
 		return fmt.Errorf("etcd vote %s: %w", k.vote(a, node), err)
@@ -116,9 +137,16 @@ func vote(ctx context.Context, cli *clientv3.Client, k keys, a int64, node, valu
 	if resp.Succeeded {
 		return nil
 	}
-	att, vt, dec := resp.Responses[0].GetResponseRange(), resp.Responses[1].GetResponseRange(), resp.Responses[2].GetResponseRange()
+	att, vt, dec, vr := resp.Responses[0].GetResponseRange(), resp.Responses[1].GetResponseRange(), resp.Responses[2].GetResponseRange(), resp.Responses[3].GetResponseRange()
 	if len(vt.Kvs) > 0 && string(vt.Kvs[0].Value) == value {
+		if len(vr.Kvs) > 0 && string(vr.Kvs[0].Value) != voter {
+			return fmt.Errorf("%w: node %s's vote %q in attempt %d was cast by %s, not by this agent (%s): two agents run as node %s?",
+				errNotMine, node, value, a, vr.Kvs[0].Value, voter, node)
+		}
 		return nil
+	}
+	if len(vt.Kvs) > 0 && len(vr.Kvs) > 0 && string(vr.Kvs[0].Value) != voter {
+		return fmt.Errorf("%w: node %s's vote %q in attempt %d was cast by %s, not by this agent (%s)", errNotMine, node, vt.Kvs[0].Value, a, vr.Kvs[0].Value, voter)
 	}
 	if len(dec.Kvs) > 0 {
 		return fmt.Errorf("%w: %s", errDecided, dec.Kvs[0].Value)
@@ -181,12 +209,15 @@ func tryDecide(ctx context.Context, cli *clientv3.Client, k keys, a int64, plan 
 		return "", 0, fmt.Errorf("etcd get %s: %w", k.att(a), err)
 	}
 	rev := resp.Header.Revision
-	if d := resp.Responses[0].GetResponseRange().Kvs; len(d) > 0 {
-		return string(d[0].Value), rev, nil
-	}
 	votes := map[string]string{}
 	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
 		votes[strings.TrimPrefix(string(kv.Key), k.votes(a))] = string(kv.Value)
+	}
+	if d := resp.Responses[0].GetResponseRange().Kvs; len(d) > 0 {
+		if err := checkCommit(k, a, plan, string(d[0].Value), votes); err != nil {
+			return "", rev, err
+		}
+		return string(d[0].Value), rev, nil
 	}
 	prepared := 0
 	for _, n := range plan.Nodes {
@@ -228,6 +259,23 @@ func tryDecide(ctx context.Context, cli *clientv3.Client, k keys, a int64, plan 
 	return d, tr.Header.Revision, err
 }
 
+// checkCommit refuses a commit decision that the commit Txn cannot have
+// written: one read with a plan node's vote not "prepared" (votes are
+// written once and never removed, so the Txn's compares held then and
+// still hold). Such a decision was put there by hand or by another tool;
+// a node that applied it could be new while another stays old.
+func checkCommit(k keys, a int64, plan *Plan, d string, votes map[string]string) error {
+	if w, _ := splitValue(d); w != decisionCommit {
+		return nil
+	}
+	for _, n := range plan.Nodes {
+		if v := votes[n.ID]; v != votePrepared {
+			return fmt.Errorf("%w: %s is %q but node %s's vote is %q: not written by kvrflow's commit transaction; left undecided", ErrUntrusted, k.decision(a), d, n.ID, v)
+		}
+	}
+	return nil
+}
+
 // waitDecision waits for attempt a's decision. It calls tryDecide first
 // and then on every change it watches, and after deadline writes abort. A
 // zero deadline never aborts. ctx bounds the wait. With retry, an etcd
@@ -258,7 +306,7 @@ func waitDecisionOn(ctx context.Context, cli *clientv3.Client, k keys, a int64, 
 			d, err = writeAbort(rctx, cli, k, a, "not every node voted prepared within the prepare timeout")
 		}
 		cancel()
-		if err != nil && retry && ctx.Err() == nil {
+		if err != nil && retry && ctx.Err() == nil && !errors.Is(err, ErrUntrusted) {
 			time.Sleep(pause)
 			pause = min(2*pause, 2*time.Second)
 			continue
@@ -324,16 +372,25 @@ func readReport(ctx context.Context, cli *clientv3.Client, k keys, name string, 
 	}
 	rep := &Report{Name: name, Attempt: a, Outcome: Undecided}
 	rep.Decision, rep.Reason = splitValue(vals[k.decision(a)])
-	all := true
+	all, want, contra := true, outcomeRolledBack, false
+	if rep.Decision == decisionCommit {
+		want = outcomeCommitted
+	}
 	for _, n := range rec.Plan.Nodes {
 		nr := NodeReport{ID: n.ID, Outcome: vals[k.outcome(a, n.ID)]}
 		nr.Vote, nr.Reason = splitValue(vals[k.vote(a, n.ID)])
 		if nr.Outcome == "" {
 			all = false
+		} else if rep.Decision != "" && nr.Outcome != want {
+			contra = true
 		}
 		rep.Nodes = append(rep.Nodes, nr)
 	}
 	switch {
+	case contra:
+		// A node's outcome contradicts the decision: never reported as
+		// the decision's.
+		rep.Outcome = Mixed
 	case all && rep.Decision == decisionCommit:
 		rep.Outcome = Committed
 	case all && rep.Decision == decisionAbort:

@@ -3,10 +3,12 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/kvrflow/kvrflow/fsm"
 	"github.com/kvrflow/kvrflow/internal/etcdtest"
 )
 
@@ -29,9 +31,12 @@ func TestProtocol_FencingAndExactlyOnceDecision(t *testing.T) {
 	if a, followed, err := publish(ctx, cli, k, plan, time.Minute, true); err != nil || a != 1 || !followed {
 		t.Fatalf("publish of the same plan again: %d %v %v; want to follow attempt 1", a, followed, err)
 	}
-	must(t, vote(ctx, cli, k, 1, "a", votePrepared))
-	must(t, vote(ctx, cli, k, 1, "a", votePrepared)) // a restarted agent votes again: the same vote
-	if err := vote(ctx, cli, k, 1, "a", abortValue("changed my mind")); !errors.Is(err, ErrStale) {
+	must(t, vote(ctx, cli, k, 1, "a", votePrepared, "v"))
+	must(t, vote(ctx, cli, k, 1, "a", votePrepared, "v")) // a restarted agent votes again: the same vote
+	if err := vote(ctx, cli, k, 1, "a", votePrepared, "w"); !errors.Is(err, errNotMine) {
+		t.Fatalf("the same vote by another voter: %v, want errNotMine", err)
+	}
+	if err := vote(ctx, cli, k, 1, "a", abortValue("changed my mind"), "v"); !errors.Is(err, ErrStale) {
 		t.Fatalf("a second, different vote: %v, want ErrStale", err)
 	}
 	if d, _, err := tryDecide(ctx, cli, k, 1, plan); err != nil || d != "" {
@@ -44,7 +49,7 @@ func TestProtocol_FencingAndExactlyOnceDecision(t *testing.T) {
 	if _, err := cli.Put(ctx, k.attempt(), "2"); err != nil {
 		t.Fatal(err)
 	}
-	if err := vote(ctx, cli, k, 1, "b", votePrepared); !errors.Is(err, ErrStale) {
+	if err := vote(ctx, cli, k, 1, "b", votePrepared, "v"); !errors.Is(err, ErrStale) {
 		t.Fatalf("vote in a stale attempt: %v, want ErrStale", err)
 	}
 	if _, err := cli.Put(ctx, k.vote(1, "b"), votePrepared); err != nil { // forced in, behind the fence
@@ -67,7 +72,7 @@ func TestProtocol_FencingAndExactlyOnceDecision(t *testing.T) {
 	if err != nil || a3 != 2 || followed {
 		t.Fatalf("publish of another plan: %d %v %v", a3, followed, err)
 	}
-	must(t, vote(ctx, cli, k, 2, "a", votePrepared))
+	must(t, vote(ctx, cli, k, 2, "a", votePrepared, "v"))
 	if d, _, err := tryDecide(ctx, cli, k, 2, other); err != nil || d != decisionCommit {
 		t.Fatalf("every vote prepared: %q, %v; want commit", d, err)
 	}
@@ -80,5 +85,47 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestReport_OutcomeContradictingTheDecisionIsMixed: every node reported,
+// but one's outcome is rolled_back under a commit decision (an operator's
+// override that disagreed, say): the report is mixed, not committed.
+func TestReport_OutcomeContradictingTheDecisionIsMixed(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	k := keysOf("/m/", "r")
+	plan := &Plan{Name: "r", Nodes: []PlanNode{{ID: "a", From: "/x"}, {ID: "b", From: "/y"}}}
+	if _, _, err := publish(ctx, cli, k, plan, time.Minute, true); err != nil {
+		t.Fatal(err)
+	}
+	must(t, vote(ctx, cli, k, 1, "a", votePrepared, "va"))
+	must(t, vote(ctx, cli, k, 1, "b", votePrepared, "vb"))
+	if d, _, err := tryDecide(ctx, cli, k, 1, plan); err != nil || d != decisionCommit {
+		t.Fatalf("decision %q, %v", d, err)
+	}
+	for n, o := range map[string]string{"a": outcomeCommitted, "b": outcomeRolledBack} {
+		if _, err := cli.Put(ctx, k.outcome(1, n), o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, _, _, err := readReport(ctx, cli, k, "r", 0)
+	if err != nil || rep.Outcome != Mixed {
+		t.Fatalf("report: %+v, %v; want outcome mixed", rep, err)
+	}
+}
+
+// TestErrUndecided_SaysNotFinished: ErrUndecided matches fsm.ErrUndecided
+// (exit 5) but does not say "no decision yet": the coordinator returns it
+// too when the decision is there and a node has not reported.
+func TestErrUndecided_SaysNotFinished(t *testing.T) {
+	err := fmt.Errorf("%w: r: attempt 1 decided abort; not every node reported its outcome", ErrUndecided)
+	if !errors.Is(err, fsm.ErrUndecided) || !errors.Is(err, ErrUndecided) {
+		t.Fatalf("%v does not match fsm.ErrUndecided and ErrUndecided", err)
+	}
+	if strings.Contains(err.Error(), "no decision yet") {
+		t.Errorf("message contradicts itself: %q", err)
 	}
 }

@@ -82,7 +82,10 @@ func TestRecover_PreparedRunWaitsForTheDecisionOrTheOperators(t *testing.T) {
 				t.Fatalf("after recover without a decision DIR holds %s", got)
 			}
 			mustRun(t, exitUsage, nil, "recover", "--db", f.db, "--decision", "maybe")
-			mustRun(t, exitOK, nil, "recover", "--db", f.db, "--decision", decision)
+			r = mustRun(t, exitOK, nil, "recover", "--db", f.db, "--decision", decision)
+			if !strings.Contains(r.stderr, "WARNING") || !strings.Contains(r.stderr, "c1") {
+				t.Errorf("recover --decision without --etcd: want a warning naming the cluster restore c1, stderr:\n%s", r.stderr)
+			}
 			want := map[string]string{"commit": "new", "abort": "old"}[decision]
 			if got := f.which(t); got != want {
 				t.Fatalf("after recover --decision %s DIR holds %s, want %s", decision, got, want)

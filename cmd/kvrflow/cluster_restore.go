@@ -32,9 +32,11 @@ PLAN.json: {"name": "NAME", "nodes": [{"id": "n1", "from": "/backups/n1",
 against the agent's --db, never taken from etcd), mode is copy, link or auto.
 
 Exit codes: 0 every node committed; 1 aborted, every node kept its old
-database; 2 a bad plan, bad flags, or etcd refused the credentials (nothing
-published); 5 no outcome in time (the state is in etcd: run again, or ask
-'kvrflow cluster status').`,
+database; 2 a bad plan, bad flags, etcd refused the credentials, or the next
+attempt's keys already exist (etcd edited by hand) (nothing published); 4 a
+node reports an outcome that contradicts the decision (mixed: see 'kvrflow
+cluster status'); 5 no outcome in time (the state is in etcd: run again, or
+ask 'kvrflow cluster status').`,
 	example: "kvrflow cluster restore --etcd https://10.0.0.5:2379 --etcd-cacert ca.pem --etcd-user kvrflow --etcd-password-file /etc/kvrflow/etcd-password --plan plan.json",
 	new:     func() runner { return &clusterRestoreCmd{} },
 }

@@ -91,7 +91,9 @@ func exitCode(err error) int {
 	case errors.Is(err, errUsage), errors.Is(err, fault.ErrBadSpec), errors.Is(err, steps.ErrBadSource),
 		errors.Is(err, steps.ErrBadPath), errors.Is(err, steps.ErrNoSpace), errors.Is(err, steps.ErrBadOption),
 		errors.Is(err, steps.ErrNothingKept), errors.Is(err, cluster.ErrBadPlan),
-		errors.Is(err, cluster.ErrNotFound):
+		errors.Is(err, cluster.ErrNotFound), errors.Is(err, cluster.ErrUntrusted):
+		// Untrusted here: nothing was published (an agent's is
+		// undecided, 5, above).
 		return exitUsage
 	default:
 		return exitRolledBack

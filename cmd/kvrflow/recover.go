@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/kvrflow/kvrflow"
+	"github.com/kvrflow/kvrflow/cluster"
 	"github.com/kvrflow/kvrflow/fsm"
 )
 
@@ -28,7 +29,12 @@ A cluster node's run found prepared (kvrflow cluster) is decided by etcd:
 kvrflow cluster agent finishes it. Plain recover leaves it prepared and
 exits 5. When etcd itself is lost, the operator decides for every node of
 the cluster restore (the same decision on every node; commit only if every
-node is prepared for the same attempt) and applies it with --decision.`,
+node is prepared for the same attempt) and applies it with --decision.
+With --etcd (and its other flags), --decision is checked against etcd first:
+a decision that differs from etcd's is refused (exit 2, nothing done), and
+abort with no decision yet is first written to etcd (so no other node can
+commit). Without --etcd it is applied as given, with a warning naming each
+cluster restore it overrides.`,
 	example: "kvrflow recover --db /var/lib/app/db",
 	new:     func() runner { return &recoverCmd{} },
 }
@@ -36,6 +42,7 @@ node is prepared for the same attempt) and applies it with --decision.`,
 type recoverCmd struct {
 	common
 	db, fault, decision string
+	etcd                etcdFlags
 }
 
 func (c *recoverCmd) flags(fs *flag.FlagSet) {
@@ -43,6 +50,7 @@ func (c *recoverCmd) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.db, "db", "", "the database directory `DIR` (required)")
 	fs.StringVar(&c.decision, "decision", "", "`DECISION` for a cluster node's run left prepared: commit or abort (the operator's when etcd is lost; the same on every node)")
 	fs.StringVar(&c.fault, "fault", "", "fault `SPEC` for testing, POINT:ACTION[@N],... (default $KVRFLOW_FAULT; see kvrflow faults)")
+	c.etcd.define(fs)
 }
 
 // recoverDoc is recover's --json document: the runs recovered, each with
@@ -92,6 +100,9 @@ func (c *recoverCmd) run(ctx context.Context, o *stdio, args []string) (document
 	defer report()
 	opts := kvrflow.Options{DB: c.db, Journal: c.journal, Faults: faults, Log: log}
 	if c.decision != "" {
+		if err := c.checkDecision(ctx, o, opts); err != nil {
+			return nil, err
+		}
 		opts.Decider = kvrflow.Decision(c.decision == "commit")
 	}
 	done, err := kvrflow.Recover(ctx, opts)
@@ -106,4 +117,46 @@ func (c *recoverCmd) run(ctx context.Context, o *stdio, args []string) (document
 		done = []kvrflow.Recovered{}
 	}
 	return &recoverDoc{DB: absOr(c.db), Recovered: done}, err
+}
+
+// checkDecision checks the operator's --decision for every cluster run
+// prepared on the node: against etcd's decision with --etcd (a different
+// one is refused; abort with none yet is written first), else with a
+// warning on stderr for each cluster restore it overrides.
+func (c *recoverCmd) checkDecision(ctx context.Context, o *stdio, opts kvrflow.Options) error {
+	runs, err := kvrflow.PreparedRuns(opts)
+	if err != nil || len(runs) == 0 {
+		return err
+	}
+	if c.etcd.endpoints == "" {
+		for _, r := range runs {
+			fmt.Fprintf(o.stderr, "WARNING: run %d of cluster restore %s: applying the operator's decision %s without asking etcd (no --etcd); "+
+				"every node of that restore must get the same decision, or the cluster ends mixed\n", r.ID, r.Tag, c.decision)
+		}
+		return nil
+	}
+	cfg, err := c.etcd.config(o)
+	if err != nil {
+		return err
+	}
+	cli, err := cluster.Connect(ctx, cfg)
+	if err != nil {
+		return etcdError(err, cfg)
+	}
+	defer cli.Close()
+	for _, r := range runs {
+		d, err := cluster.DecisionOf(ctx, cli, cfg.Prefix, r.Tag, c.decision == "abort")
+		if err != nil {
+			return etcdError(fmt.Errorf("run %d of cluster restore %s: %w; nothing done", r.ID, r.Tag, err), cfg)
+		}
+		switch d {
+		case c.decision:
+		case "":
+			return usagef("run %d of cluster restore %s: etcd (%s) has not decided it: --decision commit would split the cluster if any node votes abort; "+
+				"let the agents decide ('kvrflow cluster agent --once'), or use --decision abort; nothing done", r.ID, r.Tag, cfg.Endpoints[0])
+		default:
+			return usagef("run %d of cluster restore %s: etcd (%s) decided %s: --decision %s would split the cluster; nothing done", r.ID, r.Tag, cfg.Endpoints[0], d, c.decision)
+		}
+	}
+	return nil
 }

@@ -1,0 +1,250 @@
+package cluster_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/kvrflow/kvrflow"
+	"github.com/kvrflow/kvrflow/cluster"
+	"github.com/kvrflow/kvrflow/internal/etcdtest"
+)
+
+// waitKey waits until key exists in etcd and returns its value.
+func waitKey(t *testing.T, ctx context.Context, cli *clientv3.Client, key string) string {
+	t.Helper()
+	for {
+		resp, err := cli.Get(ctx, key)
+		if err == nil && len(resp.Kvs) > 0 {
+			return string(resp.Kvs[0].Value)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("waiting for %s: %v", key, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// TestHostile_ForgedCommitIsNotApplied: n1 votes prepared, n2 (no agent)
+// never votes; a "commit" decision is then put into etcd by hand (not by
+// the commit Txn, which needs every vote prepared). n1's agent must not
+// commit on it: its run stays prepared (ErrUndecided), its database old.
+func TestHostile_ForgedCommitIsNotApplied(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	nodes := newNodes(t, 2)
+	const prefix, name = "/f/", "f"
+	plan := planOf(name, nodes)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	go runCoordinator(ctx, cli, prefix, plan, cluster.CoordinateOptions{PrepareTimeout: time.Hour, Wait: 50 * time.Second})
+	done := make(chan result, 1)
+	go func() { done <- runAgent(ctx, cli, prefix, nodes[0], nil) }()
+	waitKey(t, ctx, cli, prefix+"restores/f/1/votes/n1")
+	if _, err := cli.Put(ctx, prefix+"restores/f/1/decision", "commit"); err != nil {
+		t.Fatal(err)
+	}
+	res := <-done
+	if !errors.Is(res.err, cluster.ErrUndecided) {
+		t.Errorf("agent on a forged commit: %+v; want ErrUndecided", res)
+	}
+	if s := nodes[0].state(t); s != "old" {
+		t.Errorf("n1 is %s after a forged commit; want old\n%s", s, etcdtest.Dump(cli, prefix))
+	}
+	if runs, err := kvrflow.PreparedRuns(kvrflow.Options{DB: nodes[0].db}); err != nil || len(runs) != 1 {
+		t.Errorf("n1's prepared runs: %v, %v; want its run left prepared", runs, err)
+	}
+	// Let the cleanup's checks see a finished journal.
+	if _, err := kvrflow.Resolve(ctx, kvrflow.Options{DB: nodes[0].db}, false); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestHostile_RewrittenPlanIsNotTrusted: n1 votes prepared and its agent
+// dies; the published plan is then rewritten in etcd to name n1 alone.
+// n1's next agent must not take the rewritten plan (with it, n1's vote
+// alone would make the commit): its run stays prepared, its database old.
+func TestHostile_RewrittenPlanIsNotTrusted(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	nodes := newNodes(t, 2)
+	const prefix, name = "/g/", "g"
+	plan := planOf(name, nodes)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := cluster.Coordinate(ctx, cli, prefix, plan, cluster.CoordinateOptions{PrepareTimeout: time.Hour, Wait: time.Millisecond}); !errors.Is(err, cluster.ErrUndecided) {
+		t.Fatalf("publish: %v", err)
+	}
+	if res := runAgent(ctx, cli, prefix, nodes[0], crashSet(t, cluster.PointAfterVote+":crash")); res.crash == "" {
+		t.Fatalf("agent did not crash after its vote: %+v", res)
+	}
+	key := prefix + "restores/g/1/plan"
+	resp, err := cli.Get(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec map[string]any
+	if err := json.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
+		t.Fatal(err)
+	}
+	p := rec["plan"].(map[string]any)
+	p["nodes"] = p["nodes"].([]any)[:1]
+	b, _ := json.Marshal(rec)
+	if _, err := cli.Put(ctx, key, string(b)); err != nil {
+		t.Fatal(err)
+	}
+	res := runAgent(ctx, cli, prefix, nodes[0], nil)
+	if !errors.Is(res.err, cluster.ErrUndecided) {
+		t.Errorf("agent with a rewritten plan: %+v; want ErrUndecided", res)
+	}
+	if s := nodes[0].state(t); s != "old" {
+		t.Errorf("n1 is %s with a rewritten plan; want old\n%s", s, etcdtest.Dump(cli, prefix))
+	}
+	if _, err := kvrflow.Resolve(ctx, kvrflow.Options{DB: nodes[0].db}, false); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestHostile_NestedPrefixIsNotARestore: another kvrflow uses a prefix
+// inside this one's attempts directory (/n/attempts/), so this agent's
+// watch sees its key /n/attempts/attempts/r. That key is no restore of
+// this prefix: the agent skips it and performs the real one.
+func TestHostile_NestedPrefixIsNotARestore(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	nodes := newNodes(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	other := &cluster.Plan{Name: "r", Nodes: []cluster.PlanNode{{ID: nodes[0].id, From: "/nonexistent"}}}
+	if _, err := cluster.Coordinate(ctx, cli, "/n/attempts/", other, cluster.CoordinateOptions{PrepareTimeout: time.Hour, Wait: time.Millisecond}); !errors.Is(err, cluster.ErrUndecided) {
+		t.Fatalf("publish under the nested prefix: %v", err)
+	}
+	go runCoordinator(ctx, cli, "/n/", planOf("r", nodes), cluster.CoordinateOptions{PrepareTimeout: time.Hour, Wait: 50 * time.Second})
+	waitKey(t, ctx, cli, "/n/restores/r/1/plan")
+	res := runAgent(ctx, cli, "/n/", nodes[0], nil)
+	if res.err != nil {
+		t.Errorf("agent: %+v; want the restore committed", res)
+	}
+	if s := nodes[0].state(t); s != "new" {
+		t.Errorf("n1 is %s; want new\n%s", s, etcdtest.Dump(cli, "/n/"))
+	}
+}
+
+// TestHostile_PublishNeverReusesAnAttempt: attempts/NAME is deleted by
+// hand (a "cleanup") while the attempt's keys stay. Publishing again must
+// not write a new plan over attempt 1, whose decision and votes would then
+// seem to be the new attempt's: it is refused, attempt 1 untouched.
+func TestHostile_PublishNeverReusesAnAttempt(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	plan := &cluster.Plan{Name: "p", Nodes: []cluster.PlanNode{{ID: "a", From: "/x"}}}
+	if _, err := cluster.Coordinate(ctx, cli, "/h/", plan, cluster.CoordinateOptions{PrepareTimeout: time.Hour, Wait: time.Millisecond}); !errors.Is(err, cluster.ErrUndecided) {
+		t.Fatalf("publish: %v", err)
+	}
+	if _, err := cli.Put(ctx, "/h/restores/p/1/decision", "commit"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Delete(ctx, "/h/attempts/p"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := cluster.Coordinate(ctx, cli, "/h/", plan, cluster.CoordinateOptions{PrepareTimeout: time.Hour, Wait: time.Second, NewAttempt: true})
+	if !errors.Is(err, cluster.ErrUntrusted) || errors.Is(err, cluster.ErrUndecided) {
+		t.Errorf("publish over an existing attempt: %v; want ErrUntrusted (nothing published), not undecided", err)
+	}
+	resp, err := cli.Get(ctx, "/h/restores/p/1/plan")
+	if err != nil || len(resp.Kvs) != 1 || resp.Kvs[0].Version != 1 {
+		t.Errorf("attempt 1's plan after the second publish: %v, %v; want it untouched", resp, err)
+	}
+}
+
+// TestHostile_TwoAgentsForOneNode: two agents run as node n1 on two
+// databases (a copied configuration; the plan gives no db). Only one of
+// them can be the vote n1 cast: the other's database is never replaced
+// (it stays old), and the cluster ends all-old or all-new over the plan's
+// nodes (the first agent's database and n2's).
+func TestHostile_TwoAgentsForOneNode(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	nodes := newNodes(t, 3)
+	const prefix, name = "/d/", "d"
+	plan := planOf(name, nodes[:2])
+	for i := range plan.Nodes {
+		plan.Nodes[i].DB = ""
+	}
+	twin := &node{id: "n1", db: nodes[2].db, old: nodes[2].old, new: nodes[0].new}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	go runCoordinator(ctx, cli, prefix, plan, cluster.CoordinateOptions{PrepareTimeout: time.Hour, Wait: 50 * time.Second})
+	first := make(chan result, 1)
+	go func() { first <- runAgent(ctx, cli, prefix, nodes[0], nil) }()
+	waitKey(t, ctx, cli, prefix+"restores/d/1/votes/n1")
+	second := make(chan result, 1)
+	go func() { second <- runAgent(ctx, cli, prefix, twin, nil) }()
+	// n2 votes last, after the twin had time to prepare and vote (the
+	// checks below hold whichever comes first).
+	r2 := runAgent(ctx, cli, prefix, nodes[1], crashSet(t, cluster.PointBeforeVote+":delay=2s"))
+	r1, rt := <-first, <-second
+	t.Logf("n1: %v; n2: %v; twin: %v", r1.err, r2.err, rt.err)
+	if s := twin.state(t); s != "old" {
+		t.Errorf("the twin's database is %s; want old (it is not the node that voted)\n%s", s, etcdtest.Dump(cli, prefix))
+	}
+	if a, b := nodes[0].state(t), nodes[1].state(t); a != b {
+		t.Errorf("n1 %s, n2 %s: mixed", a, b)
+	}
+	resp, err := cli.Get(ctx, prefix+"restores/d/1/voters/n1")
+	if err != nil || len(resp.Kvs) != 1 || len(resp.Kvs[0].Value) != len("run ")+64 {
+		t.Errorf("n1's voter: %v, %v; want run and its first record's hash", resp, err)
+	}
+}
+
+// TestHostile_TwinRecoveredLeavesTheNodesOutcome: a second agent for n1
+// (another database) dies before its vote; n1 and n2 commit. The twin's
+// next start rolls its run back (its vote would not be its own) and must
+// not write n1's outcome over the real n1's "committed".
+func TestHostile_TwinRecoveredLeavesTheNodesOutcome(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	nodes := newNodes(t, 3)
+	const prefix, name = "/tw/", "tw"
+	plan := planOf(name, nodes[:2])
+	for i := range plan.Nodes {
+		plan.Nodes[i].DB = ""
+	}
+	twin := &node{id: "n1", db: nodes[2].db, old: nodes[2].old, new: nodes[0].new}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	go runCoordinator(ctx, cli, prefix, plan, cluster.CoordinateOptions{PrepareTimeout: time.Hour, Wait: 50 * time.Second})
+	waitKey(t, ctx, cli, prefix+"restores/tw/1/plan")
+	if res := runAgent(ctx, cli, prefix, twin, crashSet(t, cluster.PointBeforeVote+":crash")); res.crash == "" {
+		t.Fatalf("the twin did not crash before its vote: %+v", res)
+	}
+	first := make(chan result, 1)
+	go func() { first <- runAgent(ctx, cli, prefix, nodes[0], nil) }()
+	if r := runAgent(ctx, cli, prefix, nodes[1], nil); r.err != nil {
+		t.Fatalf("n2: %+v", r)
+	}
+	if r := <-first; r.err != nil {
+		t.Fatalf("n1: %+v", r)
+	}
+	r := runAgent(ctx, cli, prefix, twin, nil)
+	if !errors.Is(r.err, cluster.ErrAborted) {
+		t.Errorf("the twin's agent: %v; want ErrAborted (its database kept)", r.err)
+	}
+	if s := twin.state(t); s != "old" {
+		t.Errorf("the twin's database is %s; want old", s)
+	}
+	if v := waitKey(t, ctx, cli, prefix+"restores/tw/1/outcome/n1"); v != "committed" {
+		t.Errorf("n1's outcome after the twin's recovery: %q, want committed\n%s", v, etcdtest.Dump(cli, prefix))
+	}
+	allHoldNew := nodes[0].state(t) == "new" && nodes[1].state(t) == "new"
+	if !allHoldNew {
+		t.Errorf("n1 %s, n2 %s; want both new", nodes[0].state(t), nodes[1].state(t))
+	}
+}
