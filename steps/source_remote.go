@@ -21,16 +21,14 @@ import (
 // Remote transfer settings. One file's transfer holds at most
 // (RemoteConcurrency+1) × RemotePartSize bytes of buffers
 // (internal/remote), and at most RemoteFiles files are transferred at
-// once: 3 × 4 × 4 MiB = 48 MiB of buffers whatever the backup's size.
+// once: 2 × 4 × 4 MiB = 32 MiB of buffers whatever the backup's size.
 // With the CLI's soft memory limit (80 MiB) and the binary's own pages
 // (about 57 MiB for kvrflow version: the cloud SDKs), a restore's peak RSS
-// stays near 105 MiB, under 128 MiB (TestRemote_PeakRSS measures it; 1 GiB
-// from versitygw on loopback, with cold caches: 103 to 107 MiB; 2 files
-// gave 90 to 93 MiB and took about 9 % longer; 8 MiB parts gave 107 MiB
-// and no gain). Nine ranged GETs in flight keep a loopback or LAN link
-// busy.
+// stays near 100 MiB, under 128 MiB (TestRemote_PeakRSS measures it: 99 to
+// 103 MiB for 368 MiB; 6 MiB parts gave 115 to 120 MiB). Six ranged GETs
+// in flight keep a loopback or LAN link busy.
 var (
-	RemoteFiles       = 3
+	RemoteFiles       = 2
 	RemotePartSize    = int64(4 << 20)
 	RemoteConcurrency = 3
 	// RemoteIdleTimeout is how long a transfer waits for a byte before it

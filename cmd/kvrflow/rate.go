@@ -54,7 +54,7 @@ func parseRate(s string) (int64, error) {
 
 // remoteMemoryLimit is the Go runtime's soft memory limit while restoring
 // from an object store, unless GOMEMLIMIT is set: the transfers' buffers
-// are 48 MiB at most (steps.RemoteFiles × (RemoteConcurrency+1) ×
+// are 32 MiB at most (steps.RemoteFiles × (RemoteConcurrency+1) ×
 // RemotePartSize), and the limit makes the garbage collector run before
 // the heap doubles past them, so that with the binary's own pages the
 // process stays under 128 MiB (TestRemote_PeakRSS).
