@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kvrflow/kvrflow/internal/chaos"
+	"github.com/rs/zerolog"
 )
 
 var chaosCommand = &command{
@@ -143,36 +144,16 @@ func (c *chaosCmd) run(ctx context.Context, o *stdio, args []string) (document, 
 	if c.iterations < 1 {
 		return nil, usagef("--iterations must be at least 1")
 	}
-	log, err := c.logger(o)
+	s, err := c.start(o)
 	if err != nil {
 		return nil, err
 	}
-	if c.seed == 0 {
-		c.seed = uint64(time.Now().UnixNano())
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("chaos: find kvrflow's own binary: %w", err)
-	}
-	scratch, cleanup, err := chaos.Scratch(c.dir, c.keep)
-	if err != nil {
-		if c.dir == "" {
-			return nil, err // no temporary directory: not the user's doing
-		}
-		return nil, asUsage(err) // --dir not usable, or not empty (chaos.ErrNotEmpty)
-	}
-	defer cleanup()
-	doc := &chaosDoc{Seed: c.seed, Scratch: scratch, LogFile: filepath.Join(scratch, chaos.LogName)}
+	defer s.close()
+	log, self, scratch, lf := s.log, s.self, s.scratch, s.logFile
+	doc := &chaosDoc{Seed: c.seed, Scratch: scratch, LogFile: lf.Name()}
 	if c.keep {
 		doc.Kept = scratch
 	}
-	// The restores' and recoveries' logs go to a file, at the level and
-	// in the format asked for; stderr keeps chaos's own.
-	lf, err := os.OpenFile(doc.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("chaos: %w", err)
-	}
-	defer lf.Close()
 	flog, err := c.loggerTo(lf, false)
 	if err != nil {
 		return nil, err
@@ -196,4 +177,48 @@ func (c *chaosCmd) run(ctx context.Context, o *stdio, args []string) (document, 
 		return doc, fmt.Errorf("%w: %d of %d iterations (seed %d)", errChaos, doc.Failures, doc.Iterations, c.seed)
 	}
 	return doc, nil
+}
+
+// chaosStart is what both forms of chaos set up before their first
+// iteration: the logger, the seed (the clock's if none was given),
+// kvrflow's own binary, the scratch directory and the log file in it.
+type chaosStart struct {
+	log     *zerolog.Logger
+	self    string
+	scratch string
+	logFile *os.File // the restores' and recoveries' logs: stderr keeps chaos's own
+	cleanup func()
+}
+
+func (s *chaosStart) close() {
+	s.logFile.Close()
+	s.cleanup()
+}
+
+// start sets up a chaos run; close undoes it.
+func (c *chaosCmd) start(o *stdio) (*chaosStart, error) {
+	log, err := c.logger(o)
+	if err != nil {
+		return nil, err
+	}
+	if c.seed == 0 {
+		c.seed = uint64(time.Now().UnixNano())
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("chaos: find kvrflow's own binary: %w", err)
+	}
+	scratch, cleanup, err := chaos.Scratch(c.dir, c.keep)
+	if err != nil {
+		if c.dir == "" {
+			return nil, err // no temporary directory: not the user's doing
+		}
+		return nil, asUsage(err) // --dir not usable, or not empty (chaos.ErrNotEmpty)
+	}
+	lf, err := os.OpenFile(filepath.Join(scratch, chaos.LogName), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		cleanup()
+		return nil, fmt.Errorf("chaos: %w", err)
+	}
+	return &chaosStart{log: log, self: self, scratch: scratch, logFile: lf, cleanup: cleanup}, nil
 }

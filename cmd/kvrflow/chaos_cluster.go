@@ -4,12 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"text/tabwriter"
-	"time"
 
-	"github.com/kvrflow/kvrflow/internal/chaos"
 	"github.com/kvrflow/kvrflow/internal/clusterchaos"
 )
 
@@ -72,35 +68,17 @@ func (c *chaosCmd) runCluster(ctx context.Context, o *stdio) (document, error) {
 	if _, err := c.etcd.config(o); err != nil {
 		return nil, err
 	}
-	log, err := c.logger(o)
+	s, err := c.start(o)
 	if err != nil {
 		return nil, err
 	}
-	if c.seed == 0 {
-		c.seed = uint64(time.Now().UnixNano())
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("chaos: find kvrflow's own binary: %w", err)
-	}
-	scratch, cleanup, err := chaos.Scratch(c.dir, c.keep)
-	if err != nil {
-		if c.dir == "" {
-			return nil, err
-		}
-		return nil, asUsage(err)
-	}
-	defer cleanup()
-	doc := &clusterChaosDoc{Seed: c.seed, Scratch: scratch, LogFile: filepath.Join(scratch, chaos.LogName)}
+	defer s.close()
+	log, self, scratch, lf := s.log, s.self, s.scratch, s.logFile
+	doc := &clusterChaosDoc{Seed: c.seed, Scratch: scratch, LogFile: lf.Name()}
 	doc.Nodes = c.nodes
 	if c.keep {
 		doc.Kept = scratch
 	}
-	lf, err := os.OpenFile(doc.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("chaos: %w", err)
-	}
-	defer lf.Close()
 	log.Info().Int("nodes", c.nodes).Str("scratch", scratch).Msg("cluster chaos: making the nodes and running a clean cluster restore")
 	h, err := clusterchaos.New(ctx, clusterchaos.Config{Self: self, Scratch: scratch, Nodes: c.nodes, EtcdArgs: c.etcd.args(),
 		Seed: c.seed, Output: lf})
