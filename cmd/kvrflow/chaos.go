@@ -114,16 +114,7 @@ func (d *chaosDoc) text(w io.Writer) {
 	fmt.Fprintf(tw, "recoveries rolled back\t%d\n", d.RolledBack)
 	fmt.Fprintf(tw, "nothing in flight\t%d\n", d.NothingToDo)
 	fmt.Fprintf(tw, "invariant failures\t%d\n", d.Failures)
-	if d.Kept != "" {
-		fmt.Fprintf(tw, "scratch directory kept\t%s\n", d.Kept)
-		fmt.Fprintf(tw, "log\t%s\n", d.LogFile)
-	} else {
-		fmt.Fprintf(tw, "log\t%s (removed with the scratch directory; --keep keeps it)\n", d.LogFile)
-	}
-	tw.Flush()
-	for _, f := range d.FailureDetails {
-		fmt.Fprintf(w, "FAIL: %s\n", f)
-	}
+	chaosTail(w, tw, d.Kept, d.LogFile, d.FailureDetails)
 }
 
 // errChaos is returned when an invariant failed.
@@ -221,4 +212,19 @@ func (c *chaosCmd) start(o *stdio) (*chaosStart, error) {
 		return nil, fmt.Errorf("chaos: %w", err)
 	}
 	return &chaosStart{log: log, self: self, scratch: scratch, logFile: lf, cleanup: cleanup}, nil
+}
+
+// chaosTail ends both forms' text report: where the scratch directory and
+// the log are (or that they were removed), then each invariant failure.
+func chaosTail(w io.Writer, tw *tabwriter.Writer, kept, logFile string, failures []string) {
+	if kept != "" {
+		fmt.Fprintf(tw, "scratch directory kept\t%s\n", kept)
+		fmt.Fprintf(tw, "log\t%s\n", logFile)
+	} else {
+		fmt.Fprintf(tw, "log\t%s (removed with the scratch directory; --keep keeps it)\n", logFile)
+	}
+	tw.Flush()
+	for _, f := range failures {
+		fmt.Fprintf(w, "FAIL: %s\n", f)
+	}
 }

@@ -41,16 +41,7 @@ func (d *clusterChaosDoc) text(w io.Writer) {
 	fmt.Fprintf(tw, "all-new\t%d\n", d.AllNew)
 	fmt.Fprintf(tw, "mixed\t%d\n", d.Mixed)
 	fmt.Fprintf(tw, "invariant failures\t%d\n", d.Failures)
-	if d.Kept != "" {
-		fmt.Fprintf(tw, "scratch directory kept\t%s\n", d.Kept)
-		fmt.Fprintf(tw, "log\t%s\n", d.LogFile)
-	} else {
-		fmt.Fprintf(tw, "log\t%s (removed with the scratch directory; --keep keeps it)\n", d.LogFile)
-	}
-	tw.Flush()
-	for _, f := range d.FailureDetails {
-		fmt.Fprintf(w, "FAIL: %s\n", f)
-	}
+	chaosTail(w, tw, d.Kept, d.LogFile, d.FailureDetails)
 }
 
 // runCluster is kvrflow chaos --cluster N: the cluster restore's
