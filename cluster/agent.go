@@ -61,16 +61,32 @@ func Agent(ctx context.Context, cli *clientv3.Client, prefix string, o AgentOpti
 		return nil, err
 	}
 	dir := attemptsDir(prefix)
-	for {
+	var w *watcher
+	defer func() { w.close() }()
+	get := func() (*clientv3.GetResponse, error) {
 		rctx, cancel := context.WithTimeout(ctx, RequestTimeout)
+		defer cancel()
 		resp, err := cli.Get(rctx, dir, clientv3.WithPrefix())
-		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("etcd get %s: %w", dir, err)
+		}
+		return resp, nil
+	}
+	for {
+		// A Get first: etcd refuses a client it does not permit with an
+		// error of its own there (a refused watch says so only in text).
+		resp, err := get()
+		if err == nil && w == nil {
+			if w, err = openWatch(ctx, cli, dir, time.Time{}); err == nil {
+				resp, err = get() // what was published before the watch
+			}
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
 			if o.Once {
-				return nil, fmt.Errorf("%w: etcd get %s: %w", ErrUndecided, dir, err)
+				return nil, fmt.Errorf("%w: %w", ErrUndecided, err)
 			}
 			o.Log.Warn().Err(err).Msg("etcd unreachable; trying again")
 			time.Sleep(time.Second)
@@ -113,8 +129,12 @@ func Agent(ctx context.Context, cli *clientv3.Client, prefix string, o AgentOpti
 			}
 			continue
 		}
-		if err := waitChange(ctx, cli, dir, resp.Header.Revision, time.Time{}); err != nil {
-			return nil, err
+		if !w.next() {
+			w.close()
+			w = nil
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
 		}
 	}
 }

@@ -66,9 +66,21 @@ func Coordinate(ctx context.Context, cli *clientv3.Client, prefix string, plan *
 	if err := o.Faults.Hit(PointCoordDecided); err != nil {
 		return report(ctx, cli, k, plan.Name, a, err)
 	}
+	var w *watcher
+	defer func() { w.close() }()
 	for {
+		if w == nil {
+			if w, err = openWatch(wctx, cli, k.outcomes(a), time.Time{}); err != nil {
+				if wctx.Err() != nil {
+					return report(ctx, cli, k, plan.Name, a, fmt.Errorf("attempt %d decided %s; not every node reported its outcome: %w", a, d, wctx.Err()))
+				}
+				o.Log.Warn().Err(err).Msg("etcd did not answer; trying again")
+				time.Sleep(500 * time.Millisecond)
+				continue
+			}
+		}
 		rctx, rcancel := context.WithTimeout(wctx, RequestTimeout)
-		rep, _, rev, err := readReport(rctx, cli, k, plan.Name, a)
+		rep, _, _, err := readReport(rctx, cli, k, plan.Name, a)
 		rcancel()
 		if err != nil {
 			if wctx.Err() != nil {
@@ -87,8 +99,12 @@ func Coordinate(ctx context.Context, cli *clientv3.Client, prefix string, plan *
 			return rep, fmt.Errorf("%w: cluster restore %s attempt %d decided %s, but a node reports another outcome: see kvrflow cluster status",
 				steps.ErrInconsistent, plan.Name, a, d)
 		}
-		if err := waitChange(wctx, cli, k.outcomes(a), rev, time.Time{}); err != nil {
-			return report(ctx, cli, k, plan.Name, a, fmt.Errorf("attempt %d decided %s; not every node reported its outcome: %w", a, d, err))
+		if !w.next() {
+			w.close()
+			w = nil
+			if wctx.Err() != nil {
+				return report(ctx, cli, k, plan.Name, a, fmt.Errorf("attempt %d decided %s; not every node reported its outcome: %w", a, d, wctx.Err()))
+			}
 		}
 	}
 }

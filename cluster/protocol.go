@@ -8,8 +8,10 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -276,8 +278,9 @@ func checkCommit(k keys, a int64, plan *Plan, d string, votes map[string]string)
 	return nil
 }
 
-// waitDecision waits for attempt a's decision. It calls tryDecide first
-// and then on every change it watches, and after deadline writes abort. A
+// waitDecision waits for attempt a's decision. It opens one watch (see
+// watcher), calls tryDecide, and calls it again on every change the
+// watch brings, and after deadline writes abort. A
 // zero deadline never aborts. ctx bounds the wait. With retry, an etcd
 // that stops answering is waited for (until ctx ends); without, its error
 // is returned.
@@ -299,9 +302,27 @@ func waitAll(ctx context.Context, cli *clientv3.Client, k keys, a int64, plan *P
 
 func waitDecisionOn(ctx context.Context, cli *clientv3.Client, k keys, a int64, plan *Plan, deadline time.Time, retry bool, watched string) (string, error) {
 	pause := 100 * time.Millisecond
+	var w *watcher
+	defer func() { w.close() }()
 	for {
+		if w == nil && (deadline.IsZero() || time.Now().Before(deadline)) {
+			var err error
+			if w, err = openWatch(ctx, cli, watched, deadline); err != nil {
+				if ctx.Err() != nil {
+					return "", ctx.Err()
+				}
+				if !deadline.IsZero() && !time.Now().Before(deadline) {
+					// Ended by the deadline: the read decides abort.
+				} else if !retry {
+					return "", err
+				}
+				time.Sleep(pause)
+				pause = min(2*pause, 2*time.Second)
+				continue
+			}
+		}
 		rctx, cancel := context.WithTimeout(ctx, RequestTimeout)
-		d, rev, err := tryDecide(rctx, cli, k, a, plan)
+		d, _, err := tryDecide(rctx, cli, k, a, plan)
 		if err == nil && d == "" && !deadline.IsZero() && !time.Now().Before(deadline) {
 			d, err = writeAbort(rctx, cli, k, a, "not every node voted prepared within the prepare timeout")
 		}
@@ -314,33 +335,96 @@ func waitDecisionOn(ctx context.Context, cli *clientv3.Client, k keys, a int64, 
 		if err != nil || d != "" {
 			return d, err
 		}
-		if err := waitChange(ctx, cli, watched, rev, deadline); err != nil {
-			return "", err
+		if w != nil && !w.next() {
+			// The deadline, compaction, or no leader: read again (at
+			// the deadline the read decides abort).
+			w.close()
+			w = nil
+			if ctx.Err() != nil {
+				return "", ctx.Err()
+			}
 		}
 	}
 }
 
-// waitChange waits for a change of a key under prefix after revision rev,
-// until deadline (zero: none) or ctx's end (its error).
-func waitChange(ctx context.Context, cli *clientv3.Client, prefix string, rev int64, deadline time.Time) error {
+// A watcher is one etcd watch kept open across the reads it guards.
+//
+// etcd delivers the events of a watch created at a revision it has
+// already passed from a background loop that runs every 100 ms; a watch
+// created at its current revision gets each event as it is written. So
+// the watch is opened first, from the current revision (its created
+// notification says when it is), and the state is read after it: a
+// change before the read is in the read, one after it comes as an event,
+// and no event waits for that loop. Kept open, the watch stays current
+// however many events arrive while the reader reads.
+type watcher struct {
+	ch     clientv3.WatchChan
+	cancel context.CancelFunc
+}
+
+// openWatch opens a watch on every key under prefix, from etcd's next
+// revision on, and returns once etcd has created it. The watch ends at
+// deadline (zero: never) or with ctx. An etcd that has not created it
+// within RequestTimeout is an error.
+func openWatch(ctx context.Context, cli *clientv3.Client, prefix string, deadline time.Time) (*watcher, error) {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	if !deadline.IsZero() {
+		cancel()
 		wctx, cancel = context.WithDeadline(clientv3.WithRequireLeader(ctx), deadline)
 	}
-	defer cancel()
-	for wr := range cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
-		if err := wr.Err(); err != nil {
-			if ctx.Err() == nil && wctx.Err() == nil {
-				// Compacted, or no leader: read again after a pause.
-				time.Sleep(100 * time.Millisecond)
-			}
-			return ctx.Err()
+	// clientv3's Watch blocks until its stream to etcd is up: the timer
+	// ends the watch (and so that wait) if etcd has not created it in
+	// time.
+	var created, late atomic.Bool
+	t := time.AfterFunc(RequestTimeout, func() {
+		if !created.Load() {
+			late.Store(true)
+			cancel()
 		}
-		if len(wr.Events) > 0 {
-			return nil
+	})
+	defer t.Stop()
+	ch := cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithCreatedNotify())
+	wr, ok := <-ch
+	if ok && wr.Created && wr.Err() == nil {
+		created.Store(true)
+		if !late.Load() {
+			return &watcher{ch: ch, cancel: cancel}, nil
 		}
 	}
-	return ctx.Err() // nil at the deadline: the caller reads again
+	cancel()
+	switch {
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case late.Load():
+		return nil, fmt.Errorf("etcd watch %s: not created within %v: %w", prefix, RequestTimeout, context.DeadlineExceeded)
+	case wr.Err() != nil:
+		// As etcd's other calls return it: a refusal (permission
+		// denied, ...) matches rpctypes' errors.
+		return nil, fmt.Errorf("etcd watch %s: %w", prefix, rpctypes.Error(wr.Err()))
+	}
+	return nil, fmt.Errorf("etcd watch %s: ended before it was created: %w", prefix, context.Cause(wctx))
+}
+
+// next waits for the next change under the watched prefix and reports
+// whether one came; false when the watch ended (its deadline, ctx,
+// compaction, no leader): the caller reads again and opens another.
+func (w *watcher) next() bool {
+	for wr := range w.ch {
+		if wr.Err() != nil {
+			return false
+		}
+		if len(wr.Events) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// close ends the watch; a nil watcher is closed already.
+func (w *watcher) close() {
+	if w != nil {
+		w.cancel()
+	}
 }
 
 // readReport reads attempt a (the current one if 0) of the restore.

@@ -59,6 +59,7 @@ func main() {
 	keys := flag.Int("keys", 4000, "keys of 1 KiB in each node's backup")
 	out := flag.String("out", "bench/RESULTS-cluster.md", "where to write the report")
 	dir := flag.String("dir", "", "work directory (default a temporary one, removed)")
+	trace := flag.Int("trace", 0, "instead of the benchmark: one S round of this many nodes, its processes' log lines on one time line")
 	flag.Parse()
 	work := *dir
 	if work == "" {
@@ -76,6 +77,13 @@ func main() {
 	check(err)
 	defer etcd.Cleanup()
 	rtt := putLatency(etcd)
+	if *trace > 0 {
+		nodes := makeNodes(filepath.Join(work, "trace"), *trace, *keys)
+		for r := 0; r < 2; r++ { // the first round warms the caches
+			traced(bin, etcd.Endpoint, nodes, fmt.Sprintf("trace-%d-%d", r, time.Now().UnixNano()), work, r == 1)
+		}
+		return
+	}
 
 	var report strings.Builder
 	fmt.Fprintf(&report, "# Cluster restore: the protocol's own cost\n\nMade by `bench/cluster` (see the comment at its top).\n\n")
@@ -206,6 +214,105 @@ func clustered(bin, endpoint string, nodes []node, name, work string, running bo
 		}
 	}
 	return d, voteToDecision(logs)
+}
+
+// traced runs one S round with every process logging at debug level and,
+// if show, prints their log lines in time order, in ms from the
+// coordinator's start.
+func traced(bin, endpoint string, nodes []node, name, work string, show bool) {
+	reset(nodes)
+	var b strings.Builder
+	fmt.Fprintf(&b, `{"name": %q, "nodes": [`, name)
+	for i, nd := range nodes {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, `{"id": %q, "db": %q, "from": %q}`, nd.id, nd.db, nd.backup)
+	}
+	b.WriteString("]}")
+	plan := filepath.Join(work, name+".json")
+	check(os.WriteFile(plan, []byte(b.String()), 0o644))
+	defer os.Remove(plan)
+	var wg sync.WaitGroup
+	logs := make([]*strings.Builder, len(nodes)+1)
+	var cmds []*exec.Cmd
+	for i, nd := range nodes {
+		c := exec.Command(bin, "cluster", "agent", "--once", "--etcd", endpoint, "--node", nd.id, "--db", nd.db, "--log-level", "debug", "--log-format", "json")
+		logs[i] = &strings.Builder{}
+		c.Stderr = logs[i]
+		check(c.Start())
+		cmds = append(cmds, c)
+		wg.Go(func() { _ = c.Wait() })
+	}
+	time.Sleep(time.Second)
+	var before time.Duration
+	for _, c := range cmds {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/schedstat", c.Process.Pid))
+		check(err)
+		ns, err := strconv.ParseInt(strings.Fields(string(b))[0], 10, 64)
+		check(err)
+		before += time.Duration(ns)
+	}
+	coord := exec.Command(bin, "cluster", "restore", "--etcd", endpoint, "--plan", plan, "--log-level", "debug", "--log-format", "json")
+	logs[len(nodes)] = &strings.Builder{}
+	coord.Stderr = logs[len(nodes)]
+	start := time.Now()
+	check(coord.Start())
+	_ = coord.Wait()
+	wg.Wait()
+	end := time.Since(start)
+	if !show {
+		return
+	}
+	cpu := func(cs []*exec.Cmd) time.Duration {
+		var t time.Duration
+		for _, c := range cs {
+			t += c.ProcessState.UserTime() + c.ProcessState.SystemTime()
+		}
+		return t
+	}
+	reset(nodes)
+	var ind []*exec.Cmd
+	for _, nd := range nodes {
+		ind = append(ind, exec.Command(bin, "restore", "--from", nd.backup, "--db", nd.db, "--log-level", "warn"))
+	}
+	id := timeAll(ind)
+	fmt.Printf("cpu: agents' start %.0f ms, ", ms(before))
+	fmt.Printf("cpu: agents %.0f ms, coordinator %.0f ms; independent restores %.0f ms cpu, %.0f ms wall\n", ms(cpu(cmds)), ms(cpu([]*exec.Cmd{coord})), ms(cpu(ind)), ms(id))
+	type line struct {
+		t    time.Time
+		who  string
+		text string
+	}
+	var lines []line
+	for i, l := range logs {
+		who := "coord"
+		if i < len(nodes) {
+			who = nodes[i].id
+		}
+		for _, s := range strings.Split(l.String(), "\n") {
+			var e map[string]any
+			if json.Unmarshal([]byte(s), &e) != nil {
+				continue
+			}
+			t, err := time.Parse("2006-01-02T15:04:05.000Z07:00", fmt.Sprint(e["time"]))
+			if err != nil {
+				continue
+			}
+			msg := fmt.Sprint(e["message"])
+			for _, k := range []string{"step", "state", "event", "decision", "outcome"} {
+				if v, ok := e[k]; ok {
+					msg += fmt.Sprintf(" %s=%v", k, v)
+				}
+			}
+			lines = append(lines, line{t, who, msg})
+		}
+	}
+	slices.SortStableFunc(lines, func(x, y line) int { return x.t.Compare(y.t) })
+	for _, l := range lines {
+		fmt.Printf("%7.0f %-6s %s\n", ms(l.t.Sub(start)), l.who, l.text)
+	}
+	fmt.Printf("total %.1f ms\n", ms(end))
 }
 
 // voteToDecision is, from the agents' JSON logs, the time from the last
