@@ -42,7 +42,7 @@ func Agent(ctx context.Context, cli *clientv3.Client, prefix string, o AgentOpti
 	if o.DB == "" {
 		return nil, fmt.Errorf("%w: the agent needs its database directory (--db)", ErrBadPlan)
 	}
-	a := &agent{cli: cli, prefix: NormPrefix(prefix), o: o, resolved: map[string]bool{}, twin: map[string]bool{}}
+	a := &agent{cli: cli, prefix: NormPrefix(prefix), o: o, resolved: map[string]bool{}, twin: map[string]bool{}, skip: map[string]bool{}}
 	a.opts = o.Restore
 	a.opts.DB, a.opts.Journal = o.DB, o.Journal
 	if a.opts.Faults == nil {
@@ -104,9 +104,17 @@ func Agent(ctx context.Context, cli *clientv3.Client, prefix string, o AgentOpti
 			if _, err := fmt.Sscan(string(kv.Value), &att); err != nil || att <= 0 {
 				continue
 			}
+			seen := fmt.Sprintf("%s/%d", name, att)
+			if a.skip[seen] {
+				continue
+			}
 			rep, err := a.handle(ctx, name, att)
 			if rep == nil && err == nil {
-				continue // not a participant, or handled before
+				// Not a participant, or handled before: for good, as
+				// an attempt's plan and this node's outcome in it are
+				// written once. Not read again on the next wake.
+				a.skip[seen] = true
+				continue
 			}
 			if o.Once {
 				return rep, err
@@ -157,6 +165,9 @@ type agent struct {
 	// rolled back (ErrAborted) without the node's outcome, which is the
 	// other agent's.
 	twin map[string]bool
+	// skip lists the attempts (NAME/ATTEMPT) handle found nothing to do
+	// in: not this node's, or its outcome already recorded.
+	skip map[string]bool
 }
 
 func (a *agent) hit(point string) error { return a.opts.Faults.Hit(point) }
@@ -196,6 +207,7 @@ func (a *agent) recoverLocal(ctx context.Context) error {
 		if a.notMine[r.Run.ID] {
 			a.o.Log.Warn().Uint64("run", r.Run.ID).Msg("rolled back: the node's vote was another agent's; its outcome is left to it")
 			a.twin[tags[r.Run.ID]] = true
+			a.unskip(tags[r.Run.ID])
 			continue
 		}
 		if tag, ok := tags[r.Run.ID]; ok && !r.Run.InFlight() {
@@ -216,6 +228,7 @@ func (a *agent) recoverLocal(ctx context.Context) error {
 			}
 			a.putOutcome(ctx, k, att, r.Run.Outcome)
 			a.resolved[tag] = true
+			a.unskip(tag)
 		}
 	}
 	if err != nil {
@@ -225,6 +238,14 @@ func (a *agent) recoverLocal(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// unskip makes the loop handle the attempt a run's tag names again, to
+// report what recovery did there.
+func (a *agent) unskip(tag string) {
+	if name, att, _, ok := ParseTag(tag); ok {
+		delete(a.skip, fmt.Sprintf("%s/%d", name, att))
+	}
 }
 
 // attemptOf returns the keys, attempt number and published record of the
