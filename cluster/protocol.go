@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -41,16 +42,22 @@ func loadAttempt(ctx context.Context, cli *clientv3.Client, k keys, a int64) (*a
 	if err != nil {
 		return nil, fmt.Errorf("etcd get %s: %w", k.plan(a), err)
 	}
-	if len(resp.Kvs) == 0 {
+	return attemptOfKVs(k, a, resp.Kvs)
+}
+
+// attemptOfKVs is attempt a's record from what a Get of its plan key
+// returned.
+func attemptOfKVs(k keys, a int64, kvs []*mvccpb.KeyValue) (*attemptRecord, error) {
+	if len(kvs) == 0 {
 		return nil, fmt.Errorf("%w: attempt %d has no plan at %s", ErrBadPlan, a, k.plan(a))
 	}
-	if v := resp.Kvs[0].Version; v != 1 {
+	if v := kvs[0].Version; v != 1 {
 		// publish writes a plan once; a rewritten one (a node's source
 		// changed, or a node dropped after the others voted) is not the
 		// plan the nodes voted on.
 		return nil, fmt.Errorf("%w: %s was rewritten after it was published (version %d): not trusted", ErrUntrusted, k.plan(a), v)
 	}
-	return parseAttemptRecord(resp.Kvs[0].Value)
+	return parseAttemptRecord(kvs[0].Value)
 }
 
 // publish makes plan the restore's current attempt and returns it. An
@@ -438,18 +445,19 @@ func readReport(ctx context.Context, cli *clientv3.Client, k keys, name string, 
 			return nil, nil, 0, fmt.Errorf("%w: no cluster restore named %s", ErrNotFound, name)
 		}
 	}
-	rec, err := loadAttempt(ctx, cli, k, a)
-	if err != nil {
-		return nil, nil, 0, err
-	}
-	// Votes, outcomes and the decision at one revision; the plan once.
-	resp, err := cli.Txn(ctx).Then(clientv3.OpGet(k.decision(a)), clientv3.OpGet(k.votes(a), clientv3.WithPrefix()),
+	// The plan, votes, outcomes and the decision at one revision, in one
+	// request.
+	resp, err := cli.Txn(ctx).Then(clientv3.OpGet(k.plan(a)), clientv3.OpGet(k.decision(a)), clientv3.OpGet(k.votes(a), clientv3.WithPrefix()),
 		clientv3.OpGet(k.outcomes(a), clientv3.WithPrefix())).Commit()
 	if err != nil {
 		return nil, nil, 0, fmt.Errorf("etcd get %s: %w", k.att(a), err)
 	}
+	rec, err := attemptOfKVs(k, a, resp.Responses[0].GetResponseRange().Kvs)
+	if err != nil {
+		return nil, nil, 0, err
+	}
 	vals := map[string]string{}
-	for _, r := range resp.Responses {
+	for _, r := range resp.Responses[1:] {
 		for _, kv := range r.GetResponseRange().Kvs {
 			vals[string(kv.Key)] = string(kv.Value)
 		}
