@@ -152,7 +152,7 @@ func (s *Store) stream(ctx context.Context, c *cursor, want Want, end int64, buf
 	err := s.streamOnce(ctx, actx, c, want, end, buf, wd)
 	if err != nil && wd.fired() && ctx.Err() == nil {
 		if _, ok := errors.AsType[*writeError](err); !ok {
-			return fmt.Errorf("bytes %d-%d, after %d: %w", off, end-1, c.pos-off, errStall)
+			return fmt.Errorf("bytes %d-%d: %d bytes arrived, then none: %w", off, end-1, c.pos-off, errStall)
 		}
 	}
 	return err
