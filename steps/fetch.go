@@ -12,10 +12,11 @@ import (
 // the one place Write reads a source: a local file is copied
 // (fsx.CopyFile; it must be the regular file Precheck checked, read to
 // at most its size and one byte); a remote object is streamed into dst
-// (remote.Store.Copy: ranged parts, retried, bounded buffers), at most
-// RemoteFiles at once, and checked against its listed size and ETag and
-// the crc32c the source records before dst is fsynced: a mismatch leaves
-// dst unsynced and is ErrBadSource (and ErrChecksum for the crc32c).
+// (remote.Store.Copy: one streamed GET per RemoteGetSize, a retry
+// continuing from the first byte not written), at most RemoteFiles at
+// once, and checked against its listed size and ETag and the crc32c the
+// source records before dst is fsynced: a mismatch leaves dst unsynced
+// and is ErrBadSource (and ErrChecksum for the crc32c).
 //
 // On error dst may exist, partly written; Rollback removes the staging
 // directory it is in. A retry is safe.
@@ -24,7 +25,12 @@ import (
 // bytes are in dst already, durable, with crc32c from.CRC; only the rest
 // is read, and the size and crc32c returned are the whole file's. Every
 // from.Every bytes dst is fdatasynced and from.Chunk journals the
-// progress.
+// progress: the bytes FillFile's writer was given, in order, and their
+// crc32c. For a remote object these may include bytes of a GET that
+// failed later; Copy writes only bytes of the listed object (size, ETag,
+// Content-Range checked), each once at its offset, so the journaled
+// prefix is the object's and its crc32c that prefix's, and the final
+// crc32c check covers it.
 func (e *Env) fetch(ctx context.Context, f SourceFile, dst string, from fsx.Resume, buf []byte, onBytes func(int)) (int64, uint32, error) {
 	if !e.src.Remote() {
 		size, crc, err := e.FS.CopyFileFrom(ctx, f.Path, dst, fsx.Want{ID: f.ident.ID, Size: f.Size, Sized: true}, from, buf, onBytes)

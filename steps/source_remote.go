@@ -18,19 +18,21 @@ import (
 	"github.com/kvrflow/kvrflow/internal/remote"
 )
 
-// Remote transfer settings. One file's transfer holds at most
-// (RemoteConcurrency+1) × RemotePartSize bytes of buffers
-// (internal/remote), and at most RemoteFiles files are transferred at
-// once: 2 × 4 × 4 MiB = 32 MiB of buffers whatever the backup's size.
-// With the CLI's soft memory limit (80 MiB) and the binary's own pages
-// (about 57 MiB for kvrflow version: the cloud SDKs), a restore's peak RSS
-// stays near 100 MiB, under 128 MiB (TestRemote_PeakRSS measures it: 99 to
-// 103 MiB for 368 MiB; 6 MiB parts gave 115 to 120 MiB). Six ranged GETs
-// in flight keep a loopback or LAN link busy.
+// Remote transfer settings. One file's transfer streams each GET's body
+// into the file through one 256 KiB buffer (internal/remote), reading an
+// object up to RemoteGetSize with one GET and a larger one in ranges of
+// RemoteGetSize, and at most RemoteFiles files are transferred at once:
+// RemoteFiles × 256 KiB of buffers (1 MiB), plus the HTTP connections'
+// own, whatever the backup's or the objects' sizes. With the CLI's soft
+// memory limit (80 MiB) and the binary's own pages (about 57 MiB for
+// kvrflow version: the cloud SDKs), a restore's peak RSS stays well under
+// 128 MiB (TestRemote_PeakRSS measures it). Whole-object GETs cost an
+// S3-compatible server far less than ranged ones (versitygw on the
+// benchmark's two cores: 0.4 s of CPU for 1 GiB, against 1.1 s in 4 MiB
+// ranges).
 var (
-	RemoteFiles       = 2
-	RemotePartSize    = int64(4 << 20)
-	RemoteConcurrency = 3
+	RemoteFiles   = 4
+	RemoteGetSize = int64(64 << 20)
 	// RemoteIdleTimeout is how long a transfer waits for a byte before it
 	// retries (0: internal/remote's default, 30 s); tests shorten it.
 	RemoteIdleTimeout time.Duration
@@ -59,7 +61,7 @@ type remoteState struct {
 // RemoteOptions returns the options Write's transfers use, with the rate
 // limit given (bytes per second, 0: none).
 func RemoteOptions(rateLimit int64) remote.Options {
-	return remote.Options{PartSize: RemotePartSize, Concurrency: RemoteConcurrency, RateLimit: rateLimit, IdleTimeout: RemoteIdleTimeout}
+	return remote.Options{GetSize: RemoteGetSize, RateLimit: rateLimit, IdleTimeout: RemoteIdleTimeout}
 }
 
 // OpenRemoteSource reads the source stored under the URL rawURL, as

@@ -53,11 +53,11 @@ func parseRate(s string) (int64, error) {
 }
 
 // remoteMemoryLimit is the Go runtime's soft memory limit while restoring
-// from an object store, unless GOMEMLIMIT is set: the transfers' buffers
-// are 32 MiB at most (steps.RemoteFiles × (RemoteConcurrency+1) ×
-// RemotePartSize), and the limit makes the garbage collector run before
-// the heap doubles past them, so that with the binary's own pages the
-// process stays under 128 MiB (TestRemote_PeakRSS).
+// from an object store, unless GOMEMLIMIT is set: the transfers stream
+// through steps.RemoteFiles buffers of 256 KiB, and the limit makes the
+// garbage collector run before the heap (the SDKs' responses, the
+// journal, the HTTP connections) doubles, so that with the binary's own
+// pages the process stays well under 128 MiB (TestRemote_PeakRSS).
 const remoteMemoryLimit = 80 << 20
 
 // limitMemoryForRemote sets remoteMemoryLimit unless the environment set

@@ -33,8 +33,9 @@ gs://BUCKET/PREFIX, azblob://CONTAINER/PREFIX or file:///DIR. Credentials come
 from the environment as the AWS tools read it (AWS_ACCESS_KEY_ID,
 AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION, AWS_ENDPOINT_URL_S3,
 AWS_PROFILE, the shared files), never from the URL, and are never journaled,
-logged or printed. A remote backup's files are copied, several at once in
-ranged parts, each checked against the backup's crc32c before it is synced;
+logged or printed. A remote backup's files are copied, several at once, each
+streamed with one GET per 64 MiB and checked against the backup's crc32c
+before it is synced;
 --rate-limit caps the transfer. First any run left in flight for DIR
 is finished or rolled back. Then the backup is checked file by file, written
 to a staging directory beside DIR, verified, and swapped into place in one

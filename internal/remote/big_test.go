@@ -98,7 +98,7 @@ func TestHelperCopyBig(t *testing.T) {
 	if hwm == 0 || hwm > 128<<10 {
 		t.Errorf("peak RSS (VmHWM) %d KiB, want at most 128 MiB", hwm)
 	}
-	fmt.Printf("Copy: %d bytes in %v: %.0f MiB/s (PartSize 8 MiB, Concurrency 4)\n", n, el.Round(time.Millisecond), float64(n>>20)/el.Seconds())
+	fmt.Printf("Copy: %d bytes in %v: %.0f MiB/s (GETs of 64 MiB, streamed)\n", n, el.Round(time.Millisecond), float64(n>>20)/el.Seconds())
 }
 
 // procStatus returns the named lines of /proc/self/status, on one line.

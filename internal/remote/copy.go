@@ -7,7 +7,6 @@ import (
 	"hash/crc32"
 	"io"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -49,21 +48,34 @@ type Want struct {
 // Copy reads the object at key into w, in order, and returns the number of
 // bytes written and their crc32c, computed as they arrive.
 //
-// An object larger than Options.PartSize is read in ranged parts,
-// Options.Concurrency at a time, each into its own buffer, and written in
-// order: at most Concurrency+1 buffers of PartSize exist at once, whatever
-// the object's size. Each part is retried on a transient error (5xx,
-// throttling, reset, timeout, short body, stall), with backoff, up to
-// Options.RetryAttempts times and within the call's Options.RetryBudget; a
-// part's bytes reach w only once the whole part has arrived, so a
-// truncated or failed attempt never writes anything. Never retried:
-// ErrAccessDenied, ErrNotFound, ErrChanged, ErrChecksum.
+// Each GET's body is streamed into w through one small buffer (256 KiB,
+// pooled): an object up to Options.GetSize is read with one GET, a larger
+// one in ranges of GetSize, one after the other. Memory is that buffer
+// whatever the object's size. A transient failure (5xx, throttling,
+// reset, timeout, short body, stall) is retried with backoff, up to
+// Options.RetryAttempts times per range and within the call's
+// Options.RetryBudget, by a ranged GET from the first byte not yet
+// written, with the same If-Match: the bytes already in w stay, and the
+// crc32c continues over them. Never retried: ErrAccessDenied,
+// ErrNotFound, ErrChanged, ErrChecksum, an error of w.
 //
-// On error, w may hold a prefix of the object, never a byte of a failed
-// attempt, and the caller must discard it; a retry of Copy is safe. A part
-// that fails for good ends the Copy at once, whatever the parts before it. The crc32c is checked against
-// want.CRC32C after the last byte (ErrChecksum): w then holds all the bad
-// bytes. Copy returns within a chunk's read or write of ctx being done.
+// Every byte reaches w from a response whose size and ETag (or, without
+// one, modification time) were checked, at its offset in the object
+// (the Content-Range was checked): w may thus hold bytes of an attempt
+// that later failed, but they are the object's bytes at those offsets,
+// of the version the first response showed. An object that changed
+// between attempts fails the next one (ErrChanged; If-Match on S3), so
+// the bytes of two versions are never mixed where the ETag is checked;
+// elsewhere the size and modification time are, and want.CRC32C is what
+// proves the bytes (see the package's caveats).
+//
+// On error, w holds a prefix of the object, whose length and crc32c Copy
+// returns; the caller discards it or keeps it as a resume point (Want's
+// Offset and PrefixCRC), and a retry of Copy is safe. The crc32c is
+// checked against want.CRC32C after the last byte (ErrChecksum): w then
+// holds all the bad bytes. No more than Size+1 bytes are read (the one
+// extra proves the object is no longer). Copy returns within a chunk's
+// read or write of ctx being done.
 func (s *Store) Copy(ctx context.Context, key string, w io.Writer, want Want) (int64, uint32, error) {
 	url := s.base + key
 	if want.Size < 0 {
@@ -77,145 +89,167 @@ func (s *Store) Copy(ctx context.Context, key string, w io.Writer, want Want) (i
 		return 0, want.PrefixCRC, newError(s.red, "get", url, ErrChanged,
 			fmt.Errorf("a copy from byte %d of a %d-byte object", want.Offset, want.Size))
 	}
-	n, crc, err := s.copyParts(ctx, key, w, want)
+	c := &cursor{key: key, w: w, pos: max(want.Offset, 0), crc: want.PrefixCRC}
+	err := s.copyRanges(ctx, c, want)
 	if err != nil {
-		return n, crc, s.fail("get", url, err, ErrChanged)
+		return c.written, c.crc, s.fail("get", url, err, ErrChanged)
 	}
-	if want.CheckCRC && crc != want.CRC32C {
-		return n, crc, newError(s.red, "get", url, ErrChecksum,
-			fmt.Errorf("crc32c of the %d bytes read is %08x, want %08x", n, crc, want.CRC32C))
+	if want.CheckCRC && c.crc != want.CRC32C {
+		return c.written, c.crc, newError(s.red, "get", url, ErrChecksum,
+			fmt.Errorf("crc32c of the %d bytes read is %08x, want %08x", c.written, c.crc, want.CRC32C))
 	}
-	return n, crc, nil
+	return c.written, c.crc, nil
 }
 
-// part is one ranged read of the pipeline.
-type part struct {
-	idx    int
-	off, n int64
-	buf    []byte
-	err    error
+// cursor is where a Copy is: the next byte of the object to write, and
+// what was written so far.
+type cursor struct {
+	key     string
+	w       io.Writer
+	pos     int64  // the object's offset of the next byte w gets
+	crc     uint32 // crc32c of the object's bytes before pos
+	written int64  // bytes written to w by this Copy
 }
 
-func (s *Store) copyParts(ctx context.Context, key string, w io.Writer, want Want) (int64, uint32, error) {
-	ps := s.opts.PartSize
-	start := max(want.Offset, 0)
-	rem := want.Size - start
-	nparts := int(max(1, (rem+ps-1)/ps))
-	workers := min(s.opts.Concurrency, nparts)
-	bufSize := min(ps, rem)
-	nbuf := min(workers+1, nparts)
-
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	free := make(chan []byte, nbuf)
-	defer func() {
-		cancel()
-		wg.Wait() // no goroutine outlives Copy
-		// The buffers no part holds go back to the Store's pool: the next
-		// Copy reuses them rather than leave them to the collector (a
-		// restore's heap stays near its live buffers).
-		for {
-			select {
-			case buf := <-free:
-				s.putPart(buf)
-			default:
-				return
-			}
-		}
-	}()
-	for range nbuf {
-		free <- nil // allocated on first use
-	}
-	jobs := make(chan *part)
-	done := make(chan *part, nbuf)
+// copyRanges reads the object from c.pos to its end, range after range,
+// each retried from where its last attempt stopped.
+func (s *Store) copyRanges(ctx context.Context, c *cursor, want Want) error {
+	buf := s.getBuf()
+	defer s.putBuf(buf)
 	b := newBudget(s.opts.RetryBudget)
-	wg.Go(func() { // the dispatcher: a buffer first, then the next part
-		defer close(jobs)
-		for i := range nparts {
-			var buf []byte
-			select {
-			case buf = <-free:
-			case <-ctx.Done():
-				return
-			}
-			off := start + int64(i)*ps
-			p := &part{idx: i, off: off, n: min(ps, want.Size-off), buf: buf}
-			select {
-			case jobs <- p:
-			case <-ctx.Done():
-				return
-			}
-		}
-	})
-	for range workers {
-		wg.Go(func() {
-			for p := range jobs {
-				if p.buf == nil {
-					p.buf = s.getPart(bufSize)
-				}
-				last := p.idx == nparts-1
-				_, p.err = retry(ctx, s, b, func(ctx context.Context) (struct{}, error) {
-					return struct{}{}, s.fetch(ctx, key, want, p.off, p.n, last, p.buf[:p.n])
-				})
-				select {
-				case done <- p:
-				case <-ctx.Done():
-					return
-				}
-			}
+	for {
+		end := min(c.pos+s.opts.GetSize, want.Size)
+		_, err := retry(ctx, s, b, func(ctx context.Context) (struct{}, error) {
+			return struct{}{}, s.stream(ctx, c, want, end, buf)
 		})
-	}
-
-	crc := want.PrefixCRC // continued: the whole object's when Offset > 0
-	var written int64
-	pending := make(map[int]*part, nbuf)
-	for next := 0; next < nparts; {
-		select {
-		case p := <-done:
-			if p.err != nil { // fail now, not once the parts before it are in
-				return written, crc, p.err
-			}
-			pending[p.idx] = p
-		case <-ctx.Done():
-			return written, crc, context.Cause(ctx)
+		if err != nil {
+			return err
 		}
-		for p := pending[next]; p != nil; p = pending[next] {
-			for data := p.buf[:p.n]; len(data) > 0; {
-				if err := ctx.Err(); err != nil {
-					return written, crc, err
-				}
-				chunk := data[:min(len(data), chunkSize)]
-				m, err := w.Write(chunk)
-				crc = crc32.Update(crc, castagnoli, chunk[:m])
-				written += int64(m)
-				if m > 0 && s.opts.Progress != nil {
-					s.opts.Progress(key, int64(m))
-				}
-				if err != nil {
-					return written, crc, fmt.Errorf("write: %w", err)
-				}
-				data = data[m:]
-			}
-			delete(pending, next)
-			free <- p.buf
-			next++
+		if end == want.Size {
+			return nil
 		}
 	}
-	return written, crc, nil
 }
 
-// fetch reads bytes [off, off+len(buf)) of key into buf: one attempt,
-// failed as stalled (errStall) if no byte arrives for IdleTimeout.
-func (s *Store) fetch(ctx context.Context, key string, want Want, off, n int64, last bool, buf []byte) error {
-	ctx, cancel := context.WithCancel(ctx)
+// writeError is an error of Copy's writer: not the store's, never retried.
+type writeError struct{ err error }
+
+func (e *writeError) Error() string { return "write: " + e.err.Error() }
+func (e *writeError) Unwrap() error { return e.err }
+
+// stream is one attempt at bytes [c.pos, end) of the object, written to
+// c.w as they arrive (c advances with them); the range that ends at the
+// object's end is asked for to the end, and one byte past it must not
+// come. It fails as stalled (errStall) if no byte arrives for
+// IdleTimeout; the watchdog is paused while w writes and while the rate
+// limiter holds the transfer back.
+func (s *Store) stream(ctx context.Context, c *cursor, want Want, end int64, buf []byte) error {
+	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	wd := newWatchdog(s.opts.IdleTimeout, cancel)
 	defer wd.stop()
-	err := s.fetchOnce(ctx, key, want, off, n, last, buf, wd)
-	if err != nil && wd.fired() {
-		return fmt.Errorf("bytes %d-%d: %w", off, off+n-1, errStall)
+	off := c.pos
+	err := s.streamOnce(ctx, actx, c, want, end, buf, wd)
+	if err != nil && wd.fired() && ctx.Err() == nil {
+		if _, ok := errors.AsType[*writeError](err); !ok {
+			return fmt.Errorf("bytes %d-%d: %d bytes arrived, then none: %w", off, end-1, c.pos-off, errStall)
+		}
 	}
 	return err
+}
+
+// streamOnce is stream's request: actx is the attempt's context (the
+// watchdog cancels it), ctx the caller's, which w's writes honour.
+func (s *Store) streamOnce(ctx, actx context.Context, c *cursor, want Want, end int64, buf []byte, wd *watchdog) error {
+	off := c.pos
+	last := end == want.Size
+	length := end - off
+	if last {
+		length = -1 // to the end: one byte more than expected proves a longer object
+	}
+	var ropts *blob.ReaderOptions
+	if s.s3 && want.ETag != "" {
+		etag := want.ETag
+		ropts = &blob.ReaderOptions{BeforeRead: func(as func(any) bool) error {
+			var in *s3.GetObjectInput
+			if as(&in) {
+				in.IfMatch = aws.String(etag)
+			}
+			return nil
+		}}
+	}
+	r, err := s.bucket.NewRangeReader(actx, c.key, off, length, ropts)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	wd.kick()
+	if err := s.check(r, want, off, end-off, last); err != nil {
+		return err
+	}
+	for c.pos < end {
+		m, err := r.Read(buf[:min(int64(len(buf)), end-c.pos)])
+		if m > 0 {
+			wd.kick()
+			if werr := s.wait(actx, wd, m); werr != nil {
+				return werr
+			}
+			if werr := c.write(ctx, buf[:m], s.opts.Progress, wd); werr != nil {
+				return werr
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) { // the connection closed before Content-Length
+			return fmt.Errorf("bytes %d-%d: %d bytes arrived, then the connection closed: %w", off, end-1, c.pos-off, errShort)
+		}
+		if err != nil {
+			return sdkChecksum(err)
+		}
+	}
+	if c.pos < end {
+		return fmt.Errorf("bytes %d-%d: %d bytes arrived: %w", off, end-1, c.pos-off, errShort)
+	}
+	if last {
+		var one [1]byte
+		m, err := io.ReadFull(r, one[:])
+		if m > 0 {
+			return fmt.Errorf("holds more than the %d bytes expected: %w", want.Size, ErrChanged)
+		}
+		if err != nil && err != io.EOF {
+			return sdkChecksum(err)
+		}
+	}
+	return nil
+}
+
+// write passes p, the object's bytes at c.pos, to c.w in order, and
+// advances c; the watchdog is paused meanwhile (a slow disk is not a
+// stalled server). An error of w is a *writeError.
+func (c *cursor) write(ctx context.Context, p []byte, progress func(string, int64), wd *watchdog) error {
+	wd.stop()
+	defer wd.kick()
+	for len(p) > 0 {
+		if err := ctx.Err(); err != nil {
+			return context.Cause(ctx)
+		}
+		m, err := c.w.Write(p)
+		c.crc = crc32.Update(c.crc, castagnoli, p[:m])
+		c.pos += int64(m)
+		c.written += int64(m)
+		if m > 0 && progress != nil {
+			progress(c.key, int64(m))
+		}
+		if err != nil {
+			return &writeError{err}
+		}
+		if m == 0 {
+			return &writeError{io.ErrShortWrite}
+		}
+		p = p[m:]
+	}
+	return nil
 }
 
 // watchdog cancels an attempt when it is not kicked for idle; it is
@@ -244,67 +278,6 @@ func (s *Store) wait(ctx context.Context, wd *watchdog, n int) error {
 	wd.stop()
 	defer wd.kick()
 	return s.limiter.WaitN(ctx, n)
-}
-
-func (s *Store) fetchOnce(ctx context.Context, key string, want Want, off, n int64, last bool, buf []byte, wd *watchdog) error {
-	length := n
-	if last {
-		length = -1 // to the end: one byte more than expected proves a longer object
-	}
-	var ropts *blob.ReaderOptions
-	if s.s3 && want.ETag != "" {
-		etag := want.ETag
-		ropts = &blob.ReaderOptions{BeforeRead: func(as func(any) bool) error {
-			var in *s3.GetObjectInput
-			if as(&in) {
-				in.IfMatch = aws.String(etag)
-			}
-			return nil
-		}}
-	}
-	r, err := s.bucket.NewRangeReader(ctx, key, off, length, ropts)
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	wd.kick()
-	if err := s.check(r, want, off, n, last); err != nil {
-		return err
-	}
-	got := int64(0)
-	for got < n {
-		m, err := r.Read(buf[got:min(got+chunkSize, n)])
-		if m > 0 {
-			wd.kick()
-			got += int64(m)
-			if werr := s.wait(ctx, wd, m); werr != nil {
-				return werr
-			}
-		}
-		if err == io.EOF {
-			break
-		}
-		if errors.Is(err, io.ErrUnexpectedEOF) { // the connection closed before Content-Length
-			return fmt.Errorf("bytes %d-%d: %d bytes arrived, then the connection closed: %w", off, off+n-1, got, errShort)
-		}
-		if err != nil {
-			return sdkChecksum(err)
-		}
-	}
-	if got < n {
-		return fmt.Errorf("bytes %d-%d: %d bytes arrived: %w", off, off+n-1, got, errShort)
-	}
-	if last {
-		var one [1]byte
-		m, err := io.ReadFull(r, one[:])
-		if m > 0 {
-			return fmt.Errorf("holds more than the %d bytes expected: %w", want.Size, ErrChanged)
-		}
-		if err != nil && err != io.EOF {
-			return sdkChecksum(err)
-		}
-	}
-	return nil
 }
 
 // check compares a response with what the caller expects: the object's
@@ -360,21 +333,13 @@ type kindError struct{ kind, err error }
 func (e *kindError) Error() string   { return e.err.Error() }
 func (e *kindError) Unwrap() []error { return []error{e.kind, e.err} }
 
-// getPart returns a buffer of n bytes: one of PartSize from the Store's
-// pool if n is PartSize, else a new one.
-func (s *Store) getPart(n int64) []byte {
-	if n == s.opts.PartSize {
-		if b, ok := s.parts.Get().(*[]byte); ok {
-			return *b
-		}
+// getBuf returns a buffer of chunkSize bytes from the Store's pool.
+func (s *Store) getBuf() []byte {
+	if b, ok := s.bufs.Get().(*[]byte); ok {
+		return *b
 	}
-	return make([]byte, n)
+	return make([]byte, chunkSize)
 }
 
-// putPart gives a buffer of PartSize back to the pool (others are left to
-// the collector).
-func (s *Store) putPart(b []byte) {
-	if int64(len(b)) == s.opts.PartSize {
-		s.parts.Put(&b)
-	}
-}
+// putBuf gives a buffer of getBuf back to the pool.
+func (s *Store) putBuf(b []byte) { s.bufs.Put(&b) }

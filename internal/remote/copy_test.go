@@ -41,7 +41,7 @@ func listed(t testing.TB, s *Store, key string) Object {
 	return Object{}
 }
 
-func TestCopy_RoundTripsEverySizeInParallelParts(t *testing.T) {
+func TestCopy_RoundTripsEverySizeInRanges(t *testing.T) {
 	gw := startGateway(t)
 	bucket := newBucket(t, gw)
 	awsEnv(t)
@@ -49,7 +49,7 @@ func TestCopy_RoundTripsEverySizeInParallelParts(t *testing.T) {
 	var progress atomic.Int64
 	o.Progress = func(key string, n int64) { progress.Add(n) }
 	s := openS3(t, gw.Endpoint, bucket, "backup/1", o)
-	ps := int(o.PartSize)
+	ps := int(o.GetSize)
 	sizes := []int{0, 1, ps - 1, ps, ps + 1, 7*ps + 3}
 	for i, n := range sizes {
 		putObject(t, s, fmt.Sprintf("dir/obj-%d", i), pattern(n, byte(i)))
@@ -144,12 +144,15 @@ func TestCopy_ObjectChangedSinceTheListingIsErrChanged(t *testing.T) {
 			if !errors.Is(err, ErrChanged) {
 				t.Fatalf("Copy of a changed object = %v, want ErrChanged", err)
 			}
+			if buf.Len() > 0 {
+				t.Errorf("the writer got %d bytes of the changed object", buf.Len())
+			}
 			if el := time.Since(start); el > 5*time.Second {
 				t.Errorf("Copy took %v to fail", el)
 			}
 			t.Logf("the message: %v", err)
 			checkMessage(t, err, "s3://"+bucket+"/p/obj")
-			if gets := len(p.Requests("GET", "/obj")) - before; gets > 5 { // 5 parts, none retried
+			if gets := len(p.Requests("GET", "/obj")) - before; gets > 5 { // 5 ranges, none retried
 				t.Errorf("%d GETs: ErrChanged was retried", gets)
 			}
 			// Without the ETag (file://-like), size and the extra byte still tell.
@@ -157,8 +160,12 @@ func TestCopy_ObjectChangedSinceTheListingIsErrChanged(t *testing.T) {
 				w := obj.Want()
 				w.ETag = ""
 				w.ModTime = time.Time{}
-				if _, _, err := s.Copy(ctxT(t, 20*time.Second), "obj", io.Discard, w); !errors.Is(err, ErrChanged) {
+				var got bytes.Buffer
+				if _, _, err := s.Copy(ctxT(t, 20*time.Second), "obj", &got, w); !errors.Is(err, ErrChanged) {
 					t.Errorf("Copy without ETag = %v, want ErrChanged", err)
+				}
+				if got.Len() > len(data) || !bytes.Equal(got.Bytes(), tc.replace[:got.Len()]) {
+					t.Errorf("Copy without ETag wrote %d bytes, want at most the %d listed, of the object", got.Len(), len(data))
 				}
 			}
 		})
@@ -238,7 +245,6 @@ func TestCopy_SlowRateIsNotAStall(t *testing.T) {
 	putObject(t, s, "obj", data)
 	o.RateLimit = 32 << 10 // past the 256 KiB burst, a read of more than 3.2 KiB waits longer than the idle timeout
 	o.IdleTimeout = 100 * time.Millisecond
-	o.Concurrency = 1
 	slow := openS3(t, gw.Endpoint, bucket, "p", o)
 	var buf bytes.Buffer
 	if _, _, err := slow.Copy(ctxT(t, 20*time.Second), "obj", &buf, Want{Size: int64(len(data))}); err != nil || !bytes.Equal(buf.Bytes(), data) {
@@ -248,7 +254,7 @@ func TestCopy_SlowRateIsNotAStall(t *testing.T) {
 
 // TestCopy_FromAnOffsetContinuesTheChecksum copies an object from several
 // offsets, as a resumed transfer does: the bytes from the offset on
-// arrive, in ranged parts, and the crc32c returned (and checked) is the
+// arrive, in ranges, and the crc32c returned (and checked) is the
 // whole object's, continued from the prefix's. An offset at or past the
 // end is refused.
 func TestCopy_FromAnOffsetContinuesTheChecksum(t *testing.T) {
@@ -257,7 +263,7 @@ func TestCopy_FromAnOffsetContinuesTheChecksum(t *testing.T) {
 	awsEnv(t)
 	o := testOptions()
 	s := openS3(t, gw.Endpoint, bucket, "backup/1", o)
-	ps := int(o.PartSize)
+	ps := int(o.GetSize)
 	data := pattern(7*ps+3, 9)
 	putObject(t, s, "big", data)
 	whole := crc32.Checksum(data, castagnoli)

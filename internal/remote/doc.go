@@ -25,26 +25,40 @@
 // token the Store has used, and any sensitive URL parameter, are replaced
 // by REDACTED, also when a server echoes them back.
 //
+// Copy streams: each GET's body goes into the caller's writer as it
+// arrives, through one 256 KiB buffer, so an object up to Options.GetSize
+// (64 MiB) is read with one GET and memory does not grow with the size of
+// a GET or an object.
+//
 // Retries are the Store's alone (the AWS SDK's own are off): each request,
-// and each part of a Copy, is retried with a randomized exponential
+// and each range of a Copy, is retried with a randomized exponential
 // backoff on a transient error only (HTTP 5xx, 429, 503 SlowDown,
 // RequestTimeout, a connection refused, reset or dropped, a network
 // timeout, a body that ends early, no byte for Options.IdleTimeout), at
 // most Options.RetryAttempts times, and one call retries at most
-// Options.RetryBudget times over all its parts. Never retried: 401 and
-// 403, 404, 412 (the object changed, or exists), a checksum mismatch, a
-// changed size, a cancelled context.
+// Options.RetryBudget times over all its ranges. A retried Copy range asks
+// for the bytes from the first one not yet written on. Never retried: 401
+// and 403, 404, 412 (the object changed, or exists), a checksum mismatch,
+// a changed size, an error of Copy's writer, a cancelled context.
 //
 // # Crash safety
 //
 // The package keeps no state of its own, on disk or in the bucket.
 //
-// Copy writes only into the caller's writer and makes nothing durable: the
-// caller syncs and journals as for a local copy. On error the writer may
-// hold a prefix of the object made of whole parts; a part reaches the
-// writer only once all its bytes have arrived, so a truncated or failed
-// attempt never writes a byte, and nothing past the expected size (plus
-// the one byte that proves the object longer) is ever read.
+// Copy writes only into the caller's writer, in order and never twice at
+// an offset, and makes nothing durable: the caller syncs and journals as
+// for a local copy. On error the writer holds a prefix of the object,
+// whose length and crc32c Copy returns; it may include bytes of an
+// attempt that failed later (a body cut short, a stall), but every byte
+// came from a response whose size and ETag (If-Match on S3) were checked,
+// at the offset its Content-Range gave, so they are the listed object's
+// bytes at those offsets: a retry continues after them, and the crc32c
+// continues over them. An object that changed between two attempts fails
+// the second (ErrChanged), so two versions are never mixed where ETags are
+// checked. The caller's crc32c (Want.CheckCRC), checked after the last
+// byte, proves every byte, those of failed attempts included. Nothing past
+// the expected size (plus the one byte that proves the object longer) is
+// ever read.
 //
 // An object written by Put appears whole or not at all: S3's PutObject and
 // CompleteMultipartUpload are atomic, and a failed, cancelled or crashed
@@ -74,9 +88,16 @@
 //   - Put retries only from an io.ReaderAt (an *os.File), whole from byte 0.
 //     If an answer is lost after the server committed the object, the
 //     retried PutIfAbsent gets ErrExists for its own object.
-//   - Memory: one Copy holds at most Options.Concurrency+1 buffers of
-//     Options.PartSize (40 MiB with the defaults); one Put about as many of
-//     max(PartSize, 5 MiB) in S3's transfer manager. Concurrent calls add up.
+//   - Memory: one Copy holds one 256 KiB buffer (pooled per Store), plus
+//     its HTTP connection's; one Put about Options.Concurrency+1 buffers
+//     of max(PartSize, 5 MiB) in S3's transfer manager (40 MiB with the
+//     defaults). Concurrent calls add up.
+//   - Copy reads one object over one connection at a time: a single very
+//     large object goes at one stream's speed (a transfer of many objects
+//     runs several Copy calls at once).
+//   - Copy's attempts are counted per range whether or not they brought
+//     bytes: a link that breaks every few MiB can spend a range's
+//     RetryAttempts within one GetSize range, though no byte is read twice.
 //   - Put's idle watchdog runs while the uploader takes bytes from the
 //     source; once the last byte is taken, its remaining requests are bounded
 //     by the HTTP client's timeouts (connect, and IdleTimeout for the

@@ -11,8 +11,8 @@ import (
 	"time"
 )
 
-// faultSetup is a bucket behind the fault proxy holding obj: 5 parts of
-// 64 KiB.
+// faultSetup is a bucket behind the fault proxy holding obj: 5 ranges of
+// 64 KiB (testOptions' GetSize).
 func faultSetup(t *testing.T, o Options) (*faultProxy, *Store, []byte, Want) {
 	t.Helper()
 	gw := startGateway(t)
@@ -39,17 +39,32 @@ func repeated(p *faultProxy) []string {
 	return out
 }
 
+// ranges returns the Range headers of the GETs of obj, in order.
+func ranges(p *faultProxy) []string {
+	var out []string
+	for _, r := range p.Requests("GET", "/obj") {
+		out = append(out, strings.Fields(r)[2])
+	}
+	return out
+}
+
+// A transient fault is retried from the first byte not yet written: the
+// same range again after an error answer or a reset, the rest of it after
+// a body cut short or stalled half-way.
 func TestCopy_TransientFaultsAreRetriedAndTheCopyIsExact(t *testing.T) {
+	const again = "bytes=65536-131071 bytes=65536-131071 bytes=65536-131071"
+	const rest = "bytes=65536-131071 bytes=98304-131071 bytes=114688-131071"
 	for _, tc := range []struct {
 		name  string
 		fault fault
+		gets  string // the Range headers of the second to the fourth GET
 	}{
-		{"500", fault500},
-		{"503 SlowDown", faultSlowDown},
-		{"connection reset", faultReset},
-		{"truncated body", faultTruncate},
-		{"short body with a matching Content-Length", faultShort},
-		{"stalled body", faultStall},
+		{"500", fault500, again},
+		{"503 SlowDown", faultSlowDown, again},
+		{"connection reset", faultReset, again},
+		{"truncated body", faultTruncate, rest},
+		{"short body with a matching Content-Length", faultShort, rest},
+		{"stalled body", faultStall, rest},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := testOptions()
@@ -64,43 +79,60 @@ func TestCopy_TransientFaultsAreRetriedAndTheCopyIsExact(t *testing.T) {
 			if n != int64(len(data)) || crc != want.CRC32C || !bytes.Equal(buf.Bytes(), data) {
 				t.Fatalf("Copy: %d bytes, crc %08x, want %d, %08x", n, crc, len(data), want.CRC32C)
 			}
-			if gets := p.Requests("GET", "/obj"); len(gets) != 5+2 {
-				t.Errorf("%d GETs, want 5 parts + 2 retries: %v", len(gets), gets)
+			gets := ranges(p)
+			if len(gets) != 5+2 || strings.Join(gets[1:4], " ") != tc.gets {
+				t.Errorf("GETs %v, want 5 ranges + 2 retries, the retries %s", gets, tc.gets)
+			}
+			for _, r := range p.Requests("GET", "/obj") {
+				if !strings.HasSuffix(r, "if-match="+want.ETag) {
+					t.Errorf("a GET without If-Match %s: %s", want.ETag, r)
+				}
 			}
 		})
 	}
 }
 
+// A fault that does not end exhausts the range's attempts. The writer
+// then holds a prefix of the object, every byte at its offset: the whole
+// ranges before, and what the cut bodies brought of the failing one, each
+// attempt continuing where the last one's bytes ended.
 func TestCopy_PersistentlyDamagedBodyIsNeverReturnedAsData(t *testing.T) {
-	for _, f := range []fault{faultTruncate, faultShort, faultReset} {
-		t.Run(fmt.Sprint(f), func(t *testing.T) {
+	for _, tc := range []struct {
+		f    fault
+		n    int64    // the bytes written
+		gets []string // the failing range's GETs
+	}{
+		{faultTruncate, 65536 + 32768 + 16384 + 8192 + 4096,
+			[]string{"bytes=65536-131071", "bytes=98304-131071", "bytes=114688-131071", "bytes=122880-131071"}},
+		{faultShort, 65536 + 32768 + 16384 + 8192 + 4096,
+			[]string{"bytes=65536-131071", "bytes=98304-131071", "bytes=114688-131071", "bytes=122880-131071"}},
+		{faultReset, 65536, nil},
+	} {
+		t.Run(fmt.Sprint(tc.f), func(t *testing.T) {
 			o := testOptions()
 			p, s, data, want := faultSetup(t, o)
-			from := fmt.Sprintf("bytes=%d-", 2*o.PartSize)
-			p.Add(rule{Method: "GET", From: from, Fault: f, Times: -1})
+			p.Add(rule{Method: "GET", Ranged: true, Fault: tc.f, Times: -1}) // every range but the first
 			var buf bytes.Buffer
-			n, _, err := s.Copy(ctxT(t, 20*time.Second), "obj", &buf, want)
+			n, crc, err := s.Copy(ctxT(t, 20*time.Second), "obj", &buf, want)
 			if !errors.Is(err, ErrRetriesExhausted) {
 				t.Fatalf("Copy = %v, want ErrRetriesExhausted", err)
 			}
-			if f != faultReset && !errors.Is(err, ErrTruncated) {
+			if tc.f != faultReset && !errors.Is(err, ErrTruncated) {
 				t.Errorf("Copy = %v, want ErrTruncated", err)
 			}
 			t.Logf("the message: %v", err)
-			// Whole parts only, in order, and never the damaged one.
-			if n > 2*o.PartSize || n%o.PartSize != 0 || !bytes.Equal(buf.Bytes(), data[:n]) {
-				t.Errorf("the writer got %d bytes (equal to the object's prefix: %v), want whole parts before the third", n, bytes.Equal(buf.Bytes(), data[:n]))
+			if n != tc.n || n != int64(buf.Len()) || !bytes.Equal(buf.Bytes(), data[:n]) || crc != crc32.Checksum(data[:n], castagnoli) {
+				t.Errorf("Copy returned %d bytes, crc %08x; the writer got %d (the object's prefix: %v); want %d bytes and their crc",
+					n, crc, buf.Len(), bytes.Equal(buf.Bytes(), data[:buf.Len()]), tc.n)
 			}
-			third := 0
-			for _, r := range p.Requests("GET", "/obj") {
-				if strings.Contains(r, from) {
-					third++
-				}
+			gets := ranges(p)[1:]
+			if tc.gets != nil && strings.Join(gets, " ") != strings.Join(tc.gets, " ") {
+				t.Errorf("the second range's GETs %v, want %v", gets, tc.gets)
 			}
 			// net/http itself sends a GET again once when a reused
 			// connection is reset before any answer: up to twice per attempt.
-			if third != o.RetryAttempts && (f != faultReset || third < o.RetryAttempts || third > 2*o.RetryAttempts) {
-				t.Errorf("the third part was asked for %d times, want %d (RetryAttempts): %v", third, o.RetryAttempts, p.Requests("GET", "/obj"))
+			if tc.gets == nil && (len(gets) < o.RetryAttempts || len(gets) > 2*o.RetryAttempts) {
+				t.Errorf("the second range was asked for %d times, want %d (RetryAttempts): %v", len(gets), o.RetryAttempts, gets)
 			}
 		})
 	}
@@ -146,7 +178,7 @@ func TestCopy_PermanentFaultsAreNotRetried(t *testing.T) {
 // the server sent one) or the crc32c check catches it, not retried.
 func TestCopy_FlippedByteInASinglePartObjectIsErrChecksum(t *testing.T) {
 	o := testOptions()
-	o.PartSize = 1 << 20
+	o.GetSize = 1 << 20
 	p, s, _, want := faultSetup(t, o)
 	p.Add(rule{Method: "GET", Fault: faultFlip, Times: -1})
 	_, _, err := s.Copy(ctxT(t, 20*time.Second), "obj", io.Discard, want)

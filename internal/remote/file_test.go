@@ -21,7 +21,7 @@ func TestFileURL_ListCopyPutIfAbsent(t *testing.T) {
 	if _, err := s.List(ctxT(t, 5*time.Second)); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("List of an empty directory = %v, want ErrNotFound", err)
 	}
-	data := pattern(5*int(o.PartSize)+17, 9)
+	data := pattern(5*int(o.GetSize)+17, 9)
 	if _, err := s.PutIfAbsent(ctxT(t, 5*time.Second), "sub/obj", bytes.NewReader(data), int64(len(data))); err != nil {
 		t.Fatal(err)
 	}

@@ -44,9 +44,10 @@ func newBucket(t testing.TB, gw *gateway) string          { return s3test.NewBuc
 func s3URL(endpoint, bucket, prefix string) string        { return s3test.URL(endpoint, bucket, prefix) }
 func newFaultProxy(t testing.TB, gw *gateway) *faultProxy { return s3test.NewProxy(t, gw) }
 
-// testOptions are small parts and quick retries, for small objects.
+// testOptions are small ranges and quick retries, for small objects.
 func testOptions() Options {
 	return Options{
+		GetSize:       64 << 10,
 		PartSize:      64 << 10,
 		Concurrency:   3,
 		RetryAttempts: 4,

@@ -36,7 +36,7 @@ type Store struct {
 	opts    Options
 	limiter *rate.Limiter // nil: no rate limit
 	red     *redactor
-	parts   sync.Pool // *[]byte of opts.PartSize: Copy's part buffers, reused
+	bufs    sync.Pool // *[]byte of chunkSize: Copy's buffers, reused
 
 	closeOnce sync.Once
 	closeErr  error

@@ -5,13 +5,18 @@ import "time"
 // Options tune a Store. The zero value is usable: every zero field takes
 // the default named beside it.
 type Options struct {
-	// PartSize is the size of one ranged GET of Copy, and of one part of a
-	// multipart upload by Put (at least 5 MiB there, as S3 requires).
-	// Default 8 MiB.
+	// GetSize is the most bytes one GET of Copy asks for: an object up to
+	// GetSize is read with one GET, a larger one in ranges of GetSize,
+	// one after the other. Copy streams each body through one buffer of
+	// 256 KiB, so GetSize costs no memory; smaller ranges cost the
+	// server a request each (and S3 a charge). Default 64 MiB.
+	GetSize int64
+	// PartSize is the size of one part of a multipart upload by Put (at
+	// least 5 MiB, as S3 requires). Default 8 MiB.
 	PartSize int64
-	// Concurrency is how many parts one Copy or Put transfers at once.
-	// Default 4. One Copy holds at most Concurrency+1 part buffers:
-	// with the defaults 40 MiB, whatever the object's size.
+	// Concurrency is how many parts one Put uploads at once. Default 4.
+	// Put's transfer manager holds about Concurrency+1 buffers of
+	// PartSize: with the defaults 40 MiB.
 	Concurrency int
 
 	// RetryAttempts is how many times one request (one part) is tried
@@ -36,7 +41,8 @@ type Options struct {
 	RateLimit int64
 
 	// Progress, if set, is called with the number of bytes Copy has
-	// passed to its writer (a retried part is not counted twice), or Put
+	// passed to its writer (each byte once: a retry continues after the
+	// bytes written), or Put
 	// has taken from its reader (again on a retried upload), as they go.
 	// Copy calls it from its caller's goroutine, Put from the uploader's;
 	// it must be safe for concurrent use if the Store is.
@@ -44,6 +50,7 @@ type Options struct {
 }
 
 const (
+	defaultGetSize      = 64 << 20
 	defaultPartSize     = 8 << 20
 	minUploadPartSize   = 5 << 20
 	defaultConcurrency  = 4
@@ -53,10 +60,13 @@ const (
 	defaultRetryMax     = 10 * time.Second
 	defaultIdleTimeout  = 30 * time.Second
 	defaultDialTimeout  = 10 * time.Second
-	chunkSize           = 256 << 10 // one read from a body, and the rate limiter's burst
+	chunkSize           = 256 << 10 // Copy's buffer: one read from a body, and the rate limiter's burst
 )
 
 func (o Options) withDefaults() Options {
+	if o.GetSize <= 0 {
+		o.GetSize = defaultGetSize
+	}
 	if o.PartSize <= 0 {
 		o.PartSize = defaultPartSize
 	}

@@ -85,6 +85,9 @@ func retry[T any](ctx context.Context, s *Store, b *budget, op func(context.Cont
 // Never: 401/403, 404, 412, a checksum mismatch, a changed object, a
 // cancelled context.
 func transient(err error) bool {
+	if _, ok := errors.AsType[*writeError](err); ok {
+		return false // the caller's writer, not the store
+	}
 	switch {
 	case err == nil,
 		errors.Is(err, ErrChecksum), errors.Is(err, ErrChanged),

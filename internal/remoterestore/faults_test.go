@@ -14,14 +14,14 @@ import (
 	"github.com/kvrflow/kvrflow/steps"
 )
 
-// smallParts makes every transfer of the test ranged parts of 1 KiB, two
-// files and three parts at a time, and a stall retried after 1 s.
+// smallParts makes every transfer of the test GETs of 1 KiB ranges, two
+// files at a time, and a stall retried after 1 s.
 func smallParts(t testing.TB) {
 	t.Helper()
-	files, part, conc, idle := steps.RemoteFiles, steps.RemotePartSize, steps.RemoteConcurrency, steps.RemoteIdleTimeout
-	steps.RemoteFiles, steps.RemotePartSize, steps.RemoteConcurrency, steps.RemoteIdleTimeout = 2, 1<<10, 3, time.Second
+	files, get, idle := steps.RemoteFiles, steps.RemoteGetSize, steps.RemoteIdleTimeout
+	steps.RemoteFiles, steps.RemoteGetSize, steps.RemoteIdleTimeout = 2, 1<<10, time.Second
 	t.Cleanup(func() {
-		steps.RemoteFiles, steps.RemotePartSize, steps.RemoteConcurrency, steps.RemoteIdleTimeout = files, part, conc, idle
+		steps.RemoteFiles, steps.RemoteGetSize, steps.RemoteIdleTimeout = files, get, idle
 	})
 }
 
@@ -105,14 +105,14 @@ func TestRestore_RemoteNetworkFaults(t *testing.T) {
 }
 
 // TestCLI_RemoteRetriesExhaustedExit1: through the binary, a server that
-// answers every ranged GET past the first part with 500 makes the run
-// roll back after its retries: exit 1, DB unchanged, the error naming the
-// object and the retries.
+// answers every GET of one object with 500 makes the run roll back after
+// its retries: exit 1, DB unchanged, the error naming the object and the
+// retries.
 func TestCLI_RemoteRetriesExhaustedExit1(t *testing.T) {
 	s := newServer(t)
-	f := newBigPebbleFixture(t, s, "big", 64, 1<<10, 10<<20) // a 10 MiB file: parts past the first
+	f := newBigPebbleFixture(t, s, "big", 64, 1<<10, 10<<20) // a 10 MiB file
 	p := s3test.NewProxy(t, s.gw)
-	p.Add(s3test.Rule{Method: "GET", Ranged: true, Fault: s3test.Fault500, Times: -1})
+	p.Add(s3test.Rule{Method: "GET", Path: "/big/blob-0", Fault: s3test.Fault500, Times: -1})
 	before := f.snapshot(t)
 	r := run(t, nil, "restore", "--from", s3test.URL(p.URL(), s.bucket, "big"), "--db", f.db)
 	if r.code != 1 || !strings.Contains(r.stderr, "retries exhausted") || !strings.Contains(r.stderr, "s3://"+s.bucket+"/big/blob-0") {

@@ -20,14 +20,14 @@ const maxRSS = 128 << 20
 
 // TestRemote_PeakRSS restores a backup from the server through the binary
 // and reads the process's peak RSS (see peakRSS): it must stay under
-// 128 MiB. The transfers hold at most
-// steps.RemoteFiles × (RemoteConcurrency+1) × RemotePartSize bytes of
-// buffers; the CLI sets a 100 MiB soft heap limit for remote sources. An
-// 80 MiB backup in -short, 368 MiB otherwise: 2 MiB tables, and files of
-// 64 or 160 MiB, each many ranged parts.
+// 128 MiB. The transfers stream each GET through one 256 KiB buffer,
+// steps.RemoteFiles of them at once; the CLI sets an 80 MiB soft heap
+// limit for remote sources. An 80 MiB backup in -short, 368 MiB
+// otherwise: 2 MiB tables, and files of 64 or 160 MiB, read in ranges of
+// steps.RemoteGetSize.
 func TestRemote_PeakRSS(t *testing.T) {
 	s := newServer(t)
-	// Tables of 2 MiB, and files of many 8 MiB parts.
+	// Tables of 2 MiB, and files of one or more GetSize ranges.
 	keys, blobs := 1<<10, []int64{64 << 20}
 	if !testing.Short() {
 		keys, blobs = 3<<10, []int64{160 << 20, 160 << 20}
@@ -39,8 +39,8 @@ func TestRemote_PeakRSS(t *testing.T) {
 	}
 	must(t, os.RemoveAll(f.backup)) // not needed any more: the bucket has it
 	peak := peakRSS(t, "restore", "--from", s.url("big"), "--db", f.db)
-	t.Logf("restored %s from the server (%d files in flight × (%d+1) parts × %s): peak RSS %s",
-		steps.HumanBytes(total), steps.RemoteFiles, steps.RemoteConcurrency, steps.HumanBytes(steps.RemotePartSize), steps.HumanBytes(peak))
+	t.Logf("restored %s from the server (%d files in flight, GETs of up to %s): peak RSS %s",
+		steps.HumanBytes(total), steps.RemoteFiles, steps.HumanBytes(steps.RemoteGetSize), steps.HumanBytes(peak))
 	if peak > maxRSS {
 		t.Errorf("peak RSS %s, want at most %s", steps.HumanBytes(peak), steps.HumanBytes(maxRSS))
 	}

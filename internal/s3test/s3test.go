@@ -239,6 +239,7 @@ type Rule struct {
 	Method string // "" any
 	Ranged bool   // only requests with a Range header starting at a nonzero offset
 	From   string // only requests whose Range header starts with this ("bytes=131072-")
+	Path   string // only requests whose URL path ends with this ("/prefix/key")
 	Fault  Fault
 	Times  int
 }
@@ -310,13 +311,16 @@ func (p *Proxy) pick(r *http.Request) Fault {
 		if ru.From != "" && !strings.HasPrefix(rg, ru.From) {
 			continue
 		}
+		if ru.Path != "" && !strings.HasSuffix(r.URL.Path, ru.Path) {
+			continue
+		}
 		f = ru.Fault
 		if ru.Times > 0 {
 			ru.Times--
 		}
 		break
 	}
-	p.log = append(p.log, fmt.Sprintf("%s %s %s -> %d ?%s if-none-match=%s", r.Method, r.URL.Path, rg, f, r.URL.RawQuery, r.Header.Get("If-None-Match")))
+	p.log = append(p.log, fmt.Sprintf("%s %s %s -> %d ?%s if-none-match=%s if-match=%s", r.Method, r.URL.Path, rg, f, r.URL.RawQuery, r.Header.Get("If-None-Match"), r.Header.Get("If-Match")))
 	return f
 }
 
