@@ -13,6 +13,12 @@ import (
 // fsynced (BenchmarkCopyFiles: 400 MB/s with one, 675 MB/s with 2 to 4).
 var Workers = 4
 
+// buffers holds eachFile's buffers between calls: Precheck's serve
+// Write, and a long-running process (an agent) reuses them from one
+// restore to the next rather than allocate, zero and collect 1 MiB each
+// time.
+var buffers = sync.Pool{New: func() any { b := make([]byte, fsx.BufferSize); return &b }}
+
 // eachFile calls fn for i in [0, n) on Workers goroutines, each with its
 // own buffer. The first error fn returns cancels the rest (files not
 // started are skipped) and is returned, also when ctx was cancelled first
@@ -37,7 +43,9 @@ func eachFile(ctx context.Context, n int, fn func(ctx context.Context, i int, bu
 					}
 				}
 			}()
-			buf := make([]byte, fsx.BufferSize)
+			bp := buffers.Get().(*[]byte)
+			defer buffers.Put(bp)
+			buf := *bp
 			for i := range next {
 				if err := fn(ctx, i, buf); err != nil {
 					firstOnce.Do(func() { first = err })

@@ -12,10 +12,16 @@
 //	   they are started one second before, and the time runs from starting
 //	   `kvrflow cluster restore` until it and every agent have exited;
 //
+//	W  the same N restores run independently by N processes already
+//	   running (this program, as workers: each calls kvrflow.Restore with
+//	   the CLI's defaults once told to start): I without the N process
+//	   starts, which S does not pay either (its agents are running);
+//
 // each from the same starting state (every node's old database put back,
 // kvrflow's directories removed, sync). The wall time runs from the start
 // of the processes until the last has exited. The protocol's cost is
-// C - I (S - I with the agents running); in S it also reads the agents'
+// C - I, and S - W with the agents running (S - I also counts the N
+// process starts S does not make); in S it also reads the agents'
 // JSON logs for the protocol's own wait once every node is ready: from
 // the last node's "prepared; voting" to the first "decided" (the vote's
 // write, the decision's transaction, the watch that brings it). The target is at most 50 ms plus one etcd round trip per phase
@@ -30,6 +36,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
@@ -49,6 +56,8 @@ import (
 	"github.com/kvrflow/kvrflow"
 	"github.com/kvrflow/kvrflow/internal/etcdproc"
 	"github.com/kvrflow/kvrflow/internal/sampledb"
+	"github.com/kvrflow/kvrflow/steps"
+	"github.com/rs/zerolog"
 )
 
 type node struct{ id, db, pristine, backup string }
@@ -59,8 +68,13 @@ func main() {
 	keys := flag.Int("keys", 4000, "keys of 1 KiB in each node's backup")
 	out := flag.String("out", "bench/RESULTS-cluster.md", "where to write the report")
 	dir := flag.String("dir", "", "work directory (default a temporary one, removed)")
+	worker := flag.Bool("worker", false, "run as a W worker: -worker SRC DB (the benchmark starts these itself)")
 	trace := flag.Int("trace", 0, "instead of the benchmark: one S round of this many nodes, its processes' log lines on one time line")
 	flag.Parse()
+	if *worker {
+		runWorker(flag.Arg(0), flag.Arg(1))
+		return
+	}
 	work := *dir
 	if work == "" {
 		d, err := os.MkdirTemp("", "kvrflow-bench-cluster-")
@@ -93,32 +107,33 @@ func main() {
 	fmt.Fprintf(&report, "- machine: %d cores, %s\n", runtime.NumCPU(), kernel())
 	fmt.Fprintf(&report, "- etcd: %s, one member on 127.0.0.1, data on the work directory's file system; Put round trip (median of 200): %.2f ms\n", etcdVersion(), ms(rtt))
 	fmt.Fprintf(&report, "- each node: an old database of 1000 keys, a backup (kvrflow backup) of %d keys of 1 KiB; restores in the default mode (auto: link on the same file system) and verification (checksum)\n", *keys)
-	fmt.Fprintf(&report, "- %d rounds each after one warm-up round, interleaved (I C S, I C S, ...); wall time from starting the processes to the last exit\n", *runs)
+	fmt.Fprintf(&report, "- %d rounds each after one warm-up round, interleaved (I W C S, I W C S, ...); wall time from starting the processes to the last exit\n", *runs)
 	fmt.Fprintf(&report, "- load average at the start (other work on this machine): %s\n\n", loadavg())
-	fmt.Fprintf(&report, "| nodes | I: independent restores, median ms | C: cluster restore, agents started with it, median ms | S: cluster restore, agents running, median ms | C − I ms | S − I ms | C / I | S / I | last vote → decision (S), median ms | target ms (50 + 2 round trips) |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&report, "| nodes | I: independent restores, median ms | W: independent restores, processes running, median ms | C: cluster restore, agents started with it, median ms | S: cluster restore, agents running, median ms | C − I ms | S − W ms | S − I ms | last vote → decision (S), median ms | decision → last node done (S), median ms | target ms (50 + 2 round trips) |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	var runsTable strings.Builder
 
 	for _, f := range strings.Split(*nodesFlag, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		check(err)
 		nodes := makeNodes(filepath.Join(work, fmt.Sprintf("n%d", n)), n, *keys)
-		var ind, clu, svc, vd []time.Duration
+		var ind, wrk, clu, svc, vd, cd []time.Duration
 		for r := 0; r <= *runs; r++ {
 			a := independent(bin, nodes)
-			b, _ := clustered(bin, etcd.Endpoint, nodes, fmt.Sprintf("bench-%d-%d-%d", n, r, time.Now().UnixNano()), work, false)
-			c, v := clustered(bin, etcd.Endpoint, nodes, fmt.Sprintf("bench-s-%d-%d-%d", n, r, time.Now().UnixNano()), work, true)
+			w := workers(nodes)
+			b, _, _ := clustered(bin, etcd.Endpoint, nodes, fmt.Sprintf("bench-%d-%d-%d", n, r, time.Now().UnixNano()), work, false)
+			c, v, dc := clustered(bin, etcd.Endpoint, nodes, fmt.Sprintf("bench-s-%d-%d-%d", n, r, time.Now().UnixNano()), work, true)
 			if r > 0 {
-				ind, clu, svc, vd = append(ind, a), append(clu, b), append(svc, c), append(vd, v)
+				ind, wrk, clu, svc, vd, cd = append(ind, a), append(wrk, w), append(clu, b), append(svc, c), append(vd, v), append(cd, dc)
 			}
-			log.Printf("nodes %d round %d: independent %.1f ms, cluster %.1f ms, agents running %.1f ms", n, r, ms(a), ms(b), ms(c))
+			log.Printf("nodes %d round %d: independent %.1f ms, running %.1f ms, cluster %.1f ms, agents running %.1f ms", n, r, ms(a), ms(w), ms(b), ms(c))
 		}
-		mi, mc, msv := median(ind), median(clu), median(svc)
-		fmt.Fprintf(&report, "| %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f | %.2f | %.0f | %.1f |\n", n, ms(mi), ms(mc), ms(msv), ms(mc-mi), ms(msv-mi),
-			float64(mc)/float64(mi), float64(msv)/float64(mi), ms(median(vd)), 50+2*ms(rtt))
-		fmt.Fprintf(&runsTable, "| %d | %s | %s | %s | %s |\n", n, list(ind), list(clu), list(svc), list(vd))
+		mi, mw, mc, msv := median(ind), median(wrk), median(clu), median(svc)
+		fmt.Fprintf(&report, "| %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.0f | %.0f | %.1f |\n", n, ms(mi), ms(mw), ms(mc), ms(msv), ms(mc-mi), ms(msv-mw), ms(msv-mi),
+			ms(median(vd)), ms(median(cd)), 50+2*ms(rtt))
+		fmt.Fprintf(&runsTable, "| %d | %s | %s | %s | %s | %s | %s |\n", n, list(ind), list(wrk), list(clu), list(svc), list(vd), list(cd))
 		check(os.RemoveAll(filepath.Join(work, fmt.Sprintf("n%d", n))))
 	}
-	fmt.Fprintf(&report, "\nEvery run (ms):\n\n| nodes | I | C | S | last vote → decision |\n|---:|---|---|---|---|\n%s", runsTable.String())
+	fmt.Fprintf(&report, "\nEvery run (ms):\n\n| nodes | I | W | C | S | last vote → decision | decision → last node done |\n|---:|---|---|---|---|---|---|\n%s", runsTable.String())
 	fmt.Print(report.String())
 	check(os.WriteFile(*out, []byte(report.String()), 0o644))
 }
@@ -162,10 +177,68 @@ func independent(bin string, nodes []node) time.Duration {
 	return timeAll(cmds)
 }
 
+// workers times the same restores run by N processes already running:
+// each started, ready (its runtime and packages initialised), then told
+// to restore; the time runs from telling them until the last has exited.
+func workers(nodes []node) time.Duration {
+	reset(nodes)
+	self, err := os.Executable()
+	check(err)
+	var wg sync.WaitGroup
+	var cmds []*exec.Cmd
+	var gos []io.WriteCloser
+	errs := make([]error, len(nodes))
+	outs := make([]*strings.Builder, len(nodes))
+	for i, nd := range nodes {
+		c := exec.Command(self, "-worker", nd.backup, nd.db)
+		in, err := c.StdinPipe()
+		check(err)
+		out, err := c.StdoutPipe()
+		check(err)
+		outs[i] = &strings.Builder{}
+		c.Stderr = outs[i]
+		check(c.Start())
+		line, err := bufio.NewReader(out).ReadString('\n')
+		if err != nil || line != "ready\n" {
+			log.Fatalf("worker %s: %q %v", nd.id, line, err)
+		}
+		cmds, gos = append(cmds, c), append(gos, in)
+	}
+	start := time.Now()
+	for _, in := range gos {
+		_, err := io.WriteString(in, "go\n")
+		check(err)
+	}
+	for i, c := range cmds {
+		wg.Go(func() { errs[i] = c.Wait() })
+	}
+	wg.Wait()
+	d := time.Since(start)
+	for i, err := range errs {
+		if err != nil {
+			log.Fatalf("worker %s: %v: %s", nodes[i].id, err, outs[i])
+		}
+	}
+	return d
+}
+
+// runWorker is a W worker: ready, then one restore of src into db, as
+// `kvrflow restore --from src --db db` does it with its defaults.
+func runWorker(src, db string) {
+	fmt.Println("ready")
+	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+		log.Fatal(err)
+	}
+	l := zerolog.New(os.Stderr).Level(zerolog.WarnLevel)
+	_, err := kvrflow.Restore(context.Background(), kvrflow.Options{DB: db, Source: src, Mode: steps.ModeAuto,
+		Engine: steps.EngineAuto, Verify: steps.VerifyChecksum, Log: &l})
+	check(err)
+}
+
 // clustered times the same restores as a cluster restore; running: the
 // agents are started a second before the coordinator, and the time runs
 // from the coordinator's start.
-func clustered(bin, endpoint string, nodes []node, name, work string, running bool) (time.Duration, time.Duration) {
+func clustered(bin, endpoint string, nodes []node, name, work string, running bool) (time.Duration, time.Duration, time.Duration) {
 	reset(nodes)
 	var b strings.Builder
 	fmt.Fprintf(&b, `{"name": %q, "nodes": [`, name)
@@ -185,7 +258,7 @@ func clustered(bin, endpoint string, nodes []node, name, work string, running bo
 	}
 	coord := exec.Command(bin, "cluster", "restore", "--etcd", endpoint, "--plan", plan, "--log-level", "warn")
 	if !running {
-		return timeAll(append(cmds, coord)), 0
+		return timeAll(append(cmds, coord)), 0, 0
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(cmds))
@@ -213,7 +286,8 @@ func clustered(bin, endpoint string, nodes []node, name, work string, running bo
 			log.Fatalf("%v: %v: %s", cmds[i].Args, err, logs[i])
 		}
 	}
-	return d, voteToDecision(logs)
+	v, c := voteToDecision(logs)
+	return d, v, c
 }
 
 // traced runs one S round with every process logging at debug level and,
@@ -318,9 +392,11 @@ func traced(bin, endpoint string, nodes []node, name, work string, show bool) {
 // voteToDecision is, from the agents' JSON logs, the time from the last
 // node's "prepared; voting" to the first "decided": the protocol's own
 // wait once every node is ready (the vote's write, the decision's
-// transaction, the watch that brings it). Millisecond timestamps.
-func voteToDecision(logs []*strings.Builder) time.Duration {
-	var lastPrepared, firstDecided time.Time
+// transaction, the watch that brings it); and from that first "decided"
+// to the last "node done": every node's commit, finish and outcome,
+// together after the barrier. Millisecond timestamps.
+func voteToDecision(logs []*strings.Builder) (time.Duration, time.Duration) {
+	var lastPrepared, firstDecided, lastDone time.Time
 	for _, l := range logs {
 		for _, line := range strings.Split(l.String(), "\n") {
 			var e struct {
@@ -343,13 +419,17 @@ func voteToDecision(logs []*strings.Builder) time.Duration {
 				if firstDecided.IsZero() || t.Before(firstDecided) {
 					firstDecided = t
 				}
+			case "node done":
+				if t.After(lastDone) {
+					lastDone = t
+				}
 			}
 		}
 	}
-	if lastPrepared.IsZero() || firstDecided.IsZero() {
-		log.Fatal("no prepared or decided line in the agents' logs")
+	if lastPrepared.IsZero() || firstDecided.IsZero() || lastDone.IsZero() {
+		log.Fatal("no prepared, decided or node done line in the agents' logs")
 	}
-	return firstDecided.Sub(lastPrepared)
+	return firstDecided.Sub(lastPrepared), lastDone.Sub(firstDecided)
 }
 
 func loadavg() string {
