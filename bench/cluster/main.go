@@ -235,11 +235,9 @@ func runWorker(src, db string) {
 	check(err)
 }
 
-// clustered times the same restores as a cluster restore; running: the
-// agents are started a second before the coordinator, and the time runs
-// from the coordinator's start.
-func clustered(bin, endpoint string, nodes []node, name, work string, running bool) (time.Duration, time.Duration, time.Duration) {
-	reset(nodes)
+// writePlan writes the plan of a cluster restore name of nodes into work
+// and returns its path.
+func writePlan(nodes []node, name, work string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `{"name": %q, "nodes": [`, name)
 	for i, nd := range nodes {
@@ -251,6 +249,15 @@ func clustered(bin, endpoint string, nodes []node, name, work string, running bo
 	b.WriteString("]}")
 	plan := filepath.Join(work, name+".json")
 	check(os.WriteFile(plan, []byte(b.String()), 0o644))
+	return plan
+}
+
+// clustered times the same restores as a cluster restore; running: the
+// agents are started a second before the coordinator, and the time runs
+// from the coordinator's start.
+func clustered(bin, endpoint string, nodes []node, name, work string, running bool) (time.Duration, time.Duration, time.Duration) {
+	reset(nodes)
+	plan := writePlan(nodes, name, work)
 	defer os.Remove(plan)
 	var cmds []*exec.Cmd
 	for _, nd := range nodes {
@@ -295,17 +302,7 @@ func clustered(bin, endpoint string, nodes []node, name, work string, running bo
 // coordinator's start.
 func traced(bin, endpoint string, nodes []node, name, work string, show bool) {
 	reset(nodes)
-	var b strings.Builder
-	fmt.Fprintf(&b, `{"name": %q, "nodes": [`, name)
-	for i, nd := range nodes {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, `{"id": %q, "db": %q, "from": %q}`, nd.id, nd.db, nd.backup)
-	}
-	b.WriteString("]}")
-	plan := filepath.Join(work, name+".json")
-	check(os.WriteFile(plan, []byte(b.String()), 0o644))
+	plan := writePlan(nodes, name, work)
 	defer os.Remove(plan)
 	var wg sync.WaitGroup
 	logs := make([]*strings.Builder, len(nodes)+1)
