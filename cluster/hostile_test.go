@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -247,4 +248,44 @@ func TestHostile_TwinRecoveredLeavesTheNodesOutcome(t *testing.T) {
 	if !allHoldNew {
 		t.Errorf("n1 %s, n2 %s; want both new", nodes[0].state(t), nodes[1].state(t))
 	}
+}
+
+// TestHostile_RepublishedAfterCleanupIsServed: long-running agents serve
+// "first", then "second" (whose wake makes them read "first" again, with
+// nothing left to do there); the operator then deletes everything under
+// the prefix (an etcdctl del --prefix cleanup) and publishes "first"
+// again: attempt 1 once more, but a new attempt (another id, another
+// plan key). The agents must serve it, not take it for the attempt 1
+// they had nothing more to do in.
+func TestHostile_RepublishedAfterCleanupIsServed(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	nodes := newNodes(t, 2)
+	const prefix = "/c/"
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := cluster.Agent(ctx, cli, prefix, cluster.AgentOptions{Node: n.id, DB: n.db})
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("agent %s: %v, want it to serve until cancelled", n.id, err)
+			}
+		}()
+	}
+	defer func() { cancel(); wg.Wait() }()
+	coordinate := func(name string) {
+		t.Helper()
+		rep, err := cluster.Coordinate(context.Background(), cli, prefix, planOf(name, nodes), cluster.CoordinateOptions{PrepareTimeout: 10 * time.Second})
+		if err != nil || rep.Outcome != cluster.Committed {
+			t.Fatalf("%s: %+v, %v", name, rep, err)
+		}
+	}
+	coordinate("first")
+	coordinate("second")
+	if _, err := cli.Delete(context.Background(), prefix, clientv3.WithPrefix()); err != nil {
+		t.Fatal(err)
+	}
+	coordinate("first")
 }
