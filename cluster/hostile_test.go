@@ -289,3 +289,57 @@ func TestHostile_RepublishedAfterCleanupIsServed(t *testing.T) {
 	}
 	coordinate("first")
 }
+
+// TestHostile_EtcdRestartedUnderIdleAgents: long-running agents wait
+// for a restore (their watch open) when etcd stops, stays down a while,
+// then restarts; the agents' clients reconnect on their own. A restore
+// published then must be served by both (no watch left ended for ever, no
+// agent exited), before and after a compaction of etcd's history.
+func TestHostile_EtcdRestartedUnderIdleAgents(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	nodes := newNodes(t, 2)
+	const prefix = "/r/"
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			acli := srv.Client(t) // each agent its own connection, as processes have
+			_, err := cluster.Agent(ctx, acli, prefix, cluster.AgentOptions{Node: n.id, DB: n.db})
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("agent %s: %v, want it to serve until cancelled", n.id, err)
+			}
+		}()
+	}
+	defer func() { cancel(); wg.Wait() }()
+	coordinate := func(name string) {
+		t.Helper()
+		rep, err := cluster.Coordinate(context.Background(), cli, prefix, planOf(name, nodes), cluster.CoordinateOptions{PrepareTimeout: 15 * time.Second, Wait: 20 * time.Second})
+		if err != nil || rep.Outcome != cluster.Committed {
+			t.Fatalf("%s: %+v, %v", name, rep, err)
+		}
+	}
+	coordinate("before")
+	srv.Stop()
+	time.Sleep(time.Second) // the agents' streams see it down and retry
+	srv.Restart()
+	for { // the coordinator's client reconnected (its own backoff)
+		rctx, rcancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := cli.Get(rctx, "/")
+		rcancel()
+		if err == nil {
+			break
+		}
+	}
+	coordinate("after-restart")
+	resp, err := cli.Get(context.Background(), "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Compact(context.Background(), resp.Header.Revision); err != nil {
+		t.Fatal(err)
+	}
+	coordinate("after-compaction")
+}
