@@ -120,7 +120,12 @@ func (s *Store) copyRanges(ctx context.Context, c *cursor, want Want) error {
 	for {
 		end := min(c.pos+s.opts.GetSize, want.Size)
 		_, err := retry(ctx, s, b, func(ctx context.Context) (struct{}, error) {
-			return struct{}{}, s.stream(ctx, c, want, end, buf)
+			from := c.pos
+			err := s.stream(ctx, c, want, end, buf)
+			if err != nil && c.pos-from >= chunkSize {
+				err = &progressError{err}
+			}
+			return struct{}{}, err
 		})
 		if err != nil {
 			return err
@@ -130,6 +135,16 @@ func (s *Store) copyRanges(ctx context.Context, c *cursor, want Want) error {
 		}
 	}
 }
+
+// progressError is a failed attempt of Copy that passed at least
+// chunkSize bytes on first: retry does not count it against the attempts
+// or the budget (a link that drops every few MiB must not fail a 64 MiB
+// GET that ranges of a few MiB would complete); the copy is bounded by
+// the object's size, each such attempt moving it forward by a buffer.
+type progressError struct{ err error }
+
+func (e *progressError) Error() string { return e.err.Error() }
+func (e *progressError) Unwrap() error { return e.err }
 
 // writeError is an error of Copy's writer: not the store's, never retried.
 type writeError struct{ err error }

@@ -162,3 +162,26 @@ func TestCopy_WriterErrorIsNotRetried(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
+
+// A flaky link that cuts one long GET several times, each attempt
+// passing bytes on, more times than RetryAttempts: the attempts that
+// moved the copy forward by at least a buffer (256 KiB) are not counted,
+// so the copy completes (with 64 MiB GETs, a link that drops every few
+// MiB must not fail where GETs of a few MiB each would succeed).
+func TestCopy_AttemptsThatMadeProgressAreNotCounted(t *testing.T) {
+	o := testOptions()
+	o.GetSize = 64 << 20
+	p, s, _, data, want := streamSetup(t, o, 8<<20)
+	// Each cut delivers half of what was asked: 4 MiB, 2, 1, 512 KiB,
+	// 256 KiB (five attempts that made progress), then 128, 64, 32 KiB
+	// (three that count, fewer than RetryAttempts, 4).
+	p.Add(rule{Method: "GET", Fault: faultTruncate, Times: 8})
+	var buf bytes.Buffer
+	n, crc, err := s.Copy(ctxT(t, 60*time.Second), "obj", &buf, want)
+	if err != nil || n != int64(len(data)) || crc != want.CRC32C || !bytes.Equal(buf.Bytes(), data) {
+		t.Fatalf("Copy = %d, %08x, %v; want %d bytes, %08x, equal to the object", n, crc, err, len(data), want.CRC32C)
+	}
+	if got := len(p.Requests("GET", "/obj")); got != 9 {
+		t.Errorf("%d GETs, want 9 (8 cut, then the rest)", got)
+	}
+}
