@@ -74,7 +74,8 @@ func Agent(ctx context.Context, cli *clientv3.Client, prefix string, o AgentOpti
 	}
 	for {
 		// A Get first: etcd refuses a client it does not permit with an
-		// error of its own there (a refused watch says so only in text).
+		// error of its own there (a refused watch says so in text, see
+		// watchErr).
 		resp, err := get()
 		if err == nil && w == nil {
 			if w, err = openWatch(ctx, cli, dir, time.Time{}); err == nil {
