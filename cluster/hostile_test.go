@@ -343,3 +343,52 @@ func TestHostile_EtcdRestartedUnderIdleAgents(t *testing.T) {
 	}
 	coordinate("after-compaction")
 }
+
+// TestHostile_LongRunningAgentsFollowANewAttempt: long-running agents
+// n1 and n2 are prepared in attempt 1 of "re", which waits for n3 (no
+// agent); the operator publishes attempt 2 of the same name without n3.
+// Attempt 1 is decided abort (superseded): the agents roll it back, then
+// serve attempt 2, which commits.
+func TestHostile_LongRunningAgentsFollowANewAttempt(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	nodes := newNodes(t, 3)
+	const prefix, name = "/na/", "re"
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, n := range nodes[:2] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := cluster.Agent(ctx, srv.Client(t), prefix, cluster.AgentOptions{Node: n.id, DB: n.db})
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("agent %s: %v, want it to serve until cancelled", n.id, err)
+			}
+		}()
+	}
+	defer func() { cancel(); wg.Wait() }()
+	first := make(chan error, 1)
+	go func() {
+		_, err := cluster.Coordinate(context.Background(), cli, prefix, planOf(name, nodes), cluster.CoordinateOptions{PrepareTimeout: time.Hour, Wait: 5 * time.Second})
+		first <- err
+	}()
+	wctx, wcancel := context.WithTimeout(context.Background(), time.Minute)
+	defer wcancel()
+	waitKey(t, wctx, cli, prefix+"restores/"+name+"/1/votes/n1")
+	waitKey(t, wctx, cli, prefix+"restores/"+name+"/1/votes/n2")
+	rep, err := cluster.Coordinate(context.Background(), cli, prefix, planOf(name, nodes[:2]), cluster.CoordinateOptions{PrepareTimeout: 20 * time.Second, Wait: 30 * time.Second, NewAttempt: true})
+	if err != nil || rep.Outcome != cluster.Committed || rep.Attempt != 2 {
+		t.Fatalf("attempt 2: %+v, %v", rep, err)
+	}
+	if err := <-first; err == nil {
+		t.Errorf("attempt 1's coordinator: nil error, want it undecided or superseded")
+	}
+	for _, n := range nodes[:2] {
+		if s := n.state(t); s != "new" {
+			t.Errorf("node %s: %s", n.id, s)
+		}
+	}
+	if s := nodes[2].state(t); s != "old" {
+		t.Errorf("node n3 (no agent): %s", s)
+	}
+}
