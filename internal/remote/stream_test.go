@@ -206,10 +206,15 @@ func TestCopy_EdgeSizes(t *testing.T) {
 		{"GetSize+1 cut", g + 1, true, 0, "bytes=0-262143 bytes=131072-262143 bytes=262144-"},
 		{"GetSize+1 from the last byte", g + 1, false, g, "bytes=262144-"},
 		{"GetSize+2 from the last byte", g + 2, false, g + 1, "bytes=262145-"},
+		{"cut at a buffer's end", 4 * g, true, 0, "-> bytes=524288-"},
+		{"cut after one buffer", 2 * g, true, 0, "-> bytes=262144-"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := testOptions()
 			o.GetSize = g
+			if tc.size > 2*g || tc.name == "cut after one buffer" {
+				o.GetSize = 4 * g
+			}
 			p, s, _, data, want := streamSetup(t, o, tc.size)
 			if tc.cut {
 				p.Add(rule{Method: "GET", Fault: faultTruncate, Times: 1})
