@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -390,5 +391,49 @@ func TestHostile_LongRunningAgentsFollowANewAttempt(t *testing.T) {
 	}
 	if s := nodes[2].state(t); s != "old" {
 		t.Errorf("node n3 (no agent): %s", s)
+	}
+}
+
+// TestHostile_TwoLongRunningAgentsForOneNode: two long-running agents
+// run as n1 (on two databases), with n2's, through two restores one after
+// the other. Each restore ends all-old or all-new over n1's first database
+// and n2's, the twin's database is never replaced, and every agent still
+// serves when the test stops them.
+func TestHostile_TwoLongRunningAgentsForOneNode(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	nodes := newNodes(t, 3)
+	const prefix = "/lt/"
+	twin := &node{id: "n1", db: nodes[2].db, old: nodes[2].old, new: nodes[0].new}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, n := range []*node{nodes[0], nodes[1], twin} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := cluster.Agent(ctx, srv.Client(t), prefix, cluster.AgentOptions{Node: n.id, DB: n.db})
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("agent %s (%s): %v, want it to serve until cancelled", n.id, n.db, err)
+			}
+		}()
+	}
+	defer func() { cancel(); wg.Wait() }()
+	for _, name := range []string{"one", "two"} {
+		plan := planOf(name, nodes[:2])
+		for i := range plan.Nodes {
+			plan.Nodes[i].DB = ""
+		}
+		rep, err := cluster.Coordinate(context.Background(), cli, prefix, plan, cluster.CoordinateOptions{PrepareTimeout: 15 * time.Second, Wait: 20 * time.Second})
+		t.Logf("%s: %+v, %v", name, rep, err)
+		s := twin.state(t)
+		for end := time.Now().Add(30 * time.Second); strings.Contains(s, "temporarily unavailable") && time.Now().Before(end); s = twin.state(t) {
+			time.Sleep(50 * time.Millisecond) // the twin's agent is still at work (its database locked)
+		}
+		if s != "old" {
+			t.Fatalf("%s: the twin's database is %s; want old", name, s)
+		}
+		if a, b := nodes[0].state(t), nodes[1].state(t); a != b {
+			t.Fatalf("%s: n1 %s, n2 %s: mixed", name, a, b)
+		}
 	}
 }
