@@ -9,6 +9,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/kvrflow/kvrflow/internal/etcdproc"
 	"github.com/kvrflow/kvrflow/internal/etcdtest"
 )
 
@@ -53,5 +54,27 @@ func TestOpenWatch_RefusedIsEtcdsPermissionError(t *testing.T) {
 	_, err = openWatch(ctx, cli, "/w/restores/", time.Time{})
 	if !errors.Is(err, rpctypes.ErrPermissionDenied) || time.Since(start) >= RequestTimeout {
 		t.Errorf("a refused watch: %v (after %v); want rpctypes.ErrPermissionDenied at once, as a refused Get: %v", err, time.Since(start), gerr)
+	}
+}
+
+// The same against Debian's etcd (3.4), whose refusal may read otherwise.
+func TestOpenWatch_RefusedIsEtcdsPermissionErrorOnDebianEtcd(t *testing.T) {
+	etcdproc.Need(t)
+	srv := etcdproc.Start(t, etcdproc.Options{Auth: true, Prefix: "/w/attempts/"})
+	cli, err := srv.Client(etcdproc.User)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	w, err := openWatch(ctx, cli, "/w/attempts/", time.Time{})
+	if err != nil {
+		t.Fatalf("a permitted watch: %v", err)
+	}
+	w.close()
+	_, err = openWatch(ctx, cli, "/w/restores/", time.Time{})
+	if !errors.Is(err, rpctypes.ErrPermissionDenied) {
+		t.Errorf("a refused watch: %v; want rpctypes.ErrPermissionDenied", err)
 	}
 }
