@@ -72,4 +72,7 @@ func TestCLI_RemoteKilledAfterADamagedNoteRestartsTheFile(t *testing.T) {
 	if got := f.keys(t); !testutil.Equal(got, f.new) {
 		t.Fatal("the re-run's database differs from the backup")
 	}
+	if r := run(t, nil, "journal", "verify", "--db", f.db); r.code != 0 {
+		t.Fatalf("the journal, with the forgotten partial note: %s", r)
+	}
 }
