@@ -3,6 +3,7 @@ package remoterestore
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/kvrflow/kvrflow"
@@ -66,8 +67,8 @@ func TestCLI_RemoteKilledAfterADamagedNoteRestartsTheFile(t *testing.T) {
 	if r := run(t, []string{fault.EnvVar + "=write.batch-noted:crash@3"}, args...); r.code != -1 {
 		t.Fatalf("want the restore killed by SIGKILL after note 3: %s", r)
 	}
-	if r := run(t, nil, args...); r.code != 0 {
-		t.Fatalf("the re-run: %s", r)
+	if r := run(t, nil, args...); r.code != 0 || !strings.Contains(r.stderr, "copying the file again from its first byte") {
+		t.Fatalf("the re-run: %s; want it committed, having resumed the damaged prefix and copied the file again", r)
 	}
 	if got := f.keys(t); !testutil.Equal(got, f.new) {
 		t.Fatal("the re-run's database differs from the backup")
