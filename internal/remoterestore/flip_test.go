@@ -1,8 +1,11 @@
 package remoterestore
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -47,6 +50,21 @@ func TestRestore_RemoteDamagedPrefixIsNotResumed(t *testing.T) {
 	if !testutil.Equal(f.keys(t), f.new) {
 		t.Fatal("the re-run's database differs from the backup")
 	}
+	sameFile(t, filepath.Join(f.backup, "000999.blob"), filepath.Join(f.db, "000999.blob"))
+}
+
+// sameFile fails the test unless the files at a and b hold the same bytes
+// (a file the database does not read, such as a blob added to a backup,
+// is not covered by comparing the keys).
+func sameFile(t *testing.T, a, b string) {
+	t.Helper()
+	x, err := os.ReadFile(a)
+	must(t, err)
+	y, err := os.ReadFile(b)
+	must(t, err)
+	if !bytes.Equal(x, y) {
+		t.Fatalf("%s (%d bytes) differs from %s (%d bytes)", b, len(y), a, len(x))
+	}
 }
 
 // TestCLI_RemoteKilledAfterADamagedNoteRestartsTheFile: one byte of a
@@ -73,6 +91,7 @@ func TestCLI_RemoteKilledAfterADamagedNoteRestartsTheFile(t *testing.T) {
 	if got := f.keys(t); !testutil.Equal(got, f.new) {
 		t.Fatal("the re-run's database differs from the backup")
 	}
+	sameFile(t, filepath.Join(f.backup, "000999.blob"), filepath.Join(f.db, "000999.blob"))
 	if r := run(t, nil, "journal", "verify", "--db", f.db); r.code != 0 {
 		t.Fatalf("the journal, with the forgotten partial note: %s", r)
 	}
