@@ -96,3 +96,41 @@ func TestCLI_RemoteKilledAfterADamagedNoteRestartsTheFile(t *testing.T) {
 		t.Fatalf("the journal, with the forgotten partial note: %s", r)
 	}
 }
+
+// TestCLI_RemoteObjectReplacedAfterAKillIsRefusedThenRestored: a restore
+// is killed mid-object (its progress journaled); the object is then
+// replaced in the bucket by other bytes of the same size (the manifest
+// unchanged). The re-run must not commit a file made of the old prefix
+// and the new rest: it refuses the object (exit 2, checksum), DB as it
+// was. With the original object put back, a third run commits the backup,
+// byte for byte.
+func TestCLI_RemoteObjectReplacedAfterAKillIsRefusedThenRestored(t *testing.T) {
+	s := newServer(t)
+	f := newPebbleFixture(t, nil, 200)
+	must(t, sampledb.AddFile(f.backup, "000999.blob", 160<<20, 5))
+	s.upload(t, f.backup, "replaced")
+	args := []string{"restore", "--from", s.url("replaced"), "--db", f.db}
+	if r := run(t, []string{fault.EnvVar + "=write.batch-noted:crash@2"}, args...); r.code != -1 {
+		t.Fatalf("want the restore killed by SIGKILL after note 2: %s", r)
+	}
+	before := f.snapshot(t)
+	orig, err := os.ReadFile(filepath.Join(f.backup, "000999.blob"))
+	must(t, err)
+	other := bytes.Clone(orig)
+	for i := 100 << 20; i < len(other); i += 4096 {
+		other[i] ^= 0x5a // past the journaled prefix: the rest differs
+	}
+	s.put(t, "replaced", "000999.blob", other)
+	if r := run(t, nil, args...); r.code != 2 || !strings.Contains(r.stderr, "checksum mismatch") {
+		t.Fatalf("the re-run over the replaced object: %s; want exit 2, checksum mismatch", r)
+	}
+	assertUnchanged(t, before, f.snapshot(t))
+	s.put(t, "replaced", "000999.blob", orig)
+	if r := run(t, nil, args...); r.code != 0 {
+		t.Fatalf("the run over the original object: %s", r)
+	}
+	if !testutil.Equal(f.keys(t), f.new) {
+		t.Fatal("the database differs from the backup")
+	}
+	sameFile(t, filepath.Join(f.backup, "000999.blob"), filepath.Join(f.db, "000999.blob"))
+}
