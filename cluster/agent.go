@@ -42,7 +42,7 @@ func Agent(ctx context.Context, cli *clientv3.Client, prefix string, o AgentOpti
 	if o.DB == "" {
 		return nil, fmt.Errorf("%w: the agent needs its database directory (--db)", ErrBadPlan)
 	}
-	a := &agent{cli: cli, prefix: NormPrefix(prefix), o: o, resolved: map[string]bool{}, twin: map[string]bool{}, skip: map[string]bool{}}
+	a := &agent{cli: cli, prefix: NormPrefix(prefix), o: o, resolved: map[string]bool{}, twin: map[string]bool{}, skip: map[string]int64{}}
 	a.opts = o.Restore
 	a.opts.DB, a.opts.Journal = o.DB, o.Journal
 	if a.opts.Faults == nil {
@@ -74,7 +74,8 @@ func Agent(ctx context.Context, cli *clientv3.Client, prefix string, o AgentOpti
 	}
 	for {
 		// A Get first: etcd refuses a client it does not permit with an
-		// error of its own there (a refused watch says so only in text).
+		// error of its own there (a refused watch says so in text, see
+		// watchErr).
 		resp, err := get()
 		if err == nil && w == nil {
 			if w, err = openWatch(ctx, cli, dir, time.Time{}); err == nil {
@@ -105,15 +106,18 @@ func Agent(ctx context.Context, cli *clientv3.Client, prefix string, o AgentOpti
 				continue
 			}
 			seen := fmt.Sprintf("%s/%d", name, att)
-			if a.skip[seen] {
+			if rev, ok := a.skip[seen]; ok && rev == kv.ModRevision {
 				continue
 			}
 			rep, err := a.handle(ctx, name, att)
 			if rep == nil && err == nil {
 				// Not a participant, or handled before: for good, as
 				// an attempt's plan and this node's outcome in it are
-				// written once. Not read again on the next wake.
-				a.skip[seen] = true
+				// written once. Not read again on the next wake,
+				// unless attempts/NAME is written again: a restore of
+				// the same name published anew after its keys were
+				// deleted starts at attempt 1 again (another id).
+				a.skip[seen] = kv.ModRevision
 				continue
 			}
 			if o.Once {
@@ -166,8 +170,10 @@ type agent struct {
 	// other agent's.
 	twin map[string]bool
 	// skip lists the attempts (NAME/ATTEMPT) handle found nothing to do
-	// in: not this node's, or its outcome already recorded.
-	skip map[string]bool
+	// in: not this node's, or its outcome already recorded; each with the
+	// revision attempts/NAME was written at when it was read (the same
+	// attempt number, published again after a cleanup, is another one).
+	skip map[string]int64
 }
 
 func (a *agent) hit(point string) error { return a.opts.Faults.Hit(point) }

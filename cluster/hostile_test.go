@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -246,5 +248,192 @@ func TestHostile_TwinRecoveredLeavesTheNodesOutcome(t *testing.T) {
 	allHoldNew := nodes[0].state(t) == "new" && nodes[1].state(t) == "new"
 	if !allHoldNew {
 		t.Errorf("n1 %s, n2 %s; want both new", nodes[0].state(t), nodes[1].state(t))
+	}
+}
+
+// TestHostile_RepublishedAfterCleanupIsServed: long-running agents serve
+// "first", then "second" (whose wake makes them read "first" again, with
+// nothing left to do there); the operator then deletes everything under
+// the prefix (an etcdctl del --prefix cleanup) and publishes "first"
+// again: attempt 1 once more, but a new attempt (another id, another
+// plan key). The agents must serve it, not take it for the attempt 1
+// they had nothing more to do in.
+func TestHostile_RepublishedAfterCleanupIsServed(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	nodes := newNodes(t, 2)
+	const prefix = "/c/"
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := cluster.Agent(ctx, cli, prefix, cluster.AgentOptions{Node: n.id, DB: n.db})
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("agent %s: %v, want it to serve until cancelled", n.id, err)
+			}
+		}()
+	}
+	defer func() { cancel(); wg.Wait() }()
+	coordinate := func(name string) {
+		t.Helper()
+		rep, err := cluster.Coordinate(context.Background(), cli, prefix, planOf(name, nodes), cluster.CoordinateOptions{PrepareTimeout: 10 * time.Second})
+		if err != nil || rep.Outcome != cluster.Committed {
+			t.Fatalf("%s: %+v, %v", name, rep, err)
+		}
+	}
+	coordinate("first")
+	coordinate("second")
+	if _, err := cli.Delete(context.Background(), prefix, clientv3.WithPrefix()); err != nil {
+		t.Fatal(err)
+	}
+	coordinate("first")
+}
+
+// TestHostile_EtcdRestartedUnderIdleAgents: long-running agents wait
+// for a restore (their watch open) when etcd stops, stays down a while,
+// then restarts; the agents' clients reconnect on their own. A restore
+// published then must be served by both (no watch left ended for ever, no
+// agent exited), before and after a compaction of etcd's history.
+func TestHostile_EtcdRestartedUnderIdleAgents(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	nodes := newNodes(t, 2)
+	const prefix = "/r/"
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			acli := srv.Client(t) // each agent its own connection, as processes have
+			_, err := cluster.Agent(ctx, acli, prefix, cluster.AgentOptions{Node: n.id, DB: n.db})
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("agent %s: %v, want it to serve until cancelled", n.id, err)
+			}
+		}()
+	}
+	defer func() { cancel(); wg.Wait() }()
+	coordinate := func(name string) {
+		t.Helper()
+		rep, err := cluster.Coordinate(context.Background(), cli, prefix, planOf(name, nodes), cluster.CoordinateOptions{PrepareTimeout: 15 * time.Second, Wait: 20 * time.Second})
+		if err != nil || rep.Outcome != cluster.Committed {
+			t.Fatalf("%s: %+v, %v", name, rep, err)
+		}
+	}
+	coordinate("before")
+	srv.Stop()
+	time.Sleep(time.Second) // the agents' streams see it down and retry
+	srv.Restart()
+	for { // the coordinator's client reconnected (its own backoff)
+		rctx, rcancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := cli.Get(rctx, "/")
+		rcancel()
+		if err == nil {
+			break
+		}
+	}
+	coordinate("after-restart")
+	resp, err := cli.Get(context.Background(), "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Compact(context.Background(), resp.Header.Revision); err != nil {
+		t.Fatal(err)
+	}
+	coordinate("after-compaction")
+}
+
+// TestHostile_LongRunningAgentsFollowANewAttempt: long-running agents
+// n1 and n2 are prepared in attempt 1 of "re", which waits for n3 (no
+// agent); the operator publishes attempt 2 of the same name without n3.
+// Attempt 1 is decided abort (superseded): the agents roll it back, then
+// serve attempt 2, which commits.
+func TestHostile_LongRunningAgentsFollowANewAttempt(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	nodes := newNodes(t, 3)
+	const prefix, name = "/na/", "re"
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, n := range nodes[:2] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := cluster.Agent(ctx, srv.Client(t), prefix, cluster.AgentOptions{Node: n.id, DB: n.db})
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("agent %s: %v, want it to serve until cancelled", n.id, err)
+			}
+		}()
+	}
+	defer func() { cancel(); wg.Wait() }()
+	first := make(chan error, 1)
+	go func() {
+		_, err := cluster.Coordinate(context.Background(), cli, prefix, planOf(name, nodes), cluster.CoordinateOptions{PrepareTimeout: time.Hour, Wait: 5 * time.Second})
+		first <- err
+	}()
+	wctx, wcancel := context.WithTimeout(context.Background(), time.Minute)
+	defer wcancel()
+	waitKey(t, wctx, cli, prefix+"restores/"+name+"/1/votes/n1")
+	waitKey(t, wctx, cli, prefix+"restores/"+name+"/1/votes/n2")
+	rep, err := cluster.Coordinate(context.Background(), cli, prefix, planOf(name, nodes[:2]), cluster.CoordinateOptions{PrepareTimeout: 20 * time.Second, Wait: 30 * time.Second, NewAttempt: true})
+	if err != nil || rep.Outcome != cluster.Committed || rep.Attempt != 2 {
+		t.Fatalf("attempt 2: %+v, %v", rep, err)
+	}
+	if err := <-first; err == nil {
+		t.Errorf("attempt 1's coordinator: nil error, want it undecided or superseded")
+	}
+	for _, n := range nodes[:2] {
+		if s := n.state(t); s != "new" {
+			t.Errorf("node %s: %s", n.id, s)
+		}
+	}
+	if s := nodes[2].state(t); s != "old" {
+		t.Errorf("node n3 (no agent): %s", s)
+	}
+}
+
+// TestHostile_TwoLongRunningAgentsForOneNode: two long-running agents
+// run as n1 (on two databases), with n2's, through two restores one after
+// the other. Each restore ends all-old or all-new over n1's first database
+// and n2's, the twin's database is never replaced, and every agent still
+// serves when the test stops them.
+func TestHostile_TwoLongRunningAgentsForOneNode(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	nodes := newNodes(t, 3)
+	const prefix = "/lt/"
+	twin := &node{id: "n1", db: nodes[2].db, old: nodes[2].old, new: nodes[0].new}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, n := range []*node{nodes[0], nodes[1], twin} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := cluster.Agent(ctx, srv.Client(t), prefix, cluster.AgentOptions{Node: n.id, DB: n.db})
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("agent %s (%s): %v, want it to serve until cancelled", n.id, n.db, err)
+			}
+		}()
+	}
+	defer func() { cancel(); wg.Wait() }()
+	for _, name := range []string{"one", "two"} {
+		plan := planOf(name, nodes[:2])
+		for i := range plan.Nodes {
+			plan.Nodes[i].DB = ""
+		}
+		rep, err := cluster.Coordinate(context.Background(), cli, prefix, plan, cluster.CoordinateOptions{PrepareTimeout: 15 * time.Second, Wait: 20 * time.Second})
+		t.Logf("%s: %+v, %v", name, rep, err)
+		s := twin.state(t)
+		for end := time.Now().Add(30 * time.Second); strings.Contains(s, "temporarily unavailable") && time.Now().Before(end); s = twin.state(t) {
+			time.Sleep(50 * time.Millisecond) // the twin's agent is still at work (its database locked)
+		}
+		if s != "old" {
+			t.Fatalf("%s: the twin's database is %s; want old", name, s)
+		}
+		if a, b := nodes[0].state(t), nodes[1].state(t); a != b {
+			t.Fatalf("%s: n1 %s, n2 %s: mixed", name, a, b)
+		}
 	}
 }

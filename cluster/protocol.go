@@ -407,9 +407,24 @@ func openWatch(ctx context.Context, cli *clientv3.Client, prefix string, deadlin
 	case wr.Err() != nil:
 		// As etcd's other calls return it: a refusal (permission
 		// denied, ...) matches rpctypes' errors.
-		return nil, fmt.Errorf("etcd watch %s: %w", prefix, rpctypes.Error(wr.Err()))
+		return nil, fmt.Errorf("etcd watch %s: %w", prefix, watchErr(wr.Err()))
 	}
 	return nil, fmt.Errorf("etcd watch %s: ended before it was created: %w", prefix, context.Cause(wctx))
+}
+
+// watchErr is err, the error of a watch etcd refused, as rpctypes' error
+// of the same description where there is one. clientv3 passes a refused
+// watch's gRPC status as text ("rpc error: code = PermissionDenied desc =
+// etcdserver: permission denied"), which rpctypes.Error alone does not
+// map: its description is looked up instead.
+func watchErr(err error) error {
+	msg := err.Error()
+	if i := strings.LastIndex(msg, "desc = "); i >= 0 {
+		if e, ok := rpctypes.Error(errors.New(msg[i+len("desc = "):])).(rpctypes.EtcdError); ok {
+			return e
+		}
+	}
+	return rpctypes.Error(err)
 }
 
 // next waits for the next change under the watched prefix and reports

@@ -30,7 +30,10 @@ import (
 // failed later; Copy writes only bytes of the listed object (size, ETag,
 // Content-Range checked), each once at its offset, so the journaled
 // prefix is the object's and its crc32c that prefix's, and the final
-// crc32c check covers it.
+// crc32c check covers it. Unless a byte was damaged in transit (plain
+// HTTP, a faulty proxy): the prefix is then journaled with the damaged
+// byte's crc32c, and only the final check finds it; copyFile then makes
+// the file no resume point and copies a resumed one again from byte 0.
 func (e *Env) fetch(ctx context.Context, f SourceFile, dst string, from fsx.Resume, buf []byte, onBytes func(int)) (int64, uint32, error) {
 	if !e.src.Remote() {
 		size, crc, err := e.FS.CopyFileFrom(ctx, f.Path, dst, fsx.Want{ID: f.ident.ID, Size: f.Size, Sized: true}, from, buf, onBytes)

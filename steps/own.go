@@ -60,7 +60,15 @@ type runNotes struct {
 
 // resumable reports whether Write journaled anything a resume can use.
 func (n runNotes) resumable() bool {
-	return len(n.completed) > 0 || len(n.partial) > 0
+	if len(n.completed) > 0 {
+		return true
+	}
+	for _, p := range n.partial {
+		if p.Offset > 0 { // offset 0: forgotten (a copy that failed its checksum)
+			return true
+		}
+	}
+	return false
 }
 
 // notes reads run id's notes from the journal.

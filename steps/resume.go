@@ -302,9 +302,9 @@ func ListResumable(fsys *fsx.FS, l Layout, j *journal.Journal) ([]string, error)
 // trash is still what it journaled; then that file is hard-linked as dst,
 // its name in the trash removed (the copy writes on, and the trash must
 // keep what its rollback journaled), and the copy continues at the
-// journaled offset. Every PartialEvery bytes the copy's progress is
+// journaled offset (unless resume is false: from the start). Every PartialEvery bytes the copy's progress is
 // journaled (after an fdatasync of dst and the staging directory's fsync).
-func (e *Env) transferFrom(ctx context.Context, f SourceFile, dst string, buf []byte) (fsx.Resume, error) {
+func (e *Env) transferFrom(ctx context.Context, f SourceFile, dst string, buf []byte, resume bool) (fsx.Resume, error) {
 	var r fsx.Resume
 	if e.batch != nil && PartialEvery > 0 && f.Size > PartialEvery {
 		r.Every = PartialEvery
@@ -319,7 +319,7 @@ func (e *Env) transferFrom(ctx context.Context, f SourceFile, dst string, buf []
 			return e.batch.partial(p)
 		}
 	}
-	if e.reuser == nil {
+	if e.reuser == nil || !resume {
 		return r, nil
 	}
 	c, ok := e.reuser.partial[f.Name]

@@ -150,3 +150,17 @@ func TestReuseResumed_MatchesByOriginWhenTheSourceRecordsNoChecksum(t *testing.T
 		t.Error("a copy changed since it was journaled was resumed")
 	}
 }
+
+// A run whose only note is a forgotten partial file (offset 0: its copy
+// failed the checksum) left nothing to resume: its trash is not
+// resumable (recover does not keep it, a restore does not look in it).
+func TestRunNotes_ForgottenPartialIsNotResumable(t *testing.T) {
+	n := runNotes{partial: map[string]PartialFile{"000999.blob": {Name: "000999.blob", Size: 8 << 20}}}
+	if n.resumable() {
+		t.Error("a run with only a partial at offset 0 is resumable")
+	}
+	n.partial["000998.blob"] = PartialFile{Name: "000998.blob", Offset: 1 << 20, Size: 8 << 20}
+	if !n.resumable() {
+		t.Error("a run with a partial at 1 MiB is not resumable")
+	}
+}

@@ -205,20 +205,68 @@ func (e *Env) writeFile(ctx context.Context, f SourceFile, staging string, buf [
 }
 
 // copyFile copies one file into staging and checks it (see writeFile).
+// A resumed copy that fails the checksum is copied again from its first
+// byte, once: the prefix an interrupted run journaled may hold a byte
+// damaged in transit, journaled with its crc32c.
 func (e *Env) copyFile(ctx context.Context, f SourceFile, dst string, buf []byte, onBytes func(int)) (WrittenFile, error) {
+	wf, resumed, err := e.copyFileFrom(ctx, f, dst, buf, onBytes, true)
+	if err == nil || resumed == 0 || !errors.Is(err, ErrChecksum) || ctx.Err() != nil {
+		return wf, err
+	}
+	e.Log.Warn().Err(err).Str("file", f.Name).Int64("resumed_from", resumed).
+		Msg("the resumed copy fails the checksum; copying the file again from its first byte")
+	if rerr := e.FS.RemoveFileDurable(dst); rerr != nil {
+		return WrittenFile{}, errors.Join(err, rerr)
+	}
+	wf, _, err = e.copyFileFrom(ctx, f, dst, buf, onBytes, false)
+	return wf, err
+}
+
+// copyFileFrom is copyFile's attempt, continuing an interrupted run's
+// copy if resume is set and there is one (the offset is returned).
+func (e *Env) copyFileFrom(ctx context.Context, f SourceFile, dst string, buf []byte, onBytes func(int), resume bool) (WrittenFile, int64, error) {
 	// A local file opened must be the regular file Precheck checked; no
 	// more than its size and one byte are read (see fetch).
-	from, err := e.transferFrom(ctx, f, dst, buf) // a resume's start; progress notes
+	from, err := e.transferFrom(ctx, f, dst, buf, resume) // a resume's start; progress notes
 	if err != nil {
-		return WrittenFile{}, err
+		return WrittenFile{}, 0, err
 	}
 	if from.Offset > 0 {
 		onBytes(int(from.Offset))
 	}
 	size, crc, err := e.fetch(ctx, f, dst, from, buf, onBytes)
-	if err != nil {
-		return WrittenFile{}, err
+	if err == nil {
+		err = checkCopied(&f, size, crc)
 	}
+	if err != nil {
+		if errors.Is(err, ErrChecksum) {
+			// The bytes in dst are not the file's: a progress note
+			// journaled on the way (or the resumed prefix) may hold a
+			// damaged byte with its crc32c, and a resume would continue
+			// it and fail the same check on every run. No resume point.
+			if ferr := e.forgetProgress(f, from.Offset); ferr != nil {
+				return WrittenFile{}, from.Offset, errors.Join(err, ferr)
+			}
+			onBytes(-int(size)) // the bytes counted are not the file's
+		}
+		return WrittenFile{}, from.Offset, err
+	}
+	if e.verifyLevel() == VerifyFull {
+		rsize, rcrc, err := e.FS.ChecksumFromDevice(ctx, dst, buf)
+		if err != nil {
+			return WrittenFile{}, from.Offset, err
+		}
+		if rsize != size || rcrc != crc {
+			return WrittenFile{}, from.Offset, fmt.Errorf("%w: %s: read back %d bytes with crc32c %08x, wrote %d bytes %08x", ErrChecksum, dst, rsize, rcrc, size, crc)
+		}
+	}
+	return WrittenFile{Name: f.Name, Size: size, CRC32C: crc, Copied: f.Linkable && e.mode == ModeLink, Key: f.Key, ETag: f.ETag, ResumedFrom: from.Offset}, from.Offset, nil
+}
+
+// checkCopied compares the size and crc32c of the bytes copied of f with
+// what the source lists (ErrChecksum); a file whose source records no
+// checksum takes the one measured (f.CRC32C).
+func checkCopied(f *SourceFile, size int64, crc uint32) error {
 	if f.NoCRC && size == f.Size {
 		// A table meant to be hard-linked at --verify size, of a source
 		// that records no checksum, copied after a link was refused, or a
@@ -228,22 +276,24 @@ func (e *Env) copyFile(ctx context.Context, f SourceFile, dst string, buf []byte
 	}
 	if size != f.Size || crc != f.CRC32C {
 		if f.Measured {
-			return WrittenFile{}, fmt.Errorf("%w: %s: copied %d bytes with crc32c %08x, precheck measured %d bytes %08x (the source changed while being copied)",
+			return fmt.Errorf("%w: %s: copied %d bytes with crc32c %08x, precheck measured %d bytes %08x (the source changed while being copied)",
 				ErrChecksum, f.Path, size, crc, f.Size, f.CRC32C)
 		}
-		return WrittenFile{}, fmt.Errorf("%w: %w: %s: read %d bytes with crc32c %08x, the backup lists %d bytes %08x (corrupt, or changed while being copied)",
+		return fmt.Errorf("%w: %w: %s: read %d bytes with crc32c %08x, the backup lists %d bytes %08x (corrupt, or changed while being copied)",
 			ErrBadSource, ErrChecksum, f.Path, size, crc, f.Size, f.CRC32C)
 	}
-	if e.verifyLevel() == VerifyFull {
-		rsize, rcrc, err := e.FS.ChecksumFromDevice(ctx, dst, buf)
-		if err != nil {
-			return WrittenFile{}, err
-		}
-		if rsize != size || rcrc != crc {
-			return WrittenFile{}, fmt.Errorf("%w: %s: read back %d bytes with crc32c %08x, wrote %d bytes %08x", ErrChecksum, dst, rsize, rcrc, size, crc)
-		}
+	return nil
+}
+
+// forgetProgress journals that the copy of f in staging is no resume
+// point (a PartialFile at offset 0, which transferFrom never continues),
+// if its progress may have been journaled: notes are taken of a file
+// larger than PartialEvery, or it was resumed (from above 0).
+func (e *Env) forgetProgress(f SourceFile, from int64) error {
+	if e.batch == nil || from == 0 && (PartialEvery <= 0 || f.Size <= PartialEvery) {
+		return nil
 	}
-	return WrittenFile{Name: f.Name, Size: size, CRC32C: crc, Copied: f.Linkable && e.mode == ModeLink, Key: f.Key, ETag: f.ETag, ResumedFrom: from.Offset}, nil
+	return e.batch.partial(PartialFile{Name: f.Name, Size: f.Size, SourceCRC: f.CRC32C})
 }
 
 // linkRefused names why a hard link failed if the file system refused it

@@ -118,9 +118,21 @@ func (s *Store) copyRanges(ctx context.Context, c *cursor, want Want) error {
 	defer s.putBuf(buf)
 	b := newBudget(s.opts.RetryBudget)
 	for {
-		end := min(c.pos+s.opts.GetSize, want.Size)
+		start, end := c.pos, min(c.pos+s.opts.GetSize, want.Size)
 		_, err := retry(ctx, s, b, func(ctx context.Context) (struct{}, error) {
-			return struct{}{}, s.stream(ctx, c, want, end, buf)
+			if c.pos == end && end > start {
+				// An attempt wrote the range's last byte, then failed
+				// (reading past the end of a chunked body): the range
+				// is in, from a checked response. Asking for the rest
+				// would ask from the object's end (416: "changed").
+				return struct{}{}, nil
+			}
+			from := c.pos
+			err := s.stream(ctx, c, want, end, buf)
+			if err != nil && c.pos-from >= chunkSize {
+				err = &progressError{err}
+			}
+			return struct{}{}, err
 		})
 		if err != nil {
 			return err
@@ -130,6 +142,16 @@ func (s *Store) copyRanges(ctx context.Context, c *cursor, want Want) error {
 		}
 	}
 }
+
+// progressError is a failed attempt of Copy that passed at least
+// chunkSize bytes on first: retry does not count it against the attempts
+// or the budget (a link that drops every few MiB must not fail a 64 MiB
+// GET that ranges of a few MiB would complete); the copy is bounded by
+// the object's size, each such attempt moving it forward by a buffer.
+type progressError struct{ err error }
+
+func (e *progressError) Error() string { return e.err.Error() }
+func (e *progressError) Unwrap() error { return e.err }
 
 // writeError is an error of Copy's writer: not the store's, never retried.
 type writeError struct{ err error }

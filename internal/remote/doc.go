@@ -95,9 +95,11 @@
 //   - Copy reads one object over one connection at a time: a single very
 //     large object goes at one stream's speed (a transfer of many objects
 //     runs several Copy calls at once).
-//   - Copy's attempts are counted per range whether or not they brought
-//     bytes: a link that breaks every few MiB can spend a range's
-//     RetryAttempts within one GetSize range, though no byte is read twice.
+//   - Copy does not count an attempt that passed at least 256 KiB on
+//     before it failed (against RetryAttempts or RetryBudget): a link that
+//     breaks every few MiB completes a GetSize range. A server that cuts
+//     every body after 256 KiB is thus retried until the object is read,
+//     one buffer further each time, with backoff.
 //   - Put's idle watchdog runs while the uploader takes bytes from the
 //     source; once the last byte is taken, its remaining requests are bounded
 //     by the HTTP client's timeouts (connect, and IdleTimeout for the

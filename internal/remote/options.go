@@ -20,7 +20,9 @@ type Options struct {
 	Concurrency int
 
 	// RetryAttempts is how many times one request (one part) is tried
-	// when it fails with a transient error. Default 5.
+	// when it fails with a transient error. Default 5. An attempt of
+	// Copy that passed at least 256 KiB to its writer before it failed
+	// is not counted, here or in RetryBudget: it moved the copy forward.
 	RetryAttempts int
 	// RetryBudget is how many retries one Copy or Put may make in total,
 	// over all its parts. Default 20.

@@ -70,6 +70,9 @@ func retry[T any](ctx context.Context, s *Store, b *budget, op func(context.Cont
 			return v, backoff.Permanent(context.Cause(ctx))
 		case !transient(err):
 			return v, backoff.Permanent(err)
+		case isProgress(err):
+			attempts-- // it moved the copy forward: not counted, nor budgeted
+			return v, err
 		case attempts >= s.opts.RetryAttempts:
 			return v, backoff.Permanent(&exhaustedError{err: err, attempts: attempts})
 		case !b.take():
@@ -77,6 +80,13 @@ func retry[T any](ctx context.Context, s *Store, b *budget, op func(context.Cont
 		}
 		return v, err
 	}, backoff.WithBackOff(eb), backoff.WithMaxElapsedTime(0))
+}
+
+// isProgress reports whether err is an attempt that made progress (see
+// progressError).
+func isProgress(err error) bool {
+	_, ok := errors.AsType[*progressError](err)
+	return ok
 }
 
 // transient reports whether err is worth another attempt: a 5xx, a

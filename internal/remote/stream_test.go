@@ -162,3 +162,72 @@ func TestCopy_WriterErrorIsNotRetried(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
+
+// A flaky link that cuts one long GET several times, each attempt
+// passing bytes on, more times than RetryAttempts: the attempts that
+// moved the copy forward by at least a buffer (256 KiB) are not counted,
+// so the copy completes (with 64 MiB GETs, a link that drops every few
+// MiB must not fail where GETs of a few MiB each would succeed).
+func TestCopy_AttemptsThatMadeProgressAreNotCounted(t *testing.T) {
+	o := testOptions()
+	o.GetSize = 64 << 20
+	p, s, _, data, want := streamSetup(t, o, 8<<20)
+	// Each cut delivers half of what was asked: 4 MiB, 2, 1, 512 KiB,
+	// 256 KiB (five attempts that made progress), then 128, 64, 32 KiB
+	// (three that count, fewer than RetryAttempts, 4).
+	p.Add(rule{Method: "GET", Fault: faultTruncate, Times: 8})
+	var buf bytes.Buffer
+	n, crc, err := s.Copy(ctxT(t, 60*time.Second), "obj", &buf, want)
+	if err != nil || n != int64(len(data)) || crc != want.CRC32C || !bytes.Equal(buf.Bytes(), data) {
+		t.Fatalf("Copy = %d, %08x, %v; want %d bytes, %08x, equal to the object", n, crc, err, len(data), want.CRC32C)
+	}
+	if got := len(p.Requests("GET", "/obj")); got != 9 {
+		t.Errorf("%d GETs, want 9 (8 cut, then the rest)", got)
+	}
+}
+
+// Edge sizes: an empty object (one GET, nothing written, its crc32c 0),
+// an object of exactly GetSize (one GET) and of GetSize+1 (a second GET
+// for the last byte), each also cut once in transit and continued, and a
+// resumed copy starting at the last byte.
+func TestCopy_EdgeSizes(t *testing.T) {
+	const g = 256 << 10
+	for _, tc := range []struct {
+		name   string
+		size   int
+		cut    bool
+		offset int64
+		gets   string
+	}{
+		{"empty", 0, false, 0, "->"},
+		{"GetSize", g, false, 0, "->"},
+		{"GetSize+1", g + 1, false, 0, "bytes=0-262143 bytes=262144-"},
+		{"GetSize cut", g, true, 0, "-> bytes=131072-"},
+		{"GetSize+1 cut", g + 1, true, 0, "bytes=0-262143 bytes=131072-262143 bytes=262144-"},
+		{"GetSize+1 from the last byte", g + 1, false, g, "bytes=262144-"},
+		{"GetSize+2 from the last byte", g + 2, false, g + 1, "bytes=262145-"},
+		{"cut at a buffer's end", 4 * g, true, 0, "-> bytes=524288-"},
+		{"cut after one buffer", 2 * g, true, 0, "-> bytes=262144-"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := testOptions()
+			o.GetSize = g
+			if tc.size > 2*g || tc.name == "cut after one buffer" {
+				o.GetSize = 4 * g
+			}
+			p, s, _, data, want := streamSetup(t, o, tc.size)
+			if tc.cut {
+				p.Add(rule{Method: "GET", Fault: faultTruncate, Times: 1})
+			}
+			want.Offset, want.PrefixCRC = tc.offset, crc32.Checksum(data[:tc.offset], castagnoli)
+			var buf bytes.Buffer
+			n, crc, err := s.Copy(ctxT(t, 20*time.Second), "obj", &buf, want)
+			if err != nil || n != int64(len(data))-tc.offset || crc != want.CRC32C || !bytes.Equal(buf.Bytes(), data[tc.offset:]) {
+				t.Fatalf("Copy = %d, %08x, %v; want %d bytes, %08x", n, crc, err, int64(len(data))-tc.offset, want.CRC32C)
+			}
+			if got := strings.Join(ranges(p), " "); got != tc.gets {
+				t.Errorf("GETs with Range %s, want %s", got, tc.gets)
+			}
+		})
+	}
+}

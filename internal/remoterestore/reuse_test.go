@@ -182,4 +182,5 @@ func TestCLI_RemoteKilledMidObjectResumes(t *testing.T) {
 	if got := f.keys(t); !testutil.Equal(got, f.new) {
 		t.Fatal("the resumed restore's database differs from the backup")
 	}
+	sameFile(t, filepath.Join(f.backup, "000999.blob"), filepath.Join(f.db, "000999.blob")) // resumed mid-object: byte for byte
 }
