@@ -395,10 +395,14 @@ func TestHostile_LongRunningAgentsFollowANewAttempt(t *testing.T) {
 }
 
 // TestHostile_TwoLongRunningAgentsForOneNode: two long-running agents
-// run as n1 (on two databases), with n2's, through two restores one after
-// the other. Each restore ends all-old or all-new over n1's first database
-// and n2's, the twin's database is never replaced, and every agent still
-// serves when the test stops them.
+// run as n1 (on two databases; the plan names no db, so both accept it),
+// with n2's, through two restores one after the other. Whichever votes
+// first is n1 for that attempt: the other's vote is refused and its run
+// rolled back. Each restore ends with n2 new exactly when the decision
+// is commit, and then one of n1's two databases new; in the first
+// restore, never both (each was old); every database is old or new,
+// never anything else; and every agent still serves when the test stops
+// them.
 func TestHostile_TwoLongRunningAgentsForOneNode(t *testing.T) {
 	srv := etcdtest.Start(t)
 	cli := srv.Client(t)
@@ -425,15 +429,28 @@ func TestHostile_TwoLongRunningAgentsForOneNode(t *testing.T) {
 		}
 		rep, err := cluster.Coordinate(context.Background(), cli, prefix, plan, cluster.CoordinateOptions{PrepareTimeout: 15 * time.Second, Wait: 20 * time.Second})
 		t.Logf("%s: %+v, %v", name, rep, err)
-		s := twin.state(t)
-		for end := time.Now().Add(30 * time.Second); strings.Contains(s, "temporarily unavailable") && time.Now().Before(end); s = twin.state(t) {
-			time.Sleep(50 * time.Millisecond) // the twin's agent is still at work (its database locked)
+		if rep == nil {
+			t.Fatalf("%s: no report: %v", name, err)
 		}
-		if s != "old" {
-			t.Fatalf("%s: the twin's database is %s; want old", name, s)
+		settled := func(n *node) string {
+			s := n.state(t)
+			for end := time.Now().Add(30 * time.Second); strings.Contains(s, "temporarily unavailable") && time.Now().Before(end); s = n.state(t) {
+				time.Sleep(50 * time.Millisecond) // the losing agent is still rolling back (its database locked)
+			}
+			return s
 		}
-		if a, b := nodes[0].state(t), nodes[1].state(t); a != b {
-			t.Fatalf("%s: n1 %s, n2 %s: mixed", name, a, b)
+		a, tw, b := settled(nodes[0]), settled(twin), settled(nodes[1])
+		for _, s := range []string{a, tw, b} {
+			if s != "old" && s != "new" {
+				t.Fatalf("%s: n1 %s, n1's twin %s, n2 %s: want each old or new", name, a, tw, b)
+			}
+		}
+		commit := rep.Decision == "commit"
+		if (b == "new") != commit || commit && a != "new" && tw != "new" {
+			t.Fatalf("%s: decided %q, but n1 %s, n1's twin %s, n2 %s: mixed", name, rep.Decision, a, tw, b)
+		}
+		if name == "one" && a == "new" && tw == "new" {
+			t.Fatalf("%s: both of n1's databases were replaced", name)
 		}
 	}
 }
