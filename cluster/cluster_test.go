@@ -200,26 +200,11 @@ func TestAgent_ServesOneRestoreAfterAnother(t *testing.T) {
 	cli := srv.Client(t)
 	nodes := newNodes(t, 2)
 	const prefix = "/d/"
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for _, n := range nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, err := cluster.Agent(ctx, cli, prefix, cluster.AgentOptions{Node: n.id, DB: n.db})
-			if !errors.Is(err, context.Canceled) {
-				t.Errorf("agent %s: %v, want it to serve until cancelled", n.id, err)
-			}
-		}()
-	}
+	stop := serve(t, srv, prefix, nodes...)
 	for _, name := range []string{"first", "second"} {
-		rep, err := cluster.Coordinate(context.Background(), cli, prefix, planOf(name, nodes), cluster.CoordinateOptions{PrepareTimeout: time.Minute})
-		if err != nil || rep.Outcome != cluster.Committed {
-			t.Fatalf("%s: %+v, %v", name, rep, err)
-		}
+		mustCommit(t, cli, prefix, name, nodes, cluster.CoordinateOptions{PrepareTimeout: time.Minute})
 	}
-	cancel()
-	wg.Wait()
+	stop()
 	for _, n := range nodes {
 		if s := n.state(t); s != "new" {
 			t.Errorf("node %s: %s", n.id, s)

@@ -2,6 +2,7 @@ package cluster_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -225,5 +226,34 @@ func noPrepared(t testing.TB, nodes []*node, what string) {
 		if err != nil || len(runs) != 0 {
 			t.Errorf("%s: node %s: prepared runs %v, %v", what, n.id, runs, err)
 		}
+	}
+}
+
+// serve runs a long-running agent (not Once) for each of nodes, each on
+// its own client as separate processes would be, until the returned stop
+// is called; an agent that ends any other way fails the test.
+func serve(t *testing.T, srv *etcdtest.Server, prefix string, nodes ...*node) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		cli := srv.Client(t)
+		wg.Go(func() {
+			_, err := cluster.Agent(ctx, cli, prefix, cluster.AgentOptions{Node: n.id, DB: n.db})
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("agent %s (%s): %v, want it to serve until cancelled", n.id, n.db, err)
+			}
+		})
+	}
+	return func() { cancel(); wg.Wait() }
+}
+
+// mustCommit coordinates the restore name of nodes and fails the test
+// unless every node committed.
+func mustCommit(t *testing.T, cli *clientv3.Client, prefix, name string, nodes []*node, o cluster.CoordinateOptions) {
+	t.Helper()
+	rep, err := cluster.Coordinate(context.Background(), cli, prefix, planOf(name, nodes), o)
+	if err != nil || rep.Outcome != cluster.Committed {
+		t.Fatalf("%s: %+v, %v", name, rep, err)
 	}
 }

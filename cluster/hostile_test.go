@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -263,32 +262,14 @@ func TestHostile_RepublishedAfterCleanupIsServed(t *testing.T) {
 	cli := srv.Client(t)
 	nodes := newNodes(t, 2)
 	const prefix = "/c/"
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for _, n := range nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, err := cluster.Agent(ctx, cli, prefix, cluster.AgentOptions{Node: n.id, DB: n.db})
-			if !errors.Is(err, context.Canceled) {
-				t.Errorf("agent %s: %v, want it to serve until cancelled", n.id, err)
-			}
-		}()
-	}
-	defer func() { cancel(); wg.Wait() }()
-	coordinate := func(name string) {
-		t.Helper()
-		rep, err := cluster.Coordinate(context.Background(), cli, prefix, planOf(name, nodes), cluster.CoordinateOptions{PrepareTimeout: 10 * time.Second})
-		if err != nil || rep.Outcome != cluster.Committed {
-			t.Fatalf("%s: %+v, %v", name, rep, err)
-		}
-	}
-	coordinate("first")
-	coordinate("second")
+	defer serve(t, srv, prefix, nodes...)()
+	o := cluster.CoordinateOptions{PrepareTimeout: 10 * time.Second}
+	mustCommit(t, cli, prefix, "first", nodes, o)
+	mustCommit(t, cli, prefix, "second", nodes, o)
 	if _, err := cli.Delete(context.Background(), prefix, clientv3.WithPrefix()); err != nil {
 		t.Fatal(err)
 	}
-	coordinate("first")
+	mustCommit(t, cli, prefix, "first", nodes, o)
 }
 
 // TestHostile_EtcdRestartedUnderIdleAgents: long-running agents wait
@@ -301,28 +282,9 @@ func TestHostile_EtcdRestartedUnderIdleAgents(t *testing.T) {
 	cli := srv.Client(t)
 	nodes := newNodes(t, 2)
 	const prefix = "/r/"
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for _, n := range nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			acli := srv.Client(t) // each agent its own connection, as processes have
-			_, err := cluster.Agent(ctx, acli, prefix, cluster.AgentOptions{Node: n.id, DB: n.db})
-			if !errors.Is(err, context.Canceled) {
-				t.Errorf("agent %s: %v, want it to serve until cancelled", n.id, err)
-			}
-		}()
-	}
-	defer func() { cancel(); wg.Wait() }()
-	coordinate := func(name string) {
-		t.Helper()
-		rep, err := cluster.Coordinate(context.Background(), cli, prefix, planOf(name, nodes), cluster.CoordinateOptions{PrepareTimeout: 15 * time.Second, Wait: 20 * time.Second})
-		if err != nil || rep.Outcome != cluster.Committed {
-			t.Fatalf("%s: %+v, %v", name, rep, err)
-		}
-	}
-	coordinate("before")
+	defer serve(t, srv, prefix, nodes...)()
+	o := cluster.CoordinateOptions{PrepareTimeout: 15 * time.Second, Wait: 20 * time.Second}
+	mustCommit(t, cli, prefix, "before", nodes, o)
 	srv.Stop()
 	time.Sleep(time.Second) // the agents' streams see it down and retry
 	srv.Restart()
@@ -334,7 +296,7 @@ func TestHostile_EtcdRestartedUnderIdleAgents(t *testing.T) {
 			break
 		}
 	}
-	coordinate("after-restart")
+	mustCommit(t, cli, prefix, "after-restart", nodes, o)
 	resp, err := cli.Get(context.Background(), "/")
 	if err != nil {
 		t.Fatal(err)
@@ -342,7 +304,7 @@ func TestHostile_EtcdRestartedUnderIdleAgents(t *testing.T) {
 	if _, err := cli.Compact(context.Background(), resp.Header.Revision); err != nil {
 		t.Fatal(err)
 	}
-	coordinate("after-compaction")
+	mustCommit(t, cli, prefix, "after-compaction", nodes, o)
 }
 
 // TestHostile_LongRunningAgentsFollowANewAttempt: long-running agents
@@ -355,19 +317,7 @@ func TestHostile_LongRunningAgentsFollowANewAttempt(t *testing.T) {
 	cli := srv.Client(t)
 	nodes := newNodes(t, 3)
 	const prefix, name = "/na/", "re"
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for _, n := range nodes[:2] {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, err := cluster.Agent(ctx, srv.Client(t), prefix, cluster.AgentOptions{Node: n.id, DB: n.db})
-			if !errors.Is(err, context.Canceled) {
-				t.Errorf("agent %s: %v, want it to serve until cancelled", n.id, err)
-			}
-		}()
-	}
-	defer func() { cancel(); wg.Wait() }()
+	defer serve(t, srv, prefix, nodes[:2]...)()
 	first := make(chan error, 1)
 	go func() {
 		_, err := cluster.Coordinate(context.Background(), cli, prefix, planOf(name, nodes), cluster.CoordinateOptions{PrepareTimeout: time.Hour, Wait: 5 * time.Second})
@@ -409,19 +359,7 @@ func TestHostile_TwoLongRunningAgentsForOneNode(t *testing.T) {
 	nodes := newNodes(t, 3)
 	const prefix = "/lt/"
 	twin := &node{id: "n1", db: nodes[2].db, old: nodes[2].old, new: nodes[0].new}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for _, n := range []*node{nodes[0], nodes[1], twin} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, err := cluster.Agent(ctx, srv.Client(t), prefix, cluster.AgentOptions{Node: n.id, DB: n.db})
-			if !errors.Is(err, context.Canceled) {
-				t.Errorf("agent %s (%s): %v, want it to serve until cancelled", n.id, n.db, err)
-			}
-		}()
-	}
-	defer func() { cancel(); wg.Wait() }()
+	defer serve(t, srv, prefix, nodes[0], nodes[1], twin)()
 	for _, name := range []string{"one", "two"} {
 		plan := planOf(name, nodes[:2])
 		for i := range plan.Nodes {
