@@ -1,6 +1,8 @@
 package remote
 
 import (
+	"sync"
+
 	"github.com/kvrflow/kvrflow/internal/s3test"
 
 	"errors"
@@ -195,4 +197,36 @@ func TestOpen_SecretEchoedByTheServerIsRedacted(t *testing.T) {
 		t.Fatalf("Open = %v, want ErrAccessDenied", err)
 	}
 	checkMessage(t, err, "REDACTED", secret, token, gwAccess)
+}
+
+// AWS_SESSION_TOKEN is used, not only redacted: every request carries it
+// as X-Amz-Security-Token (temporary credentials from STS or SSO), as the
+// AWS tools send it.
+func TestOpen_SessionTokenIsSent(t *testing.T) {
+	awsEnv(t)
+	const token = "session-token-sent-0123456789ABCDEF"
+	t.Setenv("AWS_SESSION_TOKEN", token)
+	var mu sync.Mutex
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got = append(got, r.Header.Get("X-Amz-Security-Token"))
+		mu.Unlock()
+		s3test.ErrorMessage(w, 403, "AccessDenied", "denied")
+	}))
+	defer srv.Close()
+	_, err := Open(ctxT(t, 10*time.Second), s3URL(srv.URL, "bucket", "p/"), testOptions())
+	if !errors.Is(err, ErrAccessDenied) {
+		t.Fatalf("Open = %v, want ErrAccessDenied", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) == 0 {
+		t.Fatal("no request reached the server")
+	}
+	for i, h := range got {
+		if h != token {
+			t.Errorf("request %d: X-Amz-Security-Token %q, want the session token", i, h)
+		}
+	}
 }
