@@ -110,7 +110,7 @@ func (c *clusterAgentCmd) run(ctx context.Context, o *stdio, args []string) (doc
 	}
 	cli, err := cluster.Connect(ctx, cfg)
 	if err != nil {
-		return nil, c.undecidedHint(etcdError(err, cfg))
+		return nil, c.undecidedHint(etcdError(err, cfg), db)
 	}
 	defer cli.Close()
 	opts := cluster.AgentOptions{
@@ -119,7 +119,7 @@ func (c *clusterAgentCmd) run(ctx context.Context, o *stdio, args []string) (doc
 			NoExchange: c.noExchange, Faults: faults, Log: log},
 	}
 	rep, err := cluster.Agent(ctx, cli, cfg.Prefix, opts)
-	err = c.undecidedHint(etcdError(err, cfg))
+	err = c.undecidedHint(etcdError(err, cfg), db)
 	if !c.once && errors.Is(err, context.Canceled) && exitCode(err) != exitInFlight {
 		err = nil // SIGINT or SIGTERM between restores: the service stops
 	}
@@ -129,12 +129,21 @@ func (c *clusterAgentCmd) run(ctx context.Context, o *stdio, args []string) (doc
 	return &agentDoc{Node: c.node, DB: db, NodeReport: rep}, err
 }
 
-// undecidedHint says, on an undecided error, how the node's run finishes.
-func (c *clusterAgentCmd) undecidedHint(err error) error {
-	if err != nil && errors.Is(err, cluster.ErrUndecided) {
-		return fmt.Errorf("%w; the run stays prepared: run 'kvrflow cluster agent --once' again once etcd answers", err)
+// undecidedHint says, on an undecided error, what the node's database
+// holds (a prepared run, or nothing changed) and how to go on.
+func (c *clusterAgentCmd) undecidedHint(err error, db string) error {
+	if err == nil || !errors.Is(err, cluster.ErrUndecided) {
+		return err
 	}
-	return err
+	const again = "run 'kvrflow cluster agent --once' again once etcd answers"
+	runs, perr := kvrflow.PreparedRuns(kvrflow.Options{DB: db, Journal: c.journal})
+	switch {
+	case perr == nil && len(runs) == 0:
+		return fmt.Errorf("%w; no run of this node is prepared (its database is as it was): %s", err, again)
+	case perr == nil:
+		return fmt.Errorf("%w; the run stays prepared (the old database live): %s", err, again)
+	}
+	return fmt.Errorf("%w; %s", err, again)
 }
 
 // stringList is a repeatable string flag.

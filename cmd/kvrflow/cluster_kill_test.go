@@ -132,8 +132,16 @@ func TestClusterAgent_PreparedNodeWithEtcdDownStaysPreparedThenFinishes(t *testi
 	if r.code != exitInFlight {
 		t.Fatalf("agent with etcd down: want exit 5, got %s", r)
 	}
-	if line := oneErrorLine(t, r); !strings.Contains(line, ce.etcd.Endpoint) {
-		t.Errorf("the error does not name the endpoint: %s", line)
+	if line := oneErrorLine(t, r); !strings.Contains(line, ce.etcd.Endpoint) || !strings.Contains(line, "the run stays prepared") {
+		t.Errorf("the error does not name the endpoint, or does not say the run stays prepared: %s", line)
+	}
+	// A node with no run says so, rather than that a run stays prepared.
+	r = ce.agent(t, nodes[1], "--etcd-dial-timeout", "1s").wait(t)
+	if r.code != exitInFlight {
+		t.Fatalf("n2's agent with etcd down: want exit 5, got %s", r)
+	}
+	if line := oneErrorLine(t, r); !strings.Contains(line, "no run of this node is prepared") {
+		t.Errorf("n2 (no run) with etcd down: %s", line)
 	}
 	allHold(t, nodes, "old")
 	must(t, ce.etcd.Restart())
