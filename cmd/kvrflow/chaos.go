@@ -77,17 +77,32 @@ func (c *chaosCmd) flags(fs *flag.FlagSet) {
 	c.etcd.define(fs)
 }
 
-// chaosDoc is chaos's --json document: the seed, the scratch directory,
-// where it was kept (with --keep; "" when it was removed), the log file
-// of the restores and recoveries, and the harness's summary (see
-// chaos.Summary; each iteration says whether its kill is repeatable).
+// chaosDoc is chaos's --json document: the run (chaosRun) and the
+// harness's summary (see chaos.Summary; each iteration says whether its
+// kill is repeatable).
 type chaosDoc struct {
+	chaosRun
+	chaos.Summary
+	exitReport
+}
+
+// chaosRun is what both chaos documents say of the run itself: the seed,
+// the scratch directory, where it was kept (with --keep; "" when it was
+// removed) and the log file of the children.
+type chaosRun struct {
 	Seed    uint64 `json:"seed"`
 	Scratch string `json:"scratch"`
 	Kept    string `json:"kept,omitempty"`
 	LogFile string `json:"log"`
-	chaos.Summary
-	exitReport
+}
+
+// run is the chaosRun of this start.
+func (s *chaosStart) run(seed uint64, keep bool) chaosRun {
+	r := chaosRun{Seed: seed, Scratch: s.scratch, LogFile: s.logFile.Name()}
+	if keep {
+		r.Kept = s.scratch
+	}
+	return r
 }
 
 func (d *chaosDoc) text(w io.Writer) {
@@ -141,10 +156,7 @@ func (c *chaosCmd) run(ctx context.Context, o *stdio, args []string) (document, 
 	}
 	defer s.close()
 	log, self, scratch, lf := s.log, s.self, s.scratch, s.logFile
-	doc := &chaosDoc{Seed: c.seed, Scratch: scratch, LogFile: lf.Name()}
-	if c.keep {
-		doc.Kept = scratch
-	}
+	doc := &chaosDoc{chaosRun: s.run(c.seed, c.keep)}
 	flog, err := c.loggerTo(lf, false)
 	if err != nil {
 		return nil, err

@@ -9,14 +9,10 @@ import (
 	"github.com/kvrflow/kvrflow/internal/clusterchaos"
 )
 
-// clusterChaosDoc is kvrflow chaos --cluster's --json document: the seed,
-// the scratch directory, where it was kept (with --keep), the log of the
-// children, and the harness's summary (see clusterchaos.Summary).
+// clusterChaosDoc is kvrflow chaos --cluster's --json document: the run
+// (chaosRun) and the harness's summary (see clusterchaos.Summary).
 type clusterChaosDoc struct {
-	Seed    uint64 `json:"seed"`
-	Scratch string `json:"scratch"`
-	Kept    string `json:"kept,omitempty"`
-	LogFile string `json:"log"`
+	chaosRun
 	clusterchaos.Summary
 	exitReport
 }
@@ -65,11 +61,8 @@ func (c *chaosCmd) runCluster(ctx context.Context, o *stdio) (document, error) {
 	}
 	defer s.close()
 	log, self, scratch, lf := s.log, s.self, s.scratch, s.logFile
-	doc := &clusterChaosDoc{Seed: c.seed, Scratch: scratch, LogFile: lf.Name()}
+	doc := &clusterChaosDoc{chaosRun: s.run(c.seed, c.keep)}
 	doc.Nodes = c.nodes
-	if c.keep {
-		doc.Kept = scratch
-	}
 	log.Info().Int("nodes", c.nodes).Str("scratch", scratch).Msg("cluster chaos: making the nodes and running a clean cluster restore")
 	h, err := clusterchaos.New(ctx, clusterchaos.Config{Self: self, Scratch: scratch, Nodes: c.nodes, EtcdArgs: c.etcd.args(),
 		Seed: c.seed, Output: lf})
