@@ -257,3 +257,15 @@ func mustCommit(t *testing.T, cli *clientv3.Client, prefix, name string, nodes [
 		t.Fatalf("%s: %+v, %v", name, rep, err)
 	}
 }
+
+// twinPlan is, for the three nodes given, the plan of restore name over
+// the first two with no db (so any agent that says it is n1 takes n1's
+// part), and a twin: a second n1 on the third node's database, whose new
+// content would be n1's.
+func twinPlan(name string, nodes []*node) (*cluster.Plan, *node) {
+	plan := planOf(name, nodes[:2])
+	for i := range plan.Nodes {
+		plan.Nodes[i].DB = ""
+	}
+	return plan, &node{id: "n1", db: nodes[2].db, old: nodes[2].old, new: nodes[0].new}
+}

@@ -175,11 +175,7 @@ func TestHostile_TwoAgentsForOneNode(t *testing.T) {
 	cli := srv.Client(t)
 	nodes := newNodes(t, 3)
 	const prefix, name = "/d/", "d"
-	plan := planOf(name, nodes[:2])
-	for i := range plan.Nodes {
-		plan.Nodes[i].DB = ""
-	}
-	twin := &node{id: "n1", db: nodes[2].db, old: nodes[2].old, new: nodes[0].new}
+	plan, twin := twinPlan(name, nodes)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	go runCoordinator(ctx, cli, prefix, plan, cluster.CoordinateOptions{PrepareTimeout: time.Hour, Wait: 50 * time.Second})
@@ -214,11 +210,7 @@ func TestHostile_TwinRecoveredLeavesTheNodesOutcome(t *testing.T) {
 	cli := srv.Client(t)
 	nodes := newNodes(t, 3)
 	const prefix, name = "/tw/", "tw"
-	plan := planOf(name, nodes[:2])
-	for i := range plan.Nodes {
-		plan.Nodes[i].DB = ""
-	}
-	twin := &node{id: "n1", db: nodes[2].db, old: nodes[2].old, new: nodes[0].new}
+	plan, twin := twinPlan(name, nodes)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	go runCoordinator(ctx, cli, prefix, plan, cluster.CoordinateOptions{PrepareTimeout: time.Hour, Wait: 50 * time.Second})
@@ -358,13 +350,10 @@ func TestHostile_TwoLongRunningAgentsForOneNode(t *testing.T) {
 	cli := srv.Client(t)
 	nodes := newNodes(t, 3)
 	const prefix = "/lt/"
-	twin := &node{id: "n1", db: nodes[2].db, old: nodes[2].old, new: nodes[0].new}
+	_, twin := twinPlan("", nodes)
 	defer serve(t, srv, prefix, nodes[0], nodes[1], twin)()
 	for _, name := range []string{"one", "two"} {
-		plan := planOf(name, nodes[:2])
-		for i := range plan.Nodes {
-			plan.Nodes[i].DB = ""
-		}
+		plan, _ := twinPlan(name, nodes)
 		rep, err := cluster.Coordinate(context.Background(), cli, prefix, plan, cluster.CoordinateOptions{PrepareTimeout: 15 * time.Second, Wait: 20 * time.Second})
 		t.Logf("%s: %+v, %v", name, rep, err)
 		if rep == nil {
