@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/kvrflow/kvrflow"
@@ -72,29 +73,47 @@ func Agent(ctx context.Context, cli *clientv3.Client, prefix string, o AgentOpti
 		}
 		return resp, nil
 	}
+	var kvs []*mvccpb.KeyValue // what to look at: all (after a Get), or a watch's changes
 	for {
-		// A Get first: etcd refuses a client it does not permit with an
-		// error of its own there (a refused watch says so in text, see
-		// watchErr).
-		resp, err := get()
-		if err == nil && w == nil {
-			if w, err = openWatch(ctx, cli, dir, time.Time{}); err == nil {
-				resp, err = get() // what was published before the watch
+		if w == nil {
+			// A Get first: etcd refuses a client it does not permit
+			// with an error of its own there (a refused watch says so
+			// in text, see watchErr). Then the watch, then what was
+			// published before it; after that only the watch's changes
+			// are looked at, however many restores etcd holds.
+			resp, err := get()
+			if err == nil {
+				if w, err = openWatch(ctx, cli, dir); err == nil {
+					resp, err = get()
+				}
 			}
-		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
+			if err != nil {
+				w.close()
+				w = nil
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				if o.Once {
+					return nil, fmt.Errorf("%w: %w", ErrUndecided, err)
+				}
+				o.Log.Warn().Err(err).Msg("etcd unreachable; trying again")
+				time.Sleep(time.Second)
+				continue
 			}
-			if o.Once {
-				return nil, fmt.Errorf("%w: %w", ErrUndecided, err)
+			kvs, a.rescan = resp.Kvs, false
+		} else if a.rescan {
+			// Recovery resolved a run of another attempt (unskip):
+			// look at every attempt again.
+			resp, err := get()
+			if err != nil {
+				w.close()
+				w = nil
+				continue
 			}
-			o.Log.Warn().Err(err).Msg("etcd unreachable; trying again")
-			time.Sleep(time.Second)
-			continue
+			kvs, a.rescan = resp.Kvs, false
 		}
 		failed := false
-		for _, kv := range resp.Kvs {
+		for _, kv := range kvs {
 			name := strings.TrimPrefix(string(kv.Key), dir)
 			if !validName.MatchString(name) {
 				// Not a restore of this prefix: a key of another
@@ -130,7 +149,10 @@ func Agent(ctx context.Context, cli *clientv3.Client, prefix string, o AgentOpti
 		}
 		if failed {
 			// Not done with an attempt (etcd did not answer, a run is in
-			// flight): try again rather than wait for the next attempt.
+			// flight): try again rather than wait for the next attempt,
+			// from a full read.
+			w.close()
+			w = nil
 			select {
 			case <-ctx.Done():
 				return nil, ctx.Err()
@@ -141,11 +163,19 @@ func Agent(ctx context.Context, cli *clientv3.Client, prefix string, o AgentOpti
 			}
 			continue
 		}
-		if !w.next() {
+		evs, ok := w.next(time.Time{})
+		if !ok {
 			w.close()
 			w = nil
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
+			}
+			continue
+		}
+		kvs = kvs[:0]
+		for _, ev := range evs {
+			if ev.Type == clientv3.EventTypePut {
+				kvs = append(kvs, ev.Kv)
 			}
 		}
 	}
@@ -174,6 +204,9 @@ type agent struct {
 	// revision attempts/NAME was written at when it was read (the same
 	// attempt number, published again after a cleanup, is another one).
 	skip map[string]int64
+	// rescan is set when skip lost an entry (unskip): the loop reads
+	// every attempt again rather than only the watch's changes.
+	rescan bool
 }
 
 func (a *agent) hit(point string) error { return a.opts.Faults.Hit(point) }
@@ -251,6 +284,7 @@ func (a *agent) recoverLocal(ctx context.Context) error {
 func (a *agent) unskip(tag string) {
 	if name, att, _, ok := ParseTag(tag); ok {
 		delete(a.skip, fmt.Sprintf("%s/%d", name, att))
+		a.rescan = true
 	}
 }
 
@@ -314,9 +348,13 @@ func (a *agent) decide(ctx context.Context, k keys, att int64, rec *attemptRecor
 		// another agent's: it stays prepared.
 		return "", fmt.Errorf("run %d: its first journal record was not found: cannot tell its vote", run)
 	}
-	deadline := time.Now().Add(rec.PrepareTimeout)
+	wt := &wait{cli: a.cli, k: k, a: att, plan: &rec.Plan, deadline: time.Now().Add(rec.PrepareTimeout), watched: k.decision(att)}
+	defer wt.close()
+	if _, err := wt.open(ctx); err != nil {
+		return "", err
+	}
 	rctx, cancel := a.rpc(ctx)
-	err := vote(rctx, a.cli, k, att, a.o.Node, votePrepared, voter(a.first[run]))
+	t, err := vote(rctx, a.cli, k, att, a.o.Node, votePrepared, voter(a.first[run]))
 	cancel()
 	switch {
 	case err == nil, errors.Is(err, errDecided):
@@ -335,7 +373,7 @@ func (a *agent) decide(ctx context.Context, k keys, att int64, rec *attemptRecor
 	default:
 		return "", err
 	}
-	d, err := waitDecision(ctx, a.cli, k, att, &rec.Plan, deadline, false)
+	d, err := wt.decision(ctx, t)
 	if err != nil {
 		return "", err
 	}
@@ -354,14 +392,21 @@ func voter(first string) string {
 	return "run " + first
 }
 
-// putOutcome records the node's outcome of attempt att. It is a report,
-// not part of the decision: a failure is logged.
-func (a *agent) putOutcome(ctx context.Context, k keys, att int64, outcome string) {
+// putOutcome records the node's outcome of attempt att, and returns the
+// node's vote as etcd holds it then (ok: the Txn succeeded). It is a
+// report, not part of the decision: a failure is logged.
+func (a *agent) putOutcome(ctx context.Context, k keys, att int64, outcome string) (vote string, ok bool) {
 	rctx, cancel := a.rpc(ctx)
 	defer cancel()
-	if _, err := a.cli.Put(rctx, k.outcome(att, a.o.Node), outcome); err != nil {
+	resp, err := a.cli.Txn(rctx).Then(clientv3.OpPut(k.outcome(att, a.o.Node), outcome), clientv3.OpGet(k.vote(att, a.o.Node))).Commit()
+	if err != nil {
 		a.o.Log.Warn().Err(err).Str("key", k.outcome(att, a.o.Node)).Msg("outcome not recorded in etcd")
+		return "", false
 	}
+	if kvs := resp.Responses[1].GetResponseRange().Kvs; len(kvs) > 0 {
+		vote = string(kvs[0].Value)
+	}
+	return vote, true
 }
 
 // voteAbort records the node's abort vote with reason and decides abort
@@ -369,7 +414,7 @@ func (a *agent) putOutcome(ctx context.Context, k keys, att int64, outcome strin
 func (a *agent) voteAbort(ctx context.Context, k keys, att int64, reason string) {
 	rctx, cancel := a.rpc(ctx)
 	defer cancel()
-	if err := vote(rctx, a.cli, k, att, a.o.Node, abortValue(reason), voter("")); err != nil && !errors.Is(err, errDecided) && !errors.Is(err, ErrStale) {
+	if _, err := vote(rctx, a.cli, k, att, a.o.Node, abortValue(reason), voter("")); err != nil && !errors.Is(err, errDecided) && !errors.Is(err, ErrStale) {
 		a.o.Log.Warn().Err(err).Msg("abort vote not recorded in etcd")
 	}
 	if _, err := writeAbort(rctx, a.cli, k, att, fmt.Sprintf("node %s voted abort: %s", a.o.Node, reason)); err != nil {
@@ -481,17 +526,10 @@ func (a *agent) handle(ctx context.Context, name string, att int64) (*NodeReport
 		if err := a.hit(PointBeforeOutcome); err != nil {
 			return nil, err
 		}
-		a.putOutcome(ctx, k, att, outcome)
-		rctx, cancel := a.rpc(ctx)
-		defer cancel()
-		if r, _, _, rerr := readReport(rctx, a.cli, k, name, att); rerr == nil {
-			for _, n := range r.Nodes {
-				if n.ID == a.o.Node {
-					me = n
-				}
-			}
+		if v, ok := a.putOutcome(ctx, k, att, outcome); ok {
+			me.Vote, me.Reason = splitValue(v)
 		}
-		me.Outcome = outcome
+		me.ID, me.Outcome = a.o.Node, outcome
 		if err == nil {
 			err = outcomeErr(name, att, a.o.Node, outcome)
 		}
@@ -533,7 +571,15 @@ func (a *agent) handle(ctx context.Context, name string, att int64) (*NodeReport
 		a.voteAbort(ctx, k, att, reason)
 		return done(outcomeRolledBack, nil)
 	}
-	deadline := time.Now().Add(rec.PrepareTimeout)
+	// The decision's watch is opened before the restore, off the path
+	// from the last vote to the decision; the vote's own read follows it
+	// (see wait). Not opened (etcd busy): the wait opens it after the
+	// vote and reads again.
+	wt := &wait{cli: a.cli, k: k, a: att, plan: &rec.Plan, deadline: time.Now().Add(rec.PrepareTimeout), retry: true, watched: k.decision(att)}
+	defer wt.close()
+	if _, err := wt.open(ctx); err != nil {
+		log.Debug().Err(err).Msg("decision watch not opened yet")
+	}
 	opts := a.opts
 	opts.Source, opts.Prepare = entry.From, tag
 	if entry.Mode != "" {
@@ -556,7 +602,7 @@ func (a *agent) handle(ctx context.Context, name string, att int64) (*NodeReport
 		return nil, undecided(err)
 	}
 	rctx, cancel = a.rpc(ctx)
-	err = vote(rctx, a.cli, k, att, a.o.Node, votePrepared, voter(p.Result.Run.FirstHash))
+	t, err := vote(rctx, a.cli, k, att, a.o.Node, votePrepared, voter(p.Result.Run.FirstHash))
 	cancel()
 	switch {
 	case err == nil, errors.Is(err, errDecided):
@@ -585,7 +631,7 @@ func (a *agent) handle(ctx context.Context, name string, att int64) (*NodeReport
 	if err := a.hit(PointAfterVote); err != nil {
 		return nil, undecided(err)
 	}
-	d, err := waitDecision(ctx, a.cli, k, att, &rec.Plan, deadline, true)
+	d, err := wt.decision(ctx, t)
 	if err != nil {
 		return nil, undecided(err)
 	}

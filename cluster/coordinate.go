@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -58,7 +59,11 @@ func Coordinate(ctx context.Context, cli *clientv3.Client, prefix string, plan *
 	}
 	wctx, cancel := context.WithTimeout(ctx, o.Wait)
 	defer cancel()
-	d, err := waitAll(wctx, cli, k, a, plan, deadline, true)
+	// One watch on the whole attempt, for the votes and then for the
+	// outcomes.
+	wt := &wait{cli: cli, k: k, a: a, plan: plan, deadline: deadline, retry: true, watched: k.att(a)}
+	defer wt.close()
+	d, err := wt.decision(wctx, nil)
 	if err != nil {
 		return report(ctx, cli, k, plan.Name, a, fmt.Errorf("attempt %d: no decision: %w", a, err))
 	}
@@ -66,44 +71,63 @@ func Coordinate(ctx context.Context, cli *clientv3.Client, prefix string, plan *
 	if err := o.Faults.Hit(PointCoordDecided); err != nil {
 		return report(ctx, cli, k, plan.Name, a, err)
 	}
-	var w *watcher
-	defer func() { w.close() }()
+	// The outcomes: read once on the open watch, then counted from its
+	// events; the report is read again once every node has one.
+	nodes := map[string]bool{}
+	for _, n := range plan.Nodes {
+		nodes[n.ID] = true
+	}
+	var have map[string]bool // nil: read
 	for {
-		if w == nil {
-			if w, err = openWatch(wctx, cli, k.outcomes(a), time.Time{}); err != nil {
+		if opened, err := wt.open(wctx); err != nil {
+			if wctx.Err() != nil {
+				return report(ctx, cli, k, plan.Name, a, fmt.Errorf("attempt %d decided %s; not every node reported its outcome: %w", a, d, wctx.Err()))
+			}
+			o.Log.Warn().Err(err).Msg("etcd did not answer; trying again")
+			time.Sleep(500 * time.Millisecond)
+			continue
+		} else if opened {
+			have = nil
+		}
+		if have == nil || len(have) == len(nodes) {
+			rctx, rcancel := context.WithTimeout(wctx, RequestTimeout)
+			rep, _, _, err := readReport(rctx, cli, k, plan.Name, a)
+			rcancel()
+			if err != nil {
 				if wctx.Err() != nil {
-					return report(ctx, cli, k, plan.Name, a, fmt.Errorf("attempt %d decided %s; not every node reported its outcome: %w", a, d, wctx.Err()))
+					return report(ctx, cli, k, plan.Name, a, err)
 				}
 				o.Log.Warn().Err(err).Msg("etcd did not answer; trying again")
 				time.Sleep(500 * time.Millisecond)
 				continue
 			}
-		}
-		rctx, rcancel := context.WithTimeout(wctx, RequestTimeout)
-		rep, _, _, err := readReport(rctx, cli, k, plan.Name, a)
-		rcancel()
-		if err != nil {
-			if wctx.Err() != nil {
-				return report(ctx, cli, k, plan.Name, a, err)
+			switch rep.Outcome {
+			case Committed:
+				return rep, nil
+			case Aborted:
+				return rep, fmt.Errorf("%w: %s: %s", ErrAborted, plan.Name, rep.Reason)
+			case Mixed:
+				return rep, fmt.Errorf("%w: cluster restore %s attempt %d decided %s, but a node reports another outcome: see kvrflow cluster status",
+					steps.ErrInconsistent, plan.Name, a, d)
 			}
-			o.Log.Warn().Err(err).Msg("etcd did not answer; trying again")
-			time.Sleep(500 * time.Millisecond)
-			continue
+			have = map[string]bool{}
+			for _, n := range rep.Nodes {
+				if n.Outcome != "" {
+					have[n.ID] = true
+				}
+			}
 		}
-		switch rep.Outcome {
-		case Committed:
-			return rep, nil
-		case Aborted:
-			return rep, fmt.Errorf("%w: %s: %s", ErrAborted, plan.Name, rep.Reason)
-		case Mixed:
-			return rep, fmt.Errorf("%w: cluster restore %s attempt %d decided %s, but a node reports another outcome: see kvrflow cluster status",
-				steps.ErrInconsistent, plan.Name, a, d)
-		}
-		if !w.next() {
-			w.close()
-			w = nil
+		evs, ok := wt.w.next(time.Time{})
+		if !ok {
+			wt.close()
 			if wctx.Err() != nil {
 				return report(ctx, cli, k, plan.Name, a, fmt.Errorf("attempt %d decided %s; not every node reported its outcome: %w", a, d, wctx.Err()))
+			}
+			continue
+		}
+		for _, ev := range evs {
+			if n := strings.TrimPrefix(string(ev.Kv.Key), k.outcomes(a)); ev.Type == clientv3.EventTypePut && n != string(ev.Kv.Key) && nodes[n] {
+				have[n] = true
 			}
 		}
 	}

@@ -124,50 +124,55 @@ var errDecided = errors.New("attempt already decided")
 var errNotMine = fmt.Errorf("%w: vote cast by another agent", ErrStale)
 
 // vote records node's vote in attempt a, once, with who cast it (voter:
-// host, database and run).
+// host, database and run). A vote written returns the attempt's tally as
+// it stood right after it (read in the same Txn): the last voter's shows
+// every vote, so it can decide without another read. A vote already
+// there returns no tally.
 //
 // Txn: if attempt's value is a (fencing: a stale agent of an earlier
 // attempt cannot vote in a later one), the vote key does not exist, and
-// there is no decision yet: put the vote and the voter. A vote found
-// already there with the same value and the same voter is success (a
-// restarted agent voting again for the same run); another voter's is
-// errNotMine.
-func vote(ctx context.Context, cli *clientv3.Client, k keys, a int64, node, value, voter string) error {
+// there is no decision yet: put the vote and the voter, and get the
+// decision and the votes. A vote found already there with the same value
+// and the same voter is success (a restarted agent voting again for the
+// same run); another voter's is errNotMine.
+func vote(ctx context.Context, cli *clientv3.Client, k keys, a int64, node, value, voter string) (*tally, error) {
 	resp, err := cli.Txn(ctx).If(
 		clientv3.Compare(clientv3.Value(k.attempt()), "=", strconv.FormatInt(a, 10)),
 		clientv3.Compare(clientv3.CreateRevision(k.vote(a, node)), "=", 0),
 		clientv3.Compare(clientv3.CreateRevision(k.decision(a)), "=", 0),
-	).Then(clientv3.OpPut(k.vote(a, node), value), clientv3.OpPut(k.voter(a, node), voter)).Else(
+	).Then(clientv3.OpPut(k.vote(a, node), value), clientv3.OpPut(k.voter(a, node), voter),
+		clientv3.OpGet(k.decision(a)), clientv3.OpGet(k.votes(a), clientv3.WithPrefix()),
+	).Else(
 		clientv3.OpGet(k.attempt()), clientv3.OpGet(k.vote(a, node)), clientv3.OpGet(k.decision(a)), clientv3.OpGet(k.voter(a, node)),
 	).Commit()
 	if err != nil {
-		return fmt.Errorf("etcd vote %s: %w", k.vote(a, node), err)
+		return nil, fmt.Errorf("etcd vote %s: %w", k.vote(a, node), err)
 	}
 	if resp.Succeeded {
-		return nil
+		return tallyOf(k, a, resp.Responses[2].GetResponseRange().Kvs, resp.Responses[3].GetResponseRange().Kvs), nil
 	}
 	att, vt, dec, vr := resp.Responses[0].GetResponseRange(), resp.Responses[1].GetResponseRange(), resp.Responses[2].GetResponseRange(), resp.Responses[3].GetResponseRange()
 	if len(vt.Kvs) > 0 && string(vt.Kvs[0].Value) == value {
 		if len(vr.Kvs) > 0 && string(vr.Kvs[0].Value) != voter {
-			return fmt.Errorf("%w: node %s's vote %q in attempt %d was cast by %s, not by this agent (%s): two agents run as node %s?",
+			return nil, fmt.Errorf("%w: node %s's vote %q in attempt %d was cast by %s, not by this agent (%s): two agents run as node %s?",
 				errNotMine, node, value, a, vr.Kvs[0].Value, voter, node)
 		}
-		return nil
+		return nil, nil
 	}
 	if len(vt.Kvs) > 0 && len(vr.Kvs) > 0 && string(vr.Kvs[0].Value) != voter {
-		return fmt.Errorf("%w: node %s's vote %q in attempt %d was cast by %s, not by this agent (%s)", errNotMine, node, vt.Kvs[0].Value, a, vr.Kvs[0].Value, voter)
+		return nil, fmt.Errorf("%w: node %s's vote %q in attempt %d was cast by %s, not by this agent (%s)", errNotMine, node, vt.Kvs[0].Value, a, vr.Kvs[0].Value, voter)
 	}
 	if len(dec.Kvs) > 0 {
-		return fmt.Errorf("%w: %s", errDecided, dec.Kvs[0].Value)
+		return nil, fmt.Errorf("%w: %s", errDecided, dec.Kvs[0].Value)
 	}
 	if len(att.Kvs) == 0 || string(att.Kvs[0].Value) != strconv.FormatInt(a, 10) {
 		cur := "none"
 		if len(att.Kvs) > 0 {
 			cur = string(att.Kvs[0].Value)
 		}
-		return fmt.Errorf("%w: node %s may not vote in attempt %d: the current attempt is %s", ErrStale, node, a, cur)
+		return nil, fmt.Errorf("%w: node %s may not vote in attempt %d: the current attempt is %s", ErrStale, node, a, cur)
 	}
-	return fmt.Errorf("%w: node %s already voted %q in attempt %d", ErrStale, node, vt.Kvs[0].Value, a)
+	return nil, fmt.Errorf("%w: node %s already voted %q in attempt %d", ErrStale, node, vt.Kvs[0].Value, a)
 }
 
 // decision returns attempt a's decision ("" if none).
@@ -200,50 +205,93 @@ func writeAbort(ctx context.Context, cli *clientv3.Client, k keys, a int64, reas
 	return string(resp.Responses[0].GetResponseRange().Kvs[0].Value), nil
 }
 
-// tryDecide writes attempt a's decision if the votes make one: abort as
-// soon as a node voted abort, commit when every node of the plan voted
-// prepared. It returns the decision that holds ("" if none yet) and the
-// etcd revision its read of the votes saw (a watch from the next one
-// misses nothing).
+// A tally is an attempt's decision and votes as one read saw them (or as
+// a watch brought them since).
+type tally struct {
+	decision string            // "" if none seen
+	votes    map[string]string // node id -> vote
+}
+
+// readTally reads attempt a's decision and votes at one revision (a
+// read-only Txn), not the plan: at 1,000 nodes the plan is ~150 KB.
+func readTally(ctx context.Context, cli *clientv3.Client, k keys, a int64) (*tally, error) {
+	resp, err := cli.Txn(ctx).Then(clientv3.OpGet(k.decision(a)), clientv3.OpGet(k.votes(a), clientv3.WithPrefix())).Commit()
+	if err != nil {
+		return nil, fmt.Errorf("etcd get %s: %w", k.att(a), err)
+	}
+	return tallyOf(k, a, resp.Responses[0].GetResponseRange().Kvs, resp.Responses[1].GetResponseRange().Kvs), nil
+}
+
+// tallyOf is the tally of what Gets of the decision key and the votes
+// returned.
+func tallyOf(k keys, a int64, decision, votes []*mvccpb.KeyValue) *tally {
+	t := &tally{votes: map[string]string{}}
+	for _, kv := range votes {
+		t.votes[strings.TrimPrefix(string(kv.Key), k.votes(a))] = string(kv.Value)
+	}
+	if len(decision) > 0 {
+		t.decision = string(decision[0].Value)
+	}
+	return t
+}
+
+// apply brings the tally up to date with a watch's events on attempt a:
+// a vote written is counted. It reports false when an event wrote the
+// decision: the decision is then read again, with the votes that a
+// commit decision is checked against (checkCommit).
+func (t *tally) apply(k keys, a int64, evs []*clientv3.Event) bool {
+	for _, ev := range evs {
+		key := string(ev.Kv.Key)
+		switch {
+		case key == k.decision(a):
+			return false
+		case ev.Type == clientv3.EventTypePut && strings.HasPrefix(key, k.votes(a)):
+			t.votes[strings.TrimPrefix(key, k.votes(a))] = string(ev.Kv.Value)
+		}
+	}
+	return true
+}
+
+// tryDecide reads attempt a's decision and votes and settles it.
+func tryDecide(ctx context.Context, cli *clientv3.Client, k keys, a int64, plan *Plan) (string, error) {
+	t, err := readTally(ctx, cli, k, a)
+	if err != nil {
+		return "", err
+	}
+	return settle(ctx, cli, k, a, plan, t)
+}
+
+// settle returns the decision tally t holds, or writes the one its votes
+// make: abort as soon as a node voted abort, commit when every node of
+// the plan voted prepared; else "" (none yet). Only then does it call
+// etcd: a tally that decides nothing costs no request.
 //
 // The commit Txn compares that there is no decision, that a is still the
 // current attempt, and that each node's vote key holds exactly
-// "prepared": the decision can only be commit if every vote is.
-func tryDecide(ctx context.Context, cli *clientv3.Client, k keys, a int64, plan *Plan) (string, int64, error) {
-	// The decision and the votes at one revision (a read-only Txn), not
-	// the plan: at 1,000 nodes the plan is ~150 KB and this read is done
-	// on every wake-up.
-	resp, err := cli.Txn(ctx).Then(clientv3.OpGet(k.decision(a)), clientv3.OpGet(k.votes(a), clientv3.WithPrefix())).Commit()
-	if err != nil {
-		return "", 0, fmt.Errorf("etcd get %s: %w", k.att(a), err)
-	}
-	rev := resp.Header.Revision
-	votes := map[string]string{}
-	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
-		votes[strings.TrimPrefix(string(kv.Key), k.votes(a))] = string(kv.Value)
-	}
-	if d := resp.Responses[0].GetResponseRange().Kvs; len(d) > 0 {
-		if err := checkCommit(k, a, plan, string(d[0].Value), votes); err != nil {
-			return "", rev, err
+// "prepared": the decision can only be commit if every vote is, whatever
+// the tally (read earlier, or brought up to date by a watch) says.
+func settle(ctx context.Context, cli *clientv3.Client, k keys, a int64, plan *Plan, t *tally) (string, error) {
+	if t.decision != "" {
+		if err := checkCommit(k, a, plan, t.decision, t.votes); err != nil {
+			return "", err
 		}
-		return string(d[0].Value), rev, nil
+		return t.decision, nil
 	}
 	prepared := 0
 	for _, n := range plan.Nodes {
-		v, ok := votes[n.ID]
+		v, ok := t.votes[n.ID]
 		if !ok {
 			continue
 		}
 		if w, reason := splitValue(v); w == voteAbort {
-			d, err := writeAbort(ctx, cli, k, a, fmt.Sprintf("node %s voted abort: %s", n.ID, reason))
-			return d, rev, err
+			return writeAbort(ctx, cli, k, a, fmt.Sprintf("node %s voted abort: %s", n.ID, reason))
 		}
 		if v == votePrepared {
 			prepared++
 		}
 	}
 	if prepared < len(plan.Nodes) {
-		return "", rev, nil
+		return "", nil
 	}
 	cmps := []clientv3.Cmp{
 		clientv3.Compare(clientv3.CreateRevision(k.decision(a)), "=", 0),
@@ -254,18 +302,21 @@ func tryDecide(ctx context.Context, cli *clientv3.Client, k keys, a int64, plan 
 	}
 	tr, err := cli.Txn(ctx).If(cmps...).Then(clientv3.OpPut(k.decision(a), decisionCommit)).Commit()
 	if err != nil {
-		return "", 0, fmt.Errorf("etcd decide %s: %w", k.decision(a), err)
+		return "", fmt.Errorf("etcd decide %s: %w", k.decision(a), err)
 	}
 	if tr.Succeeded {
-		return decisionCommit, tr.Header.Revision, nil
+		return decisionCommit, nil
 	}
-	d, err := decision(ctx, cli, k, a)
-	if err == nil && d == "" {
-		// Not current any more, and not decided: whoever superseded it
-		// decides abort; so may we.
-		d, err = writeAbort(ctx, cli, k, a, "attempt superseded before its commit")
+	// Decided already (read it, with the votes it is checked against),
+	// or not current any more: whoever superseded it decides abort; so
+	// may we.
+	if t, err = readTally(ctx, cli, k, a); err != nil {
+		return "", err
 	}
-	return d, tr.Header.Revision, err
+	if t.decision != "" {
+		return settle(ctx, cli, k, a, plan, t)
+	}
+	return writeAbort(ctx, cli, k, a, "attempt superseded before its commit")
 }
 
 // checkCommit refuses a commit decision that the commit Txn cannot have
@@ -285,56 +336,91 @@ func checkCommit(k keys, a int64, plan *Plan, d string, votes map[string]string)
 	return nil
 }
 
-// waitDecision waits for attempt a's decision. It opens one watch (see
-// watcher), calls tryDecide, and calls it again on every change the
-// watch brings, and after deadline writes abort. A
-// zero deadline never aborts. ctx bounds the wait. With retry, an etcd
-// that stops answering is waited for (until ctx ends); without, its error
-// is returned.
+// A wait is one participant's wait for attempt a's decision, on one
+// watch (see watcher) kept open across the reads it guards.
 //
-// The coordinator watches the whole attempt (votes too: every vote wakes
-// it, and it decides when the last one arrives); an agent watches only the
-// decision key. An agent's own tryDecide right after its vote is a
-// linearizable read after its write: the last voter's sees every vote,
-// so it decides; if it crashes first, the coordinator, the voter's
-// recovery or the timeout does. So each vote wakes one process, not N.
-func waitDecision(ctx context.Context, cli *clientv3.Client, k keys, a int64, plan *Plan, deadline time.Time, retry bool) (string, error) {
-	return waitDecisionOn(ctx, cli, k, a, plan, deadline, retry, k.decision(a))
+// The coordinator watches the whole attempt (k.att): every vote comes as
+// an event and is counted in its tally, and it writes the decision when
+// the tally makes one, without reading etcd on every vote. An agent
+// watches only the decision key: its own vote's Txn returns the tally as
+// it stood after the vote (a linearizable read after its write), so the
+// last voter sees every vote and decides; if it crashes first, the
+// coordinator, the voter's recovery or the timeout does. So each vote
+// wakes one process, not N, and costs no read.
+type wait struct {
+	cli      *clientv3.Client
+	k        keys
+	a        int64
+	plan     *Plan
+	deadline time.Time // abort then (zero: never)
+	retry    bool      // wait for an etcd that stops answering (until ctx ends)
+	watched  string    // k.decision(a) (an agent) or k.att(a) (the coordinator)
+	w        *watcher  // nil until opened, and after it ended
 }
 
-// waitAll is waitDecision that watches the whole attempt (the coordinator).
-func waitAll(ctx context.Context, cli *clientv3.Client, k keys, a int64, plan *Plan, deadline time.Time, retry bool) (string, error) {
-	return waitDecisionOn(ctx, cli, k, a, plan, deadline, retry, k.att(a))
+// open opens the wait's watch if it has none. It reports whether it
+// opened one (false if one was open, or on error).
+func (wt *wait) open(ctx context.Context) (bool, error) {
+	if wt.w != nil {
+		return false, nil
+	}
+	w, err := openWatch(ctx, wt.cli, wt.watched)
+	if err != nil {
+		return false, err
+	}
+	wt.w = w
+	return true, nil
 }
 
-func waitDecisionOn(ctx context.Context, cli *clientv3.Client, k keys, a int64, plan *Plan, deadline time.Time, retry bool, watched string) (string, error) {
+// close ends the wait's watch.
+func (wt *wait) close() {
+	wt.w.close()
+	wt.w = nil
+}
+
+// decision waits for the attempt's decision and returns it; past the
+// deadline it writes abort. first, if not nil, is a tally read after the
+// wait's watch was opened (a vote's): it saves the first read. A tally
+// read before the watch was opened would miss what was written between.
+func (wt *wait) decision(ctx context.Context, first *tally) (string, error) {
 	pause := 100 * time.Millisecond
-	var w *watcher
-	defer func() { w.close() }()
+	t := first
+	if wt.w == nil {
+		t = nil
+	}
+	expired := func() bool { return !wt.deadline.IsZero() && !time.Now().Before(wt.deadline) }
 	for {
-		if w == nil && (deadline.IsZero() || time.Now().Before(deadline)) {
-			var err error
-			if w, err = openWatch(ctx, cli, watched, deadline); err != nil {
+		if wt.w == nil && !expired() {
+			if _, err := wt.open(ctx); err != nil {
 				if ctx.Err() != nil {
 					return "", ctx.Err()
 				}
-				if !deadline.IsZero() && !time.Now().Before(deadline) {
+				if expired() {
 					// Ended by the deadline: the read decides abort.
-				} else if !retry {
+				} else if !wt.retry {
 					return "", err
 				}
 				time.Sleep(pause)
 				pause = min(2*pause, 2*time.Second)
 				continue
 			}
+			t = nil // read after the watch is open
 		}
 		rctx, cancel := context.WithTimeout(ctx, RequestTimeout)
-		d, _, err := tryDecide(rctx, cli, k, a, plan)
-		if err == nil && d == "" && !deadline.IsZero() && !time.Now().Before(deadline) {
-			d, err = writeAbort(rctx, cli, k, a, "not every node voted prepared within the prepare timeout")
+		var d string
+		var err error
+		if t == nil {
+			t, err = readTally(rctx, wt.cli, wt.k, wt.a)
+		}
+		if err == nil {
+			d, err = settle(rctx, wt.cli, wt.k, wt.a, wt.plan, t)
+		}
+		if err == nil && d == "" && expired() {
+			d, err = writeAbort(rctx, wt.cli, wt.k, wt.a, "not every node voted prepared within the prepare timeout")
 		}
 		cancel()
-		if err != nil && retry && ctx.Err() == nil && !errors.Is(err, ErrUntrusted) {
+		if err != nil && wt.retry && ctx.Err() == nil && !errors.Is(err, ErrUntrusted) {
+			t = nil
 			time.Sleep(pause)
 			pause = min(2*pause, 2*time.Second)
 			continue
@@ -342,14 +428,22 @@ func waitDecisionOn(ctx context.Context, cli *clientv3.Client, k keys, a int64, 
 		if err != nil || d != "" {
 			return d, err
 		}
-		if w != nil && !w.next() {
-			// The deadline, compaction, or no leader: read again (at
-			// the deadline the read decides abort).
-			w.close()
-			w = nil
+		if wt.w == nil {
+			continue // past the deadline: the next read decides abort
+		}
+		evs, ok := wt.w.next(wt.deadline)
+		switch {
+		case !ok:
+			// Compaction, no leader, ctx: read again, on a new watch.
+			wt.close()
+			t = nil
 			if ctx.Err() != nil {
 				return "", ctx.Err()
 			}
+		case len(evs) == 0:
+			t = nil // the deadline: the read decides abort
+		case !t.apply(wt.k, wt.a, evs):
+			t = nil // the decision was written: read it with the votes
 		}
 	}
 }
@@ -370,15 +464,11 @@ type watcher struct {
 }
 
 // openWatch opens a watch on every key under prefix, from etcd's next
-// revision on, and returns once etcd has created it. The watch ends at
-// deadline (zero: never) or with ctx. An etcd that has not created it
-// within RequestTimeout is an error.
-func openWatch(ctx context.Context, cli *clientv3.Client, prefix string, deadline time.Time) (*watcher, error) {
+// revision on, and returns once etcd has created it. The watch ends with
+// ctx (or close). An etcd that has not created it within RequestTimeout
+// is an error.
+func openWatch(ctx context.Context, cli *clientv3.Client, prefix string) (*watcher, error) {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	if !deadline.IsZero() {
-		cancel()
-		wctx, cancel = context.WithDeadline(clientv3.WithRequireLeader(ctx), deadline)
-	}
 	// clientv3's Watch blocks until its stream to etcd is up: the timer
 	// ends the watch (and so that wait) if etcd has not created it in
 	// time.
@@ -427,19 +517,30 @@ func watchErr(err error) error {
 	return rpctypes.Error(err)
 }
 
-// next waits for the next change under the watched prefix and reports
-// whether one came; false when the watch ended (its deadline, ctx,
-// compaction, no leader): the caller reads again and opens another.
-func (w *watcher) next() bool {
-	for wr := range w.ch {
-		if wr.Err() != nil {
-			return false
-		}
-		if len(wr.Events) > 0 {
-			return true
+// next waits for the next changes under the watched prefix, until
+// deadline (zero: none), and returns them; at the deadline it returns
+// none. ok is false when the watch ended (ctx, compaction, no leader):
+// the caller reads again and opens another.
+func (w *watcher) next(deadline time.Time) (evs []*clientv3.Event, ok bool) {
+	var expired <-chan time.Time
+	if !deadline.IsZero() {
+		t := time.NewTimer(time.Until(deadline))
+		defer t.Stop()
+		expired = t.C
+	}
+	for {
+		select {
+		case wr, open := <-w.ch:
+			if !open || wr.Err() != nil {
+				return nil, false
+			}
+			if len(wr.Events) > 0 {
+				return wr.Events, true
+			}
+		case <-expired:
+			return nil, true
 		}
 	}
-	return false
 }
 
 // close ends the watch; a nil watcher is closed already.

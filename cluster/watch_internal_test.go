@@ -44,14 +44,14 @@ func TestOpenWatch_RefusedIsEtcdsPermissionError(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cli.Close()
-	w, err := openWatch(ctx, cli, "/w/attempts/", time.Time{})
+	w, err := openWatch(ctx, cli, "/w/attempts/")
 	if err != nil {
 		t.Fatalf("a permitted watch: %v", err)
 	}
 	w.close()
 	_, gerr := cli.Get(ctx, "/w/restores/", clientv3.WithPrefix())
 	start := time.Now()
-	_, err = openWatch(ctx, cli, "/w/restores/", time.Time{})
+	_, err = openWatch(ctx, cli, "/w/restores/")
 	if !errors.Is(err, rpctypes.ErrPermissionDenied) || time.Since(start) >= RequestTimeout {
 		t.Errorf("a refused watch: %v (after %v); want rpctypes.ErrPermissionDenied at once, as a refused Get: %v", err, time.Since(start), gerr)
 	}
@@ -68,12 +68,12 @@ func TestOpenWatch_RefusedIsEtcdsPermissionErrorOnDebianEtcd(t *testing.T) {
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	w, err := openWatch(ctx, cli, "/w/attempts/", time.Time{})
+	w, err := openWatch(ctx, cli, "/w/attempts/")
 	if err != nil {
 		t.Fatalf("a permitted watch: %v", err)
 	}
 	w.close()
-	_, err = openWatch(ctx, cli, "/w/restores/", time.Time{})
+	_, err = openWatch(ctx, cli, "/w/restores/")
 	if !errors.Is(err, rpctypes.ErrPermissionDenied) {
 		t.Errorf("a refused watch: %v; want rpctypes.ErrPermissionDenied", err)
 	}
