@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/kvrflow/kvrflow/fsm"
@@ -136,4 +137,96 @@ func TestErrUndecided_SaysNotFinished(t *testing.T) {
 func castVote(ctx context.Context, cli *clientv3.Client, k keys, a int64, node, value, voter string) error {
 	_, err := vote(ctx, cli, k, a, node, value, voter)
 	return err
+}
+
+// TestVote_TheLastVotersTallyShowsEveryVote: a vote's Txn returns the
+// attempt's tally as it stood right after the vote, so the last voter
+// decides without another read; a vote cast again returns none.
+func TestVote_TheLastVotersTallyShowsEveryVote(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	k := keysOf("/t/", "r")
+	plan := &Plan{Name: "r", Nodes: []PlanNode{{ID: "a", From: "/x"}, {ID: "b", From: "/y"}}}
+	if _, _, err := publish(ctx, cli, k, plan, time.Minute, true); err != nil {
+		t.Fatal(err)
+	}
+	ta, err := vote(ctx, cli, k, 1, "a", votePrepared, "va")
+	if err != nil || ta == nil || len(ta.votes) != 1 || ta.decision != "" {
+		t.Fatalf("the first vote's tally: %+v, %v; want a's vote alone", ta, err)
+	}
+	if d, err := settle(ctx, cli, k, 1, plan, ta); err != nil || d != "" {
+		t.Fatalf("one vote of two settles %q, %v; want nothing", d, err)
+	}
+	if again, err := vote(ctx, cli, k, 1, "a", votePrepared, "va"); err != nil || again != nil {
+		t.Fatalf("the same vote again: %+v, %v; want success without a tally", again, err)
+	}
+	tb, err := vote(ctx, cli, k, 1, "b", votePrepared, "vb")
+	if err != nil || tb == nil || tb.votes["a"] != votePrepared || tb.votes["b"] != votePrepared {
+		t.Fatalf("the last vote's tally: %+v, %v; want both votes", tb, err)
+	}
+	if d, err := settle(ctx, cli, k, 1, plan, tb); err != nil || d != decisionCommit {
+		t.Fatalf("the last voter settles %q, %v; want commit", d, err)
+	}
+	// A stale tally (a's, before b voted) settles to the decision that
+	// holds once it knows there is one; a late commit Txn from a full
+	// tally finds the decision and returns it.
+	if d, err := settle(ctx, cli, k, 1, plan, tb); err != nil || d != decisionCommit {
+		t.Fatalf("a second commit from the same tally: %q, %v; want the decision, commit", d, err)
+	}
+}
+
+// TestTally_ApplyCountsVotesAndRereadsTheDecision: a watch's vote events
+// are counted in the tally; an event on the decision key asks for a read
+// (the decision is checked against the votes as etcd holds them); other
+// keys of the attempt change nothing.
+func TestTally_ApplyCountsVotesAndRereadsTheDecision(t *testing.T) {
+	k := keysOf("/t/", "r")
+	put := func(key, value string) *clientv3.Event {
+		return &clientv3.Event{Type: clientv3.EventTypePut, Kv: &mvccpb.KeyValue{Key: []byte(key), Value: []byte(value)}}
+	}
+	tl := &tally{votes: map[string]string{}}
+	if !tl.apply(k, 1, []*clientv3.Event{put(k.vote(1, "a"), votePrepared), put(k.voter(1, "a"), "va"), put(k.outcome(1, "a"), outcomeCommitted), put(k.vote(2, "b"), votePrepared)}) {
+		t.Fatal("votes, voters and outcomes asked for a read")
+	}
+	if len(tl.votes) != 1 || tl.votes["a"] != votePrepared {
+		t.Fatalf("votes %v; want a's alone (b's is another attempt's)", tl.votes)
+	}
+	if tl.apply(k, 1, []*clientv3.Event{put(k.vote(1, "b"), abortValue("no")), put(k.decision(1), decisionCommit)}) {
+		t.Fatal("the decision's event did not ask for a read")
+	}
+}
+
+// TestWait_DeadlineWithTheWatchOpenDecidesAbort: past the deadline, a
+// wait whose watch is open and quiet reads again and writes abort (the
+// watch is not ended by the deadline: the coordinator keeps it for the
+// outcomes).
+func TestWait_DeadlineWithTheWatchOpenDecidesAbort(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	k := keysOf("/t/", "r")
+	plan := &Plan{Name: "r", Nodes: []PlanNode{{ID: "a", From: "/x"}, {ID: "b", From: "/y"}}}
+	if _, _, err := publish(ctx, cli, k, plan, time.Minute, true); err != nil {
+		t.Fatal(err)
+	}
+	wt := &wait{cli: cli, k: k, a: 1, plan: plan, deadline: time.Now().Add(300 * time.Millisecond), retry: true, watched: k.att(1)}
+	defer wt.close()
+	if _, err := wt.open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tl, err := vote(ctx, cli, k, 1, "a", votePrepared, "va")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	d, err := wt.decision(ctx, tl)
+	if err != nil || !strings.HasPrefix(d, decisionAbort) || time.Since(start) > 10*time.Second {
+		t.Fatalf("decision %q, %v after %v; want abort at the deadline", d, err, time.Since(start))
+	}
+	if wt.w == nil {
+		t.Error("the watch was closed by the deadline")
+	}
 }

@@ -1,0 +1,128 @@
+package cluster_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+
+	"github.com/kvrflow/kvrflow/cluster"
+	"github.com/kvrflow/kvrflow/internal/etcdtest"
+)
+
+// requests counts one client's unary etcd requests by method (Range,
+// Txn, Put, ...): watches share one stream and are not counted.
+type requests struct {
+	mu sync.Mutex
+	by map[string]int
+}
+
+func (r *requests) intercept(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	r.mu.Lock()
+	r.by[method[strings.LastIndex(method, "/")+1:]]++
+	r.mu.Unlock()
+	return invoker(ctx, method, req, reply, cc, opts...)
+}
+
+// take returns the counts since the last take, and their total.
+func (r *requests) take() (map[string]int, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	by, n := r.by, 0
+	for _, c := range by {
+		n += c
+	}
+	r.by = map[string]int{}
+	return by, n
+}
+
+func (r *requests) String() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var s []string
+	for m, c := range r.by {
+		s = append(s, fmt.Sprintf("%s %d", m, c))
+	}
+	sort.Strings(s)
+	return strings.Join(s, ", ")
+}
+
+// countingClient is a client of srv whose unary requests r counts.
+func countingClient(t *testing.T, srv *etcdtest.Server, r *requests) *clientv3.Client {
+	t.Helper()
+	r.by = map[string]int{}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: srv.Endpoints(), DialTimeout: 5 * time.Second,
+		DialOptions: []grpc.DialOption{grpc.WithChainUnaryInterceptor(r.intercept)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// TestCluster_RequestsPerRestore bounds what one cluster restore of N
+// nodes asks of etcd (DESIGN.md "Cost at scale"), with the agents
+// running: each agent reads the attempt (1), votes and reads the tally
+// in one Txn (1), reads the decision with the votes when its watch brings
+// it (1) and records its outcome (1); the last voter also writes the
+// commit (1, and a read if another wrote it first). The coordinator reads
+// the current attempt, publishes, reads the tally once, writes or reads
+// the decision, and reads the report when it starts waiting for the
+// outcomes and when every node has one: never once per vote or per
+// outcome, and no agent reads every restore etcd holds when it wakes.
+func TestCluster_RequestsPerRestore(t *testing.T) {
+	srv := etcdtest.Start(t)
+	const n = 5
+	nodes := newNodes(t, n)
+	const prefix = "/cost/"
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	agents := make([]*requests, n)
+	for i, nd := range nodes {
+		agents[i] = &requests{}
+		cli := countingClient(t, srv, agents[i])
+		wg.Go(func() {
+			_, err := cluster.Agent(ctx, cli, prefix, cluster.AgentOptions{Node: nd.id, DB: nd.db})
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("agent %s: %v, want it to serve until cancelled", nd.id, err)
+			}
+		})
+	}
+	defer func() { cancel(); wg.Wait() }()
+	coord := &requests{}
+	cli := countingClient(t, srv, coord)
+	// A first restore, not counted: the agents' start (a Get of every
+	// restore, the watch) is behind them. Then one under another name.
+	mustCommit(t, cli, prefix, "warm", nodes, cluster.CoordinateOptions{PrepareTimeout: time.Minute})
+	for _, r := range append(agents, coord) {
+		r.take()
+	}
+	mustCommit(t, cli, prefix, "counted", nodes, cluster.CoordinateOptions{PrepareTimeout: time.Minute})
+	// The last agent's outcome is in etcd before Coordinate returns, but
+	// its request count may lag by a moment.
+	time.Sleep(100 * time.Millisecond)
+	total := 0
+	for i, r := range agents {
+		desc := r.String()
+		by, c := r.take()
+		total += c
+		if c > 6 || by["Range"] > 0 {
+			t.Errorf("agent %s: %d requests (%s); want at most 6, and no Range (a Get of every restore on each wake)", nodes[i].id, c, desc)
+		}
+	}
+	if total > 4*n+3 {
+		t.Errorf("agents: %d requests in all, want at most 4 per node and 3 for the decision (%d)", total, 4*n+3)
+	}
+	desc := coord.String()
+	if _, c := coord.take(); c > 8 {
+		t.Errorf("coordinator: %d requests (%s); want at most 8, whatever the number of nodes", c, desc)
+	}
+	t.Logf("agents %d requests for %d nodes; coordinator %s", total, n, desc)
+}
