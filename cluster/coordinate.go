@@ -61,7 +61,7 @@ func Coordinate(ctx context.Context, cli *clientv3.Client, prefix string, plan *
 	defer cancel()
 	// One watch on the whole attempt, for the votes and then for the
 	// outcomes.
-	wt := &wait{cli: cli, k: k, a: a, plan: plan, deadline: deadline, retry: true, watched: k.att(a)}
+	wt := &wait{cli: cli, k: k, a: a, plan: plan, deadline: deadline, retry: true, watched: k.att(a), grace: lastVoterGrace}
 	defer wt.close()
 	d, err := wt.decision(wctx, nil)
 	if err != nil {

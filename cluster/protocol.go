@@ -252,6 +252,20 @@ func (t *tally) apply(k keys, a int64, evs []*clientv3.Event) bool {
 	return true
 }
 
+// allPrepared reports whether every node of plan voted prepared in t,
+// with no decision seen.
+func (t *tally) allPrepared(plan *Plan) bool {
+	if t.decision != "" {
+		return false
+	}
+	for _, n := range plan.Nodes {
+		if t.votes[n.ID] != votePrepared {
+			return false
+		}
+	}
+	return true
+}
+
 // tryDecide reads attempt a's decision and votes and settles it.
 func tryDecide(ctx context.Context, cli *clientv3.Client, k keys, a int64, plan *Plan) (string, error) {
 	t, err := readTally(ctx, cli, k, a)
@@ -356,7 +370,17 @@ type wait struct {
 	retry    bool      // wait for an etcd that stops answering (until ctx ends)
 	watched  string    // k.decision(a) (an agent) or k.att(a) (the coordinator)
 	w        *watcher  // nil until opened, and after it ended
+	// grace, if set, is how long a tally of every vote prepared waits
+	// for the decision before settle writes it: the coordinator's, which
+	// leaves the commit to the last voter (its vote's tally shows every
+	// vote, and it writes the commit at once) unless that voter died
+	// between its vote and its commit. Two writers racing cost etcd a
+	// Txn through raft that fails, and a read.
+	grace time.Duration
 }
+
+// lastVoterGrace is the coordinator's wait.grace.
+const lastVoterGrace = 500 * time.Millisecond
 
 // open opens the wait's watch if it has none. It reports whether it
 // opened one (false if one was open, or on error).
@@ -389,6 +413,7 @@ func (wt *wait) decision(ctx context.Context, first *tally) (string, error) {
 		t = nil
 	}
 	expired := func() bool { return !wt.deadline.IsZero() && !time.Now().Before(wt.deadline) }
+	var settleAt time.Time // when a tally of every vote prepared may write the commit
 	for {
 		if wt.w == nil && !expired() {
 			if _, err := wt.open(ctx); err != nil {
@@ -412,7 +437,14 @@ func (wt *wait) decision(ctx context.Context, first *tally) (string, error) {
 		if t == nil {
 			t, err = readTally(rctx, wt.cli, wt.k, wt.a)
 		}
-		if err == nil {
+		holding := false
+		if err == nil && wt.grace > 0 && wt.w != nil && !expired() && t.allPrepared(wt.plan) {
+			if settleAt.IsZero() {
+				settleAt = time.Now().Add(wt.grace)
+			}
+			holding = time.Now().Before(settleAt)
+		}
+		if err == nil && !holding {
 			d, err = settle(rctx, wt.cli, wt.k, wt.a, wt.plan, t)
 		}
 		if err == nil && d == "" && expired() {
@@ -431,7 +463,11 @@ func (wt *wait) decision(ctx context.Context, first *tally) (string, error) {
 		if wt.w == nil {
 			continue // past the deadline: the next read decides abort
 		}
-		evs, ok := wt.w.next(wt.deadline)
+		until := wt.deadline
+		if holding && (until.IsZero() || settleAt.Before(until)) {
+			until = settleAt
+		}
+		evs, ok := wt.w.next(until)
 		switch {
 		case !ok:
 			// Compaction, no leader, ctx: read again, on a new watch.
@@ -440,6 +476,8 @@ func (wt *wait) decision(ctx context.Context, first *tally) (string, error) {
 			if ctx.Err() != nil {
 				return "", ctx.Err()
 			}
+		case len(evs) == 0 && holding && (wt.deadline.IsZero() || time.Now().Before(wt.deadline)):
+			// The grace is over: settle writes the commit.
 		case len(evs) == 0:
 			t = nil // the deadline: the read decides abort
 		case !t.apply(wt.k, wt.a, evs):

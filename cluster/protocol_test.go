@@ -230,3 +230,47 @@ func TestWait_DeadlineWithTheWatchOpenDecidesAbort(t *testing.T) {
 		t.Error("the watch was closed by the deadline")
 	}
 }
+
+// TestWait_CoordinatorCommitsWhenTheLastVoterDoesNot: every node voted
+// prepared but none wrote the commit (the last voter died between its
+// vote and its commit Txn): the coordinator's wait writes it once its
+// grace is over, not before.
+func TestWait_CoordinatorCommitsWhenTheLastVoterDoesNot(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	k := keysOf("/g/", "r")
+	plan := &Plan{Name: "r", Nodes: []PlanNode{{ID: "a", From: "/x"}, {ID: "b", From: "/y"}}}
+	if _, _, err := publish(ctx, cli, k, plan, time.Minute, true); err != nil {
+		t.Fatal(err)
+	}
+	wt := &wait{cli: cli, k: k, a: 1, plan: plan, deadline: time.Now().Add(time.Minute), retry: true, watched: k.att(1), grace: lastVoterGrace}
+	defer wt.close()
+	if _, err := wt.open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		d   string
+		err error
+		at  time.Time
+	}
+	done := make(chan result, 1)
+	go func() {
+		d, err := wt.decision(ctx, nil)
+		done <- result{d, err, time.Now()}
+	}()
+	must(t, castVote(ctx, cli, k, 1, "a", votePrepared, "va"))
+	must(t, castVote(ctx, cli, k, 1, "b", votePrepared, "vb"))
+	voted := time.Now()
+	r := <-done
+	if r.err != nil || r.d != decisionCommit {
+		t.Fatalf("decision %q, %v; want commit", r.d, r.err)
+	}
+	if waited := r.at.Sub(voted); waited < lastVoterGrace-50*time.Millisecond {
+		t.Errorf("the coordinator wrote the commit %v after the last vote; want it to leave the last voter %v", waited, lastVoterGrace)
+	}
+	if d, err := decision(ctx, cli, k, 1); err != nil || d != decisionCommit {
+		t.Errorf("etcd's decision: %q, %v; want commit", d, err)
+	}
+}
