@@ -61,6 +61,7 @@ func Agent(ctx context.Context, cli *clientv3.Client, prefix string, o AgentOpti
 	if err := a.recoverLocal(ctx); err != nil {
 		return nil, err
 	}
+	warm()
 	dir := attemptsDir(prefix)
 	var w *watcher
 	defer func() { w.close() }()
