@@ -87,7 +87,7 @@ func main() {
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	check(build.Run())
 
-	etcd, err := etcdproc.Launch(etcdproc.Options{Dir: filepath.Join(work, "etcd")})
+	etcd, err := etcdproc.Launch(etcdproc.Options{Dir: filepath.Join(work, "etcd"), DefaultTiming: true})
 	check(err)
 	defer etcd.Cleanup()
 	rtt := putLatency(etcd)
@@ -105,7 +105,7 @@ func main() {
 	fmt.Fprintf(&report, "- date: %s\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(&report, "- kvrflow commit: %s (%s)\n", gitRev(), runtime.Version())
 	fmt.Fprintf(&report, "- machine: %d cores, %s\n", runtime.NumCPU(), kernel())
-	fmt.Fprintf(&report, "- etcd: %s, one member on 127.0.0.1, data on the work directory's file system; Put round trip (median of 200): %.2f ms\n", etcdVersion(), ms(rtt))
+	fmt.Fprintf(&report, "- etcd: %s, one member on 127.0.0.1, its default heartbeat and election timeouts (100 ms, 1 s), data on the work directory's file system; Put round trip (median of 200): %.2f ms\n", etcdVersion(), ms(rtt))
 	fmt.Fprintf(&report, "- each node: an old database of 1000 keys, a backup (kvrflow backup) of %d keys of 1 KiB; restores in the default mode (auto: link on the same file system) and verification (checksum)\n", *keys)
 	fmt.Fprintf(&report, "- %d rounds each after one warm-up round, interleaved (I W C S, I W C S, ...); wall time from starting the processes to the last exit\n", *runs)
 	fmt.Fprintf(&report, "- load average at the start (other work on this machine): %s\n\n", loadavg())
