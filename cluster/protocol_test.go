@@ -101,15 +101,7 @@ func must(t *testing.T, err error) {
 // but one's outcome is rolled_back under a commit decision (an operator's
 // override that disagreed, say): the report is mixed, not committed.
 func TestReport_OutcomeContradictingTheDecisionIsMixed(t *testing.T) {
-	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	k := keysOf("/m/", "r")
-	plan := &Plan{Name: "r", Nodes: []PlanNode{{ID: "a", From: "/x"}, {ID: "b", From: "/y"}}}
-	if _, _, err := publish(ctx, cli, k, plan, time.Minute, true); err != nil {
-		t.Fatal(err)
-	}
+	cli, ctx, k, plan := twoNodeAttempt(t, "/m/")
 	must(t, castVote(ctx, cli, k, 1, "a", votePrepared, "va"))
 	must(t, castVote(ctx, cli, k, 1, "b", votePrepared, "vb"))
 	if d, err := tryDecide(ctx, cli, k, 1, plan); err != nil || d != decisionCommit {
@@ -149,15 +141,7 @@ func castVote(ctx context.Context, cli *clientv3.Client, k keys, a int64, node, 
 // attempt's tally as it stood right after the vote, so the last voter
 // decides without another read; a vote cast again returns none.
 func TestVote_TheLastVotersTallyShowsEveryVote(t *testing.T) {
-	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	k := keysOf("/t/", "r")
-	plan := &Plan{Name: "r", Nodes: []PlanNode{{ID: "a", From: "/x"}, {ID: "b", From: "/y"}}}
-	if _, _, err := publish(ctx, cli, k, plan, time.Minute, true); err != nil {
-		t.Fatal(err)
-	}
+	cli, ctx, k, plan := twoNodeAttempt(t, "/t/")
 	ta, err := vote(ctx, cli, k, 1, "a", votePrepared, "va")
 	if err != nil || ta == nil || len(ta.votes) != 1 || ta.decision != "" {
 		t.Fatalf("the first vote's tally: %+v, %v; want a's vote alone", ta, err)
@@ -209,28 +193,15 @@ func TestTally_ApplyCountsVotesAndRereadsTheDecision(t *testing.T) {
 // watch is not ended by the deadline: the coordinator keeps it for the
 // outcomes).
 func TestWait_DeadlineWithTheWatchOpenDecidesAbort(t *testing.T) {
-	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	k := keysOf("/t/", "r")
-	plan := &Plan{Name: "r", Nodes: []PlanNode{{ID: "a", From: "/x"}, {ID: "b", From: "/y"}}}
-	if _, _, err := publish(ctx, cli, k, plan, time.Minute, true); err != nil {
-		t.Fatal(err)
-	}
-	wt := &wait{cli: cli, k: k, a: 1, plan: plan, deadline: time.Now().Add(300 * time.Millisecond), retry: true, watched: k.att(1)}
-	defer wt.close()
-	if _, err := wt.open(ctx); err != nil {
-		t.Fatal(err)
-	}
+	cli, ctx, k, plan := twoNodeAttempt(t, "/t/")
+	wt := openWait(t, ctx, &wait{cli: cli, k: k, a: 1, plan: plan, deadline: time.Now().Add(300 * time.Millisecond), retry: true, watched: k.att(1)})
 	tl, err := vote(ctx, cli, k, 1, "a", votePrepared, "va")
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
 	d, err := wt.decision(ctx, tl)
-	if err != nil || !strings.HasPrefix(d, decisionAbort) || time.Since(start) > 10*time.Second {
-		t.Fatalf("decision %q, %v after %v; want abort at the deadline", d, err, time.Since(start))
+	if err != nil || !strings.HasPrefix(d, decisionAbort) {
+		t.Fatalf("decision %q, %v; want abort at the deadline", d, err)
 	}
 	if wt.w == nil {
 		t.Error("the watch was closed by the deadline")
@@ -242,20 +213,8 @@ func TestWait_DeadlineWithTheWatchOpenDecidesAbort(t *testing.T) {
 // vote and its commit Txn): the coordinator's wait writes it once its
 // grace is over, not before.
 func TestWait_CoordinatorCommitsWhenTheLastVoterDoesNot(t *testing.T) {
-	srv := etcdtest.Start(t)
-	cli := srv.Client(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	k := keysOf("/g/", "r")
-	plan := &Plan{Name: "r", Nodes: []PlanNode{{ID: "a", From: "/x"}, {ID: "b", From: "/y"}}}
-	if _, _, err := publish(ctx, cli, k, plan, time.Minute, true); err != nil {
-		t.Fatal(err)
-	}
-	wt := &wait{cli: cli, k: k, a: 1, plan: plan, deadline: time.Now().Add(time.Minute), retry: true, watched: k.att(1), grace: lastVoterGrace}
-	defer wt.close()
-	if _, err := wt.open(ctx); err != nil {
-		t.Fatal(err)
-	}
+	cli, ctx, k, plan := twoNodeAttempt(t, "/g/")
+	wt := openWait(t, ctx, &wait{cli: cli, k: k, a: 1, plan: plan, deadline: time.Now().Add(time.Minute), retry: true, watched: k.att(1), grace: lastVoterGrace})
 	type result struct {
 		d   string
 		err error
@@ -340,4 +299,29 @@ func voteRoundTrip() uint64 {
 	_ = proto.Unmarshal(b, &pb.TxnResponse{})
 	runtime.ReadMemStats(&m1)
 	return m1.Mallocs - m0.Mallocs
+}
+
+// twoNodeAttempt publishes attempt 1 of a restore "r" of nodes a and b
+// under prefix, on a fresh embedded etcd.
+func twoNodeAttempt(t *testing.T, prefix string) (*clientv3.Client, context.Context, keys, *Plan) {
+	t.Helper()
+	cli := etcdtest.Start(t).Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	k := keysOf(prefix, "r")
+	plan := &Plan{Name: "r", Nodes: []PlanNode{{ID: "a", From: "/x"}, {ID: "b", From: "/y"}}}
+	if _, _, err := publish(ctx, cli, k, plan, time.Minute, true); err != nil {
+		t.Fatal(err)
+	}
+	return cli, ctx, k, plan
+}
+
+// openWait opens wt's watch; the test's end closes it.
+func openWait(t *testing.T, ctx context.Context, wt *wait) *wait {
+	t.Helper()
+	t.Cleanup(wt.close)
+	if _, err := wt.open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return wt
 }
