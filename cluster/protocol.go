@@ -315,6 +315,12 @@ func settle(ctx context.Context, cli *clientv3.Client, k keys, a int64, plan *Pl
 		cmps = append(cmps, clientv3.Compare(clientv3.Value(k.vote(a, n.ID)), "=", votePrepared))
 	}
 	tr, err := cli.Txn(ctx).If(cmps...).Then(clientv3.OpPut(k.decision(a), decisionCommit)).Commit()
+	if errors.Is(err, rpctypes.ErrTooManyOps) {
+		// The plan has more nodes than this etcd lets one Txn compare:
+		// the commit can never be written, so no node can commit; abort
+		// now, saying why, rather than retry the refusal for ever.
+		return writeAbort(ctx, cli, k, a, fmt.Sprintf("etcd refused the commit transaction of %d compares (%v): run etcd with --max-txn-ops of at least %d", len(cmps), err, len(cmps)))
+	}
 	if err != nil {
 		return "", fmt.Errorf("etcd decide %s: %w", k.decision(a), err)
 	}

@@ -341,3 +341,47 @@ func voteRoundTrip() uint64 {
 	runtime.ReadMemStats(&m1)
 	return m1.Mallocs - m0.Mallocs
 }
+
+// TestWait_CommitTooLargeForEtcdDecidesAbort: a plan of 127 nodes makes a
+// commit Txn of 129 compares, which etcd (--max-txn-ops 128, its default)
+// refuses whatever the votes. Every node voted prepared: the wait must not
+// retry that refusal for ever (every agent hung, every run prepared, past
+// the prepare timeout too) but decide abort, saying why.
+func TestWait_CommitTooLargeForEtcdDecidesAbort(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	k := keysOf("/big/", "r")
+	plan := &Plan{Name: "r"}
+	for i := range 127 {
+		plan.Nodes = append(plan.Nodes, PlanNode{ID: fmt.Sprintf("n%d", i), From: fmt.Sprintf("/x/%d", i)})
+	}
+	if _, _, err := publish(ctx, cli, k, plan, time.Minute, true); err != nil {
+		t.Fatal(err)
+	}
+	var last *tally
+	for _, n := range plan.Nodes {
+		tl, err := vote(ctx, cli, k, 1, n.ID, votePrepared, "v"+n.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = tl
+	}
+	// The last voter's wait (an agent's: no grace), its deadline past
+	// soon; bounded by wctx so that a wait that never ends fails the test.
+	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer wcancel()
+	wt := &wait{cli: cli, k: k, a: 1, plan: plan, deadline: time.Now().Add(time.Second), retry: true, watched: k.decision(1)}
+	defer wt.close()
+	if _, err := wt.open(wctx); err != nil {
+		t.Fatal(err)
+	}
+	d, err := wt.decision(wctx, last)
+	if err != nil || !strings.HasPrefix(d, decisionAbort) || !strings.Contains(d, "max-txn-ops") {
+		t.Fatalf("decision %q, %v; want abort naming --max-txn-ops", d, err)
+	}
+	if got, err := decision(ctx, cli, k, 1); err != nil || got != d {
+		t.Errorf("etcd's decision %q, %v; want %q", got, err, d)
+	}
+}
