@@ -143,7 +143,12 @@ func Agent(ctx context.Context, cli *clientv3.Client, prefix string, o AgentOpti
 			if o.Once {
 				return rep, err
 			}
-			if err != nil {
+			switch {
+			case errors.Is(err, ErrAborted):
+				// Done: the node kept (or got back) its database, its
+				// outcome recorded; nothing to try again.
+				o.Log.Info().Err(err).Str("restore", name).Int64("attempt", att).Msg("cluster restore aborted")
+			case err != nil:
 				failed = true
 				o.Log.Error().Err(err).Str("restore", name).Int64("attempt", att).Msg("cluster restore")
 			}
