@@ -205,6 +205,34 @@ func writeAbort(ctx context.Context, cli *clientv3.Client, k keys, a int64, reas
 	return string(resp.Responses[0].GetResponseRange().Kvs[0].Value), nil
 }
 
+// decideAbort is writeAbort for a participant that applies the decision
+// it returns: a commit found there instead of its abort (the last voter's,
+// which won the race, or one put by hand) is read again with the votes
+// and checked (checkCommit), as every decision read is. Without that
+// check a forged commit written between a participant's read and its
+// abort would be applied by it, though a node voted abort.
+func decideAbort(ctx context.Context, cli *clientv3.Client, k keys, a int64, plan *Plan, reason string) (string, error) {
+	d, err := writeAbort(ctx, cli, k, a, reason)
+	if err != nil {
+		return "", err
+	}
+	if w, _ := splitValue(d); w != decisionCommit {
+		return d, nil
+	}
+	t, err := readTally(ctx, cli, k, a)
+	if err != nil {
+		return "", err
+	}
+	if t.decision == "" {
+		// Deleted since (by hand): not a decision to apply.
+		return "", fmt.Errorf("%w: %s held %q, then nothing: not written by kvrflow; left undecided", ErrUntrusted, k.decision(a), d)
+	}
+	if err := checkCommit(k, a, plan, t.decision, t.votes); err != nil {
+		return "", err
+	}
+	return t.decision, nil
+}
+
 // A tally is an attempt's decision and votes as one read saw them (or as
 // a watch brought them since).
 type tally struct {
@@ -298,7 +326,7 @@ func settle(ctx context.Context, cli *clientv3.Client, k keys, a int64, plan *Pl
 			continue
 		}
 		if w, reason := splitValue(v); w == voteAbort {
-			return writeAbort(ctx, cli, k, a, fmt.Sprintf("node %s voted abort: %s", n.ID, reason))
+			return decideAbort(ctx, cli, k, a, plan, fmt.Sprintf("node %s voted abort: %s", n.ID, reason))
 		}
 		if v == votePrepared {
 			prepared++
@@ -319,7 +347,7 @@ func settle(ctx context.Context, cli *clientv3.Client, k keys, a int64, plan *Pl
 		// The plan has more nodes than this etcd lets one Txn compare:
 		// the commit can never be written, so no node can commit; abort
 		// now, saying why, rather than retry the refusal for ever.
-		return writeAbort(ctx, cli, k, a, fmt.Sprintf("etcd refused the commit transaction of %d compares (%v): run etcd with --max-txn-ops of at least %d", len(cmps), err, len(cmps)))
+		return decideAbort(ctx, cli, k, a, plan, fmt.Sprintf("etcd refused the commit transaction of %d compares (%v): run etcd with --max-txn-ops of at least %d", len(cmps), err, len(cmps)))
 	}
 	if err != nil {
 		return "", fmt.Errorf("etcd decide %s: %w", k.decision(a), err)
@@ -336,7 +364,7 @@ func settle(ctx context.Context, cli *clientv3.Client, k keys, a int64, plan *Pl
 	if t.decision != "" {
 		return settle(ctx, cli, k, a, plan, t)
 	}
-	return writeAbort(ctx, cli, k, a, "attempt superseded before its commit")
+	return decideAbort(ctx, cli, k, a, plan, "attempt superseded before its commit")
 }
 
 // checkCommit refuses a commit decision that the commit Txn cannot have
@@ -454,7 +482,7 @@ func (wt *wait) decision(ctx context.Context, first *tally) (string, error) {
 			d, err = settle(rctx, wt.cli, wt.k, wt.a, wt.plan, t)
 		}
 		if err == nil && d == "" && expired() {
-			d, err = writeAbort(rctx, wt.cli, wt.k, wt.a, "not every node voted prepared within the prepare timeout")
+			d, err = decideAbort(rctx, wt.cli, wt.k, wt.a, wt.plan, "not every node voted prepared within the prepare timeout")
 		}
 		cancel()
 		if err != nil && wt.retry && ctx.Err() == nil && !errors.Is(err, ErrUntrusted) {

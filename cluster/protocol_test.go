@@ -385,3 +385,57 @@ func TestWait_CommitTooLargeForEtcdDecidesAbort(t *testing.T) {
 		t.Errorf("etcd's decision %q, %v; want %q", got, err, d)
 	}
 }
+
+// TestAbort_FindingAForgedCommitRefusesIt: a participant about to write
+// abort (a node voted abort, or the prepare timeout passed) finds a
+// decision already there: a commit put by hand, not by the commit Txn (b
+// never voted prepared). The abort's answer is a decision read like any
+// other: it is checked against the votes and refused (ErrUntrusted),
+// never returned as the decision to apply. Both a tally a moment old
+// (the coordinator's, counted from its watch) and a wait past its
+// deadline holding its vote's tally reach that abort.
+func TestAbort_FindingAForgedCommitRefusesIt(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	plan := &Plan{Name: "r", Nodes: []PlanNode{{ID: "a", From: "/x"}, {ID: "b", From: "/y"}}}
+
+	// settle, from a tally that saw b's abort vote but not the decision.
+	k := keysOf("/fa/", "r")
+	if _, _, err := publish(ctx, cli, k, plan, time.Minute, true); err != nil {
+		t.Fatal(err)
+	}
+	must(t, castVote(ctx, cli, k, 1, "a", votePrepared, "va"))
+	stale, err := vote(ctx, cli, k, 1, "b", abortValue("no"), "vb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, k.decision(1), decisionCommit); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := settle(ctx, cli, k, 1, plan, stale); !errors.Is(err, ErrUntrusted) {
+		t.Errorf("settle of an abort vote over a forged commit: %q, %v; want ErrUntrusted", d, err)
+	}
+
+	// A wait past its deadline with a's vote's tally (b has not voted).
+	k = keysOf("/fd/", "r")
+	if _, _, err := publish(ctx, cli, k, plan, time.Minute, true); err != nil {
+		t.Fatal(err)
+	}
+	wt := &wait{cli: cli, k: k, a: 1, plan: plan, deadline: time.Now().Add(-time.Second), retry: true, watched: k.decision(1)}
+	defer wt.close()
+	if _, err := wt.open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mine, err := vote(ctx, cli, k, 1, "a", votePrepared, "va")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, k.decision(1), decisionCommit); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := wt.decision(ctx, mine); !errors.Is(err, ErrUntrusted) {
+		t.Errorf("a wait past its deadline over a forged commit: %q, %v; want ErrUntrusted", d, err)
+	}
+}
