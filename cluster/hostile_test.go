@@ -381,3 +381,38 @@ func TestHostile_TwoLongRunningAgentsForOneNode(t *testing.T) {
 		}
 	}
 }
+
+// TestHostile_PublishedWhileAgentsAreBusyIsServed: running agents n1 and
+// n2 are prepared in restore "busy", which waits for n3 (no agent) until
+// its prepare timeout aborts it; "next" is published meanwhile. Its key's
+// change reaches the agents' watch while they are busy: they must serve
+// it once "busy" is done, from that change alone (an aborted restore is
+// no failure: they do not read every restore again after it).
+func TestHostile_PublishedWhileAgentsAreBusyIsServed(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	nodes := newNodes(t, 3)
+	const prefix = "/bz/"
+	defer serve(t, srv, prefix, nodes[:2]...)()
+	busy := make(chan error, 1)
+	go func() {
+		_, err := cluster.Coordinate(context.Background(), cli, prefix, planOf("busy", nodes), cluster.CoordinateOptions{PrepareTimeout: 2 * time.Second, Wait: 4 * time.Second})
+		busy <- err
+	}()
+	wctx, wcancel := context.WithTimeout(context.Background(), time.Minute)
+	defer wcancel()
+	waitKey(t, wctx, cli, prefix+"restores/busy/1/votes/n1")
+	waitKey(t, wctx, cli, prefix+"restores/busy/1/votes/n2")
+	rep, err := cluster.Coordinate(context.Background(), cli, prefix, planOf("next", nodes[:2]), cluster.CoordinateOptions{PrepareTimeout: 20 * time.Second, Wait: 30 * time.Second})
+	if err != nil || rep.Outcome != cluster.Committed {
+		t.Fatalf("next: %+v, %v", rep, err)
+	}
+	if err := <-busy; !errors.Is(err, cluster.ErrUndecided) && !errors.Is(err, cluster.ErrAborted) {
+		t.Errorf("busy: %v, want aborted (or undecided: n3 never reports)", err)
+	}
+	for _, n := range nodes[:2] {
+		if s := n.state(t); s != "new" {
+			t.Errorf("node %s: %s", n.id, s)
+		}
+	}
+}

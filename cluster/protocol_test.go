@@ -439,3 +439,33 @@ func TestAbort_FindingAForgedCommitRefusesIt(t *testing.T) {
 		t.Errorf("a wait past its deadline over a forged commit: %q, %v; want ErrUntrusted", d, err)
 	}
 }
+
+// TestWait_PastTheDeadlineEveryVotePreparedCommits: the last voter died
+// between its vote and its commit Txn and no coordinator runs (killed in
+// its grace, say). A waiting agent's tally (its own vote's) shows one
+// vote of two; at its deadline it reads again and, every vote being
+// prepared, writes commit: the timeout aborts only what cannot commit.
+func TestWait_PastTheDeadlineEveryVotePreparedCommits(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	k := keysOf("/dl/", "r")
+	plan := &Plan{Name: "r", Nodes: []PlanNode{{ID: "a", From: "/x"}, {ID: "b", From: "/y"}}}
+	if _, _, err := publish(ctx, cli, k, plan, time.Minute, true); err != nil {
+		t.Fatal(err)
+	}
+	wt := &wait{cli: cli, k: k, a: 1, plan: plan, deadline: time.Now().Add(300 * time.Millisecond), retry: true, watched: k.decision(1)}
+	defer wt.close()
+	if _, err := wt.open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mine, err := vote(ctx, cli, k, 1, "a", votePrepared, "va")
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, castVote(ctx, cli, k, 1, "b", votePrepared, "vb")) // and dies
+	if d, err := wt.decision(ctx, mine); err != nil || d != decisionCommit {
+		t.Fatalf("decision %q, %v; want commit", d, err)
+	}
+}
