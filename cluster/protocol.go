@@ -175,18 +175,6 @@ func vote(ctx context.Context, cli *clientv3.Client, k keys, a int64, node, valu
 	return nil, fmt.Errorf("%w: node %s already voted %q in attempt %d", ErrStale, node, vt.Kvs[0].Value, a)
 }
 
-// decision returns attempt a's decision ("" if none).
-func decision(ctx context.Context, cli *clientv3.Client, k keys, a int64) (string, error) {
-	resp, err := cli.Get(ctx, k.decision(a))
-	if err != nil {
-		return "", fmt.Errorf("etcd get %s: %w", k.decision(a), err)
-	}
-	if len(resp.Kvs) == 0 {
-		return "", nil
-	}
-	return string(resp.Kvs[0].Value), nil
-}
-
 // writeAbort decides abort for attempt a unless it is decided, and
 // returns the decision that holds. Any participant may: before a
 // decision, abort is always safe.

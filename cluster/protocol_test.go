@@ -469,3 +469,45 @@ func TestWait_PastTheDeadlineEveryVotePreparedCommits(t *testing.T) {
 		t.Fatalf("decision %q, %v; want commit", d, err)
 	}
 }
+
+// TestDecisionOf_ForgedCommitIsRefused: what `kvrflow recover --decision
+// commit --etcd` checks the operator's decision against is a decision
+// read like any other: a commit put by hand while a node voted abort is
+// ErrUntrusted (exit 2, nothing done), not a commit that agrees.
+func TestDecisionOf_ForgedCommitIsRefused(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	k := keysOf("/do/", "r")
+	plan := &Plan{Name: "r", Nodes: []PlanNode{{ID: "a", From: "/x"}, {ID: "b", From: "/y"}}}
+	if _, _, err := publish(ctx, cli, k, plan, time.Minute, true); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := loadAttempt(ctx, cli, k, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, castVote(ctx, cli, k, 1, "a", votePrepared, "va"))
+	must(t, castVote(ctx, cli, k, 1, "b", abortValue("no"), "vb"))
+	if _, err := cli.Put(ctx, k.decision(1), decisionCommit); err != nil {
+		t.Fatal(err)
+	}
+	for _, abort := range []bool{false, true} {
+		if d, err := DecisionOf(ctx, cli, "/do/", Tag("r", 1, rec.ID), abort); !errors.Is(err, ErrUntrusted) {
+			t.Errorf("DecisionOf (abort %v) over a forged commit: %q, %v; want ErrUntrusted", abort, d, err)
+		}
+	}
+}
+
+// decision returns attempt a's decision ("" if none).
+func decision(ctx context.Context, cli *clientv3.Client, k keys, a int64) (string, error) {
+	resp, err := cli.Get(ctx, k.decision(a))
+	if err != nil {
+		return "", fmt.Errorf("etcd get %s: %w", k.decision(a), err)
+	}
+	if len(resp.Kvs) == 0 {
+		return "", nil
+	}
+	return string(resp.Kvs[0].Value), nil
+}
