@@ -511,3 +511,26 @@ func decision(ctx context.Context, cli *clientv3.Client, k keys, a int64) (strin
 	}
 	return string(resp.Kvs[0].Value), nil
 }
+
+// TestWait_GraceOverlappingTheDeadlineCommits: every vote is prepared
+// just before the prepare timeout and the last voter died before its
+// commit: the coordinator's grace would end after the deadline. At the
+// deadline it writes commit, never abort.
+func TestWait_GraceOverlappingTheDeadlineCommits(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	k := keysOf("/go/", "r")
+	plan := &Plan{Name: "r", Nodes: []PlanNode{{ID: "a", From: "/x"}, {ID: "b", From: "/y"}}}
+	if _, _, err := publish(ctx, cli, k, plan, time.Minute, true); err != nil {
+		t.Fatal(err)
+	}
+	must(t, castVote(ctx, cli, k, 1, "a", votePrepared, "va"))
+	must(t, castVote(ctx, cli, k, 1, "b", votePrepared, "vb"))
+	wt := &wait{cli: cli, k: k, a: 1, plan: plan, deadline: time.Now().Add(lastVoterGrace / 4), retry: true, watched: k.att(1), grace: lastVoterGrace}
+	defer wt.close()
+	if d, err := wt.decision(ctx, nil); err != nil || d != decisionCommit {
+		t.Fatalf("decision %q, %v; want commit", d, err)
+	}
+}
