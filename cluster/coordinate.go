@@ -72,10 +72,16 @@ func Coordinate(ctx context.Context, cli *clientv3.Client, prefix string, plan *
 		return report(ctx, cli, k, plan.Name, a, err)
 	}
 	// The outcomes: read once on the open watch, then counted from its
-	// events; the report is read again once every node has one.
+	// events; the report is read again once every node has one, or at
+	// once when one contradicts the decision (the report is mixed then,
+	// whatever the others say).
 	nodes := map[string]bool{}
 	for _, n := range plan.Nodes {
 		nodes[n.ID] = true
+	}
+	want := outcomeRolledBack
+	if w, _ := splitValue(d); w == decisionCommit {
+		want = outcomeCommitted
 	}
 	var have map[string]bool // nil: read
 	for {
@@ -128,6 +134,10 @@ func Coordinate(ctx context.Context, cli *clientv3.Client, prefix string, plan *
 		for _, ev := range evs {
 			if n := strings.TrimPrefix(string(ev.Kv.Key), k.outcomes(a)); ev.Type == clientv3.EventTypePut && n != string(ev.Kv.Key) && nodes[n] {
 				have[n] = true
+				if string(ev.Kv.Value) != want {
+					have = nil // read: mixed
+					break
+				}
 			}
 		}
 	}
