@@ -416,3 +416,53 @@ func TestHostile_PublishedWhileAgentsAreBusyIsServed(t *testing.T) {
 		}
 	}
 }
+
+// TestHostile_TwoCoordinatorsOneRestore: two coordinators are started
+// for the same plan at once (an operator's retry, a second host): one
+// publishes, the other follows that attempt. The last voter dies between
+// its vote and its commit, so both coordinators, once their grace is
+// over, race to write the commit: one does, the other reads it; both
+// report the restore committed once the dead node's next agent has
+// recovered its run.
+func TestHostile_TwoCoordinatorsOneRestore(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	nodes := newNodes(t, 2)
+	const prefix, name = "/2c/", "two"
+	plan := planOf(name, nodes)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	type coord struct {
+		rep *cluster.Report
+		err error
+	}
+	coords := make(chan coord, 2)
+	for range 2 {
+		cli := srv.Client(t)
+		go func() {
+			rep, _, err := runCoordinator(ctx, cli, prefix, plan, cluster.CoordinateOptions{PrepareTimeout: 30 * time.Second, Wait: 50 * time.Second})
+			coords <- coord{rep, err}
+		}()
+	}
+	waitKey(t, ctx, cli, prefix+"restores/"+name+"/1/plan")
+	first := make(chan result, 1)
+	go func() { first <- runAgent(ctx, cli, prefix, nodes[0], nil) }()
+	waitKey(t, ctx, cli, prefix+"restores/"+name+"/1/votes/n1")
+	if r := runAgent(ctx, cli, prefix, nodes[1], crashSet(t, cluster.PointAfterVote+":crash")); r.crash == "" {
+		t.Fatalf("n2 did not crash after its vote: %+v", r)
+	}
+	if r := <-first; r.err != nil {
+		t.Fatalf("n1: %+v", r)
+	}
+	if r := runAgent(ctx, cli, prefix, nodes[1], nil); r.err != nil {
+		t.Fatalf("n2's next agent: %+v", r)
+	}
+	for range 2 {
+		if c := <-coords; c.err != nil || c.rep.Outcome != cluster.Committed || c.rep.Attempt != 1 {
+			t.Errorf("coordinator: %+v, %v; want attempt 1 committed", c.rep, c.err)
+		}
+	}
+	c := &tally{}
+	c.check(t, cli, prefix, name, nodes, "two coordinators")
+	noPrepared(t, nodes, "two coordinators")
+}

@@ -101,12 +101,18 @@ func publish(ctx context.Context, cli *clientv3.Client, k keys, plan *Plan, time
 		resp, err := cli.Txn(ctx).If(cmps...).Then(
 			clientv3.OpPut(k.attempt(), strconv.FormatInt(next, 10)),
 			clientv3.OpPut(k.plan(next), string(rec)),
-		).Else(clientv3.OpGet(k.att(next), clientv3.WithPrefix(), clientv3.WithCountOnly())).Commit()
+		).Else(clientv3.OpGet(k.att(next), clientv3.WithPrefix(), clientv3.WithCountOnly()), clientv3.OpGet(k.attempt(), clientv3.WithKeysOnly())).Commit()
 		if err != nil {
 			return 0, false, fmt.Errorf("etcd publish %s: %w", k.plan(next), err)
 		}
 		if resp.Succeeded {
 			return next, false, nil
+		}
+		if now := resp.Responses[1].GetResponseRange().Kvs; len(now) > 0 && now[0].ModRevision != rev || len(now) == 0 && rev != 0 {
+			// Another coordinator published since the read (its attempt's
+			// keys are what the compare found): read again, and follow or
+			// supersede that attempt.
+			continue
 		}
 		if resp.Responses[0].GetResponseRange().Count > 0 {
 			return 0, false, fmt.Errorf("%w: %s already holds keys of attempt %d, but %s says attempt %d is the latest: etcd was edited by hand; publish under another name",
