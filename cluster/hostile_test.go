@@ -340,11 +340,13 @@ func TestHostile_LongRunningAgentsFollowANewAttempt(t *testing.T) {
 // run as n1 (on two databases; the plan names no db, so both accept it),
 // with n2's, through two restores one after the other. Whichever votes
 // first is n1 for that attempt: the other's vote is refused and its run
-// rolled back. Each restore ends with n2 new exactly when the decision
-// is commit, and then one of n1's two databases new; in the first
-// restore, never both (each was old); every database is old or new,
-// never anything else; and every agent still serves when the test stops
-// them.
+// rolled back (and, if nothing is decided yet, it decides abort). A
+// restore decided commit ends with n2 new and one of n1's two databases
+// new (in the first restore, never both: each was old); one decided
+// abort leaves every database as it was before it (the second restore's
+// sources are the first's: a node new after the first stays new); every
+// database is old or new, never anything else; and every agent still
+// serves when the test stops them.
 func TestHostile_TwoLongRunningAgentsForOneNode(t *testing.T) {
 	srv := etcdtest.Start(t)
 	cli := srv.Client(t)
@@ -352,6 +354,7 @@ func TestHostile_TwoLongRunningAgentsForOneNode(t *testing.T) {
 	const prefix = "/lt/"
 	_, twin := twinPlan("", nodes)
 	defer serve(t, srv, prefix, nodes[0], nodes[1], twin)()
+	before := [3]string{"old", "old", "old"} // n1, its twin, n2
 	for _, name := range []string{"one", "two"} {
 		plan, _ := twinPlan(name, nodes)
 		rep, err := cluster.Coordinate(context.Background(), cli, prefix, plan, cluster.CoordinateOptions{PrepareTimeout: 15 * time.Second, Wait: 20 * time.Second})
@@ -373,9 +376,10 @@ func TestHostile_TwoLongRunningAgentsForOneNode(t *testing.T) {
 			}
 		}
 		commit := rep.Decision == "commit"
-		if (b == "new") != commit || commit && a != "new" && tw != "new" {
-			t.Fatalf("%s: decided %q, but n1 %s, n1's twin %s, n2 %s: mixed", name, rep.Decision, a, tw, b)
+		if commit && (b != "new" || a != "new" && tw != "new") || !commit && [3]string{a, tw, b} != before {
+			t.Fatalf("%s: decided %q, but n1 %s, n1's twin %s, n2 %s (before it: %v): mixed", name, rep.Decision, a, tw, b, before)
 		}
+		before = [3]string{a, tw, b}
 		if name == "one" && a == "new" && tw == "new" {
 			t.Fatalf("%s: both of n1's databases were replaced", name)
 		}
