@@ -41,7 +41,7 @@ func TestCoordinate_ContradictingOutcomeIsReportedAtOnce(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	must(t, castVote(ctx, cli, k, 1, "a", votePrepared, "va"))
-	tl, err := vote(ctx, cli, k, 1, "b", votePrepared, "vb")
+	tl, err := vote(ctx, cli, k, 1, 0, "b", votePrepared, "vb")
 	if err != nil {
 		t.Fatal(err)
 	}

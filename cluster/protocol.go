@@ -56,7 +56,12 @@ func attemptOfKVs(k keys, a int64, kvs []*mvccpb.KeyValue) (*attemptRecord, erro
 		// plan the nodes voted on.
 		return nil, fmt.Errorf("%w: %s was rewritten after it was published (version %d): not trusted", ErrUntrusted, k.plan(a), v)
 	}
-	return parseAttemptRecord(kvs[0].Value)
+	rec, err := parseAttemptRecord(kvs[0].Value)
+	if err != nil {
+		return nil, err
+	}
+	rec.rev = kvs[0].CreateRevision
+	return rec, nil
 }
 
 // publish makes plan the restore's current attempt and returns it. An
@@ -128,6 +133,13 @@ var errDecided = errors.New("attempt already decided")
 // again on another database): this voter's run was never counted.
 var errNotMine = fmt.Errorf("%w: vote cast by another agent", ErrStale)
 
+// errRepublished is returned by vote when attempt a's plan is not the
+// one the voter read: the restore's keys were deleted and it was
+// published again under the same name (attempt a once more, another
+// plan). The voter's run is of the earlier publish: it must not count in
+// this one, nor decide it.
+var errRepublished = fmt.Errorf("%w: restore published again since it was read", ErrStale)
+
 // vote records node's vote in attempt a, once, with who cast it (voter:
 // host, database and run). A vote written returns the attempt's tally as
 // it stood right after it (read in the same Txn): the last voter's shows
@@ -135,26 +147,36 @@ var errNotMine = fmt.Errorf("%w: vote cast by another agent", ErrStale)
 // there returns no tally.
 //
 // Txn: if attempt's value is a (fencing: a stale agent of an earlier
-// attempt cannot vote in a later one), the vote key does not exist, and
-// there is no decision yet: put the vote and the voter, and get the
-// decision and the votes. A vote found already there with the same value
-// and the same voter is success (a restarted agent voting again for the
-// same run); another voter's is errNotMine.
-func vote(ctx context.Context, cli *clientv3.Client, k keys, a int64, node, value, voter string) (*tally, error) {
-	resp, err := cli.Txn(ctx).If(
+// attempt cannot vote in a later one), the plan key's CreateRevision is
+// rev (the publish the voter read, unless rev is 0; else errRepublished),
+// the vote key does not exist, and there is no decision yet: put the vote
+// and the voter, and get the decision and the votes. A vote found already
+// there with the same value and the same voter is success (a restarted
+// agent voting again for the same run); another voter's is errNotMine.
+func vote(ctx context.Context, cli *clientv3.Client, k keys, a, rev int64, node, value, voter string) (*tally, error) {
+	cmps := []clientv3.Cmp{
 		clientv3.Compare(clientv3.Value(k.attempt()), "=", strconv.FormatInt(a, 10)),
 		clientv3.Compare(clientv3.CreateRevision(k.vote(a, node)), "=", 0),
 		clientv3.Compare(clientv3.CreateRevision(k.decision(a)), "=", 0),
-	).Then(clientv3.OpPut(k.vote(a, node), value), clientv3.OpPut(k.voter(a, node), voter),
+	}
+	if rev != 0 {
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(k.plan(a)), "=", rev))
+	}
+	resp, err := cli.Txn(ctx).If(cmps...).Then(clientv3.OpPut(k.vote(a, node), value), clientv3.OpPut(k.voter(a, node), voter),
 		clientv3.OpGet(k.decision(a)), clientv3.OpGet(k.votes(a), clientv3.WithPrefix()),
 	).Else(
 		clientv3.OpGet(k.attempt()), clientv3.OpGet(k.vote(a, node)), clientv3.OpGet(k.decision(a)), clientv3.OpGet(k.voter(a, node)),
+		clientv3.OpGet(k.plan(a), clientv3.WithKeysOnly()),
 	).Commit()
 	if err != nil {
 		return nil, fmt.Errorf("etcd vote %s: %w", k.vote(a, node), err)
 	}
 	if resp.Succeeded {
 		return tallyOf(k, a, resp.Responses[2].GetResponseRange().Kvs, resp.Responses[3].GetResponseRange().Kvs), nil
+	}
+	if p := resp.Responses[4].GetResponseRange().Kvs; rev != 0 && (len(p) == 0 || p[0].CreateRevision != rev) {
+		return nil, fmt.Errorf("%w: node %s may not vote in attempt %d: %s is not the plan it read (created at revision %d): its keys were deleted and it was published again",
+			errRepublished, node, a, k.plan(a), rev)
 	}
 	att, vt, dec, vr := resp.Responses[0].GetResponseRange(), resp.Responses[1].GetResponseRange(), resp.Responses[2].GetResponseRange(), resp.Responses[3].GetResponseRange()
 	if len(vt.Kvs) > 0 && string(vt.Kvs[0].Value) == value {

@@ -141,7 +141,7 @@ func TestErrUndecided_SaysNotFinished(t *testing.T) {
 
 // castVote is vote without the tally.
 func castVote(ctx context.Context, cli *clientv3.Client, k keys, a int64, node, value, voter string) error {
-	_, err := vote(ctx, cli, k, a, node, value, voter)
+	_, err := vote(ctx, cli, k, a, 0, node, value, voter)
 	return err
 }
 
@@ -158,17 +158,17 @@ func TestVote_TheLastVotersTallyShowsEveryVote(t *testing.T) {
 	if _, _, err := publish(ctx, cli, k, plan, time.Minute, true); err != nil {
 		t.Fatal(err)
 	}
-	ta, err := vote(ctx, cli, k, 1, "a", votePrepared, "va")
+	ta, err := vote(ctx, cli, k, 1, 0, "a", votePrepared, "va")
 	if err != nil || ta == nil || len(ta.votes) != 1 || ta.decision != "" {
 		t.Fatalf("the first vote's tally: %+v, %v; want a's vote alone", ta, err)
 	}
 	if d, err := settle(ctx, cli, k, 1, plan, ta); err != nil || d != "" {
 		t.Fatalf("one vote of two settles %q, %v; want nothing", d, err)
 	}
-	if again, err := vote(ctx, cli, k, 1, "a", votePrepared, "va"); err != nil || again != nil {
+	if again, err := vote(ctx, cli, k, 1, 0, "a", votePrepared, "va"); err != nil || again != nil {
 		t.Fatalf("the same vote again: %+v, %v; want success without a tally", again, err)
 	}
-	tb, err := vote(ctx, cli, k, 1, "b", votePrepared, "vb")
+	tb, err := vote(ctx, cli, k, 1, 0, "b", votePrepared, "vb")
 	if err != nil || tb == nil || tb.votes["a"] != votePrepared || tb.votes["b"] != votePrepared {
 		t.Fatalf("the last vote's tally: %+v, %v; want both votes", tb, err)
 	}
@@ -223,7 +223,7 @@ func TestWait_DeadlineWithTheWatchOpenDecidesAbort(t *testing.T) {
 	if _, err := wt.open(ctx); err != nil {
 		t.Fatal(err)
 	}
-	tl, err := vote(ctx, cli, k, 1, "a", votePrepared, "va")
+	tl, err := vote(ctx, cli, k, 1, 0, "a", votePrepared, "va")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -362,7 +362,7 @@ func TestWait_CommitTooLargeForEtcdDecidesAbort(t *testing.T) {
 	}
 	var last *tally
 	for _, n := range plan.Nodes {
-		tl, err := vote(ctx, cli, k, 1, n.ID, votePrepared, "v"+n.ID)
+		tl, err := vote(ctx, cli, k, 1, 0, n.ID, votePrepared, "v"+n.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -407,7 +407,7 @@ func TestAbort_FindingAForgedCommitRefusesIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	must(t, castVote(ctx, cli, k, 1, "a", votePrepared, "va"))
-	stale, err := vote(ctx, cli, k, 1, "b", abortValue("no"), "vb")
+	stale, err := vote(ctx, cli, k, 1, 0, "b", abortValue("no"), "vb")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -428,7 +428,7 @@ func TestAbort_FindingAForgedCommitRefusesIt(t *testing.T) {
 	if _, err := wt.open(ctx); err != nil {
 		t.Fatal(err)
 	}
-	mine, err := vote(ctx, cli, k, 1, "a", votePrepared, "va")
+	mine, err := vote(ctx, cli, k, 1, 0, "a", votePrepared, "va")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -460,7 +460,7 @@ func TestWait_PastTheDeadlineEveryVotePreparedCommits(t *testing.T) {
 	if _, err := wt.open(ctx); err != nil {
 		t.Fatal(err)
 	}
-	mine, err := vote(ctx, cli, k, 1, "a", votePrepared, "va")
+	mine, err := vote(ctx, cli, k, 1, 0, "a", votePrepared, "va")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -532,5 +532,47 @@ func TestWait_GraceOverlappingTheDeadlineCommits(t *testing.T) {
 	defer wt.close()
 	if d, err := wt.decision(ctx, nil); err != nil || d != decisionCommit {
 		t.Fatalf("decision %q, %v; want commit", d, err)
+	}
+}
+
+// TestVote_InAnAttemptPublishedAgainIsRefused: an agent read attempt 1
+// of "r" and restored its plan; meanwhile the operator deleted the
+// restore's keys and published "r" again (attempt 1 once more, another
+// plan). The agent's vote, for a run of the first plan, must not count
+// in the new attempt: it is refused as stale, and the new attempt is not
+// decided by it.
+func TestVote_InAnAttemptPublishedAgainIsRefused(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	k := keysOf("/rp/", "r")
+	plan := &Plan{Name: "r", Nodes: []PlanNode{{ID: "a", From: "/old"}}}
+	if _, _, err := publish(ctx, cli, k, plan, time.Minute, true); err != nil {
+		t.Fatal(err)
+	}
+	read, err := loadAttempt(ctx, cli, k, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Delete(ctx, "/rp/", clientv3.WithPrefix()); err != nil {
+		t.Fatal(err)
+	}
+	again := &Plan{Name: "r", Nodes: []PlanNode{{ID: "a", From: "/new"}}}
+	if a, _, err := publish(ctx, cli, k, again, time.Minute, true); err != nil || a != 1 {
+		t.Fatalf("publish again: %d, %v", a, err)
+	}
+	if tl, err := vote(ctx, cli, k, 1, read.rev, "a", votePrepared, "va"); !errors.Is(err, errRepublished) || !errors.Is(err, ErrStale) {
+		t.Fatalf("a vote for the first plan in the new attempt: %+v, %v; want errRepublished (ErrStale)", tl, err)
+	}
+	if tl, err := readTally(ctx, cli, k, 1); err != nil || len(tl.votes) != 0 || tl.decision != "" {
+		t.Fatalf("the new attempt: %+v, %v; want no vote, no decision", tl, err)
+	}
+	now, err := loadAttempt(ctx, cli, k, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := vote(ctx, cli, k, 1, now.rev, "a", votePrepared, "va"); err != nil {
+		t.Fatalf("a vote for the new plan: %v", err)
 	}
 }
