@@ -175,7 +175,7 @@ func vote(ctx context.Context, cli *clientv3.Client, k keys, a, rev int64, node,
 		return tallyOf(k, a, resp.Responses[2].GetResponseRange().Kvs, resp.Responses[3].GetResponseRange().Kvs), nil
 	}
 	if p := resp.Responses[4].GetResponseRange().Kvs; rev != 0 && (len(p) == 0 || p[0].CreateRevision != rev) {
-		return nil, fmt.Errorf("%w: node %s may not vote in attempt %d: %s is not the plan it read (created at revision %d): its keys were deleted and it was published again",
+		return nil, fmt.Errorf("%w: node %s may not vote in attempt %d: %s is not the plan it read (created at revision %d): the restore's keys were deleted since (and it may have been published again)",
 			errRepublished, node, a, k.plan(a), rev)
 	}
 	att, vt, dec, vr := resp.Responses[0].GetResponseRange(), resp.Responses[1].GetResponseRange(), resp.Responses[2].GetResponseRange(), resp.Responses[3].GetResponseRange()
