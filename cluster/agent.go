@@ -143,7 +143,12 @@ func Agent(ctx context.Context, cli *clientv3.Client, prefix string, o AgentOpti
 			if o.Once {
 				return rep, err
 			}
-			if err != nil {
+			switch {
+			case errors.Is(err, ErrAborted):
+				// Done: the node kept (or got back) its database, its
+				// outcome recorded; nothing to try again.
+				o.Log.Info().Err(err).Str("restore", name).Int64("attempt", att).Msg("cluster restore aborted")
+			case err != nil:
 				failed = true
 				o.Log.Error().Err(err).Str("restore", name).Int64("attempt", att).Msg("cluster restore")
 			}
@@ -251,7 +256,7 @@ func (a *agent) recoverLocal(ctx context.Context) error {
 			continue
 		}
 		if tag, ok := tags[r.Run.ID]; ok && !r.Run.InFlight() {
-			k, att, _, aerr := a.attemptOf(ctx, tag)
+			k, att, rec, aerr := a.attemptOf(ctx, tag)
 			if aerr != nil {
 				// Not this etcd's attempt (or etcd did not answer): its
 				// keys are not this run's to write.
@@ -261,7 +266,10 @@ func (a *agent) recoverLocal(ctx context.Context) error {
 			if r.Run.Outcome == outcomeRolledBack {
 				// Interrupted before its vote, or decided abort: either
 				// way the attempt can only be abort now.
-				a.voteAbort(ctx, k, att, "this node's run was interrupted and rolled back: "+r.Decision)
+				if err := a.voteAbort(ctx, k, att, rec.rev, "this node's run was interrupted and rolled back: "+r.Decision); err != nil {
+					a.o.Log.Warn().Err(err).Uint64("run", r.Run.ID).Msg("outcome not recorded in etcd")
+					continue
+				}
 			}
 			if err := a.hit(PointBeforeOutcome); err != nil {
 				return err
@@ -355,16 +363,18 @@ func (a *agent) decide(ctx context.Context, k keys, att int64, rec *attemptRecor
 		return "", err
 	}
 	rctx, cancel := a.rpc(ctx)
-	t, err := vote(rctx, a.cli, k, att, a.o.Node, votePrepared, voter(a.first[run]))
+	t, err := vote(rctx, a.cli, k, att, rec.rev, a.o.Node, votePrepared, voter(a.first[run]))
 	cancel()
 	switch {
 	case err == nil, errors.Is(err, errDecided):
 	case errors.Is(err, ErrStale):
-		rctx, cancel := a.rpc(ctx)
-		_, werr := writeAbort(rctx, a.cli, k, att, err.Error())
-		cancel()
-		if werr != nil {
-			return "", werr
+		if !errors.Is(err, errRepublished) { // not this run's attempt to decide
+			rctx, cancel := a.rpc(ctx)
+			_, werr := writeAbort(rctx, a.cli, k, att, err.Error())
+			cancel()
+			if werr != nil {
+				return "", werr
+			}
 		}
 		a.o.Log.Warn().Err(err).Msg("this run's vote was not counted: rolling it back")
 		if errors.Is(err, errNotMine) {
@@ -411,16 +421,24 @@ func (a *agent) putOutcome(ctx context.Context, k keys, att int64, outcome strin
 }
 
 // voteAbort records the node's abort vote with reason and decides abort
-// (fenced: a stale or decided attempt keeps what it has).
-func (a *agent) voteAbort(ctx context.Context, k keys, att int64, reason string) {
+// (fenced: a stale or decided attempt keeps what it has) in the publish
+// of attempt att whose plan key was created at rev. If the restore was
+// published again since (errRepublished), it writes nothing: that attempt
+// is not this node's run's to decide, nor to report on.
+func (a *agent) voteAbort(ctx context.Context, k keys, att, rev int64, reason string) error {
 	rctx, cancel := a.rpc(ctx)
 	defer cancel()
-	if _, err := vote(rctx, a.cli, k, att, a.o.Node, abortValue(reason), voter("")); err != nil && !errors.Is(err, errDecided) && !errors.Is(err, ErrStale) {
+	_, err := vote(rctx, a.cli, k, att, rev, a.o.Node, abortValue(reason), voter(""))
+	if errors.Is(err, errRepublished) {
+		return err
+	}
+	if err != nil && !errors.Is(err, errDecided) && !errors.Is(err, ErrStale) {
 		a.o.Log.Warn().Err(err).Msg("abort vote not recorded in etcd")
 	}
 	if _, err := writeAbort(rctx, a.cli, k, att, fmt.Sprintf("node %s voted abort: %s", a.o.Node, reason)); err != nil {
 		a.o.Log.Warn().Err(err).Msg("abort decision not recorded in etcd")
 	}
+	return nil
 }
 
 // refuse returns why the node will not restore the plan's entry ("" if
@@ -537,6 +555,14 @@ func (a *agent) handle(ctx context.Context, name string, att int64) (*NodeReport
 		log.Info().Str("outcome", outcome).Msg("node done")
 		return &me, err
 	}
+	// abort votes abort and reports the node rolled back; in a restore
+	// published again since it was read, neither (see voteAbort).
+	abort := func(reason string) (*NodeReport, error) {
+		if err := a.voteAbort(ctx, k, att, rec.rev, reason); err != nil {
+			return &NodeReport{ID: a.o.Node, Outcome: outcomeRolledBack, Reason: oneLine(err)}, fmt.Errorf("%w: %w", ErrAborted, err)
+		}
+		return done(outcomeRolledBack, nil)
+	}
 
 	// A run of this attempt already (this agent restarted): its outcome
 	// stands; a rolled-back one votes abort.
@@ -557,7 +583,7 @@ func (a *agent) handle(ctx context.Context, name string, att int64) (*NodeReport
 			return nil, undecided(fmt.Errorf("run %d of %s still in flight", local.ID, tag))
 		}
 		if local.Outcome == outcomeRolledBack {
-			a.voteAbort(ctx, k, att, "this node's run was rolled back (interrupted or failed before it voted)")
+			return abort("this node's run was rolled back (interrupted or failed before it voted)")
 		}
 		return done(local.Outcome, nil)
 	}
@@ -569,8 +595,7 @@ func (a *agent) handle(ctx context.Context, name string, att int64) (*NodeReport
 	}
 	if reason := a.refuse(entry); reason != "" {
 		log.Warn().Str("reason", reason).Msg("voting abort")
-		a.voteAbort(ctx, k, att, reason)
-		return done(outcomeRolledBack, nil)
+		return abort(reason)
 	}
 	// The decision's watch is opened before the restore, off the path
 	// from the last vote to the decision; the vote's own read follows it
@@ -594,8 +619,7 @@ func (a *agent) handle(ctx context.Context, name string, att int64) (*NodeReport
 			return nil, undecided(err)
 		}
 		log.Warn().Err(err).Msg("restore failed; voting abort")
-		a.voteAbort(ctx, k, att, oneLine(err))
-		return done(outcomeRolledBack, nil)
+		return abort(oneLine(err))
 	}
 	defer p.Close()
 	log.Info().Uint64("run", p.RunID()).Msg("prepared; voting")
@@ -603,26 +627,30 @@ func (a *agent) handle(ctx context.Context, name string, att int64) (*NodeReport
 		return nil, undecided(err)
 	}
 	rctx, cancel = a.rpc(ctx)
-	t, err := vote(rctx, a.cli, k, att, a.o.Node, votePrepared, voter(p.Result.Run.FirstHash))
+	t, err := vote(rctx, a.cli, k, att, rec.rev, a.o.Node, votePrepared, voter(p.Result.Run.FirstHash))
 	cancel()
 	switch {
 	case err == nil, errors.Is(err, errDecided):
 	case errors.Is(err, ErrStale):
-		// This run's vote was not counted: abort if nothing is decided,
-		// and roll this run back whatever is.
+		// This run's vote was not counted: abort if nothing is decided
+		// (unless the restore was published again: that attempt is not
+		// this run's to decide), and roll this run back whatever is.
 		verr := err
-		rctx, cancel := a.rpc(ctx)
-		_, err = writeAbort(rctx, a.cli, k, att, verr.Error())
-		cancel()
-		if err != nil {
-			return nil, undecided(err)
+		if !errors.Is(verr, errRepublished) {
+			rctx, cancel := a.rpc(ctx)
+			_, err = writeAbort(rctx, a.cli, k, att, verr.Error())
+			cancel()
+			if err != nil {
+				return nil, undecided(err)
+			}
 		}
 		log.Warn().Err(verr).Msg("this run's vote was not counted: rolling it back")
 		if _, err := p.Decide(ctx, false); err != nil && !kvrflow.IsRolledBack(err) {
 			return nil, undecided(err)
 		}
-		if errors.Is(verr, errNotMine) {
-			// The node's outcome is the other agent's to report.
+		if errors.Is(verr, errNotMine) || errors.Is(verr, errRepublished) {
+			// The node's outcome is the other agent's to report, or
+			// the new publish's to come.
 			return &NodeReport{ID: a.o.Node, Outcome: outcomeRolledBack, Reason: oneLine(verr)}, fmt.Errorf("%w: %w", ErrAborted, verr)
 		}
 		return done(outcomeRolledBack, nil)

@@ -72,10 +72,16 @@ func Coordinate(ctx context.Context, cli *clientv3.Client, prefix string, plan *
 		return report(ctx, cli, k, plan.Name, a, err)
 	}
 	// The outcomes: read once on the open watch, then counted from its
-	// events; the report is read again once every node has one.
+	// events; the report is read again once every node has one, or at
+	// once when one contradicts the decision (the report is mixed then,
+	// whatever the others say).
 	nodes := map[string]bool{}
 	for _, n := range plan.Nodes {
 		nodes[n.ID] = true
+	}
+	want := outcomeRolledBack
+	if w, _ := splitValue(d); w == decisionCommit {
+		want = outcomeCommitted
 	}
 	var have map[string]bool // nil: read
 	for {
@@ -128,6 +134,10 @@ func Coordinate(ctx context.Context, cli *clientv3.Client, prefix string, plan *
 		for _, ev := range evs {
 			if n := strings.TrimPrefix(string(ev.Kv.Key), k.outcomes(a)); ev.Type == clientv3.EventTypePut && n != string(ev.Kv.Key) && nodes[n] {
 				have[n] = true
+				if string(ev.Kv.Value) != want {
+					have = nil // read: mixed
+					break
+				}
 			}
 		}
 	}
@@ -161,7 +171,10 @@ func Status(ctx context.Context, cli *clientv3.Client, prefix, name string) (*Re
 // etcd reset) is an error matching ErrNotFound. With abort set and no
 // decision yet, it first decides abort (always safe before a decision)
 // and returns the decision that holds. It is what `kvrflow recover
-// --decision --etcd` checks the operator's decision against.
+// --decision --etcd` checks the operator's decision against, so it
+// trusts what an agent trusts: a commit that kvrflow's commit Txn cannot
+// have written (a vote of the plan not prepared), or a plan rewritten
+// after it was published, is an error matching ErrUntrusted.
 func DecisionOf(ctx context.Context, cli *clientv3.Client, prefix, tag string, abort bool) (string, error) {
 	name, a, id, ok := ParseTag(tag)
 	if !ok {
@@ -177,17 +190,28 @@ func DecisionOf(ctx context.Context, cli *clientv3.Client, prefix, tag string, a
 	if len(resp.Kvs) == 0 {
 		return "", fmt.Errorf("%w: etcd holds no attempt %d of %s (%s)", ErrNotFound, a, name, k.plan(a))
 	}
-	rec, err := parseAttemptRecord(resp.Kvs[0].Value)
+	rec, err := attemptOfKVs(k, a, resp.Kvs)
 	if err != nil {
 		return "", err
 	}
 	if rec.ID != id {
 		return "", fmt.Errorf("%w: etcd's attempt %d of %s has id %s, the run's is %s", ErrNotFound, a, name, rec.ID, id)
 	}
-	d, err := decision(ctx, cli, k, a)
-	if err == nil && d == "" && abort {
-		d, err = writeAbort(ctx, cli, k, a, "the operator's decision (kvrflow recover --decision abort)")
+	// The decision with the votes: a commit is checked against them, as
+	// an agent checks one before applying it.
+	t, err := readTally(ctx, cli, k, a)
+	if err != nil {
+		return "", err
+	}
+	d := t.decision
+	if err := checkCommit(k, a, &rec.Plan, d, t.votes); err != nil {
+		return "", err
+	}
+	if d == "" && abort {
+		if d, err = decideAbort(ctx, cli, k, a, &rec.Plan, "the operator's decision (kvrflow recover --decision abort)"); err != nil {
+			return "", err
+		}
 	}
 	w, _ := splitValue(d)
-	return w, err
+	return w, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -126,4 +127,54 @@ func TestCluster_RequestsPerRestore(t *testing.T) {
 		t.Errorf("coordinator: %d requests (%s); want at most 6, whatever the number of nodes", c, desc)
 	}
 	t.Logf("agents %d requests for %d nodes; coordinator %s", total, n, desc)
+}
+
+// TestCluster_AbortedRestoreIsNoFailure: a restore decided abort (one
+// node's source does not exist) is done for the running agents as a
+// committed one is: they kept their databases, there is nothing to try
+// again. They must not take it for a failure (wait, recover, and read
+// every restore etcd holds again, as after etcd stopped answering): the
+// next restore is served from the watch's changes alone, no Range.
+func TestCluster_AbortedRestoreIsNoFailure(t *testing.T) {
+	srv := etcdtest.Start(t)
+	const n = 2
+	nodes := newNodes(t, n)
+	const prefix = "/ab/"
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	agents := make([]*requests, n)
+	for i, nd := range nodes {
+		agents[i] = &requests{}
+		cli := countingClient(t, srv, agents[i])
+		wg.Go(func() {
+			_, err := cluster.Agent(ctx, cli, prefix, cluster.AgentOptions{Node: nd.id, DB: nd.db})
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("agent %s: %v, want it to serve until cancelled", nd.id, err)
+			}
+		})
+	}
+	defer func() { cancel(); wg.Wait() }()
+	cli := srv.Client(t)
+	o := cluster.CoordinateOptions{PrepareTimeout: time.Minute}
+	mustCommit(t, cli, prefix, "warm", nodes, o)
+	for _, r := range agents {
+		r.take()
+	}
+	bad := planOf("aborted", nodes)
+	bad.Nodes[1].From = filepath.Join(t.TempDir(), "no-such-backup")
+	if rep, err := cluster.Coordinate(context.Background(), cli, prefix, bad, o); !errors.Is(err, cluster.ErrAborted) {
+		t.Fatalf("aborted: %+v, %v; want ErrAborted", rep, err)
+	}
+	mustCommit(t, cli, prefix, "after", nodes, o)
+	for i, r := range agents {
+		desc := r.String()
+		if by, _ := r.take(); by["Range"] > 0 {
+			t.Errorf("agent %s: %s; want no Range (a read of every restore, as after a failure)", nodes[i].id, desc)
+		}
+	}
+	for _, nd := range nodes {
+		if s := nd.state(t); s != "new" {
+			t.Errorf("node %s: %s", nd.id, s)
+		}
+	}
 }

@@ -27,7 +27,8 @@
 //
 // The commit Txn compares every node's vote: etcd refuses a Txn of more
 // than --max-txn-ops (default 128) compares, so a plan of more than 126
-// nodes needs that etcd option raised. A waiting agent watches only its
+// nodes needs that etcd option raised (without it such a restore is
+// decided abort once every node voted, the reason naming the option). A waiting agent watches only its
 // attempt's decision key, the coordinator the whole attempt: 2N + 1 watch
 // events and 4N + 7 requests per restore of N nodes (DESIGN.md, Cost at
 // scale). An etcd restored from a snapshot older than a decision is

@@ -340,11 +340,13 @@ func TestHostile_LongRunningAgentsFollowANewAttempt(t *testing.T) {
 // run as n1 (on two databases; the plan names no db, so both accept it),
 // with n2's, through two restores one after the other. Whichever votes
 // first is n1 for that attempt: the other's vote is refused and its run
-// rolled back. Each restore ends with n2 new exactly when the decision
-// is commit, and then one of n1's two databases new; in the first
-// restore, never both (each was old); every database is old or new,
-// never anything else; and every agent still serves when the test stops
-// them.
+// rolled back (and, if nothing is decided yet, it decides abort). A
+// restore decided commit ends with n2 new and one of n1's two databases
+// new (in the first restore, never both: each was old); one decided
+// abort leaves every database as it was before it (the second restore's
+// sources are the first's: a node new after the first stays new); every
+// database is old or new, never anything else; and every agent still
+// serves when the test stops them.
 func TestHostile_TwoLongRunningAgentsForOneNode(t *testing.T) {
 	srv := etcdtest.Start(t)
 	cli := srv.Client(t)
@@ -352,6 +354,7 @@ func TestHostile_TwoLongRunningAgentsForOneNode(t *testing.T) {
 	const prefix = "/lt/"
 	_, twin := twinPlan("", nodes)
 	defer serve(t, srv, prefix, nodes[0], nodes[1], twin)()
+	before := [3]string{"old", "old", "old"} // n1, its twin, n2
 	for _, name := range []string{"one", "two"} {
 		plan, _ := twinPlan(name, nodes)
 		rep, err := cluster.Coordinate(context.Background(), cli, prefix, plan, cluster.CoordinateOptions{PrepareTimeout: 15 * time.Second, Wait: 20 * time.Second})
@@ -373,11 +376,97 @@ func TestHostile_TwoLongRunningAgentsForOneNode(t *testing.T) {
 			}
 		}
 		commit := rep.Decision == "commit"
-		if (b == "new") != commit || commit && a != "new" && tw != "new" {
-			t.Fatalf("%s: decided %q, but n1 %s, n1's twin %s, n2 %s: mixed", name, rep.Decision, a, tw, b)
+		if commit && (b != "new" || a != "new" && tw != "new") || !commit && [3]string{a, tw, b} != before {
+			t.Fatalf("%s: decided %q, but n1 %s, n1's twin %s, n2 %s (before it: %v): mixed", name, rep.Decision, a, tw, b, before)
 		}
+		before = [3]string{a, tw, b}
 		if name == "one" && a == "new" && tw == "new" {
 			t.Fatalf("%s: both of n1's databases were replaced", name)
 		}
 	}
+}
+
+// TestHostile_PublishedWhileAgentsAreBusyIsServed: running agents n1 and
+// n2 are prepared in restore "busy", which waits for n3 (no agent) until
+// its prepare timeout aborts it; "next" is published meanwhile. Its key's
+// change reaches the agents' watch while they are busy: they must serve
+// it once "busy" is done, from that change alone (an aborted restore is
+// no failure: they do not read every restore again after it).
+func TestHostile_PublishedWhileAgentsAreBusyIsServed(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	nodes := newNodes(t, 3)
+	const prefix = "/bz/"
+	defer serve(t, srv, prefix, nodes[:2]...)()
+	busy := make(chan error, 1)
+	go func() {
+		_, err := cluster.Coordinate(context.Background(), cli, prefix, planOf("busy", nodes), cluster.CoordinateOptions{PrepareTimeout: 2 * time.Second, Wait: 4 * time.Second})
+		busy <- err
+	}()
+	wctx, wcancel := context.WithTimeout(context.Background(), time.Minute)
+	defer wcancel()
+	waitKey(t, wctx, cli, prefix+"restores/busy/1/votes/n1")
+	waitKey(t, wctx, cli, prefix+"restores/busy/1/votes/n2")
+	rep, err := cluster.Coordinate(context.Background(), cli, prefix, planOf("next", nodes[:2]), cluster.CoordinateOptions{PrepareTimeout: 20 * time.Second, Wait: 30 * time.Second})
+	if err != nil || rep.Outcome != cluster.Committed {
+		t.Fatalf("next: %+v, %v", rep, err)
+	}
+	if err := <-busy; !errors.Is(err, cluster.ErrUndecided) && !errors.Is(err, cluster.ErrAborted) {
+		t.Errorf("busy: %v, want aborted (or undecided: n3 never reports)", err)
+	}
+	for _, n := range nodes[:2] {
+		if s := n.state(t); s != "new" {
+			t.Errorf("node %s: %s", n.id, s)
+		}
+	}
+}
+
+// TestHostile_TwoCoordinatorsOneRestore: two coordinators are started
+// for the same plan at once (an operator's retry, a second host): one
+// publishes, the other follows that attempt. The last voter dies between
+// its vote and its commit, so both coordinators, once their grace is
+// over, race to write the commit: one does, the other reads it; both
+// report the restore committed once the dead node's next agent has
+// recovered its run.
+func TestHostile_TwoCoordinatorsOneRestore(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	nodes := newNodes(t, 2)
+	const prefix, name = "/2c/", "two"
+	plan := planOf(name, nodes)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	type coord struct {
+		rep *cluster.Report
+		err error
+	}
+	coords := make(chan coord, 2)
+	for range 2 {
+		cli := srv.Client(t)
+		go func() {
+			rep, _, err := runCoordinator(ctx, cli, prefix, plan, cluster.CoordinateOptions{PrepareTimeout: 30 * time.Second, Wait: 50 * time.Second})
+			coords <- coord{rep, err}
+		}()
+	}
+	waitKey(t, ctx, cli, prefix+"restores/"+name+"/1/plan")
+	first := make(chan result, 1)
+	go func() { first <- runAgent(ctx, cli, prefix, nodes[0], nil) }()
+	waitKey(t, ctx, cli, prefix+"restores/"+name+"/1/votes/n1")
+	if r := runAgent(ctx, cli, prefix, nodes[1], crashSet(t, cluster.PointAfterVote+":crash")); r.crash == "" {
+		t.Fatalf("n2 did not crash after its vote: %+v", r)
+	}
+	if r := <-first; r.err != nil {
+		t.Fatalf("n1: %+v", r)
+	}
+	if r := runAgent(ctx, cli, prefix, nodes[1], nil); r.err != nil {
+		t.Fatalf("n2's next agent: %+v", r)
+	}
+	for range 2 {
+		if c := <-coords; c.err != nil || c.rep.Outcome != cluster.Committed || c.rep.Attempt != 1 {
+			t.Errorf("coordinator: %+v, %v; want attempt 1 committed", c.rep, c.err)
+		}
+	}
+	c := &tally{}
+	c.check(t, cli, prefix, name, nodes, "two coordinators")
+	noPrepared(t, nodes, "two coordinators")
 }

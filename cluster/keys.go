@@ -77,6 +77,10 @@ type attemptRecord struct {
 	Plan           Plan          `json:"plan"`
 	PrepareTimeout time.Duration `json:"prepare_timeout_ns"`
 	Published      time.Time     `json:"published"`
+	// rev is the plan key's CreateRevision, as read (0: not read from
+	// etcd): which publish of attempt N this is, when a restore's keys
+	// were deleted and it was published again under the same name.
+	rev int64
 }
 
 func parseAttemptRecord(b []byte) (*attemptRecord, error) {

@@ -8,7 +8,6 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -57,7 +56,12 @@ func attemptOfKVs(k keys, a int64, kvs []*mvccpb.KeyValue) (*attemptRecord, erro
 		// plan the nodes voted on.
 		return nil, fmt.Errorf("%w: %s was rewritten after it was published (version %d): not trusted", ErrUntrusted, k.plan(a), v)
 	}
-	return parseAttemptRecord(kvs[0].Value)
+	rec, err := parseAttemptRecord(kvs[0].Value)
+	if err != nil {
+		return nil, err
+	}
+	rec.rev = kvs[0].CreateRevision
+	return rec, nil
 }
 
 // publish makes plan the restore's current attempt and returns it. An
@@ -101,12 +105,18 @@ func publish(ctx context.Context, cli *clientv3.Client, k keys, plan *Plan, time
 		resp, err := cli.Txn(ctx).If(cmps...).Then(
 			clientv3.OpPut(k.attempt(), strconv.FormatInt(next, 10)),
 			clientv3.OpPut(k.plan(next), string(rec)),
-		).Else(clientv3.OpGet(k.att(next), clientv3.WithPrefix(), clientv3.WithCountOnly())).Commit()
+		).Else(clientv3.OpGet(k.att(next), clientv3.WithPrefix(), clientv3.WithCountOnly()), clientv3.OpGet(k.attempt(), clientv3.WithKeysOnly())).Commit()
 		if err != nil {
 			return 0, false, fmt.Errorf("etcd publish %s: %w", k.plan(next), err)
 		}
 		if resp.Succeeded {
 			return next, false, nil
+		}
+		if now := resp.Responses[1].GetResponseRange().Kvs; len(now) > 0 && now[0].ModRevision != rev || len(now) == 0 && rev != 0 {
+			// Another coordinator published since the read (its attempt's
+			// keys are what the compare found): read again, and follow or
+			// supersede that attempt.
+			continue
 		}
 		if resp.Responses[0].GetResponseRange().Count > 0 {
 			return 0, false, fmt.Errorf("%w: %s already holds keys of attempt %d, but %s says attempt %d is the latest: etcd was edited by hand; publish under another name",
@@ -123,6 +133,13 @@ var errDecided = errors.New("attempt already decided")
 // again on another database): this voter's run was never counted.
 var errNotMine = fmt.Errorf("%w: vote cast by another agent", ErrStale)
 
+// errRepublished is returned by vote when attempt a's plan is not the
+// one the voter read: the restore's keys were deleted and it was
+// published again under the same name (attempt a once more, another
+// plan). The voter's run is of the earlier publish: it must not count in
+// this one, nor decide it.
+var errRepublished = fmt.Errorf("%w: restore published again since it was read", ErrStale)
+
 // vote records node's vote in attempt a, once, with who cast it (voter:
 // host, database and run). A vote written returns the attempt's tally as
 // it stood right after it (read in the same Txn): the last voter's shows
@@ -130,26 +147,36 @@ var errNotMine = fmt.Errorf("%w: vote cast by another agent", ErrStale)
 // there returns no tally.
 //
 // Txn: if attempt's value is a (fencing: a stale agent of an earlier
-// attempt cannot vote in a later one), the vote key does not exist, and
-// there is no decision yet: put the vote and the voter, and get the
-// decision and the votes. A vote found already there with the same value
-// and the same voter is success (a restarted agent voting again for the
-// same run); another voter's is errNotMine.
-func vote(ctx context.Context, cli *clientv3.Client, k keys, a int64, node, value, voter string) (*tally, error) {
-	resp, err := cli.Txn(ctx).If(
+// attempt cannot vote in a later one), the plan key's CreateRevision is
+// rev (the publish the voter read, unless rev is 0; else errRepublished),
+// the vote key does not exist, and there is no decision yet: put the vote
+// and the voter, and get the decision and the votes. A vote found already
+// there with the same value and the same voter is success (a restarted
+// agent voting again for the same run); another voter's is errNotMine.
+func vote(ctx context.Context, cli *clientv3.Client, k keys, a, rev int64, node, value, voter string) (*tally, error) {
+	cmps := []clientv3.Cmp{
 		clientv3.Compare(clientv3.Value(k.attempt()), "=", strconv.FormatInt(a, 10)),
 		clientv3.Compare(clientv3.CreateRevision(k.vote(a, node)), "=", 0),
 		clientv3.Compare(clientv3.CreateRevision(k.decision(a)), "=", 0),
-	).Then(clientv3.OpPut(k.vote(a, node), value), clientv3.OpPut(k.voter(a, node), voter),
+	}
+	if rev != 0 {
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(k.plan(a)), "=", rev))
+	}
+	resp, err := cli.Txn(ctx).If(cmps...).Then(clientv3.OpPut(k.vote(a, node), value), clientv3.OpPut(k.voter(a, node), voter),
 		clientv3.OpGet(k.decision(a)), clientv3.OpGet(k.votes(a), clientv3.WithPrefix()),
 	).Else(
 		clientv3.OpGet(k.attempt()), clientv3.OpGet(k.vote(a, node)), clientv3.OpGet(k.decision(a)), clientv3.OpGet(k.voter(a, node)),
+		clientv3.OpGet(k.plan(a), clientv3.WithKeysOnly()),
 	).Commit()
 	if err != nil {
 		return nil, fmt.Errorf("etcd vote %s: %w", k.vote(a, node), err)
 	}
 	if resp.Succeeded {
 		return tallyOf(k, a, resp.Responses[2].GetResponseRange().Kvs, resp.Responses[3].GetResponseRange().Kvs), nil
+	}
+	if p := resp.Responses[4].GetResponseRange().Kvs; rev != 0 && (len(p) == 0 || p[0].CreateRevision != rev) {
+		return nil, fmt.Errorf("%w: node %s may not vote in attempt %d: %s is not the plan it read (created at revision %d): the restore's keys were deleted since (and it may have been published again)",
+			errRepublished, node, a, k.plan(a), rev)
 	}
 	att, vt, dec, vr := resp.Responses[0].GetResponseRange(), resp.Responses[1].GetResponseRange(), resp.Responses[2].GetResponseRange(), resp.Responses[3].GetResponseRange()
 	if len(vt.Kvs) > 0 && string(vt.Kvs[0].Value) == value {
@@ -175,18 +202,6 @@ func vote(ctx context.Context, cli *clientv3.Client, k keys, a int64, node, valu
 	return nil, fmt.Errorf("%w: node %s already voted %q in attempt %d", ErrStale, node, vt.Kvs[0].Value, a)
 }
 
-// decision returns attempt a's decision ("" if none).
-func decision(ctx context.Context, cli *clientv3.Client, k keys, a int64) (string, error) {
-	resp, err := cli.Get(ctx, k.decision(a))
-	if err != nil {
-		return "", fmt.Errorf("etcd get %s: %w", k.decision(a), err)
-	}
-	if len(resp.Kvs) == 0 {
-		return "", nil
-	}
-	return string(resp.Kvs[0].Value), nil
-}
-
 // writeAbort decides abort for attempt a unless it is decided, and
 // returns the decision that holds. Any participant may: before a
 // decision, abort is always safe.
@@ -203,6 +218,34 @@ func writeAbort(ctx context.Context, cli *clientv3.Client, k keys, a int64, reas
 		return abortValue(reason), nil
 	}
 	return string(resp.Responses[0].GetResponseRange().Kvs[0].Value), nil
+}
+
+// decideAbort is writeAbort for a participant that applies the decision
+// it returns: a commit found there instead of its abort (the last voter's,
+// which won the race, or one put by hand) is read again with the votes
+// and checked (checkCommit), as every decision read is. Without that
+// check a forged commit written between a participant's read and its
+// abort would be applied by it, though a node voted abort.
+func decideAbort(ctx context.Context, cli *clientv3.Client, k keys, a int64, plan *Plan, reason string) (string, error) {
+	d, err := writeAbort(ctx, cli, k, a, reason)
+	if err != nil {
+		return "", err
+	}
+	if w, _ := splitValue(d); w != decisionCommit {
+		return d, nil
+	}
+	t, err := readTally(ctx, cli, k, a)
+	if err != nil {
+		return "", err
+	}
+	if t.decision == "" {
+		// Deleted since (by hand): not a decision to apply.
+		return "", fmt.Errorf("%w: %s held %q, then nothing: not written by kvrflow; left undecided", ErrUntrusted, k.decision(a), d)
+	}
+	if err := checkCommit(k, a, plan, t.decision, t.votes); err != nil {
+		return "", err
+	}
+	return t.decision, nil
 }
 
 // A tally is an attempt's decision and votes as one read saw them (or as
@@ -298,7 +341,7 @@ func settle(ctx context.Context, cli *clientv3.Client, k keys, a int64, plan *Pl
 			continue
 		}
 		if w, reason := splitValue(v); w == voteAbort {
-			return writeAbort(ctx, cli, k, a, fmt.Sprintf("node %s voted abort: %s", n.ID, reason))
+			return decideAbort(ctx, cli, k, a, plan, fmt.Sprintf("node %s voted abort: %s", n.ID, reason))
 		}
 		if v == votePrepared {
 			prepared++
@@ -315,6 +358,12 @@ func settle(ctx context.Context, cli *clientv3.Client, k keys, a int64, plan *Pl
 		cmps = append(cmps, clientv3.Compare(clientv3.Value(k.vote(a, n.ID)), "=", votePrepared))
 	}
 	tr, err := cli.Txn(ctx).If(cmps...).Then(clientv3.OpPut(k.decision(a), decisionCommit)).Commit()
+	if errors.Is(err, rpctypes.ErrTooManyOps) {
+		// The plan has more nodes than this etcd lets one Txn compare:
+		// the commit can never be written, so no node can commit; abort
+		// now, saying why, rather than retry the refusal for ever.
+		return decideAbort(ctx, cli, k, a, plan, fmt.Sprintf("etcd refused the commit transaction of %d compares (%v): run etcd with --max-txn-ops of at least %d", len(cmps), err, len(cmps)))
+	}
 	if err != nil {
 		return "", fmt.Errorf("etcd decide %s: %w", k.decision(a), err)
 	}
@@ -330,7 +379,7 @@ func settle(ctx context.Context, cli *clientv3.Client, k keys, a int64, plan *Pl
 	if t.decision != "" {
 		return settle(ctx, cli, k, a, plan, t)
 	}
-	return writeAbort(ctx, cli, k, a, "attempt superseded before its commit")
+	return decideAbort(ctx, cli, k, a, plan, "attempt superseded before its commit")
 }
 
 // checkCommit refuses a commit decision that the commit Txn cannot have
@@ -448,7 +497,7 @@ func (wt *wait) decision(ctx context.Context, first *tally) (string, error) {
 			d, err = settle(rctx, wt.cli, wt.k, wt.a, wt.plan, t)
 		}
 		if err == nil && d == "" && expired() {
-			d, err = writeAbort(rctx, wt.cli, wt.k, wt.a, "not every node voted prepared within the prepare timeout")
+			d, err = decideAbort(rctx, wt.cli, wt.k, wt.a, wt.plan, "not every node voted prepared within the prepare timeout")
 		}
 		cancel()
 		if err != nil && wt.retry && ctx.Err() == nil && !errors.Is(err, ErrUntrusted) {
@@ -483,108 +532,6 @@ func (wt *wait) decision(ctx context.Context, first *tally) (string, error) {
 		case !t.apply(wt.k, wt.a, evs):
 			t = nil // the decision was written: read it with the votes
 		}
-	}
-}
-
-// A watcher is one etcd watch kept open across the reads it guards.
-//
-// etcd delivers the events of a watch created at a revision it has
-// already passed from a background loop that runs every 100 ms; a watch
-// created at its current revision gets each event as it is written. So
-// the watch is opened first, from the current revision (its created
-// notification says when it is), and the state is read after it: a
-// change before the read is in the read, one after it comes as an event,
-// and no event waits for that loop. Kept open, the watch stays current
-// however many events arrive while the reader reads.
-type watcher struct {
-	ch     clientv3.WatchChan
-	cancel context.CancelFunc
-}
-
-// openWatch opens a watch on every key under prefix, from etcd's next
-// revision on, and returns once etcd has created it. The watch ends with
-// ctx (or close). An etcd that has not created it within RequestTimeout
-// is an error.
-func openWatch(ctx context.Context, cli *clientv3.Client, prefix string) (*watcher, error) {
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	// clientv3's Watch blocks until its stream to etcd is up: the timer
-	// ends the watch (and so that wait) if etcd has not created it in
-	// time.
-	var created, late atomic.Bool
-	t := time.AfterFunc(RequestTimeout, func() {
-		if !created.Load() {
-			late.Store(true)
-			cancel()
-		}
-	})
-	defer t.Stop()
-	ch := cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithCreatedNotify())
-	wr, ok := <-ch
-	if ok && wr.Created && wr.Err() == nil {
-		created.Store(true)
-		if !late.Load() {
-			return &watcher{ch: ch, cancel: cancel}, nil
-		}
-	}
-	cancel()
-	switch {
-	case ctx.Err() != nil:
-		return nil, ctx.Err()
-	case late.Load():
-		return nil, fmt.Errorf("etcd watch %s: not created within %v: %w", prefix, RequestTimeout, context.DeadlineExceeded)
-	case wr.Err() != nil:
-		// As etcd's other calls return it: a refusal (permission
-		// denied, ...) matches rpctypes' errors.
-		return nil, fmt.Errorf("etcd watch %s: %w", prefix, watchErr(wr.Err()))
-	}
-	return nil, fmt.Errorf("etcd watch %s: ended before it was created: %w", prefix, context.Cause(wctx))
-}
-
-// watchErr is err, the error of a watch etcd refused, as rpctypes' error
-// of the same description where there is one. clientv3 passes a refused
-// watch's gRPC status as text ("rpc error: code = PermissionDenied desc =
-// etcdserver: permission denied"), which rpctypes.Error alone does not
-// map: its description is looked up instead.
-func watchErr(err error) error {
-	msg := err.Error()
-	if i := strings.LastIndex(msg, "desc = "); i >= 0 {
-		if e, ok := rpctypes.Error(errors.New(msg[i+len("desc = "):])).(rpctypes.EtcdError); ok {
-			return e
-		}
-	}
-	return rpctypes.Error(err)
-}
-
-// next waits for the next changes under the watched prefix, until
-// deadline (zero: none), and returns them; at the deadline it returns
-// none. ok is false when the watch ended (ctx, compaction, no leader):
-// the caller reads again and opens another.
-func (w *watcher) next(deadline time.Time) (evs []*clientv3.Event, ok bool) {
-	var expired <-chan time.Time
-	if !deadline.IsZero() {
-		t := time.NewTimer(time.Until(deadline))
-		defer t.Stop()
-		expired = t.C
-	}
-	for {
-		select {
-		case wr, open := <-w.ch:
-			if !open || wr.Err() != nil {
-				return nil, false
-			}
-			if len(wr.Events) > 0 {
-				return wr.Events, true
-			}
-		case <-expired:
-			return nil, true
-		}
-	}
-}
-
-// close ends the watch; a nil watcher is closed already.
-func (w *watcher) close() {
-	if w != nil {
-		w.cancel()
 	}
 }
 

@@ -133,7 +133,7 @@ func TestErrUndecided_SaysNotFinished(t *testing.T) {
 
 // castVote is vote without the tally.
 func castVote(ctx context.Context, cli *clientv3.Client, k keys, a int64, node, value, voter string) error {
-	_, err := vote(ctx, cli, k, a, node, value, voter)
+	_, err := vote(ctx, cli, k, a, 0, node, value, voter)
 	return err
 }
 
@@ -142,17 +142,17 @@ func castVote(ctx context.Context, cli *clientv3.Client, k keys, a int64, node, 
 // decides without another read; a vote cast again returns none.
 func TestVote_TheLastVotersTallyShowsEveryVote(t *testing.T) {
 	cli, ctx, k, plan := twoNodeAttempt(t, "/t/")
-	ta, err := vote(ctx, cli, k, 1, "a", votePrepared, "va")
+	ta, err := vote(ctx, cli, k, 1, 0, "a", votePrepared, "va")
 	if err != nil || ta == nil || len(ta.votes) != 1 || ta.decision != "" {
 		t.Fatalf("the first vote's tally: %+v, %v; want a's vote alone", ta, err)
 	}
 	if d, err := settle(ctx, cli, k, 1, plan, ta); err != nil || d != "" {
 		t.Fatalf("one vote of two settles %q, %v; want nothing", d, err)
 	}
-	if again, err := vote(ctx, cli, k, 1, "a", votePrepared, "va"); err != nil || again != nil {
+	if again, err := vote(ctx, cli, k, 1, 0, "a", votePrepared, "va"); err != nil || again != nil {
 		t.Fatalf("the same vote again: %+v, %v; want success without a tally", again, err)
 	}
-	tb, err := vote(ctx, cli, k, 1, "b", votePrepared, "vb")
+	tb, err := vote(ctx, cli, k, 1, 0, "b", votePrepared, "vb")
 	if err != nil || tb == nil || tb.votes["a"] != votePrepared || tb.votes["b"] != votePrepared {
 		t.Fatalf("the last vote's tally: %+v, %v; want both votes", tb, err)
 	}
@@ -195,7 +195,7 @@ func TestTally_ApplyCountsVotesAndRereadsTheDecision(t *testing.T) {
 func TestWait_DeadlineWithTheWatchOpenDecidesAbort(t *testing.T) {
 	cli, ctx, k, plan := twoNodeAttempt(t, "/t/")
 	wt := openWait(t, ctx, &wait{cli: cli, k: k, a: 1, plan: plan, deadline: time.Now().Add(300 * time.Millisecond), retry: true, watched: k.att(1)})
-	tl, err := vote(ctx, cli, k, 1, "a", votePrepared, "va")
+	tl, err := vote(ctx, cli, k, 1, 0, "a", votePrepared, "va")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,6 +299,209 @@ func voteRoundTrip() uint64 {
 	_ = proto.Unmarshal(b, &pb.TxnResponse{})
 	runtime.ReadMemStats(&m1)
 	return m1.Mallocs - m0.Mallocs
+}
+
+// TestWait_CommitTooLargeForEtcdDecidesAbort: a plan of 127 nodes makes a
+// commit Txn of 129 compares, which etcd (--max-txn-ops 128, its default)
+// refuses whatever the votes. Every node voted prepared: the wait must not
+// retry that refusal for ever (every agent hung, every run prepared, past
+// the prepare timeout too) but decide abort, saying why.
+func TestWait_CommitTooLargeForEtcdDecidesAbort(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	k := keysOf("/big/", "r")
+	plan := &Plan{Name: "r"}
+	for i := range 127 {
+		plan.Nodes = append(plan.Nodes, PlanNode{ID: fmt.Sprintf("n%d", i), From: fmt.Sprintf("/x/%d", i)})
+	}
+	if _, _, err := publish(ctx, cli, k, plan, time.Minute, true); err != nil {
+		t.Fatal(err)
+	}
+	var last *tally
+	for _, n := range plan.Nodes {
+		tl, err := vote(ctx, cli, k, 1, 0, n.ID, votePrepared, "v"+n.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = tl
+	}
+	// The last voter's wait (an agent's: no grace), its deadline past
+	// soon; bounded by wctx so that a wait that never ends fails the test.
+	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer wcancel()
+	wt := &wait{cli: cli, k: k, a: 1, plan: plan, deadline: time.Now().Add(time.Second), retry: true, watched: k.decision(1)}
+	defer wt.close()
+	if _, err := wt.open(wctx); err != nil {
+		t.Fatal(err)
+	}
+	d, err := wt.decision(wctx, last)
+	if err != nil || !strings.HasPrefix(d, decisionAbort) || !strings.Contains(d, "max-txn-ops") {
+		t.Fatalf("decision %q, %v; want abort naming --max-txn-ops", d, err)
+	}
+	if got, err := decision(ctx, cli, k, 1); err != nil || got != d {
+		t.Errorf("etcd's decision %q, %v; want %q", got, err, d)
+	}
+}
+
+// TestAbort_FindingAForgedCommitRefusesIt: a participant about to write
+// abort (a node voted abort, or the prepare timeout passed) finds a
+// decision already there: a commit put by hand, not by the commit Txn (b
+// never voted prepared). The abort's answer is a decision read like any
+// other: it is checked against the votes and refused (ErrUntrusted),
+// never returned as the decision to apply. Both a tally a moment old
+// (the coordinator's, counted from its watch) and a wait past its
+// deadline holding its vote's tally reach that abort.
+func TestAbort_FindingAForgedCommitRefusesIt(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	plan := &Plan{Name: "r", Nodes: []PlanNode{{ID: "a", From: "/x"}, {ID: "b", From: "/y"}}}
+
+	// settle, from a tally that saw b's abort vote but not the decision.
+	k := keysOf("/fa/", "r")
+	if _, _, err := publish(ctx, cli, k, plan, time.Minute, true); err != nil {
+		t.Fatal(err)
+	}
+	must(t, castVote(ctx, cli, k, 1, "a", votePrepared, "va"))
+	stale, err := vote(ctx, cli, k, 1, 0, "b", abortValue("no"), "vb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, k.decision(1), decisionCommit); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := settle(ctx, cli, k, 1, plan, stale); !errors.Is(err, ErrUntrusted) {
+		t.Errorf("settle of an abort vote over a forged commit: %q, %v; want ErrUntrusted", d, err)
+	}
+
+	// A wait past its deadline with a's vote's tally (b has not voted).
+	k = keysOf("/fd/", "r")
+	if _, _, err := publish(ctx, cli, k, plan, time.Minute, true); err != nil {
+		t.Fatal(err)
+	}
+	wt := openWait(t, ctx, &wait{cli: cli, k: k, a: 1, plan: plan, deadline: time.Now().Add(-time.Second), retry: true, watched: k.decision(1)})
+	mine, err := vote(ctx, cli, k, 1, 0, "a", votePrepared, "va")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, k.decision(1), decisionCommit); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := wt.decision(ctx, mine); !errors.Is(err, ErrUntrusted) {
+		t.Errorf("a wait past its deadline over a forged commit: %q, %v; want ErrUntrusted", d, err)
+	}
+}
+
+// TestWait_PastTheDeadlineEveryVotePreparedCommits: the last voter died
+// between its vote and its commit Txn and no coordinator runs (killed in
+// its grace, say). A waiting agent's tally (its own vote's) shows one
+// vote of two; at its deadline it reads again and, every vote being
+// prepared, writes commit: the timeout aborts only what cannot commit.
+func TestWait_PastTheDeadlineEveryVotePreparedCommits(t *testing.T) {
+	cli, ctx, k, plan := twoNodeAttempt(t, "/dl/")
+	wt := openWait(t, ctx, &wait{cli: cli, k: k, a: 1, plan: plan, deadline: time.Now().Add(300 * time.Millisecond), retry: true, watched: k.decision(1)})
+	mine, err := vote(ctx, cli, k, 1, 0, "a", votePrepared, "va")
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, castVote(ctx, cli, k, 1, "b", votePrepared, "vb")) // and dies
+	if d, err := wt.decision(ctx, mine); err != nil || d != decisionCommit {
+		t.Fatalf("decision %q, %v; want commit", d, err)
+	}
+}
+
+// TestDecisionOf_ForgedCommitIsRefused: what `kvrflow recover --decision
+// commit --etcd` checks the operator's decision against is a decision
+// read like any other: a commit put by hand while a node voted abort is
+// ErrUntrusted (exit 2, nothing done), not a commit that agrees.
+func TestDecisionOf_ForgedCommitIsRefused(t *testing.T) {
+	cli, ctx, k, _ := twoNodeAttempt(t, "/do/")
+	rec, err := loadAttempt(ctx, cli, k, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, castVote(ctx, cli, k, 1, "a", votePrepared, "va"))
+	must(t, castVote(ctx, cli, k, 1, "b", abortValue("no"), "vb"))
+	if _, err := cli.Put(ctx, k.decision(1), decisionCommit); err != nil {
+		t.Fatal(err)
+	}
+	for _, abort := range []bool{false, true} {
+		if d, err := DecisionOf(ctx, cli, "/do/", Tag("r", 1, rec.ID), abort); !errors.Is(err, ErrUntrusted) {
+			t.Errorf("DecisionOf (abort %v) over a forged commit: %q, %v; want ErrUntrusted", abort, d, err)
+		}
+	}
+}
+
+// decision returns attempt a's decision ("" if none).
+func decision(ctx context.Context, cli *clientv3.Client, k keys, a int64) (string, error) {
+	resp, err := cli.Get(ctx, k.decision(a))
+	if err != nil {
+		return "", fmt.Errorf("etcd get %s: %w", k.decision(a), err)
+	}
+	if len(resp.Kvs) == 0 {
+		return "", nil
+	}
+	return string(resp.Kvs[0].Value), nil
+}
+
+// TestWait_GraceOverlappingTheDeadlineCommits: every vote is prepared
+// just before the prepare timeout and the last voter died before its
+// commit: the coordinator's grace would end after the deadline. At the
+// deadline it writes commit, never abort.
+func TestWait_GraceOverlappingTheDeadlineCommits(t *testing.T) {
+	cli, ctx, k, plan := twoNodeAttempt(t, "/go/")
+	must(t, castVote(ctx, cli, k, 1, "a", votePrepared, "va"))
+	must(t, castVote(ctx, cli, k, 1, "b", votePrepared, "vb"))
+	wt := &wait{cli: cli, k: k, a: 1, plan: plan, deadline: time.Now().Add(lastVoterGrace / 4), retry: true, watched: k.att(1), grace: lastVoterGrace}
+	defer wt.close()
+	if d, err := wt.decision(ctx, nil); err != nil || d != decisionCommit {
+		t.Fatalf("decision %q, %v; want commit", d, err)
+	}
+}
+
+// TestVote_InAnAttemptPublishedAgainIsRefused: an agent read attempt 1
+// of "r" and restored its plan; meanwhile the operator deleted the
+// restore's keys and published "r" again (attempt 1 once more, another
+// plan). The agent's vote, for a run of the first plan, must not count
+// in the new attempt: it is refused as stale, and the new attempt is not
+// decided by it.
+func TestVote_InAnAttemptPublishedAgainIsRefused(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	k := keysOf("/rp/", "r")
+	plan := &Plan{Name: "r", Nodes: []PlanNode{{ID: "a", From: "/old"}}}
+	if _, _, err := publish(ctx, cli, k, plan, time.Minute, true); err != nil {
+		t.Fatal(err)
+	}
+	read, err := loadAttempt(ctx, cli, k, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Delete(ctx, "/rp/", clientv3.WithPrefix()); err != nil {
+		t.Fatal(err)
+	}
+	again := &Plan{Name: "r", Nodes: []PlanNode{{ID: "a", From: "/new"}}}
+	if a, _, err := publish(ctx, cli, k, again, time.Minute, true); err != nil || a != 1 {
+		t.Fatalf("publish again: %d, %v", a, err)
+	}
+	if tl, err := vote(ctx, cli, k, 1, read.rev, "a", votePrepared, "va"); !errors.Is(err, errRepublished) || !errors.Is(err, ErrStale) {
+		t.Fatalf("a vote for the first plan in the new attempt: %+v, %v; want errRepublished (ErrStale)", tl, err)
+	}
+	if tl, err := readTally(ctx, cli, k, 1); err != nil || len(tl.votes) != 0 || tl.decision != "" {
+		t.Fatalf("the new attempt: %+v, %v; want no vote, no decision", tl, err)
+	}
+	now, err := loadAttempt(ctx, cli, k, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := vote(ctx, cli, k, 1, now.rev, "a", votePrepared, "va"); err != nil {
+		t.Fatalf("a vote for the new plan: %v", err)
+	}
 }
 
 // twoNodeAttempt publishes attempt 1 of a restore "r" of nodes a and b
