@@ -84,20 +84,7 @@ func TestCluster_RequestsPerRestore(t *testing.T) {
 	const n = 5
 	nodes := newNodes(t, n)
 	const prefix = "/cost/"
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	agents := make([]*requests, n)
-	for i, nd := range nodes {
-		agents[i] = &requests{}
-		cli := countingClient(t, srv, agents[i])
-		wg.Go(func() {
-			_, err := cluster.Agent(ctx, cli, prefix, cluster.AgentOptions{Node: nd.id, DB: nd.db})
-			if !errors.Is(err, context.Canceled) {
-				t.Errorf("agent %s: %v, want it to serve until cancelled", nd.id, err)
-			}
-		})
-	}
-	defer func() { cancel(); wg.Wait() }()
+	agents := serveCounted(t, srv, prefix, nodes)
 	coord := &requests{}
 	cli := countingClient(t, srv, coord)
 	// A first restore, not counted: the agents' start (a Get of every
@@ -140,20 +127,7 @@ func TestCluster_AbortedRestoreIsNoFailure(t *testing.T) {
 	const n = 2
 	nodes := newNodes(t, n)
 	const prefix = "/ab/"
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	agents := make([]*requests, n)
-	for i, nd := range nodes {
-		agents[i] = &requests{}
-		cli := countingClient(t, srv, agents[i])
-		wg.Go(func() {
-			_, err := cluster.Agent(ctx, cli, prefix, cluster.AgentOptions{Node: nd.id, DB: nd.db})
-			if !errors.Is(err, context.Canceled) {
-				t.Errorf("agent %s: %v, want it to serve until cancelled", nd.id, err)
-			}
-		})
-	}
-	defer func() { cancel(); wg.Wait() }()
+	agents := serveCounted(t, srv, prefix, nodes)
 	cli := srv.Client(t)
 	o := cluster.CoordinateOptions{PrepareTimeout: time.Minute}
 	mustCommit(t, cli, prefix, "warm", nodes, o)
@@ -177,4 +151,25 @@ func TestCluster_AbortedRestoreIsNoFailure(t *testing.T) {
 			t.Errorf("node %s: %s", nd.id, s)
 		}
 	}
+}
+
+// serveCounted runs a long-running agent for each node, each on a client
+// whose requests the returned counter counts, until the test ends.
+func serveCounted(t *testing.T, srv *etcdtest.Server, prefix string, nodes []*node) []*requests {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	agents := make([]*requests, len(nodes))
+	for i, nd := range nodes {
+		agents[i] = &requests{}
+		cli := countingClient(t, srv, agents[i])
+		wg.Go(func() {
+			_, err := cluster.Agent(ctx, cli, prefix, cluster.AgentOptions{Node: nd.id, DB: nd.db})
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("agent %s: %v, want it to serve until cancelled", nd.id, err)
+			}
+		})
+	}
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return agents
 }
