@@ -597,15 +597,20 @@ func (a *agent) handle(ctx context.Context, name string, att int64) (*NodeReport
 		log.Warn().Str("reason", reason).Msg("voting abort")
 		return abort(reason)
 	}
-	// The decision's watch is opened before the restore, off the path
-	// from the last vote to the decision; the vote's own read follows it
-	// (see wait). Not opened (etcd busy): the wait opens it after the
-	// vote and reads again.
+	// The decision's watch is opened while the restore runs, off the
+	// path from the last vote to the decision and without delaying the
+	// restore's start; the vote's own read follows it (see wait). Not
+	// opened (etcd busy): the wait opens it after the vote and reads
+	// again.
 	wt := &wait{cli: a.cli, k: k, a: att, plan: &rec.Plan, deadline: time.Now().Add(rec.PrepareTimeout), retry: true, watched: k.decision(att)}
-	defer wt.close()
-	if _, err := wt.open(ctx); err != nil {
-		log.Debug().Err(err).Msg("decision watch not opened yet")
-	}
+	opened := make(chan struct{})
+	go func() {
+		defer close(opened)
+		if _, err := wt.open(ctx); err != nil {
+			log.Debug().Err(err).Msg("decision watch not opened yet")
+		}
+	}()
+	defer func() { <-opened; wt.close() }()
 	opts := a.opts
 	opts.Source, opts.Prepare = entry.From, tag
 	if entry.Mode != "" {
@@ -626,6 +631,7 @@ func (a *agent) handle(ctx context.Context, name string, att int64) (*NodeReport
 	if err := a.hit(PointBeforeVote); err != nil {
 		return nil, undecided(err)
 	}
+	<-opened
 	rctx, cancel = a.rpc(ctx)
 	t, err := vote(rctx, a.cli, k, att, rec.rev, a.o.Node, votePrepared, voter(p.Result.Run.FirstHash))
 	cancel()
