@@ -278,18 +278,35 @@ func tallyOf(k keys, a int64, decision, votes []*mvccpb.KeyValue) *tally {
 	return t
 }
 
-// apply brings the tally up to date with a watch's events on attempt a:
-// a vote written is counted. It reports false when an event wrote the
-// decision: the decision is then read again, with the votes that a
-// commit decision is checked against (checkCommit).
-func (t *tally) apply(k keys, a int64, evs []*clientv3.Event) bool {
+// apply brings the tally up to date with a watch's events on attempt a
+// of plan: a vote written is counted, one deleted (by hand) forgotten.
+// It reports false when the tally must be read again: an event wrote the
+// decision, and it is a commit while the tally lacks a vote of the plan
+// (a watch of the decision key alone sees no vote: an agent's of a large
+// plan). A commit is checked against the votes (checkCommit): a tally
+// that has every vote, from the read after the watch opened and the
+// watch's events since, is what a read would return.
+func (t *tally) apply(k keys, a int64, plan *Plan, evs []*clientv3.Event) bool {
 	for _, ev := range evs {
 		key := string(ev.Kv.Key)
 		switch {
+		case key == k.decision(a) && ev.Type == clientv3.EventTypePut:
+			t.decision = string(ev.Kv.Value)
 		case key == k.decision(a):
-			return false
-		case ev.Type == clientv3.EventTypePut && strings.HasPrefix(key, k.votes(a)):
+			return false // deleted by hand: read what is there
+		case !strings.HasPrefix(key, k.votes(a)):
+		case ev.Type == clientv3.EventTypePut:
 			t.votes[strings.TrimPrefix(key, k.votes(a))] = string(ev.Kv.Value)
+		default:
+			delete(t.votes, strings.TrimPrefix(key, k.votes(a)))
+		}
+	}
+	if w, _ := splitValue(t.decision); w != decisionCommit {
+		return true
+	}
+	for _, n := range plan.Nodes {
+		if _, ok := t.votes[n.ID]; !ok {
+			return false
 		}
 	}
 	return true
@@ -404,12 +421,14 @@ func checkCommit(k keys, a int64, plan *Plan, d string, votes map[string]string)
 //
 // The coordinator watches the whole attempt (k.att): every vote comes as
 // an event and is counted in its tally, and it writes the decision when
-// the tally makes one, without reading etcd on every vote. An agent
-// watches only the decision key: its own vote's Txn returns the tally as
-// it stood after the vote (a linearizable read after its write), so the
-// last voter sees every vote and decides; if it crashes first, the
-// coordinator, the voter's recovery or the timeout does. So each vote
-// wakes one process, not N, and costs no read.
+// the tally makes one, without reading etcd on every vote. An agent's own
+// vote's Txn returns the tally as it stood after the vote (a linearizable
+// read after its write), so the last voter sees every vote and decides;
+// if it crashes first, the coordinator, the voter's recovery or the
+// timeout does. An agent of a small plan watches the whole attempt too,
+// so that the decision, when it comes, is checked against votes it has
+// already; of a large plan only the decision key, which it then reads
+// again (see agentWatch). No vote costs a read.
 type wait struct {
 	cli      *clientv3.Client
 	k        keys
@@ -419,14 +438,33 @@ type wait struct {
 	retry    bool      // wait for an etcd that stops answering (until ctx ends)
 	watched  string    // k.decision(a) (an agent) or k.att(a) (the coordinator)
 	w        *watcher  // nil until opened, and after it ended
-	// grace, if set, is how long a tally of every vote prepared waits
-	// for the decision before settle writes it: the coordinator's, which
-	// leaves the commit to the last voter (its vote's tally shows every
-	// vote, and it writes the commit at once) unless that voter died
-	// between its vote and its commit. Two writers racing cost etcd a
-	// Txn through raft that fails, and a read.
+	// grace, if set, is how long a tally of every vote prepared (read,
+	// or brought by the watch) waits for the decision before settle
+	// writes it: the coordinator and the agents that watch every vote
+	// leave the commit to the last voter (its own vote's tally shows
+	// every vote, and it writes the commit at once) unless that voter
+	// died between its vote and its commit. N writers racing would cost
+	// etcd N Txns through raft that fail, and as many reads.
 	grace time.Duration
 }
+
+// agentWatch is what an agent's wait watches in attempt a of plan: for a
+// plan of up to smallPlan nodes the whole attempt, so that every vote
+// comes to every agent (N² events) and the decision, when it comes, is
+// checked against the votes without a read; for a larger plan the
+// decision key alone (one event each; the decision is then read with the
+// votes).
+func agentWatch(k keys, a int64, plan *Plan) string {
+	if len(plan.Nodes) <= smallPlan {
+		return k.att(a)
+	}
+	return k.decision(a)
+}
+
+// smallPlan is the largest plan whose agents watch every vote: at most
+// 32² = 1,024 events per restore. (A variable for the tests, which run
+// small plans both ways.)
+var smallPlan = 32
 
 // lastVoterGrace is the coordinator's wait.grace.
 const lastVoterGrace = 500 * time.Millisecond
@@ -461,6 +499,11 @@ func (wt *wait) decision(ctx context.Context, first *tally) (string, error) {
 	if wt.w == nil {
 		t = nil
 	}
+	// The caller's own vote's tally, if it shows every vote prepared,
+	// makes the caller the last voter: it settles at once. A tally of
+	// every vote prepared from a read or from events waits wt.grace for
+	// the last voter's commit first.
+	own := t != nil
 	expired := func() bool { return !wt.deadline.IsZero() && !time.Now().Before(wt.deadline) }
 	var settleAt time.Time // when a tally of every vote prepared may write the commit
 	for {
@@ -487,7 +530,7 @@ func (wt *wait) decision(ctx context.Context, first *tally) (string, error) {
 			t, err = readTally(rctx, wt.cli, wt.k, wt.a)
 		}
 		holding := false
-		if err == nil && wt.grace > 0 && wt.w != nil && !expired() && t.allPrepared(wt.plan) {
+		if err == nil && wt.grace > 0 && !own && wt.w != nil && !expired() && t.allPrepared(wt.plan) {
 			if settleAt.IsZero() {
 				settleAt = time.Now().Add(wt.grace)
 			}
@@ -496,6 +539,7 @@ func (wt *wait) decision(ctx context.Context, first *tally) (string, error) {
 		if err == nil && !holding {
 			d, err = settle(rctx, wt.cli, wt.k, wt.a, wt.plan, t)
 		}
+		own = false
 		if err == nil && d == "" && expired() {
 			d, err = decideAbort(rctx, wt.cli, wt.k, wt.a, wt.plan, "not every node voted prepared within the prepare timeout")
 		}
@@ -529,8 +573,8 @@ func (wt *wait) decision(ctx context.Context, first *tally) (string, error) {
 			// The grace is over: settle writes the commit.
 		case len(evs) == 0:
 			t = nil // the deadline: the read decides abort
-		case !t.apply(wt.k, wt.a, evs):
-			t = nil // the decision was written: read it with the votes
+		case !t.apply(wt.k, wt.a, wt.plan, evs):
+			t = nil // a commit, and a vote not seen: read it with the votes
 		}
 	}
 }

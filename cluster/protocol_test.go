@@ -168,23 +168,50 @@ func TestVote_TheLastVotersTallyShowsEveryVote(t *testing.T) {
 }
 
 // TestTally_ApplyCountsVotesAndRereadsTheDecision: a watch's vote events
-// are counted in the tally; an event on the decision key asks for a read
-// (the decision is checked against the votes as etcd holds them); other
-// keys of the attempt change nothing.
+// are counted in the tally (other keys, other attempts change nothing; a
+// vote deleted by hand is forgotten); a decision's event asks for a read
+// only when it is a commit and the tally lacks a vote of the plan (the
+// commit is checked against every vote): an abort, or a commit with
+// every vote seen, is settled from the tally, and a forged commit over an
+// abort vote is still refused there.
 func TestTally_ApplyCountsVotesAndRereadsTheDecision(t *testing.T) {
 	k := keysOf("/t/", "r")
-	put := func(key, value string) *clientv3.Event {
-		return &clientv3.Event{Type: clientv3.EventTypePut, Kv: &mvccpb.KeyValue{Key: []byte(key), Value: []byte(value)}}
+	plan := &Plan{Name: "r", Nodes: []PlanNode{{ID: "a", From: "/x"}, {ID: "b", From: "/y"}}}
+	ev := func(typ mvccpb.Event_EventType, key, value string) *clientv3.Event {
+		return &clientv3.Event{Type: typ, Kv: &mvccpb.KeyValue{Key: []byte(key), Value: []byte(value)}}
 	}
+	put := func(key, value string) *clientv3.Event { return ev(clientv3.EventTypePut, key, value) }
 	tl := &tally{votes: map[string]string{}}
-	if !tl.apply(k, 1, []*clientv3.Event{put(k.vote(1, "a"), votePrepared), put(k.voter(1, "a"), "va"), put(k.outcome(1, "a"), outcomeCommitted), put(k.vote(2, "b"), votePrepared)}) {
+	if !tl.apply(k, 1, plan, []*clientv3.Event{put(k.vote(1, "a"), votePrepared), put(k.voter(1, "a"), "va"), put(k.outcome(1, "a"), outcomeCommitted), put(k.vote(2, "b"), votePrepared)}) {
 		t.Fatal("votes, voters and outcomes asked for a read")
 	}
 	if len(tl.votes) != 1 || tl.votes["a"] != votePrepared {
 		t.Fatalf("votes %v; want a's alone (b's is another attempt's)", tl.votes)
 	}
-	if tl.apply(k, 1, []*clientv3.Event{put(k.vote(1, "b"), abortValue("no")), put(k.decision(1), decisionCommit)}) {
-		t.Fatal("the decision's event did not ask for a read")
+	if tl.apply(k, 1, plan, []*clientv3.Event{put(k.decision(1), decisionCommit)}) {
+		t.Fatal("a commit with b's vote not seen did not ask for a read")
+	}
+	aborted := &tally{votes: map[string]string{"a": votePrepared}}
+	if !aborted.apply(k, 1, plan, []*clientv3.Event{put(k.decision(1), abortValue("timeout"))}) || !strings.HasPrefix(aborted.decision, decisionAbort) {
+		t.Fatalf("an abort asked for a read (or was not taken): %+v", aborted)
+	}
+	all := &tally{votes: map[string]string{"a": votePrepared}}
+	if !all.apply(k, 1, plan, []*clientv3.Event{put(k.vote(1, "b"), votePrepared), put(k.decision(1), decisionCommit)}) {
+		t.Fatal("a commit with every vote seen asked for a read")
+	}
+	if d, err := settle(context.Background(), nil, k, 1, plan, all); err != nil || d != decisionCommit {
+		t.Fatalf("settled %q, %v; want commit without a request", d, err)
+	}
+	forged := &tally{votes: map[string]string{"a": votePrepared}}
+	if !forged.apply(k, 1, plan, []*clientv3.Event{put(k.vote(1, "b"), abortValue("no")), put(k.decision(1), decisionCommit)}) {
+		t.Fatal("a commit over every vote seen asked for a read")
+	}
+	if _, err := settle(context.Background(), nil, k, 1, plan, forged); !errors.Is(err, ErrUntrusted) {
+		t.Fatalf("a commit over b's abort vote: %v; want ErrUntrusted", err)
+	}
+	deleted := &tally{votes: map[string]string{"a": votePrepared, "b": votePrepared}}
+	if deleted.apply(k, 1, plan, []*clientv3.Event{ev(clientv3.EventTypeDelete, k.vote(1, "b"), ""), put(k.decision(1), decisionCommit)}) {
+		t.Fatal("a commit after b's vote was deleted did not ask for a read")
 	}
 }
 

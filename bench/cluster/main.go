@@ -28,7 +28,7 @@
 // (two phases: prepare/vote and decide/commit), the round trip being the
 // median latency of a Put measured on the same etcd.
 //
-// Usage: go run ./bench/cluster [-runs 7] [-nodes 3,10] [-keys 4000] [-out bench/RESULTS-cluster.md]
+// Usage: go run ./bench/cluster [-runs 7] [-nodes 3,10] [-keys 4000] [-tags TAGS] [-out bench/RESULTS-cluster.md]
 //
 // It builds kvrflow from the working tree into the work directory
 // (-dir, default a temporary directory, removed afterwards) and writes a
@@ -69,6 +69,7 @@ func main() {
 	out := flag.String("out", "bench/RESULTS-cluster.md", "where to write the report")
 	dir := flag.String("dir", "", "work directory (default a temporary one, removed)")
 	worker := flag.Bool("worker", false, "run as a W worker: -worker SRC DB (the benchmark starts these itself)")
+	tags := flag.String("tags", "", "build tags for kvrflow's build (go build -tags)")
 	trace := flag.Int("trace", 0, "instead of the benchmark: one S round of this many nodes, its processes' log lines on one time line")
 	flag.Parse()
 	if *worker {
@@ -83,7 +84,7 @@ func main() {
 		work = d
 	}
 	bin := filepath.Join(work, "kvrflow")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/kvrflow")
+	build := exec.Command("go", "build", "-tags", *tags, "-o", bin, "./cmd/kvrflow")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	check(build.Run())
 
@@ -103,7 +104,7 @@ func main() {
 	fmt.Fprintf(&report, "# Cluster restore: the protocol's own cost\n\nMade by `bench/cluster` (see the comment at its top).\n\n")
 	fmt.Fprintf(&report, "- command: `go run ./bench/cluster %s`\n", strings.Join(os.Args[1:], " "))
 	fmt.Fprintf(&report, "- date: %s\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
-	fmt.Fprintf(&report, "- kvrflow commit: %s (%s)\n", gitRev(), runtime.Version())
+	fmt.Fprintf(&report, "- kvrflow commit: %s (%s), built with tags %q\n", gitRev(), runtime.Version(), *tags)
 	fmt.Fprintf(&report, "- machine: %d cores, %s\n", runtime.NumCPU(), kernel())
 	fmt.Fprintf(&report, "- etcd: %s, one member on 127.0.0.1, its default heartbeat and election timeouts (100 ms, 1 s), data on the work directory's file system; Put round trip (median of 200): %.2f ms\n", etcdVersion(), ms(rtt))
 	fmt.Fprintf(&report, "- each node: an old database of 1000 keys, a backup (kvrflow backup) of %d keys of 1 KiB; restores in the default mode (auto: link on the same file system) and verification (checksum)\n", *keys)
