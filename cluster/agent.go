@@ -357,7 +357,7 @@ func (a *agent) decide(ctx context.Context, k keys, att int64, rec *attemptRecor
 		// another agent's: it stays prepared.
 		return "", fmt.Errorf("run %d: its first journal record was not found: cannot tell its vote", run)
 	}
-	wt := &wait{cli: a.cli, k: k, a: att, plan: &rec.Plan, deadline: time.Now().Add(rec.PrepareTimeout), watched: agentWatch(k, att, &rec.Plan), grace: lastVoterGrace}
+	wt := &wait{cli: a.cli, k: k, a: att, plan: &rec.Plan, deadline: time.Now().Add(rec.PrepareTimeout), watched: k.decision(att), grace: lastVoterGrace}
 	defer wt.close()
 	if _, err := wt.open(ctx); err != nil {
 		return "", err
@@ -602,7 +602,7 @@ func (a *agent) handle(ctx context.Context, name string, att int64) (*NodeReport
 	// restore's start; the vote's own read follows it (see wait). Not
 	// opened (etcd busy): the wait opens it after the vote and reads
 	// again.
-	wt := &wait{cli: a.cli, k: k, a: att, plan: &rec.Plan, deadline: time.Now().Add(rec.PrepareTimeout), retry: true, watched: agentWatch(k, att, &rec.Plan), grace: lastVoterGrace}
+	wt := &wait{cli: a.cli, k: k, a: att, plan: &rec.Plan, deadline: time.Now().Add(rec.PrepareTimeout), retry: true, watched: k.decision(att), grace: lastVoterGrace}
 	opened := make(chan struct{})
 	go func() {
 		defer close(opened)

@@ -142,16 +142,12 @@ func plain(nodes int) scenario {
 
 // TestCluster_HappyPathCommitsEveryNode: 3 and 5 nodes, each agent with
 // its own database and journal: every node ends new, the decision is
-// commit, each outcome committed. The 5 nodes' agents watch only the
-// decision key, as those of a plan of more than 32 nodes do.
+// commit, each outcome committed.
 func TestCluster_HappyPathCommitsEveryNode(t *testing.T) {
 	srv := etcdtest.Start(t)
 	cli := srv.Client(t)
 	c := &tally{}
 	for _, n := range []int{3, 5} {
-		if n == 5 {
-			defer cluster.WatchDecisionOnly()()
-		}
 		if d := plain(n).run(t, cli, c); d != "commit" {
 			t.Errorf("%d nodes: decision %q, want commit", n, d)
 		}

@@ -282,10 +282,11 @@ func tallyOf(k keys, a int64, decision, votes []*mvccpb.KeyValue) *tally {
 // of plan: a vote written is counted, one deleted (by hand) forgotten.
 // It reports false when the tally must be read again: an event wrote the
 // decision, and it is a commit while the tally lacks a vote of the plan
-// (a watch of the decision key alone sees no vote: an agent's of a large
-// plan). A commit is checked against the votes (checkCommit): a tally
-// that has every vote, from the read after the watch opened and the
-// watch's events since, is what a read would return.
+// (an agent's watch of the decision key alone brings no vote). A commit
+// is checked against the votes (checkCommit): a tally that has every
+// vote, from the read after the watch opened and the watch's events
+// since (the coordinator's), is what a read would return; an abort needs
+// no votes.
 func (t *tally) apply(k keys, a int64, plan *Plan, evs []*clientv3.Event) bool {
 	for _, ev := range evs {
 		key := string(ev.Kv.Key)
@@ -425,10 +426,10 @@ func checkCommit(k keys, a int64, plan *Plan, d string, votes map[string]string)
 // vote's Txn returns the tally as it stood after the vote (a linearizable
 // read after its write), so the last voter sees every vote and decides;
 // if it crashes first, the coordinator, the voter's recovery or the
-// timeout does. An agent of a small plan watches the whole attempt too,
-// so that the decision, when it comes, is checked against votes it has
-// already; of a large plan only the decision key, which it then reads
-// again (see agentWatch). No vote costs a read.
+// timeout does. An agent watches only the decision key: each vote wakes
+// one process, not N (watching every vote, N² events per restore, cost
+// more at 10 nodes than the read each agent makes of a commit when it
+// comes), and no vote costs a read.
 type wait struct {
 	cli      *clientv3.Client
 	k        keys
@@ -447,24 +448,6 @@ type wait struct {
 	// etcd N Txns through raft that fail, and as many reads.
 	grace time.Duration
 }
-
-// agentWatch is what an agent's wait watches in attempt a of plan: for a
-// plan of up to smallPlan nodes the whole attempt, so that every vote
-// comes to every agent (N² events) and the decision, when it comes, is
-// checked against the votes without a read; for a larger plan the
-// decision key alone (one event each; the decision is then read with the
-// votes).
-func agentWatch(k keys, a int64, plan *Plan) string {
-	if len(plan.Nodes) <= smallPlan {
-		return k.att(a)
-	}
-	return k.decision(a)
-}
-
-// smallPlan is the largest plan whose agents watch every vote: at most
-// 32² = 1,024 events per restore. (A variable for the tests, which run
-// small plans both ways.)
-var smallPlan = 32
 
 // lastVoterGrace is the coordinator's wait.grace.
 const lastVoterGrace = 500 * time.Millisecond
