@@ -1,5 +1,6 @@
 // Command cluster measures the cluster restore protocol's own cost
-// (issue 14): for N local nodes (default 3 and 10) it times, interleaved,
+// (issue 14): for N local nodes (default 3 and 10) it times, interleaved
+// in an order rotated from round to round,
 // one warm-up round (not counted) and -runs rounds of
 //
 //	I  N `kvrflow restore` processes started at once, one per node, each
@@ -108,7 +109,7 @@ func main() {
 	fmt.Fprintf(&report, "- machine: %d cores, %s\n", runtime.NumCPU(), kernel())
 	fmt.Fprintf(&report, "- etcd: %s, one member on 127.0.0.1, its default heartbeat and election timeouts (100 ms, 1 s), data on the work directory's file system; Put round trip (median of 200): %.2f ms\n", etcdVersion(), ms(rtt))
 	fmt.Fprintf(&report, "- each node: an old database of 1000 keys, a backup (kvrflow backup) of %d keys of 1 KiB; restores in the default mode (auto: link on the same file system) and verification (checksum)\n", *keys)
-	fmt.Fprintf(&report, "- %d rounds each after one warm-up round, interleaved (I W C S, I W C S, ...); wall time from starting the processes to the last exit\n", *runs)
+	fmt.Fprintf(&report, "- %d rounds each after one warm-up round, interleaved in a rotated order (I W C S, W C S I, C S I W, ...); wall time from starting the processes to the last exit\n", *runs)
 	fmt.Fprintf(&report, "- load average at the start (other work on this machine): %s\n\n", loadavg())
 	fmt.Fprintf(&report, "| nodes | I: independent restores, median ms | W: independent restores, processes running, median ms | C: cluster restore, agents started with it, median ms | S: cluster restore, agents running, median ms | C − I ms | S − W ms | S − I ms | last vote → decision (S), median ms | decision → last node done (S), median ms | target ms (50 + 2 round trips) |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	var runsTable strings.Builder
@@ -119,10 +120,23 @@ func main() {
 		nodes := makeNodes(filepath.Join(work, fmt.Sprintf("n%d", n)), n, *keys)
 		var ind, wrk, clu, svc, vd, cd []time.Duration
 		for r := 0; r <= *runs; r++ {
-			a := independent(bin, nodes)
-			w := workers(nodes)
-			b, _, _ := clustered(bin, etcd.Endpoint, nodes, fmt.Sprintf("bench-%d-%d-%d", n, r, time.Now().UnixNano()), work, false)
-			c, v, dc := clustered(bin, etcd.Endpoint, nodes, fmt.Sprintf("bench-s-%d-%d-%d", n, r, time.Now().UnixNano()), work, true)
+			// The four in a rotated order, round after round: what runs
+			// first after a reset is not always the same (the order
+			// alone moved one operation's median by 10 ms here).
+			var a, w, b, c, v, dc time.Duration
+			ops := []func(){
+				func() { a = independent(bin, nodes) },
+				func() { w = workers(nodes) },
+				func() {
+					b, _, _ = clustered(bin, etcd.Endpoint, nodes, fmt.Sprintf("bench-%d-%d-%d", n, r, time.Now().UnixNano()), work, false)
+				},
+				func() {
+					c, v, dc = clustered(bin, etcd.Endpoint, nodes, fmt.Sprintf("bench-s-%d-%d-%d", n, r, time.Now().UnixNano()), work, true)
+				},
+			}
+			for j := range ops {
+				ops[(j+r)%len(ops)]()
+			}
 			if r > 0 {
 				ind, wrk, clu, svc, vd, cd = append(ind, a), append(wrk, w), append(clu, b), append(svc, c), append(vd, v), append(cd, dc)
 			}
