@@ -83,7 +83,9 @@ func (sc scenario) run(t *testing.T, cli *clientv3.Client, c *tally) string {
 		go func() {
 			defer wg.Done()
 			if sc.abortLate && i == sc.abortNode {
-				waitVote(ctx, cli, prefix, name, nodes[sc.crashNode].id)
+				if _, err := pollKey(ctx, cli, prefix+"restores/"+name+"/1/votes/"+nodes[sc.crashNode].id); err != nil {
+					t.Errorf("%s: %v", what, err)
+				}
 			}
 			specs := []string{sc.nodeSpec[i]}
 			if i == sc.crashNode {
@@ -178,17 +180,6 @@ func TestCluster_OneNodeFailsEveryNodeKeepsItsDatabase(t *testing.T) {
 	}
 	if c.old != 3 || c.mix != 0 {
 		t.Errorf("%v, want 3 all-old", c)
-	}
-}
-
-// waitVote polls until node has a vote in attempt 1 of name (or ctx ends).
-func waitVote(ctx context.Context, cli *clientv3.Client, prefix, name, node string) {
-	key := prefix + "restores/" + name + "/1/votes/" + node
-	for ctx.Err() == nil {
-		if resp, err := cli.Get(ctx, key); err == nil && len(resp.Kvs) > 0 {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -110,8 +110,8 @@ func TestCluster_EtcdRestartedMidProtocol(t *testing.T) {
 			}
 		}()
 	}
-	waitVote(ctx, cli, prefix, name, "n1")
-	waitVote(ctx, cli, prefix, name, "n2")
+	waitKey(t, ctx, cli, prefix+"restores/"+name+"/1/votes/n1")
+	waitKey(t, ctx, cli, prefix+"restores/"+name+"/1/votes/n2")
 	srv.Stop()
 	if res := runAgent(ctx, cli, prefix, nodes[2], nil); !errors.Is(res.err, cluster.ErrUndecided) {
 		t.Fatalf("n3 with etcd down: %+v, want ErrUndecided", res)

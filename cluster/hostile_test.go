@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -18,14 +19,24 @@ import (
 // waitKey waits until key exists in etcd and returns its value.
 func waitKey(t *testing.T, ctx context.Context, cli *clientv3.Client, key string) string {
 	t.Helper()
+	v, err := pollKey(ctx, cli, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// pollKey returns key's value once it exists, or an error when ctx ends
+// first (waitKey for a goroutine other than the test's).
+func pollKey(ctx context.Context, cli *clientv3.Client, key string) (string, error) {
 	for {
 		resp, err := cli.Get(ctx, key)
 		if err == nil && len(resp.Kvs) > 0 {
-			return string(resp.Kvs[0].Value)
+			return string(resp.Kvs[0].Value), nil
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("waiting for %s: %v", key, ctx.Err())
+			return "", fmt.Errorf("waiting for %s: %w", key, ctx.Err())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
@@ -397,7 +408,7 @@ func TestHostile_PublishedWhileAgentsAreBusyIsServed(t *testing.T) {
 	cli := srv.Client(t)
 	nodes := newNodes(t, 3)
 	const prefix = "/bz/"
-	defer serve(t, srv, prefix, nodes[:2]...)()
+	agents := serveCounted(t, srv, prefix, nodes[:2])
 	busy := make(chan error, 1)
 	go func() {
 		_, err := cluster.Coordinate(context.Background(), cli, prefix, planOf("busy", nodes), cluster.CoordinateOptions{PrepareTimeout: 2 * time.Second, Wait: 4 * time.Second})
@@ -407,9 +418,17 @@ func TestHostile_PublishedWhileAgentsAreBusyIsServed(t *testing.T) {
 	defer wcancel()
 	waitKey(t, wctx, cli, prefix+"restores/busy/1/votes/n1")
 	waitKey(t, wctx, cli, prefix+"restores/busy/1/votes/n2")
+	for _, r := range agents {
+		r.take() // their start (a Get of every restore) is behind them
+	}
 	rep, err := cluster.Coordinate(context.Background(), cli, prefix, planOf("next", nodes[:2]), cluster.CoordinateOptions{PrepareTimeout: 20 * time.Second, Wait: 30 * time.Second})
 	if err != nil || rep.Outcome != cluster.Committed {
 		t.Fatalf("next: %+v, %v", rep, err)
+	}
+	for i, r := range agents {
+		if desc := r.String(); strings.Contains(desc, "Range") {
+			t.Errorf("agent %s read every restore again (%s): want next served from its watch's change alone", nodes[i].id, desc)
+		}
 	}
 	if err := <-busy; !errors.Is(err, cluster.ErrUndecided) && !errors.Is(err, cluster.ErrAborted) {
 		t.Errorf("busy: %v, want aborted (or undecided: n3 never reports)", err)
