@@ -30,7 +30,7 @@
 // nodes needs that etcd option raised (without it such a restore is
 // decided abort once every node voted, the reason naming the option). A waiting agent watches only its
 // attempt's decision key, the coordinator the whole attempt: 2N + 1 watch
-// events and 4N + 5 requests per restore of N nodes (DESIGN.md, Cost at
+// events and 4N + 4 requests per restore of N nodes (DESIGN.md, Cost at
 // scale). An etcd restored from a snapshot older than a decision is
 // etcd lost, not etcd back: see DESIGN.md before running agents on it.
 package cluster

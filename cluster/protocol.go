@@ -25,14 +25,19 @@ func current(ctx context.Context, cli *clientv3.Client, k keys) (int64, int64, e
 	if err != nil {
 		return 0, 0, fmt.Errorf("etcd get %s: %w", k.attempt(), err)
 	}
-	if len(resp.Kvs) == 0 {
+	return currentOf(k, resp.Kvs)
+}
+
+// currentOf is current from what a Get of the attempt key returned.
+func currentOf(k keys, kvs []*mvccpb.KeyValue) (int64, int64, error) {
+	if len(kvs) == 0 {
 		return 0, 0, nil
 	}
-	a, err := strconv.ParseInt(string(resp.Kvs[0].Value), 10, 64)
+	a, err := strconv.ParseInt(string(kvs[0].Value), 10, 64)
 	if err != nil {
-		return 0, 0, fmt.Errorf("%w: %s holds %q, not an attempt number", ErrBadPlan, k.attempt(), resp.Kvs[0].Value)
+		return 0, 0, fmt.Errorf("%w: %s holds %q, not an attempt number", ErrBadPlan, k.attempt(), kvs[0].Value)
 	}
-	return a, resp.Kvs[0].ModRevision, nil
+	return a, kvs[0].ModRevision, nil
 }
 
 // loadAttempt returns attempt a's published record.
@@ -72,12 +77,14 @@ func attemptOfKVs(k keys, a int64, kvs []*mvccpb.KeyValue) (*attemptRecord, erro
 // Txn: if attempt's ModRevision is what was read (absent: CreateRevision
 // 0) and the earlier attempt has a decision, put attempt = N+1 and its
 // plan. Two coordinators racing: one wins, the other reads again.
+//
+// The first Txn is made without a read, as if the name had no attempt
+// yet (a new restore, the common case: one round trip); if it has one,
+// the Txn fails and its Else returns the attempt key, which is then
+// what was read.
 func publish(ctx context.Context, cli *clientv3.Client, k keys, plan *Plan, timeout time.Duration, follow bool) (int64, bool, error) {
+	a, rev := int64(0), int64(0) // as read (the first time: assumed)
 	for {
-		a, rev, err := current(ctx, cli, k)
-		if err != nil {
-			return 0, false, err
-		}
 		if a > 0 && follow {
 			if rec, err := loadAttempt(ctx, cli, k, a); err == nil && reflect.DeepEqual(&rec.Plan, plan) {
 				return a, true, nil
@@ -105,17 +112,23 @@ func publish(ctx context.Context, cli *clientv3.Client, k keys, plan *Plan, time
 		resp, err := cli.Txn(ctx).If(cmps...).Then(
 			clientv3.OpPut(k.attempt(), strconv.FormatInt(next, 10)),
 			clientv3.OpPut(k.plan(next), string(rec)),
-		).Else(clientv3.OpGet(k.att(next), clientv3.WithPrefix(), clientv3.WithCountOnly()), clientv3.OpGet(k.attempt(), clientv3.WithKeysOnly())).Commit()
+		).Else(clientv3.OpGet(k.att(next), clientv3.WithPrefix(), clientv3.WithCountOnly()), clientv3.OpGet(k.attempt())).Commit()
 		if err != nil {
 			return 0, false, fmt.Errorf("etcd publish %s: %w", k.plan(next), err)
 		}
 		if resp.Succeeded {
 			return next, false, nil
 		}
-		if now := resp.Responses[1].GetResponseRange().Kvs; len(now) > 0 && now[0].ModRevision != rev || len(now) == 0 && rev != 0 {
-			// Another coordinator published since the read (its attempt's
-			// keys are what the compare found): read again, and follow or
+		na, nrev, err := currentOf(k, resp.Responses[1].GetResponseRange().Kvs)
+		if err != nil {
+			return 0, false, err
+		}
+		if nrev != rev {
+			// The name has an attempt the first Txn did not assume, or
+			// another coordinator published since the read (its
+			// attempt's keys are what the compare found): follow or
 			// supersede that attempt.
+			a, rev = na, nrev
 			continue
 		}
 		if resp.Responses[0].GetResponseRange().Count > 0 {

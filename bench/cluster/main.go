@@ -29,7 +29,7 @@
 // (two phases: prepare/vote and decide/commit), the round trip being the
 // median latency of a Put measured on the same etcd.
 //
-// Usage: go run ./bench/cluster [-runs 7] [-nodes 3,10] [-keys 4000] [-tags TAGS] [-out bench/RESULTS-cluster.md]
+// Usage: go run ./bench/cluster [-runs 7] [-nodes 3,10] [-keys 4000] [-tags TAGS] [-ops IWCS] [-out bench/RESULTS-cluster.md]
 //
 // It builds kvrflow from the working tree into the work directory
 // (-dir, default a temporary directory, removed afterwards) and writes a
@@ -71,7 +71,10 @@ func main() {
 	dir := flag.String("dir", "", "work directory (default a temporary one, removed)")
 	worker := flag.Bool("worker", false, "run as a W worker: -worker SRC DB (the benchmark starts these itself)")
 	tags := flag.String("tags", "", "build tags for kvrflow's build (go build -tags)")
+	only := flag.String("ops", "IWCS", "which operations to time (a subset of IWCS; the others report 0), e.g. -ops S under perf record")
+	cpuRounds := flag.Int("cpu", 0, "instead of the benchmark: this many S and W rounds of each -nodes count, alternating, and the CPU time each kind of process used in the timed window (medians)")
 	trace := flag.Int("trace", 0, "instead of the benchmark: one S round of this many nodes, its processes' log lines on one time line")
+	cold := flag.Bool("cold", false, "with -trace: a C round (agents started with the coordinator) instead of S")
 	flag.Parse()
 	if *worker {
 		runWorker(flag.Arg(0), flag.Arg(1))
@@ -96,7 +99,17 @@ func main() {
 	if *trace > 0 {
 		nodes := makeNodes(filepath.Join(work, "trace"), *trace, *keys)
 		for r := 0; r < 2; r++ { // the first round warms the caches
-			traced(bin, etcd.Endpoint, nodes, fmt.Sprintf("trace-%d-%d", r, time.Now().UnixNano()), work, r == 1)
+			traced(bin, etcd.Endpoint, nodes, fmt.Sprintf("trace-%d-%d", r, time.Now().UnixNano()), work, r == 1, *cold)
+		}
+		return
+	}
+
+	if *cpuRounds > 0 {
+		for _, f := range strings.Split(*nodesFlag, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			check(err)
+			nodes := makeNodes(filepath.Join(work, fmt.Sprintf("c%d", n)), n, *keys)
+			cpuWindow(bin, etcd, nodes, work, *cpuRounds)
 		}
 		return
 	}
@@ -135,7 +148,9 @@ func main() {
 				},
 			}
 			for j := range ops {
-				ops[(j+r)%len(ops)]()
+				if k := (j + r) % len(ops); strings.ContainsRune(*only, rune("IWCS"[k])) {
+					ops[k]()
+				}
 			}
 			if r > 0 {
 				ind, wrk, clu, svc, vd, cd = append(ind, a), append(wrk, w), append(clu, b), append(svc, c), append(vd, v), append(cd, dc)
@@ -195,7 +210,11 @@ func independent(bin string, nodes []node) time.Duration {
 // workers times the same restores run by N processes already running:
 // each started, ready (its runtime and packages initialised), then told
 // to restore; the time runs from telling them until the last has exited.
-func workers(nodes []node) time.Duration {
+func workers(nodes []node) time.Duration { return workersWith(nodes, nil) }
+
+// workersWith is workers, calling ready (if not nil) with the workers
+// once all are ready, before they are told to go.
+func workersWith(nodes []node, ready func([]*exec.Cmd)) time.Duration {
 	reset(nodes)
 	self, err := os.Executable()
 	check(err)
@@ -218,6 +237,9 @@ func workers(nodes []node) time.Duration {
 			log.Fatalf("worker %s: %q %v", nd.id, line, err)
 		}
 		cmds, gos = append(cmds, c), append(gos, in)
+	}
+	if ready != nil {
+		ready(cmds)
 	}
 	start := time.Now()
 	for _, in := range gos {
@@ -312,10 +334,104 @@ func clustered(bin, endpoint string, nodes []node, name, work string, running bo
 	return d, v, c
 }
 
+// cpuWindow runs rounds S and W rounds, alternating, and prints the
+// medians of the wall time and of the CPU time used in the timed window:
+// by the agents (S) or workers (W), the coordinator, and etcd.
+func cpuWindow(bin string, etcd *etcdproc.Server, nodes []node, work string, rounds int) {
+	etcdPID := pidOf(etcd.DataDir)
+	var sWall, sAgents, sCoord, sEtcd, wWall, wWorkers, wEtcd []time.Duration
+	for r := 0; r <= rounds; r++ {
+		// S: agents running, then the coordinator.
+		reset(nodes)
+		plan := writePlan(nodes, fmt.Sprintf("cpu-%d-%d", r, time.Now().UnixNano()), work)
+		var agents []*exec.Cmd
+		var wg sync.WaitGroup
+		for _, nd := range nodes {
+			c := exec.Command(bin, "cluster", "agent", "--once", "--etcd", etcd.Endpoint, "--node", nd.id, "--db", nd.db, "--log-level", "info", "--log-format", "json")
+			c.Stderr = io.Discard
+			check(c.Start())
+			agents = append(agents, c)
+			wg.Go(func() { _ = c.Wait() })
+		}
+		time.Sleep(time.Second)
+		before, e0 := cpuOfAll(agents), cpuOf(etcdPID)
+		coord := exec.Command(bin, "cluster", "restore", "--etcd", etcd.Endpoint, "--plan", plan, "--log-level", "warn")
+		start := time.Now()
+		check(coord.Run())
+		wg.Wait()
+		wall, e1 := time.Since(start), cpuOf(etcdPID)
+		os.Remove(plan)
+		if r > 0 {
+			sWall, sAgents, sCoord, sEtcd = append(sWall, wall), append(sAgents, rusage(agents...)-before), append(sCoord, rusage(coord)), append(sEtcd, e1-e0)
+		}
+		// W: workers running, then told to go.
+		e0 = cpuOf(etcdPID)
+		var ws []*exec.Cmd
+		wall = workersWith(nodes, func(cmds []*exec.Cmd) { ws = cmds; before = cpuOfAll(cmds) })
+		if r > 0 {
+			wWall, wWorkers, wEtcd = append(wWall, wall), append(wWorkers, rusage(ws...)-before), append(wEtcd, cpuOf(etcdPID)-e0)
+		}
+	}
+	fmt.Printf("%d nodes, %d rounds, medians in ms: S wall %.1f, CPU agents %.1f, coordinator %.1f, etcd %.1f; W wall %.1f, CPU workers %.1f, etcd %.1f\n",
+		len(nodes), rounds, ms(median(sWall)), ms(median(sAgents)), ms(median(sCoord)), ms(median(sEtcd)), ms(median(wWall)), ms(median(wWorkers)), ms(median(wEtcd)))
+}
+
+// cpuOf is the CPU time process pid has used so far (every thread's).
+func cpuOf(pid int) time.Duration {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	check(err)
+	var t time.Duration
+	for _, task := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, task.Name()))
+		if err != nil {
+			continue // the thread exited
+		}
+		ns, err := strconv.ParseInt(strings.Fields(string(b))[0], 10, 64)
+		check(err)
+		t += time.Duration(ns)
+	}
+	return t
+}
+
+func cpuOfAll(cmds []*exec.Cmd) time.Duration {
+	var t time.Duration
+	for _, c := range cmds {
+		t += cpuOf(c.Process.Pid)
+	}
+	return t
+}
+
+// rusage is the CPU time the exited commands used.
+func rusage(cmds ...*exec.Cmd) time.Duration {
+	var t time.Duration
+	for _, c := range cmds {
+		t += c.ProcessState.UserTime() + c.ProcessState.SystemTime()
+	}
+	return t
+}
+
+// pidOf finds the process whose command line holds arg.
+func pidOf(arg string) int {
+	procs, err := os.ReadDir("/proc")
+	check(err)
+	for _, p := range procs {
+		pid, err := strconv.Atoi(p.Name())
+		if err != nil {
+			continue
+		}
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if strings.Contains(string(b), arg) && pid != os.Getpid() {
+			return pid
+		}
+	}
+	log.Fatalf("no process with %s in its command line", arg)
+	return 0
+}
+
 // traced runs one S round with every process logging at debug level and,
 // if show, prints their log lines in time order, in ms from the
 // coordinator's start.
-func traced(bin, endpoint string, nodes []node, name, work string, show bool) {
+func traced(bin, endpoint string, nodes []node, name, work string, show, cold bool) {
 	reset(nodes)
 	plan := writePlan(nodes, name, work)
 	defer os.Remove(plan)
@@ -330,7 +446,10 @@ func traced(bin, endpoint string, nodes []node, name, work string, show bool) {
 		cmds = append(cmds, c)
 		wg.Go(func() { _ = c.Wait() })
 	}
-	time.Sleep(time.Second)
+	start := time.Now()
+	if !cold {
+		time.Sleep(time.Second)
+	}
 	var before time.Duration
 	for _, c := range cmds {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/schedstat", c.Process.Pid))
@@ -342,7 +461,9 @@ func traced(bin, endpoint string, nodes []node, name, work string, show bool) {
 	coord := exec.Command(bin, "cluster", "restore", "--etcd", endpoint, "--plan", plan, "--log-level", "debug", "--log-format", "json")
 	logs[len(nodes)] = &strings.Builder{}
 	coord.Stderr = logs[len(nodes)]
-	start := time.Now()
+	if !cold {
+		start = time.Now()
+	}
 	check(coord.Start())
 	_ = coord.Wait()
 	wg.Wait()
