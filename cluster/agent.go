@@ -75,6 +75,7 @@ func Agent(ctx context.Context, cli *clientv3.Client, prefix string, o AgentOpti
 		return resp, nil
 	}
 	var kvs []*mvccpb.KeyValue // what to look at: all (after a Get), or a watch's changes
+	full := false              // kvs are every restore's (a Get)
 	for {
 		if w == nil {
 			// A Get first: etcd refuses a client it does not permit
@@ -101,7 +102,7 @@ func Agent(ctx context.Context, cli *clientv3.Client, prefix string, o AgentOpti
 				time.Sleep(time.Second)
 				continue
 			}
-			kvs, a.rescan = resp.Kvs, false
+			kvs, a.rescan, full = resp.Kvs, false, true
 		} else if a.rescan {
 			// Recovery resolved a run of another attempt (unskip):
 			// look at every attempt again.
@@ -111,7 +112,16 @@ func Agent(ctx context.Context, cli *clientv3.Client, prefix string, o AgentOpti
 				w = nil
 				continue
 			}
-			kvs, a.rescan = resp.Kvs, false
+			kvs, a.rescan, full = resp.Kvs, false, true
+		}
+		if full {
+			// Every restore etcd holds: those this node has an outcome
+			// in are skipped without reading their reports (one request
+			// per outcomeBatch restores, not one each).
+			if err := a.skipRecorded(ctx, dir, kvs); err != nil {
+				o.Log.Debug().Err(err).Msg("reading this node's outcomes; reading each restore instead")
+			}
+			full = false
 		}
 		failed := false
 		for _, kv := range kvs {
@@ -185,6 +195,109 @@ func Agent(ctx context.Context, cli *clientv3.Client, prefix string, o AgentOpti
 			}
 		}
 	}
+}
+
+// Batches of skipRecorded's reads, under etcd's --max-txn-ops (default
+// 128): outcome keys (a few bytes each), and plans (≈150 bytes a node).
+const (
+	outcomeBatch = 100
+	planBatch    = 20
+)
+
+// skipRecorded adds to a.skip every attempt of kvs (attempts/NAME keys,
+// as a Get of attempts/ returned them) handle would find nothing to do
+// in: those this node's outcome is recorded in (an outcome is written
+// once), then, of the others, those whose plan does not name this node.
+// It reads the outcome keys, outcomeBatch per Txn, then those plans,
+// planBatch per Txn, so that an agent's start costs a few requests
+// however many finished restores etcd keeps, not a report read for each.
+// Attempts whose outcome this process itself recorded while recovering
+// (resolved, twin) are left to handle, which reports them; so is any
+// plan that does not parse or names another restore (handle says so).
+func (a *agent) skipRecorded(ctx context.Context, dir string, kvs []*mvccpb.KeyValue) error {
+	type cand struct {
+		seen, name string
+		rev        int64
+		k          keys
+		att        int64
+	}
+	var cands []cand
+	for _, kv := range kvs {
+		name := strings.TrimPrefix(string(kv.Key), dir)
+		var att int64
+		if !validName.MatchString(name) {
+			continue
+		}
+		if _, err := fmt.Sscan(string(kv.Value), &att); err != nil || att <= 0 {
+			continue
+		}
+		seen := fmt.Sprintf("%s/%d", name, att)
+		if rev, ok := a.skip[seen]; ok && rev == kv.ModRevision || a.mine(seen) {
+			continue
+		}
+		cands = append(cands, cand{seen, name, kv.ModRevision, keysOf(a.prefix, name), att})
+	}
+	// read reads key(c) of every candidate, size to a Txn, and calls
+	// got with each candidate and what its Get returned.
+	read := func(cands []cand, size int, key func(cand) string, opts []clientv3.OpOption, got func(cand, []*mvccpb.KeyValue)) error {
+		for len(cands) > 0 {
+			batch := cands[:min(len(cands), size)]
+			cands = cands[len(batch):]
+			ops := make([]clientv3.Op, len(batch))
+			for i, c := range batch {
+				ops[i] = clientv3.OpGet(key(c), opts...)
+			}
+			rctx, cancel := a.rpc(ctx)
+			resp, err := a.cli.Txn(rctx).Then(ops...).Commit()
+			cancel()
+			if err != nil {
+				return fmt.Errorf("etcd get %s, ...: %w", key(batch[0]), err)
+			}
+			for i, r := range resp.Responses {
+				got(batch[i], r.GetResponseRange().Kvs)
+			}
+		}
+		return nil
+	}
+	var unrecorded []cand
+	err := read(cands, outcomeBatch, func(c cand) string { return c.k.outcome(c.att, a.o.Node) }, []clientv3.OpOption{clientv3.WithKeysOnly()},
+		func(c cand, kvs []*mvccpb.KeyValue) {
+			if len(kvs) > 0 {
+				a.skip[c.seen] = c.rev
+			} else {
+				unrecorded = append(unrecorded, c)
+			}
+		})
+	if err != nil {
+		return err
+	}
+	return read(unrecorded, planBatch, func(c cand) string { return c.k.plan(c.att) }, nil,
+		func(c cand, kvs []*mvccpb.KeyValue) {
+			rec, err := attemptOfKVs(c.k, c.att, kvs)
+			if err != nil || rec.Plan.Name != c.name {
+				return
+			}
+			if _, ok := rec.Plan.Node(a.o.Node); !ok {
+				a.skip[c.seen] = c.rev
+			}
+		})
+}
+
+// mine reports whether this process recovered a run of attempt seen
+// (NAME/ATTEMPT): its outcome is this process's to report (resolved,
+// twin).
+func (a *agent) mine(seen string) bool {
+	for tag := range a.resolved {
+		if strings.HasPrefix(tag, seen+"/") {
+			return true
+		}
+	}
+	for tag := range a.twin {
+		if strings.HasPrefix(tag, seen+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 type agent struct {

@@ -174,3 +174,46 @@ func serveCounted(t *testing.T, srv *etcdtest.Server, prefix string, nodes []*no
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	return agents
 }
+
+// TestAgent_StartReadsOutcomesNotReports: an agent's start, with finished
+// restores in etcd (kvrflow keeps them all), reads attempts/, this node's
+// outcome key in each (one Txn), and the plans of those it has none in
+// (one Txn): not the report of every restore etcd holds, one request each
+// (an --once agent pays its start on every run).
+func TestAgent_StartReadsOutcomesNotReports(t *testing.T) {
+	srv := etcdtest.Start(t)
+	nodes := newNodes(t, 2)
+	const prefix = "/history/"
+	cli := srv.Client(t)
+	stop := serve(t, srv, prefix, nodes...)
+	const past = 12
+	for i := range past {
+		// Half of them with both nodes, half with n2 alone: n1 has an
+		// outcome in the first, and is no part of the others.
+		mustCommit(t, cli, prefix, fmt.Sprintf("past-%d", i), nodes[i%2:], cluster.CoordinateOptions{PrepareTimeout: time.Minute})
+	}
+	stop()
+	r := &requests{}
+	acli := countingClient(t, srv, r)
+	done := make(chan error, 1)
+	go func() {
+		_, err := cluster.Agent(context.Background(), acli, prefix, cluster.AgentOptions{Node: nodes[0].id, DB: nodes[0].db, Once: true})
+		done <- err
+	}()
+	// Named to come last: etcd returns attempts/ in key order, and an
+	// --once agent stops at the first restore it has work in.
+	mustCommit(t, cli, prefix, "zz-next", nodes[:1], cluster.CoordinateOptions{PrepareTimeout: time.Minute})
+	if err := <-done; err != nil {
+		t.Fatalf("agent --once: %v", err)
+	}
+	desc := r.String()
+	by, n := r.take()
+	// Two Gets of attempts/ (before and after its watch opens), the
+	// outcomes' Txn, the plans' Txn, then the new restore: its report,
+	// the vote, the commit (it is the last voter), the outcome: 8. Before:
+	// one report read per restore etcd held (18 here).
+	if n > 9 || by["Range"] > 2 {
+		t.Errorf("agent start with %d finished restores in etcd: %d requests (%s); want at most 9, whatever their number", past, n, desc)
+	}
+	t.Logf("%d requests: %s", n, desc)
+}
