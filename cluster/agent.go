@@ -201,7 +201,7 @@ func Agent(ctx context.Context, cli *clientv3.Client, prefix string, o AgentOpti
 // 128): outcome keys (a few bytes each), and plans (≈150 bytes a node).
 const (
 	outcomeBatch = 100
-	planBatch    = 20
+	planBatch    = 50
 )
 
 // skipRecorded adds to a.skip every attempt of kvs (attempts/NAME keys,
