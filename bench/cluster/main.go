@@ -29,7 +29,7 @@
 // (two phases: prepare/vote and decide/commit), the round trip being the
 // median latency of a Put measured on the same etcd.
 //
-// Usage: go run ./bench/cluster [-runs 7] [-nodes 3,10] [-keys 4000] [-tags TAGS] [-ops IWCS] [-out bench/RESULTS-cluster.md]
+// Usage: go run ./bench/cluster [-runs 7] [-nodes 3,10] [-keys 4000] [-tags TAGS] [-ops IWCS] [-base REV] [-out bench/RESULTS-cluster.md]
 //
 // It builds kvrflow from the working tree into the work directory
 // (-dir, default a temporary directory, removed afterwards) and writes a
@@ -71,6 +71,7 @@ func main() {
 	dir := flag.String("dir", "", "work directory (default a temporary one, removed)")
 	worker := flag.Bool("worker", false, "run as a W worker: -worker SRC DB (the benchmark starts these itself)")
 	tags := flag.String("tags", "", "build tags for kvrflow's build (go build -tags)")
+	base := flag.String("base", "", "also time S with kvrflow built at git revision `REV` (op B, in the rotation), for an A/B of a change in one run")
 	only := flag.String("ops", "IWCS", "which operations to time (a subset of IWCS; the others report 0), e.g. -ops S under perf record")
 	cpuRounds := flag.Int("cpu", 0, "instead of the benchmark: this many S and W rounds of each -nodes count, alternating, and the CPU time each kind of process used in the timed window (medians)")
 	trace := flag.Int("trace", 0, "instead of the benchmark: one S round of this many nodes, its processes' log lines on one time line")
@@ -91,6 +92,11 @@ func main() {
 	build := exec.Command("go", "build", "-tags", *tags, "-o", bin, "./cmd/kvrflow")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	check(build.Run())
+	baseBin := ""
+	if *base != "" {
+		baseBin = buildAt(*base, *tags, work)
+		*only += "B"
+	}
 
 	etcd, err := etcdproc.Launch(etcdproc.Options{Dir: filepath.Join(work, "etcd"), DefaultTiming: true})
 	check(err)
@@ -125,18 +131,18 @@ func main() {
 	fmt.Fprintf(&report, "- %d rounds each after one warm-up round, interleaved in a rotated order (I W C S, W C S I, C S I W, ...); wall time from starting the processes to the last exit\n", *runs)
 	fmt.Fprintf(&report, "- load average at the start (other work on this machine): %s\n\n", loadavg())
 	fmt.Fprintf(&report, "| nodes | I: independent restores, median ms | W: independent restores, processes running, median ms | C: cluster restore, agents started with it, median ms | S: cluster restore, agents running, median ms | C − I ms | S − W ms | S − I ms | C − I, median of the rounds' differences ms | S − W, median of the rounds' differences ms | last vote → decision (S), median ms | decision → last node done (S), median ms | target ms (50 + 2 round trips) |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	var runsTable strings.Builder
+	var runsTable, abLines strings.Builder
 
 	for _, f := range strings.Split(*nodesFlag, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		check(err)
 		nodes := makeNodes(filepath.Join(work, fmt.Sprintf("n%d", n)), n, *keys)
-		var ind, wrk, clu, svc, vd, cd []time.Duration
+		var ind, wrk, clu, svc, vd, cd, bs []time.Duration
 		for r := 0; r <= *runs; r++ {
 			// The four in a rotated order, round after round: what runs
 			// first after a reset is not always the same (the order
 			// alone moved one operation's median by 10 ms here).
-			var a, w, b, c, v, dc time.Duration
+			var a, w, b, c, v, dc, bb time.Duration
 			ops := []func(){
 				func() { a = independent(bin, nodes) },
 				func() { w = workers(nodes) },
@@ -146,14 +152,18 @@ func main() {
 				func() {
 					c, v, dc = clustered(bin, etcd.Endpoint, nodes, fmt.Sprintf("bench-s-%d-%d-%d", n, r, time.Now().UnixNano()), work, true)
 				},
+				func() {
+					bb, _, _ = clustered(baseBin, etcd.Endpoint, nodes, fmt.Sprintf("bench-b-%d-%d-%d", n, r, time.Now().UnixNano()), work, true)
+				},
 			}
 			for j := range ops {
-				if k := (j + r) % len(ops); strings.ContainsRune(*only, rune("IWCS"[k])) {
+				if k := (j + r) % len(ops); strings.ContainsRune(*only, rune("IWCSB"[k])) {
 					ops[k]()
 				}
 			}
 			if r > 0 {
 				ind, wrk, clu, svc, vd, cd = append(ind, a), append(wrk, w), append(clu, b), append(svc, c), append(vd, v), append(cd, dc)
+				bs = append(bs, bb)
 			}
 			log.Printf("nodes %d round %d: independent %.1f ms, running %.1f ms, cluster %.1f ms, agents running %.1f ms", n, r, ms(a), ms(w), ms(b), ms(c))
 		}
@@ -168,7 +178,18 @@ func main() {
 		fmt.Fprintf(&report, "| %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.0f | %.0f | %.1f |\n", n, ms(mi), ms(mw), ms(mc), ms(msv), ms(mc-mi), ms(msv-mw), ms(msv-mi),
 			ms(median(dci)), ms(median(dsw)), ms(median(vd)), ms(median(cd)), 50+2*ms(rtt))
 		fmt.Fprintf(&runsTable, "| %d | %s | %s | %s | %s | %s | %s |\n", n, list(ind), list(wrk), list(clu), list(svc), list(vd), list(cd))
+		if baseBin != "" {
+			var dbw, dsb []time.Duration
+			for i := range bs {
+				dbw, dsb = append(dbw, bs[i]-wrk[i]), append(dsb, svc[i]-bs[i])
+			}
+			fmt.Fprintf(&abLines, "- %d nodes: B (S with %s's kvrflow) median %.1f ms; B − W %.1f ms (median of the rounds' differences %.1f); S − B, median of the rounds' differences %.1f ms; B every run: %s\n",
+				n, *base, ms(median(bs)), ms(median(bs)-mw), ms(median(dbw)), ms(median(dsb)), list(bs))
+		}
 		check(os.RemoveAll(filepath.Join(work, fmt.Sprintf("n%d", n))))
+	}
+	if abLines.Len() > 0 {
+		fmt.Fprintf(&report, "\nA/B, op B in the same rotation:\n\n%s", abLines.String())
 	}
 	fmt.Fprintf(&report, "\nEvery run (ms):\n\n| nodes | I | W | C | S | last vote → decision | decision → last node done |\n|---:|---|---|---|---|---|---|\n%s", runsTable.String())
 	fmt.Print(report.String())
@@ -339,6 +360,21 @@ func clustered(bin, endpoint string, nodes []node, name, work string, running bo
 	}
 	v, c := voteToDecision(logs)
 	return d, v, c
+}
+
+// buildAt builds kvrflow as it was at git revision rev (with tags) into
+// work and returns the binary's path.
+func buildAt(rev, tags, work string) string {
+	src := filepath.Join(work, "src-"+rev)
+	check(os.MkdirAll(src, 0o755))
+	archive := exec.Command("sh", "-c", fmt.Sprintf("git archive %q | tar -x -C %q", rev, src))
+	archive.Stderr = os.Stderr
+	check(archive.Run())
+	bin := filepath.Join(work, "kvrflow-"+rev)
+	build := exec.Command("go", "build", "-tags", tags, "-o", bin, "./cmd/kvrflow")
+	build.Dir, build.Stdout, build.Stderr = src, os.Stderr, os.Stderr
+	check(build.Run())
+	return bin
 }
 
 // cpuWindow runs rounds S and W rounds, alternating, and prints the
