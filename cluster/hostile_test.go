@@ -489,3 +489,38 @@ func TestHostile_TwoCoordinatorsOneRestore(t *testing.T) {
 	c.check(t, cli, prefix, name, nodes, "two coordinators")
 	noPrepared(t, nodes, "two coordinators")
 }
+
+// TestHostile_EmptyOutcomeKeyIsNoOutcome: an outcome key put by hand
+// with an empty value (etcdctl put KEY "") for a node that never ran is
+// no outcome (a report shows none; handle acts): the node's agent, whose
+// start finds the restore among every one etcd holds, must still take
+// its part, not skip it for the key alone.
+func TestHostile_EmptyOutcomeKeyIsNoOutcome(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	nodes := newNodes(t, 2)
+	const prefix, name = "/eo/", "eo"
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	coord := make(chan error, 1)
+	go func() {
+		_, _, err := runCoordinator(ctx, cli, prefix, planOf(name, nodes), cluster.CoordinateOptions{PrepareTimeout: 15 * time.Second, Wait: 30 * time.Second})
+		coord <- err
+	}()
+	waitKey(t, ctx, cli, prefix+"restores/"+name+"/1/plan")
+	if _, err := cli.Put(ctx, prefix+"restores/"+name+"/1/outcome/n1", ""); err != nil {
+		t.Fatal(err)
+	}
+	first := make(chan result, 1)
+	go func() { first <- runAgent(ctx, cli, prefix, nodes[0], nil) }()
+	r2 := runAgent(ctx, cli, prefix, nodes[1], nil)
+	r1 := <-first
+	if r1.err != nil || r2.err != nil {
+		t.Fatalf("n1: %+v; n2: %+v; want both committed\n%s", r1, r2, etcdtest.Dump(cli, prefix))
+	}
+	if err := <-coord; err != nil {
+		t.Errorf("coordinator: %v", err)
+	}
+	c := &tally{}
+	c.check(t, cli, prefix, name, nodes, "empty outcome key")
+}
