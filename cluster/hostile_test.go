@@ -524,3 +524,33 @@ func TestHostile_EmptyOutcomeKeyIsNoOutcome(t *testing.T) {
 	c := &tally{}
 	c.check(t, cli, prefix, name, nodes, "empty outcome key")
 }
+
+// TestHostile_PublishRefusesABadAttemptKey: attempts/NAME put by hand to
+// what kvrflow never writes (not a number, or not a positive one), no
+// other key of the name in etcd. Publish must refuse it (ErrUntrusted,
+// exit 2, not undecided: nothing is in flight) and write nothing: not an
+// attempt 0 or -1 that no agent serves (agents take only attempts ≥ 1),
+// nor one over the key.
+func TestHostile_PublishRefusesABadAttemptKey(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	plan := &cluster.Plan{Name: "p", Nodes: []cluster.PlanNode{{ID: "a", From: "/x"}}}
+	for _, v := range []string{"x", "-1", "0", " 1"} {
+		if _, err := cli.Delete(ctx, "/ba/", clientv3.WithPrefix()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cli.Put(ctx, "/ba/attempts/p", v); err != nil {
+			t.Fatal(err)
+		}
+		_, err := cluster.Coordinate(ctx, cli, "/ba/", plan, cluster.CoordinateOptions{PrepareTimeout: time.Hour, Wait: time.Second})
+		if !errors.Is(err, cluster.ErrUntrusted) || errors.Is(err, cluster.ErrUndecided) {
+			t.Errorf("attempts/p = %q: publish: %v; want ErrUntrusted (nothing published), not undecided", v, err)
+		}
+		resp, err := cli.Get(ctx, "/ba/", clientv3.WithPrefix())
+		if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != v {
+			t.Errorf("attempts/p = %q: after publish etcd holds\n%s; want only attempts/p, untouched", v, etcdtest.Dump(cli, "/ba/"))
+		}
+	}
+}

@@ -28,14 +28,17 @@ func current(ctx context.Context, cli *clientv3.Client, k keys) (int64, int64, e
 	return currentOf(k, resp.Kvs)
 }
 
-// currentOf is current from what a Get of the attempt key returned.
+// currentOf is current from what a Get of the attempt key returned. A
+// value publish cannot have written (not a decimal number, or not one of
+// 1, 2, ...) is ErrUntrusted: publish writes nothing over it (an attempt
+// 0 or -1 would be one no agent serves).
 func currentOf(k keys, kvs []*mvccpb.KeyValue) (int64, int64, error) {
 	if len(kvs) == 0 {
 		return 0, 0, nil
 	}
 	a, err := strconv.ParseInt(string(kvs[0].Value), 10, 64)
-	if err != nil {
-		return 0, 0, fmt.Errorf("%w: %s holds %q, not an attempt number", ErrBadPlan, k.attempt(), kvs[0].Value)
+	if err != nil || a <= 0 {
+		return 0, 0, fmt.Errorf("%w: %s holds %q, not an attempt number (1, 2, ...): etcd was edited by hand", ErrUntrusted, k.attempt(), kvs[0].Value)
 	}
 	return a, kvs[0].ModRevision, nil
 }
