@@ -207,7 +207,8 @@ const (
 // skipRecorded adds to a.skip every attempt of kvs (attempts/NAME keys,
 // as a Get of attempts/ returned them) handle would find nothing to do
 // in: those this node's outcome is recorded in (an outcome is written
-// once), then, of the others, those whose plan does not name this node.
+// once; a key with an empty value is none, as in handle's report), then,
+// of the others, those whose plan does not name this node.
 // It reads the outcome keys, outcomeBatch per Txn, then those plans,
 // planBatch per Txn, so that an agent's start costs a few requests
 // however many finished restores etcd keeps, not a report read for each.
