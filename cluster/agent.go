@@ -207,7 +207,8 @@ const (
 // skipRecorded adds to a.skip every attempt of kvs (attempts/NAME keys,
 // as a Get of attempts/ returned them) handle would find nothing to do
 // in: those this node's outcome is recorded in (an outcome is written
-// once), then, of the others, those whose plan does not name this node.
+// once; a key with an empty value is none, as in handle's report), then,
+// of the others, those whose plan does not name this node.
 // It reads the outcome keys, outcomeBatch per Txn, then those plans,
 // planBatch per Txn, so that an agent's start costs a few requests
 // however many finished restores etcd keeps, not a report read for each.
@@ -260,9 +261,11 @@ func (a *agent) skipRecorded(ctx context.Context, dir string, kvs []*mvccpb.KeyV
 		return nil
 	}
 	var unrecorded []cand
-	err := read(cands, outcomeBatch, func(c cand) string { return c.k.outcome(c.att, a.o.Node) }, []clientv3.OpOption{clientv3.WithKeysOnly()},
+	// With their values (a few bytes): a key with an empty one (put by
+	// hand) is no outcome to handle, which reads the report, nor here.
+	err := read(cands, outcomeBatch, func(c cand) string { return c.k.outcome(c.att, a.o.Node) }, nil,
 		func(c cand, kvs []*mvccpb.KeyValue) {
-			if len(kvs) > 0 {
+			if len(kvs) > 0 && len(kvs[0].Value) > 0 {
 				a.skip[c.seen] = c.rev
 			} else {
 				unrecorded = append(unrecorded, c)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
 	"google.golang.org/grpc"
 
 	"github.com/kvrflow/kvrflow/cluster"
@@ -216,4 +217,41 @@ func TestAgent_StartReadsOutcomesNotReports(t *testing.T) {
 		t.Errorf("agent start with %d finished restores in etcd: %d requests (%s); want at most 9, whatever their number", past, n, desc)
 	}
 	t.Logf("%d requests: %s", n, desc)
+}
+
+// TestAgent_StartWithALowMaxTxnOpsServes: etcd runs with --max-txn-ops 8,
+// so the start's batched read of this node's outcomes in 10 finished
+// restores is refused. The agent falls back to reading each restore's
+// report: an --once agent still serves the next restore, and takes no
+// part in those it is done with or no part of.
+func TestAgent_StartWithALowMaxTxnOpsServes(t *testing.T) {
+	srv := etcdtest.Start(t, func(c *embed.Config) { c.MaxTxnOps = 8 })
+	nodes := newNodes(t, 2)
+	const prefix = "/lowops/"
+	cli := srv.Client(t)
+	stop := serve(t, srv, prefix, nodes...)
+	for i := range 10 {
+		mustCommit(t, cli, prefix, fmt.Sprintf("past-%d", i), nodes[i%2:], cluster.CoordinateOptions{PrepareTimeout: time.Minute})
+	}
+	stop()
+	r := &requests{}
+	acli := countingClient(t, srv, r)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := cluster.Agent(ctx, acli, prefix, cluster.AgentOptions{Node: nodes[0].id, DB: nodes[0].db, Once: true})
+		done <- err
+	}()
+	mustCommit(t, cli, prefix, "zz-next", nodes[:1], cluster.CoordinateOptions{PrepareTimeout: time.Minute})
+	if err := <-done; err != nil {
+		t.Fatalf("agent --once: %v", err)
+	}
+	desc := r.String()
+	// The refused Txn, then a report read for each of the 10 and the new
+	// restore's 4 requests, besides the two Gets of attempts/.
+	if by, n := r.take(); by["Txn"] < 11 {
+		t.Errorf("%d requests (%s): want the refused batch's fallback to read each restore", n, desc)
+	}
+	t.Logf("%s", desc)
 }

@@ -489,3 +489,68 @@ func TestHostile_TwoCoordinatorsOneRestore(t *testing.T) {
 	c.check(t, cli, prefix, name, nodes, "two coordinators")
 	noPrepared(t, nodes, "two coordinators")
 }
+
+// TestHostile_EmptyOutcomeKeyIsNoOutcome: an outcome key put by hand
+// with an empty value (etcdctl put KEY "") for a node that never ran is
+// no outcome (a report shows none; handle acts): the node's agent, whose
+// start finds the restore among every one etcd holds, must still take
+// its part, not skip it for the key alone.
+func TestHostile_EmptyOutcomeKeyIsNoOutcome(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	nodes := newNodes(t, 2)
+	const prefix, name = "/eo/", "eo"
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	coord := make(chan error, 1)
+	go func() {
+		_, _, err := runCoordinator(ctx, cli, prefix, planOf(name, nodes), cluster.CoordinateOptions{PrepareTimeout: 15 * time.Second, Wait: 30 * time.Second})
+		coord <- err
+	}()
+	waitKey(t, ctx, cli, prefix+"restores/"+name+"/1/plan")
+	if _, err := cli.Put(ctx, prefix+"restores/"+name+"/1/outcome/n1", ""); err != nil {
+		t.Fatal(err)
+	}
+	first := make(chan result, 1)
+	go func() { first <- runAgent(ctx, cli, prefix, nodes[0], nil) }()
+	r2 := runAgent(ctx, cli, prefix, nodes[1], nil)
+	r1 := <-first
+	if r1.err != nil || r2.err != nil {
+		t.Fatalf("n1: %+v; n2: %+v; want both committed\n%s", r1, r2, etcdtest.Dump(cli, prefix))
+	}
+	if err := <-coord; err != nil {
+		t.Errorf("coordinator: %v", err)
+	}
+	c := &tally{}
+	c.check(t, cli, prefix, name, nodes, "empty outcome key")
+}
+
+// TestHostile_PublishRefusesABadAttemptKey: attempts/NAME put by hand to
+// what kvrflow never writes (not a number, or not a positive one), no
+// other key of the name in etcd. Publish must refuse it (ErrUntrusted,
+// exit 2, not undecided: nothing is in flight) and write nothing: not an
+// attempt 0 or -1 that no agent serves (agents take only attempts ≥ 1),
+// nor one over the key.
+func TestHostile_PublishRefusesABadAttemptKey(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := srv.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	plan := &cluster.Plan{Name: "p", Nodes: []cluster.PlanNode{{ID: "a", From: "/x"}}}
+	for _, v := range []string{"x", "-1", "0", " 1"} {
+		if _, err := cli.Delete(ctx, "/ba/", clientv3.WithPrefix()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cli.Put(ctx, "/ba/attempts/p", v); err != nil {
+			t.Fatal(err)
+		}
+		_, err := cluster.Coordinate(ctx, cli, "/ba/", plan, cluster.CoordinateOptions{PrepareTimeout: time.Hour, Wait: time.Second})
+		if !errors.Is(err, cluster.ErrUntrusted) || errors.Is(err, cluster.ErrUndecided) {
+			t.Errorf("attempts/p = %q: publish: %v; want ErrUntrusted (nothing published), not undecided", v, err)
+		}
+		resp, err := cli.Get(ctx, "/ba/", clientv3.WithPrefix())
+		if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != v {
+			t.Errorf("attempts/p = %q: after publish etcd holds\n%s; want only attempts/p, untouched", v, etcdtest.Dump(cli, "/ba/"))
+		}
+	}
+}

@@ -28,14 +28,17 @@ func current(ctx context.Context, cli *clientv3.Client, k keys) (int64, int64, e
 	return currentOf(k, resp.Kvs)
 }
 
-// currentOf is current from what a Get of the attempt key returned.
+// currentOf is current from what a Get of the attempt key returned. A
+// value publish cannot have written (not a decimal number, or not one of
+// 1, 2, ...) is ErrUntrusted: publish writes nothing over it (an attempt
+// 0 or -1 would be one no agent serves).
 func currentOf(k keys, kvs []*mvccpb.KeyValue) (int64, int64, error) {
 	if len(kvs) == 0 {
 		return 0, 0, nil
 	}
 	a, err := strconv.ParseInt(string(kvs[0].Value), 10, 64)
-	if err != nil {
-		return 0, 0, fmt.Errorf("%w: %s holds %q, not an attempt number", ErrBadPlan, k.attempt(), kvs[0].Value)
+	if err != nil || a <= 0 {
+		return 0, 0, fmt.Errorf("%w: %s holds %q, not an attempt number (1, 2, ...): etcd was edited by hand", ErrUntrusted, k.attempt(), kvs[0].Value)
 	}
 	return a, kvs[0].ModRevision, nil
 }
@@ -72,7 +75,10 @@ func attemptOfKVs(k keys, a int64, kvs []*mvccpb.KeyValue) (*attemptRecord, erro
 // publish makes plan the restore's current attempt and returns it. An
 // undecided earlier attempt is first decided abort (safe: nothing is
 // decided yet, so no node commits it). With follow set and a current
-// attempt of the same plan, that attempt is returned instead.
+// attempt of the same plan, that attempt is returned instead; if etcd
+// does not answer the read of its plan, the error is returned and
+// nothing written (only a plan that differs, is missing or is not
+// trusted is superseded).
 //
 // Txn: if attempt's ModRevision is what was read (absent: CreateRevision
 // 0) and the earlier attempt has a decision, put attempt = N+1 and its
@@ -86,8 +92,14 @@ func publish(ctx context.Context, cli *clientv3.Client, k keys, plan *Plan, time
 	a, rev := int64(0), int64(0) // as read (the first time: assumed)
 	for {
 		if a > 0 && follow {
-			if rec, err := loadAttempt(ctx, cli, k, a); err == nil && reflect.DeepEqual(&rec.Plan, plan) {
+			rec, err := loadAttempt(ctx, cli, k, a)
+			if err == nil && reflect.DeepEqual(&rec.Plan, plan) {
 				return a, true, nil
+			}
+			if err != nil && !errors.Is(err, ErrBadPlan) && !errors.Is(err, ErrUntrusted) {
+				// etcd did not answer: no evidence the plan differs,
+				// so no reason to supersede a live attempt.
+				return 0, false, err
 			}
 		}
 		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(k.attempt()), "=", rev)}

@@ -26,6 +26,7 @@ import (
 // Server is one embedded etcd member.
 type Server struct {
 	t         testing.TB
+	configure []func(*embed.Config)
 	dir       string
 	clientURL url.URL
 	peerURL   url.URL
@@ -33,10 +34,12 @@ type Server struct {
 }
 
 // Start starts a new member in a fresh temporary directory and stops it
-// when the test ends.
-func Start(t testing.TB) *Server {
+// when the test ends. Each configure function, if any, changes the
+// member's configuration before it starts (and restarts), e.g. a lower
+// MaxTxnOps.
+func Start(t testing.TB, configure ...func(*embed.Config)) *Server {
 	t.Helper()
-	s := &Server{t: t, dir: t.TempDir(), clientURL: freeURL(t), peerURL: freeURL(t)}
+	s := &Server{t: t, dir: t.TempDir(), clientURL: freeURL(t), peerURL: freeURL(t), configure: configure}
 	s.start()
 	t.Cleanup(s.Stop)
 	return s
@@ -65,6 +68,9 @@ func (s *Server) start() {
 	cfg.ListenPeerUrls = []url.URL{s.peerURL}
 	cfg.AdvertisePeerUrls = []url.URL{s.peerURL}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	for _, f := range s.configure {
+		f(cfg)
+	}
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		s.t.Fatalf("etcdtest: start etcd in %s: %v", s.dir, err)
