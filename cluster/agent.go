@@ -119,7 +119,7 @@ func Agent(ctx context.Context, cli *clientv3.Client, prefix string, o AgentOpti
 			// in are skipped without reading their reports (one request
 			// per outcomeBatch restores, not one each).
 			if err := a.skipRecorded(ctx, dir, kvs); err != nil {
-				o.Log.Debug().Err(err).Msg("reading this node's outcomes; reading each restore instead")
+				o.Log.Warn().Err(err).Msg("etcd refused the batched read of this node's outcomes and plans (its --max-txn-ops below 100, or a role that may not read them all?): reading each restore's report instead, one request each")
 			}
 			full = false
 		}
@@ -131,8 +131,8 @@ func Agent(ctx context.Context, cli *clientv3.Client, prefix string, o AgentOpti
 				// prefix nested in this one (e.g. PREFIX/attempts/).
 				continue
 			}
-			var att int64
-			if _, err := fmt.Sscan(string(kv.Value), &att); err != nil || att <= 0 {
+			att, ok := attemptNumber(kv.Value)
+			if !ok {
 				continue
 			}
 			seen := fmt.Sprintf("%s/%d", name, att)
@@ -225,11 +225,11 @@ func (a *agent) skipRecorded(ctx context.Context, dir string, kvs []*mvccpb.KeyV
 	var cands []cand
 	for _, kv := range kvs {
 		name := strings.TrimPrefix(string(kv.Key), dir)
-		var att int64
 		if !validName.MatchString(name) {
 			continue
 		}
-		if _, err := fmt.Sscan(string(kv.Value), &att); err != nil || att <= 0 {
+		att, ok := attemptNumber(kv.Value)
+		if !ok {
 			continue
 		}
 		seen := fmt.Sprintf("%s/%d", name, att)

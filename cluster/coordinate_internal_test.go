@@ -60,3 +60,17 @@ func TestCoordinate_ContradictingOutcomeIsReportedAtOnce(t *testing.T) {
 		t.Fatal("the coordinator did not report the contradicting outcome")
 	}
 }
+
+// TestAttemptNumber: agents and publish read attempts/NAME alike, as
+// publish writes it; anything else (a hand edit) is no attempt.
+func TestAttemptNumber(t *testing.T) {
+	for v, want := range map[string]int64{
+		"1": 1, "42": 42, "9223372036854775806": 9223372036854775806,
+		"0": 0, "-1": 0, " 1": 0, "1 ": 0, "+1": 0, "x": 0, "1x": 0, "9223372036854775807": 0, "99999999999999999999": 0,
+	} {
+		a, ok := attemptNumber([]byte(v))
+		if ok != (want > 0) || a != want {
+			t.Errorf("attemptNumber(%q) = %d, %v; want %d, %v", v, a, ok, want, want > 0)
+		}
+	}
+}

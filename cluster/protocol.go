@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"strconv"
 	"strings"
@@ -36,11 +37,21 @@ func currentOf(k keys, kvs []*mvccpb.KeyValue) (int64, int64, error) {
 	if len(kvs) == 0 {
 		return 0, 0, nil
 	}
-	a, err := strconv.ParseInt(string(kvs[0].Value), 10, 64)
-	if err != nil || a <= 0 {
+	a, ok := attemptNumber(kvs[0].Value)
+	if !ok {
 		return 0, 0, fmt.Errorf("%w: %s holds %q, not an attempt number (1, 2, ...): etcd was edited by hand", ErrUntrusted, k.attempt(), kvs[0].Value)
 	}
 	return a, kvs[0].ModRevision, nil
+}
+
+// attemptNumber parses v, a value of attempts/NAME, as publish writes it:
+// a decimal number from 1, with a next one (no sign, space or overflow).
+func attemptNumber(v []byte) (int64, bool) {
+	a, err := strconv.ParseInt(string(v), 10, 64)
+	if err != nil || a <= 0 || a == math.MaxInt64 || v[0] == '+' {
+		return 0, false
+	}
+	return a, true
 }
 
 // loadAttempt returns attempt a's published record.
