@@ -76,6 +76,7 @@ func Agent(ctx context.Context, cli *clientv3.Client, prefix string, o AgentOpti
 	}
 	var kvs []*mvccpb.KeyValue // what to look at: all (after a Get), or a watch's changes
 	full := false              // kvs are every restore's (a Get)
+	batchWarned := false       // skipRecorded's failure was warned of
 	for {
 		if w == nil {
 			// A Get first: etcd refuses a client it does not permit
@@ -119,7 +120,13 @@ func Agent(ctx context.Context, cli *clientv3.Client, prefix string, o AgentOpti
 			// in are skipped without reading their reports (one request
 			// per outcomeBatch restores, not one each).
 			if err := a.skipRecorded(ctx, dir, kvs); err != nil {
-				o.Log.Warn().Err(err).Msg("etcd refused the batched read of this node's outcomes and plans (its --max-txn-ops below 100, or a role that may not read them all?): reading each restore's report instead, one request each")
+				// Warned once per process: a failed restore makes
+				// the loop read every restore again each second.
+				ev := o.Log.Debug()
+				if !batchWarned {
+					ev, batchWarned = o.Log.Warn(), true
+				}
+				ev.Err(err).Msg("etcd refused the batched read of this node's outcomes and plans (its --max-txn-ops below 100, or a role that may not read them all?): reading each restore's report instead, one request each")
 			}
 			full = false
 		}

@@ -44,11 +44,15 @@ func currentOf(k keys, kvs []*mvccpb.KeyValue) (int64, int64, error) {
 	return a, kvs[0].ModRevision, nil
 }
 
-// attemptNumber parses v, a value of attempts/NAME, as publish writes it:
-// a decimal number from 1, with a next one (no sign, space or overflow).
+// attemptNumber parses v, a value of attempts/NAME, as publish writes it
+// (strconv.FormatInt): a decimal number from 1, with a next one (no sign,
+// space, leading zero or overflow). Any other text is none: vote's and
+// the commit's Txns compare the value's text with FormatInt's, so an
+// attempt taken from "01" could only be refused there, after the node's
+// restore. publish writes no number this refuses (MaxInt64).
 func attemptNumber(v []byte) (int64, bool) {
 	a, err := strconv.ParseInt(string(v), 10, 64)
-	if err != nil || a <= 0 || a == math.MaxInt64 || v[0] == '+' {
+	if err != nil || a <= 0 || a == math.MaxInt64 || strconv.FormatInt(a, 10) != string(v) {
 		return 0, false
 	}
 	return a, true
@@ -112,6 +116,12 @@ func publish(ctx context.Context, cli *clientv3.Client, k keys, plan *Plan, time
 				// so no reason to supersede a live attempt.
 				return 0, false, err
 			}
+		}
+		if _, ok := attemptNumber([]byte(strconv.FormatInt(a+1, 10))); !ok {
+			// a is the last number attemptNumber takes: the next one
+			// would be ignored by every agent, and refused by publish
+			// and status as a hand edit.
+			return 0, false, fmt.Errorf("%w: %s holds %d, after which no attempt number is left: etcd was edited by hand; publish under another name", ErrUntrusted, k.attempt(), a)
 		}
 		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(k.attempt()), "=", rev)}
 		if a > 0 {
