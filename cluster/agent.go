@@ -132,18 +132,8 @@ func Agent(ctx context.Context, cli *clientv3.Client, prefix string, o AgentOpti
 		}
 		failed := false
 		for _, kv := range kvs {
-			name := strings.TrimPrefix(string(kv.Key), dir)
-			if !validName.MatchString(name) {
-				// Not a restore of this prefix: a key of another
-				// prefix nested in this one (e.g. PREFIX/attempts/).
-				continue
-			}
-			att, ok := attemptNumber(kv.Value)
+			name, att, seen, ok := a.unskipped(dir, kv)
 			if !ok {
-				continue
-			}
-			seen := fmt.Sprintf("%s/%d", name, att)
-			if rev, ok := a.skip[seen]; ok && rev == kv.ModRevision {
 				continue
 			}
 			rep, err := a.handle(ctx, name, att)
@@ -231,16 +221,8 @@ func (a *agent) skipRecorded(ctx context.Context, dir string, kvs []*mvccpb.KeyV
 	}
 	var cands []cand
 	for _, kv := range kvs {
-		name := strings.TrimPrefix(string(kv.Key), dir)
-		if !validName.MatchString(name) {
-			continue
-		}
-		att, ok := attemptNumber(kv.Value)
-		if !ok {
-			continue
-		}
-		seen := fmt.Sprintf("%s/%d", name, att)
-		if rev, ok := a.skip[seen]; ok && rev == kv.ModRevision || a.mine(seen) {
+		name, att, seen, ok := a.unskipped(dir, kv)
+		if !ok || a.mine(seen) {
 			continue
 		}
 		cands = append(cands, cand{seen, name, kv.ModRevision, keysOf(a.prefix, name), att})
@@ -291,6 +273,26 @@ func (a *agent) skipRecorded(ctx context.Context, dir string, kvs []*mvccpb.KeyV
 				a.skip[c.seen] = c.rev
 			}
 		})
+}
+
+// unskipped returns the restore name, attempt and NAME/ATTEMPT of kv, an
+// attempts/NAME key under dir, unless it is none (a key of another prefix
+// nested in this one, e.g. PREFIX/attempts/, or a value publish never
+// writes) or a.skip holds that attempt as written at kv's revision.
+func (a *agent) unskipped(dir string, kv *mvccpb.KeyValue) (string, int64, string, bool) {
+	name := strings.TrimPrefix(string(kv.Key), dir)
+	if !validName.MatchString(name) {
+		return "", 0, "", false
+	}
+	att, ok := attemptNumber(kv.Value)
+	if !ok {
+		return "", 0, "", false
+	}
+	seen := fmt.Sprintf("%s/%d", name, att)
+	if rev, ok := a.skip[seen]; ok && rev == kv.ModRevision {
+		return "", 0, "", false
+	}
+	return name, att, seen, true
 }
 
 // mine reports whether this process recovered a run of attempt seen
