@@ -633,7 +633,7 @@ func allowed(source, prefix string) bool {
 func (a *agent) handle(ctx context.Context, name string, att int64) (*NodeReport, error) {
 	k := keysOf(a.prefix, name)
 	rctx, cancel := a.rpc(ctx)
-	rep, rec, _, err := readReport(rctx, a.cli, k, name, att)
+	rep, rec, err := readReport(rctx, a.cli, k, name, att)
 	cancel()
 	if err != nil {
 		return nil, undecided(err)

@@ -110,7 +110,7 @@ func TestReadReport_KeysBesideTheAttemptsDoNotCount(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rep, rec, _, err := readReport(ctx, cli, k, "r", 1)
+	rep, rec, err := readReport(ctx, cli, k, "r", 1)
 	if err != nil {
 		t.Fatalf("readReport: %v", err)
 	}
@@ -124,7 +124,7 @@ func TestReadReport_KeysBesideTheAttemptsDoNotCount(t *testing.T) {
 	if _, err := cli.Delete(ctx, k.plan(1)); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, _, err := readReport(ctx, cli, k, "r", 1); !errors.Is(err, ErrBadPlan) {
+	if _, _, err := readReport(ctx, cli, k, "r", 1); !errors.Is(err, ErrBadPlan) {
 		t.Errorf("readReport without the plan key: %v; want ErrBadPlan", err)
 	}
 }

@@ -97,7 +97,7 @@ func Coordinate(ctx context.Context, cli *clientv3.Client, prefix string, plan *
 		}
 		if have == nil || len(have) == len(nodes) {
 			rctx, rcancel := context.WithTimeout(wctx, RequestTimeout)
-			rep, _, _, err := readReport(rctx, cli, k, plan.Name, a)
+			rep, _, err := readReport(rctx, cli, k, plan.Name, a)
 			rcancel()
 			if err != nil {
 				if wctx.Err() != nil {
@@ -148,7 +148,7 @@ func Coordinate(ctx context.Context, cli *clientv3.Client, prefix string, plan *
 func report(ctx context.Context, cli *clientv3.Client, k keys, name string, a int64, cause error) (*Report, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RequestTimeout)
 	defer cancel()
-	rep, _, _, err := readReport(ctx, cli, k, name, a)
+	rep, _, err := readReport(ctx, cli, k, name, a)
 	if err != nil {
 		rep = &Report{Name: name, Attempt: a, Outcome: Undecided}
 	}
@@ -161,7 +161,7 @@ func report(ctx context.Context, cli *clientv3.Client, k keys, name string, a in
 func Status(ctx context.Context, cli *clientv3.Client, prefix, name string) (*Report, error) {
 	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
 	defer cancel()
-	rep, _, _, err := readReport(ctx, cli, keysOf(prefix, name), name, 0)
+	rep, _, err := readReport(ctx, cli, keysOf(prefix, name), name, 0)
 	return rep, err
 }
 

@@ -609,14 +609,14 @@ func (wt *wait) decision(ctx context.Context, first *tally) (string, error) {
 }
 
 // readReport reads attempt a (the current one if 0) of the restore.
-func readReport(ctx context.Context, cli *clientv3.Client, k keys, name string, a int64) (*Report, *attemptRecord, int64, error) {
+func readReport(ctx context.Context, cli *clientv3.Client, k keys, name string, a int64) (*Report, *attemptRecord, error) {
 	if a == 0 {
 		var err error
 		if a, _, err = current(ctx, cli, k); err != nil {
-			return nil, nil, 0, err
+			return nil, nil, err
 		}
 		if a == 0 {
-			return nil, nil, 0, fmt.Errorf("%w: no cluster restore named %s", ErrNotFound, name)
+			return nil, nil, fmt.Errorf("%w: no cluster restore named %s", ErrNotFound, name)
 		}
 	}
 	// The plan, votes, outcomes and the decision at one revision, in one
@@ -624,7 +624,7 @@ func readReport(ctx context.Context, cli *clientv3.Client, k keys, name string, 
 	// half the CPU of a Txn of four Gets).
 	resp, err := cli.Get(ctx, k.att(a), clientv3.WithPrefix())
 	if err != nil {
-		return nil, nil, 0, fmt.Errorf("etcd get %s: %w", k.att(a), err)
+		return nil, nil, fmt.Errorf("etcd get %s: %w", k.att(a), err)
 	}
 	var planKVs []*mvccpb.KeyValue
 	vals := map[string]string{}
@@ -636,7 +636,7 @@ func readReport(ctx context.Context, cli *clientv3.Client, k keys, name string, 
 	}
 	rec, err := attemptOfKVs(k, a, planKVs)
 	if err != nil {
-		return nil, nil, 0, err
+		return nil, nil, err
 	}
 	rep := &Report{Name: name, Attempt: a, Outcome: Undecided}
 	rep.Decision, rep.Reason = splitValue(vals[k.decision(a)])
@@ -664,5 +664,5 @@ func readReport(ctx context.Context, cli *clientv3.Client, k keys, name string, 
 	case all && rep.Decision == decisionAbort:
 		rep.Outcome = Aborted
 	}
-	return rep, rec, resp.Header.Revision, nil
+	return rep, rec, nil
 }

@@ -112,7 +112,7 @@ func TestReport_OutcomeContradictingTheDecisionIsMixed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rep, _, _, err := readReport(ctx, cli, k, "r", 0)
+	rep, _, err := readReport(ctx, cli, k, "r", 0)
 	if err != nil || rep.Outcome != Mixed {
 		t.Fatalf("report: %+v, %v; want outcome mixed", rep, err)
 	}
