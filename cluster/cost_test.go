@@ -125,7 +125,7 @@ func TestCluster_RequestsPerRestore(t *testing.T) {
 	}
 	desc := coord.String()
 	if by, c := coord.take(); c > 4 || by["Range attempt"] > 0 {
-		t.Errorf("coordinator: %d requests (%s); want at most 4, whatever the number of nodes, and no Range (a read of the current attempt before a new name's publish)", c, desc)
+		t.Errorf("coordinator: %d requests (%s); want at most 4, whatever the number of nodes, and no Range of attempts/NAME (a read of the current attempt before a new name's publish)", c, desc)
 	}
 	t.Logf("agents %d requests for %d nodes; coordinator %s", total, n, desc)
 }
@@ -135,7 +135,7 @@ func TestCluster_RequestsPerRestore(t *testing.T) {
 // committed one is: they kept their databases, there is nothing to try
 // again. They must not take it for a failure (wait, recover, and read
 // every restore etcd holds again, as after etcd stopped answering): the
-// next restore is served from the watch's changes alone, no Range.
+// next restore is served from the watch's changes alone, no Range of attempts/
 func TestCluster_AbortedRestoreIsNoFailure(t *testing.T) {
 	srv := etcdtest.Start(t)
 	const n = 2
